@@ -1,0 +1,1 @@
+"""Platform capabilities, one ComponentResource per module, composed per stack by ``stacks``."""

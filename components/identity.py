@@ -1,0 +1,87 @@
+"""A least-privilege machine identity: IAM application, a policy of named permission sets limited
+to one project, and an API key. One per consumer (CI, image pulls, each in-cluster controller)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumiverse_scaleway as scaleway
+
+#: Permission sets the platform hands out. Anything broader (``AllProductsFullAccess``, IAM
+#: management) is refused: a leaked key must not be able to grant itself more.
+PERMISSION_SETS = frozenset(
+    {
+        "ContainerRegistryReadOnly",
+        "ContainerRegistryFullAccess",
+        "SecretManagerSecretAccess",
+        "SecretManagerReadOnly",
+        "SecretManagerFullAccess",
+        "DomainsDNSFullAccess",
+        "ObservabilityFullAccess",
+        "ObjectStorageFullAccess",
+        "ObjectStorageReadOnly",
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScopedIdentityArgs:
+    description: str
+    project_id: pulumi.Input[str]
+    permission_sets: Sequence[str]
+    tags: Sequence[str] = ()
+
+    def __post_init__(self) -> None:
+        if not self.permission_sets:
+            raise ValueError("permission_sets must not be empty")
+        unknown = sorted(set(self.permission_sets) - PERMISSION_SETS)
+        if unknown:
+            raise ValueError(f"unknown permission sets {unknown}; allowed: {sorted(PERMISSION_SETS)}")
+
+
+class ScopedIdentity(pulumi.ComponentResource):
+    application_id: pulumi.Output[str]
+    access_key: pulumi.Output[str]
+    #: Secret.
+    secret_key: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ScopedIdentityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:identity:ScopedIdentity", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        application = scaleway.iam.Application(
+            f"{name}-app",
+            name=name,
+            description=args.description,
+            tags=list(args.tags),
+            opts=child,
+        )
+        scaleway.iam.Policy(
+            f"{name}-policy",
+            name=name,
+            description=args.description,
+            application_id=application.id,
+            rules=[
+                {
+                    "permission_set_names": sorted(args.permission_sets),
+                    # Scoped to the one project, never the organization.
+                    "project_ids": [args.project_id],
+                }
+            ],
+            tags=list(args.tags),
+            opts=child,
+        )
+        key = scaleway.iam.ApiKey(
+            f"{name}-key",
+            application_id=application.id,
+            description=args.description,
+            default_project_id=args.project_id,
+            opts=child,
+        )
+        self.application_id = application.id
+        self.access_key = key.access_key
+        self.secret_key = pulumi.Output.secret(key.secret_key)
+        self.register_outputs({"applicationId": self.application_id, "accessKey": self.access_key})

@@ -1,0 +1,93 @@
+"""One environment's network: VPC, private network, and a Public Gateway for egress.
+
+Nodes run without public IPs; the gateway network masquerades their traffic and pushes the
+default route over IPAM, so the gateway's IP is the environment's single egress address (the one
+other clusters' API ACLs admit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumiverse_scaleway as scaleway
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkArgs:
+    environment: str
+    region: str
+    zone: str
+    subnet: str
+    gateway_type: str
+    tags: Sequence[str]
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    private_network_id: pulumi.Output[str]
+    egress_ip: pulumi.Output[str]
+    #: The resource that gives the private network its route out; depend on it before booting
+    #: nodes that have no public IP.
+    egress: pulumi.Resource
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:network:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = list(args.tags)
+
+        vpc = scaleway.network.Vpc(
+            f"{name}-vpc",
+            name=f"{args.environment}-vpc",
+            region=args.region,
+            tags=tags,
+            opts=child,
+        )
+        private_network = scaleway.network.PrivateNetwork(
+            f"{name}-pn",
+            name=f"{args.environment}-pn",
+            vpc_id=vpc.id,
+            region=args.region,
+            ipv4_subnet={"subnet": args.subnet},
+            tags=tags,
+            opts=child,
+        )
+        gateway_ip = scaleway.network.PublicGatewayIp(
+            f"{name}-gw-ip",
+            zone=args.zone,
+            tags=tags,
+            opts=child,
+        )
+        gateway = scaleway.network.PublicGateway(
+            f"{name}-gw",
+            name=f"{args.environment}-gw",
+            type=args.gateway_type,
+            ip_id=gateway_ip.id,
+            zone=args.zone,
+            # No SSH bastion: nodes are managed by Kapsule, nobody logs into them.
+            bastion_enabled=False,
+            tags=tags,
+            opts=child,
+        )
+        gateway_network = scaleway.network.GatewayNetwork(
+            f"{name}-gw-net",
+            gateway_id=gateway.id,
+            private_network_id=private_network.id,
+            enable_masquerade=True,
+            ipam_configs=[{"push_default_route": True}],
+            zone=args.zone,
+            opts=child,
+        )
+
+        self.vpc_id = vpc.id
+        self.private_network_id = private_network.id
+        self.egress_ip = gateway_ip.address
+        self.egress = gateway_network
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "privateNetworkId": self.private_network_id,
+                "egressIp": self.egress_ip,
+            }
+        )

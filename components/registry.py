@@ -1,0 +1,37 @@
+"""A private container registry namespace (tooling). Images are pushed by CI and pulled by the
+clusters, each with its own scoped identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumiverse_scaleway as scaleway
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistryArgs:
+    namespace: str
+    region: str
+    protect: bool
+
+
+class Registry(pulumi.ComponentResource):
+    namespace_id: pulumi.Output[str]
+    #: e.g. rg.fr-par.scw.cloud/acme-platform
+    endpoint: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:registry:Registry", name, None, opts)
+        namespace = scaleway.registry.Namespace(
+            f"{name}-namespace",
+            name=args.namespace,
+            description="Platform images, built by CI and pulled by the clusters",
+            is_public=False,
+            region=args.region,
+            # Every image the platform runs lives here; losing the namespace deletes them all.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        self.namespace_id = namespace.id
+        self.endpoint = namespace.endpoint
+        self.register_outputs({"namespaceId": self.namespace_id, "endpoint": self.endpoint})

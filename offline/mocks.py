@@ -1,0 +1,246 @@
+"""Recording mocks: run the real program with no engine, no cloud and no cluster.
+
+``RecordingMonitor`` sees every ``RegisterResource`` request the program makes and keeps what a
+reviewer needs (type, name, parent, provider, protect, retain-on-delete, dependencies, inputs with
+secrets still marked). It also does two things the stock mock monitor does not:
+
+* it applies ``additional_secret_outputs`` to mocked state, as the engine does, so a kubeconfig or
+  an API secret key comes back secret exactly as in a real deployment;
+* it refuses a second resource with an already registered URN (the stock monitor silently keeps
+  the last one, hiding a real conflict).
+
+``PlatformMocks`` returns plausible provider outputs (IDs, addresses, kubeconfigs) derived
+deterministically from the URN, so two runs produce identical plans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
+
+#: Every fake secret value contains this marker, so a leak scanner can find plaintext copies.
+SECRET_MARKER = "MOCKSECRET"
+_NAMESPACE = uuid.UUID("6f1c3a52-25b8-4c1e-9d1e-9f6c1b7e5a10")
+
+
+class DuplicateUrnError(Exception):
+    pass
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    id: str
+    parent: str
+    provider: str
+    custom: bool
+    protect: bool
+    retain_on_delete: bool
+    delete_before_replace: bool
+    dependencies: list[str]
+    #: Deserialized inputs; secret values are still wrapped (see ``rpc.is_rpc_secret``).
+    inputs: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+    additional_secret_outputs: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
+    aliases: int = 0
+
+    @property
+    def provider_urn(self) -> str:
+        """The provider reference is ``urn::id``; keep the URN."""
+        return self.provider.rsplit("::", 1)[0] if self.provider else ""
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fake_uuid(seed: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, seed))
+
+
+def fake_secret(seed: str) -> str:
+    return f"{SECRET_MARKER}-{_digest(seed)[:24]}"
+
+
+def _fake_public_ip(seed: str) -> str:
+    d = bytes.fromhex(_digest(seed)[:4])
+    return f"51.158.{d[0]}.{max(d[1], 1)}"
+
+
+def _fake_kubeconfig(seed: str, server: str) -> str:
+    name = seed.rsplit("::", 1)[-1]
+    token = fake_secret(f"{seed}/token")
+    return (
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: {name}\n  cluster:\n    server: {server}\n"
+        f"    certificate-authority-data: {fake_secret(seed + '/ca')}\n"
+        f"users:\n- name: admin\n  user:\n    token: {token}\n"
+        f"contexts:\n- name: admin@{name}\n  context:\n    cluster: {name}\n    user: admin\n"
+        f"current-context: admin@{name}\n"
+    )
+
+
+def _cluster_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    region = inputs.get("region", "fr-par")
+    server = f"https://{fake_uuid(seed)}.api.k8s.{region}.scw.cloud:6443"
+    return {
+        "apiserverUrl": server,
+        "wildcardDns": f"*.{fake_uuid(seed)}.nodes.k8s.{region}.scw.cloud",
+        "kubeconfigs": [
+            {
+                "configFile": _fake_kubeconfig(seed, server),
+                "host": server,
+                "clusterCaCertificate": fake_secret(seed + "/ca"),
+                "token": fake_secret(seed + "/token"),
+            }
+        ],
+    }
+
+
+class PlatformMocks(pulumi_mocks.Mocks):
+    """Plausible outputs for the resource types the platform declares."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[str, dict[str, Any]] = {}
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        raise NotImplementedError(f"the offline plan mocks no invoke; the program called {args.token}")
+
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        seed = f"{args.typ}::{args.name}"
+        inputs = dict(args.inputs)
+        location = inputs.get("zone") or inputs.get("region") or "fr-par"
+        resource_id = f"{location}/{fake_uuid(seed)}" if args.typ.startswith("scaleway:") else fake_uuid(seed)
+        state = {**inputs, **self._computed(args.typ, seed, inputs)}
+        self._by_id[resource_id] = state
+        return resource_id, state
+
+    def _computed(self, typ: str, seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
+        compute = {
+            "scaleway:network/publicGatewayIp:PublicGatewayIp": lambda: {"address": _fake_public_ip(seed)},
+            "scaleway:loadbalancers/ip:Ip": lambda: {"ipAddress": _fake_public_ip(seed)},
+            "scaleway:kubernetes/cluster:Cluster": lambda: _cluster_outputs(seed, inputs),
+            "scaleway:databases/instance:Instance": lambda: self._instance_outputs(inputs),
+            "scaleway:registry/namespace:Namespace": lambda: {
+                "endpoint": f"rg.{inputs.get('region', 'fr-par')}.scw.cloud/{inputs.get('name')}"
+            },
+            "scaleway:iam/apiKey:ApiKey": lambda: {
+                "accessKey": "SCW" + _digest(seed)[:17].upper(),
+                "secretKey": fake_secret(seed),
+            },
+            "random:index/randomPassword:RandomPassword": lambda: {
+                "result": fake_secret(seed),
+                "bcryptHash": fake_secret(seed + "/bcrypt"),
+            },
+        }.get(typ)
+        return compute() if compute else {}
+
+    def _instance_outputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        endpoint = dict(inputs.get("privateNetwork") or {})
+        if endpoint:
+            endpoint.update(ip=self._address_in(endpoint.get("pnId"), 5), port=5432)
+        return {"privateNetwork": endpoint, "loadBalancer": None}
+
+    def _address_in(self, private_network_id: Any, host: int) -> str:
+        network = self._by_id.get(str(private_network_id), {})
+        subnet = (network.get("ipv4Subnet") or {}).get("subnet", "10.0.0.0/24")
+        return str(ipaddress.IPv4Network(subnet)[host])
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+        # The SDK calls the monitor from worker threads, each of which gets an event loop of its
+        # own; they are kept so close() can release them instead of leaving them to the GC.
+        self._loops: set[asyncio.AbstractEventLoop] = set()
+
+    def close(self) -> None:
+        for loop in self._loops:
+            if not loop.is_running():
+                loop.close()
+        self._loops.clear()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return super().RegisterResource(request)
+        if urn in self.registrations:
+            raise DuplicateUrnError(f"two resources share the URN {urn}")
+        self._loops.add(_ensure_event_loop())
+
+        inputs = rpc.deserialize_properties(request.object)
+        args = pulumi_mocks.MockResourceArgs(
+            typ=request.type,
+            name=request.name,
+            inputs=_unwrap(inputs),
+            provider=request.provider,
+            resource_id=request.importId,
+            custom=request.custom or False,
+        )
+        resource_id, state = self.mocks.new_resource(args)
+        # Apply additional_secret_outputs as the engine does (names are the wire's camelCase).
+        secret_outputs = list(request.additionalSecretOutputs)
+        state = {k: rpc.wrap_rpc_secret(v) if k in secret_outputs else v for k, v in state.items()}
+        # Inputs that were secret stay secret in state.
+        state.update({k: v for k, v in inputs.items() if rpc.is_rpc_secret(v)})
+
+        self.registrations[urn] = Registration(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            id=resource_id or "",
+            parent=request.parent,
+            provider=request.provider,
+            custom=request.custom,
+            protect=request.protect,
+            retain_on_delete=request.retainOnDelete,
+            delete_before_replace=request.deleteBeforeReplace,
+            dependencies=sorted(request.dependencies),
+            inputs=inputs,
+            state=state,
+            additional_secret_outputs=secret_outputs,
+            ignore_changes=list(request.ignoreChanges),
+            aliases=len(request.aliases) + len(request.aliasURNs),
+        )
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id or "", state)
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id or "", object=obj)
+
+
+def _unwrap(value: Any) -> Any:
+    """Plain values for the mocks' own computations (never for recording)."""
+    if rpc.is_rpc_secret(value):
+        return _unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def mask_secrets(value: Any, mask: str = "[secret]") -> Any:
+    """A JSON-friendly copy of ``value`` with every secret replaced by ``mask``."""
+    if rpc.is_rpc_secret(value):
+        return mask
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, mask) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v, mask) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)

@@ -1,0 +1,98 @@
+"""The offline plan: run the real program for a stack under mocks and show what it would create.
+
+    python -m offline.plan prod          # tree of components and resources, counts per type
+
+No credentials, no Pulumi CLI, no network. A bad stack file prints the readable config error and
+exits 2; nothing is registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Iterable
+
+from components.config import ConfigError
+from offline import runner
+from offline.mocks import Registration, mask_secrets
+
+# Inputs worth seeing in the tree, per resource type (everything is in the inventory anyway).
+_KEY_INPUTS: dict[str, tuple[str, ...]] = {
+    "scaleway:network/privateNetwork:PrivateNetwork": ("ipv4Subnet",),
+    "scaleway:network/publicGateway:PublicGateway": ("type", "zone"),
+    "scaleway:network/gatewayNetwork:GatewayNetwork": ("enableMasquerade", "ipamConfigs"),
+    "scaleway:kubernetes/cluster:Cluster": ("version", "cni", "type"),
+    "scaleway:kubernetes/pool:Pool": ("nodeType", "size", "minSize", "maxSize", "publicIpDisabled"),
+    "scaleway:kubernetes/acl:Acl": ("aclRules",),
+    "scaleway:databases/instance:Instance": ("engine", "nodeType", "isHaCluster", "backupScheduleRetention"),
+    "scaleway:databases/privilege:Privilege": ("databaseName", "userName", "permission"),
+    "scaleway:iam/policy:Policy": ("rules",),
+    "scaleway:registry/namespace:Namespace": ("name", "isPublic"),
+}
+
+
+def render_tree(plan: runner.Plan) -> list[str]:
+    children: dict[str, list[Registration]] = {}
+    for reg in plan.registrations:
+        children.setdefault(reg.parent, []).append(reg)
+    roots = [r for r in plan.registrations if r.parent not in {x.urn for x in plan.registrations}]
+    lines: list[str] = [f"stack {plan.project}/{plan.stack}"]
+
+    def walk(regs: Iterable[Registration], indent: str) -> None:
+        regs = sorted(regs, key=lambda r: (r.custom, r.name))
+        for i, reg in enumerate(regs):
+            last = i == len(regs) - 1
+            branch, below = ("└─ ", "   ") if last else ("├─ ", "│  ")
+            lines.append(f"{indent}{branch}{_describe(reg)}")
+            walk(children.get(reg.urn, []), indent + below)
+
+    walk(roots, "")
+    return lines
+
+
+def _describe(reg: Registration) -> str:
+    flags = [
+        flag for flag, on in (("protect", reg.protect), ("retain-on-delete", reg.retain_on_delete)) if on
+    ]
+    inputs = {k: mask_secrets(reg.inputs[k]) for k in _KEY_INPUTS.get(reg.type, ()) if k in reg.inputs}
+    settings = " ".join(f"{k}={v}" for k, v in inputs.items())
+    extra = f" [{', '.join(flags)}]" if flags else ""
+    return f"{reg.name} ({reg.type}){extra}{'  ' + settings if settings else ''}"
+
+
+def render_counts(plan: runner.Plan) -> list[str]:
+    counts = Counter(r.type for r in plan.registrations)
+    lines = [f"{count:4d}  {typ}" for typ, count in sorted(counts.items())]
+    lines.append(f"{sum(counts.values()):4d}  resources in total")
+    return lines
+
+
+def render_exports(plan: runner.Plan) -> list[str]:
+    return [f"{k} = {'[secret]' if e.secret else mask_secrets(e.value)}" for k, e in plan.exports.items()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("stack", help=f"stack name (files here: {', '.join(runner.stack_names())})")
+    args = parser.parse_args(argv)
+    try:
+        plan = runner.run(args.stack)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print("\n".join(render_tree(plan)))
+    print("\nResources by type:")
+    print("\n".join(render_counts(plan)))
+    print("\nExports:")
+    print("\n".join(render_exports(plan)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Shared fixtures: run the real program under recording mocks.
+
+``offline.mocks.RecordingMonitor`` records every registered resource with its options (parent,
+provider, protect, dependencies) and raises on a duplicate URN, so every test that plans a stack
+also checks URN uniqueness.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from offline import runner
+
+
+@pytest.fixture(scope="session")
+def stack_config() -> Callable[[str], dict[str, Any]]:
+    """A deep copy of a committed stack file's config, safe to mutate in a test."""
+    cache: dict[str, dict[str, Any]] = {}
+
+    def load(stack: str) -> dict[str, Any]:
+        if stack not in cache:
+            cache[stack] = runner.read_stack_config(stack)
+        return copy.deepcopy(cache[stack])
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def committed_plans() -> dict[str, runner.Plan]:
+    """One plan per committed stack file, computed once per test session."""
+    return {stack: runner.run(stack) for stack in runner.stack_names()}
+
+
+@pytest.fixture
+def plan_with() -> Callable[..., runner.Plan]:
+    """Plan a stack with its config altered: ``plan_with("prod", {"platform:cluster": ...})``."""
+
+    def plan(stack: str, changes: dict[str, Any] | None = None, remove: tuple[str, ...] = ()) -> runner.Plan:
+        config = runner.read_stack_config(stack)
+        config.update(changes or {})
+        for key in remove:
+            config.pop(key, None)
+        return runner.run(stack, config=config)
+
+    return plan
