@@ -40,6 +40,8 @@ class KapsuleCluster(pulumi.ComponentResource):
     apiserver_url: pulumi.Output[str]
     #: Secret: the admin kubeconfig.
     kubeconfig: pulumi.Output[str]
+    #: Base64 PEM of the API server's CA (for clients such as Argo CD that trust it explicitly).
+    ca_certificate: pulumi.Output[str]
     provider: k8s.Provider
 
     def __init__(
@@ -128,6 +130,7 @@ class KapsuleCluster(pulumi.ComponentResource):
         # The SDK marks kubeconfigs secret; wrap again so the value stays secret even where the
         # engine's additional_secret_outputs does not reach (mocked runs, derived outputs).
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfigs[0].config_file)
+        self.ca_certificate = cluster.kubeconfigs[0].cluster_ca_certificate
         self.cluster_id = cluster.id
         self.apiserver_url = cluster.apiserver_url
         self.provider = k8s.Provider(

@@ -18,15 +18,17 @@ import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import pulumi
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -46,6 +48,8 @@ Weekday = Literal["any", "monday", "tuesday", "wednesday", "thursday", "friday",
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
 PgIdentifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+_RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 _MINOR_VERSION = re.compile(r"^1\.\d{2}$")
 _PATCH_VERSION = re.compile(r"^1\.\d{2}\.\d+$")
@@ -316,6 +320,289 @@ class Registry(_Model):
     namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{2,52}[a-z0-9])$")]
 
 
+# --- GitOps (Argo CD in tooling reconciles every environment) ---------------------------------
+
+_REPO_URL = re.compile(r"^(https://[^\s/]+/\S+|ssh://[^\s@]+@[^\s/]+/\S+|[\w.-]+@[\w.-]+:\S+)$")
+EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+Hostname = Annotated[
+    str, StringConstraints(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+]
+
+
+class Oidc(_Model):
+    issuer: Annotated[str, StringConstraints(pattern=r"^https://\S+$")]
+    client_id: Annotated[str, StringConstraints(min_length=1)]
+    #: Identity-provider groups mapped to Argo CD's admin role; everyone else is read-only.
+    admin_groups: list[str] = Field(default_factory=list)
+
+
+class ArgoCd(_Model):
+    hostname: Hostname
+    ha: bool = False
+    #: Single sign-on. With it, the local admin account is disabled.
+    oidc: Oidc | None = None
+
+
+class CommitAuthor(_Model):
+    name: str = "argocd-image-updater"
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")] = (
+        "image-updater@localhost"
+    )
+
+
+class ImageUpdater(_Model):
+    #: Branch the updater commits to; the Git host opens a merge request from it.
+    write_back_branch: Annotated[str, StringConstraints(pattern=r"^[\w./{}-]+$")] = (
+        "image-updater-{{.SHA256}}"
+    )
+    commit_author: CommitAuthor = CommitAuthor()
+
+
+class ImageUpdate(_Model):
+    app: DnsLabel
+    strategy: Literal["semver", "digest", "newest-build", "alphabetical"] = "semver"
+    #: Regular expression of tags the updater may pick (e.g. only release tags).
+    allow_tags: str | None = None
+
+    @field_validator("allow_tags")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"must be a valid regular expression ({exc})") from None
+        return pattern
+
+
+class GitOps(_Model):
+    repo_url: str
+    target_revision: Annotated[str, StringConstraints(pattern=r"^[\w./-]+$")] = "main"
+    #: Username sent with the token over https (GitHub accepts any, GitLab wants oauth2).
+    repo_username: str = "git"
+    #: Tooling only: the environments whose root "app of apps" this Argo CD runs.
+    environments: list[DnsLabel] = Field(default_factory=list)
+    #: Namespaces of this environment that Argo CD may deploy to besides the apps' own.
+    namespaces: list[DnsLabel] = Field(default_factory=list)
+    argocd: ArgoCd | None = None
+    image_updater: ImageUpdater = ImageUpdater()
+    #: Non-tooling roles: the tooling stack to read Argo CD's kubeconfig and egress IP from,
+    #: as `organization/project/stack` (Pulumi Cloud) or `organization/platform/tooling` with
+    #: `pulumi login --local`.
+    tooling_stack: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")] | None = None
+    image_updates: list[ImageUpdate] = Field(default_factory=list)
+
+    @field_validator("repo_url")
+    @classmethod
+    def _https_or_ssh(cls, url: str) -> str:
+        if not _REPO_URL.fullmatch(url):
+            raise ValueError(
+                f"must be an https:// URL or an ssh URL (ssh://git@host/path or git@host:path), got {url!r}"
+            )
+        return url
+
+    @property
+    def uses_ssh(self) -> bool:
+        return not self.repo_url.startswith("https://")
+
+    def path_for(self, environment: str) -> str:
+        return f"environments/{environment}"
+
+
+# --- Apps (one template for every app) ------------------------------------------------------
+
+
+class AppResources(_Model):
+    cpu_request: Annotated[str, StringConstraints(pattern=r"^\d+m?$")] = "100m"
+    memory_request: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "128Mi"
+    cpu_limit: Annotated[str, StringConstraints(pattern=r"^\d+m?$")] = "1"
+    memory_limit: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "512Mi"
+
+
+class AppEgress(_Model):
+    cidr: ipaddress.IPv4Network
+    ports: list[int] = Field(min_length=1)
+    description: Annotated[str, StringConstraints(min_length=1)]
+
+
+class App(_Model):
+    name: DnsLabel
+    hostname: Hostname
+    port: int = Field(ge=1, le=65535)
+    #: Image repository without tag (the tag is Git's business: the image updater writes it).
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
+    gitops_path: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+)*$")]
+    #: An app database declared under platform:database.databases.
+    database: PgIdentifier | None = None
+    #: Environment keys the app needs; a missing one fails the rollout, naming it.
+    required_keys: list[EnvKey] = Field(default_factory=list)
+    replicas: int = Field(default=2, ge=1, le=50)
+    resources: AppResources = AppResources()
+    #: Egress beyond DNS and the database, denied unless listed.
+    egress: list[AppEgress] = Field(default_factory=list)
+
+    @field_validator("required_keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[str]) -> list[str]:
+        _no_duplicates("key", keys)
+        return keys
+
+
+# --- Front door: reserved IP, Traefik + Gateway API, cert-manager, DNS ------------------------
+
+#: A Gateway listener hostname: a DNS name, optionally a leading ``*.`` wildcard (DNS-01 only).
+_GATEWAY_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_ACME_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+)
+#: An IP to adopt: ``<zone>/<uuid>`` (the provider's resource ID, as the console and
+#: ``scw lb ip list`` show it) or a bare UUID (then in the front door's zone).
+_ADOPT_IP_ID = re.compile(
+    r"^((?P<zone>[a-z]{2}-[a-z]{3}-[1-9])/)?"
+    r"(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+Issuer = Literal["letsencrypt-staging", "letsencrypt-production"]
+#: A Gateway has at most 64 listeners; one is the HTTP listener.
+MAX_HTTPS_LISTENERS = 63
+
+
+def within_domain(hostname: str, domain: str) -> bool:
+    """``www.example.com`` and ``*.apps.example.com`` lie in ``example.com``; ``example.org`` not."""
+    bare = hostname.removeprefix("*.")
+    return bare == domain or bare.endswith("." + domain)
+
+
+def _gateway_hostname(hostname: str, info: ValidationInfo) -> str:
+    if not _GATEWAY_HOSTNAME.fullmatch(hostname) or len(hostname) > 253:
+        raise ValueError(
+            f"must be a lowercase DNS name such as www.example.com (or *.apps.example.com), got {hostname!r}"
+        )
+    domain = info.data.get("domain")
+    if domain is not None and not within_domain(hostname, domain):
+        raise ValueError(f"{hostname} is outside the configured domain {domain} (platform:ingress.domain)")
+    return hostname
+
+
+GatewayHostname = Annotated[str, AfterValidator(_gateway_hostname)]
+
+
+class Ingress(_Model):
+    """``platform:ingress``: the one front door (reserved IP, Traefik, the platform Gateway)."""
+
+    #: The public DNS domain; every hostname the Gateway serves lies in it.
+    domain: Hostname
+    #: Hostnames served by app namespaces (label platform.scw/app-namespace=true). Hostnames of
+    #: ``platform:apps`` are added to these.
+    hostnames: list[GatewayHostname] = Field(default_factory=list)
+    #: Hostnames served by the platform's own namespaces (label platform.scw/platform-namespace=true),
+    #: e.g. Argo CD's; ``platform:gitops.argocd.hostname`` is added to these.
+    platform_hostnames: list[GatewayHostname] = Field(default_factory=list)
+    #: Zone of the reserved IP and its load balancer (default: the stack's scaleway:zone).
+    zone: str | None = None
+    #: Adopt an existing flexible IP instead of reserving a new one (the cutover, see README).
+    adopt_ip_id: str | None = None
+    replicas: int = Field(default=2, ge=1, le=20)
+    load_balancer_type: Literal["LB-S", "LB-GP-M", "LB-GP-L", "LB-GP-XL"] = "LB-S"
+
+    _zone = field_validator("zone")(_zone_of_region)
+
+    @field_validator("platform_hostnames")
+    @classmethod
+    def _unique_hostnames(cls, platform: list[str], info: ValidationInfo) -> list[str]:
+        apps = info.data.get("hostnames") or []
+        _no_duplicates("hostname", [*apps, *platform])
+        if len(apps) + len(platform) > MAX_HTTPS_LISTENERS:
+            raise ValueError(f"at most {MAX_HTTPS_LISTENERS} hostnames in all (one Gateway listener each)")
+        return platform
+
+    @field_validator("adopt_ip_id")
+    @classmethod
+    def _adoptable(cls, ip_id: str | None, info: ValidationInfo) -> str | None:
+        if ip_id is None:
+            return None
+        match = _ADOPT_IP_ID.fullmatch(ip_id)
+        if match is None:
+            raise ValueError(
+                "must be a load-balancer flexible IP ID, <zone>/<uuid> (e.g. fr-par-1/"
+                f"11111111-2222-3333-4444-555555555555) or a bare uuid, got {ip_id!r}"
+            )
+        ip_zone, zone = match["zone"], info.data.get("zone")
+        region = _context(info).get("region")
+        if ip_zone and region is not None and not ip_zone.startswith(f"{region}-"):
+            raise ValueError(f"is in zone {ip_zone}, outside this stack's region {region}")
+        if ip_zone and zone is not None and ip_zone != zone:
+            raise ValueError(f"is in zone {ip_zone} but platform:ingress.zone is {zone}")
+        return ip_id
+
+    @field_validator("replicas")
+    @classmethod
+    def _ha_in_production(cls, replicas: int, info: ValidationInfo) -> int:
+        if replicas < 2 and _context(info).get("role") == "production":
+            raise ValueError(
+                f"must be >= 2 for role production (a node drain must not cut traffic), got {replicas}"
+            )
+        return replicas
+
+    def ip_zone(self, default: str) -> str:
+        """Zone of the reserved IP: explicit, else the adopted ID's, else the stack's."""
+        match = _ADOPT_IP_ID.fullmatch(self.adopt_ip_id or "")
+        return self.zone or (match["zone"] if match and match["zone"] else None) or default
+
+    def adopt_import_id(self, default_zone: str) -> str | None:
+        """The provider's import ID (``<zone>/<uuid>``) of the IP to adopt, if any."""
+        match = _ADOPT_IP_ID.fullmatch(self.adopt_ip_id or "")
+        return f"{self.ip_zone(default_zone)}/{match['uuid']}" if match else None
+
+
+class Tls(_Model):
+    """``platform:tls``: cert-manager and the Let's Encrypt issuer this stack's Gateway uses."""
+
+    #: Let's Encrypt's contact for expiry and incident notices (a team address, not a person's).
+    acme_email: str
+    #: Default: letsencrypt-staging for role development, letsencrypt-production otherwise.
+    issuer: Issuer | None = Field(default=None, validate_default=True)
+    #: Solve challenges with DNS-01 through Scaleway DNS (needs platform:dns, provider scaleway):
+    #: required for wildcard hostnames, and issues certificates before DNS points at the address.
+    dns01: bool = False
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, email: str) -> str:
+        if not _ACME_EMAIL.fullmatch(email) or len(email) > 254:
+            raise ValueError(f"must be an email address Let's Encrypt can write to, got {email!r}")
+        return email
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_for_role(cls, issuer: Issuer | None, info: ValidationInfo) -> Issuer | None:
+        role = _context(info).get("role")
+        if issuer is None:
+            return "letsencrypt-staging" if role == "development" else "letsencrypt-production"
+        if role == "production" and issuer != "letsencrypt-production":
+            raise ValueError(
+                f"must be letsencrypt-production for role production (got {issuer}: staging "
+                "certificates are not trusted by browsers)"
+            )
+        return issuer
+
+    @property
+    def cluster_issuer(self) -> Issuer:
+        return self.issuer or "letsencrypt-production"
+
+
+class Dns(_Model):
+    """``platform:dns``: where the domain's zone lives; with Scaleway DNS, A records are managed."""
+
+    provider: Literal["scaleway", "external"] = "scaleway"
+    #: The Scaleway DNS zone (default: platform:ingress.domain); every hostname must lie in it.
+    zone: Hostname | None = None
+    ttl: int = Field(default=300, ge=60, le=86400)
+
+    @property
+    def managed(self) -> bool:
+        return self.provider == "scaleway"
+
+
 # --------------------------------------------------------------------------------------------
 # The validated result handed to stacks.build().
 # --------------------------------------------------------------------------------------------
@@ -335,6 +622,16 @@ class PlatformConfig:
     cluster: Cluster | None
     database: Database | None
     registry: Registry | None
+    gitops: GitOps | None = None
+    apps: tuple[App, ...] = ()
+    ingress: Ingress | None = None
+    tls: Tls | None = None
+    dns: Dns | None = None
+    #: Deploy-time secrets by key (see SECRET_KEYS); values are Pulumi secrets.
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+    def secret(self, key: str) -> pulumi.Output[str]:
+        return pulumi.Output.secret(self.secrets[key])
 
     @property
     def subnet(self) -> ipaddress.IPv4Network:
@@ -363,7 +660,7 @@ class PlatformConfig:
 # --------------------------------------------------------------------------------------------
 
 #: The ``platform:`` keys and the model each must parse into (None: a plain value checked below).
-_PLATFORM_KEYS: dict[str, type[_Model] | None] = {
+_PLATFORM_KEYS: dict[str, Any] = {
     "role": None,
     "environment": None,
     "addressPlan": None,
@@ -371,6 +668,18 @@ _PLATFORM_KEYS: dict[str, type[_Model] | None] = {
     "cluster": Cluster,
     "database": Database,
     "registry": Registry,
+    "gitops": GitOps,
+    "apps": list[App],
+    "ingress": Ingress,
+    "tls": Tls,
+    "dns": Dns,
+}
+
+#: Deploy-time secrets, set with `pulumi config set --secret platform:<key>`. They are read with
+#: get_secret and stay Pulumi secrets end to end; only their presence is validated here.
+SECRET_KEYS: dict[str, str] = {
+    "gitopsRepoCredential": "token or SSH private key for reading and writing back to the GitOps repository",
+    "argocdOidcClientSecret": "client secret of Argo CD's OIDC application",
 }
 _ROLES: tuple[str, ...] = get_args(Role)
 _REGIONS: tuple[str, ...] = get_args(Region)
@@ -390,6 +699,7 @@ def load(
     *,
     stack: str,
     project: str,
+    secrets: Mapping[str, pulumi.Input[str]] | None = None,
 ) -> PlatformConfig:
     """Validate raw config values (strings or parsed structures) into a :class:`PlatformConfig`.
 
@@ -397,8 +707,15 @@ def load(
     """
     problems = _Problems([])
 
+    secrets = dict(secrets or {})
+    allowed = [*_PLATFORM_KEYS, *SECRET_KEYS]
     for key in sorted(set(raw_platform) - set(_PLATFORM_KEYS)):
-        problems.add(f"platform:{key}", f"unknown key (allowed: {', '.join(_PLATFORM_KEYS)})")
+        if key in SECRET_KEYS:
+            problems.add(
+                f"platform:{key}", f"must be set as a secret: pulumi config set --secret platform:{key}"
+            )
+        else:
+            problems.add(f"platform:{key}", f"unknown key (allowed: {', '.join(allowed)})")
 
     role = _plain_choice(raw_platform.get("role"), "platform:role", _ROLES, problems)
     environment = raw_platform.get("environment")
@@ -436,8 +753,15 @@ def load(
     cluster: Cluster | None = parsed.get("cluster")
     database: Database | None = parsed.get("database")
     registry: Registry | None = parsed.get("registry")
+    gitops: GitOps | None = parsed.get("gitops")
+    apps: list[App] = parsed.get("apps") or []
+    ingress: Ingress | None = parsed.get("ingress")
+    tls: Tls | None = parsed.get("tls")
+    dns: Dns | None = parsed.get("dns")
 
-    if environment is not None and address_plan is not None and environment not in address_plan:
+    # An entry that is declared but invalid already has its own message.
+    declared = raw_platform.get("addressPlan") or {}
+    if environment is not None and address_plan is not None and environment not in declared:
         problems.add(
             "platform:addressPlan",
             f"has no subnet for this stack's environment '{environment}' "
@@ -446,9 +770,19 @@ def load(
 
     # Only check presence when the key itself was absent; a present but invalid key already
     # produced its own message above.
-    presence = {k: raw_platform.get(k) is not None for k in ("cluster", "database", "registry")}
+    presence = {
+        k: raw_platform.get(k) is not None for k in ("cluster", "database", "registry", "gitops", "apps")
+    }
     if role is not None:
         _role_rules(role, presence, problems)
+        if gitops is not None:
+            _gitops_rules(
+                role, gitops, address_plan=address_plan or {}, apps=apps, secrets=secrets, problems=problems
+            )
+    _app_rules(apps, database, problems)
+    _front_door_rules(
+        raw_platform, ingress=ingress, tls=tls, dns=dns, apps=apps, gitops=gitops, problems=problems
+    )
 
     if problems.items:
         raise ConfigError(stack, problems.items)
@@ -468,6 +802,12 @@ def load(
         cluster=cluster,
         database=database,
         registry=registry,
+        gitops=gitops,
+        apps=tuple(apps),
+        secrets=secrets,
+        ingress=ingress,
+        tls=tls,
+        dns=dns,
     )
 
 
@@ -475,14 +815,24 @@ def from_pulumi() -> PlatformConfig:
     """Read the running stack's configuration. The program's single entry into ``pulumi.Config``."""
     platform = pulumi.Config("platform")
     scaleway = pulumi.Config("scaleway")
-    raw_platform = {key: _structured(platform.get(key)) for key in _present_keys("platform")}
+    present = _present_keys("platform")
+    raw_platform = {key: _structured(platform.get(key)) for key in present if key not in SECRET_KEYS}
+    secrets = {key: platform.require_secret(key) for key in present if key in SECRET_KEYS}
     raw_scaleway = {key: scaleway.get(key) for key in ("region", "zone", "projectId")}
     return load(
         raw_platform,
         {k: v for k, v in raw_scaleway.items() if v is not None},
         stack=pulumi.get_stack(),
         project=pulumi.get_project(),
+        secrets=secrets,
     )
+
+
+def referenced_stacks(raw_platform: Mapping[str, Any]) -> list[str]:
+    """Stacks this stack reads through a StackReference (the offline plan resolves them first)."""
+    gitops = raw_platform.get("gitops")
+    ref = gitops.get("toolingStack") if isinstance(gitops, dict) else None
+    return [ref] if isinstance(ref, str) else []
 
 
 def _present_keys(namespace: str) -> list[str]:
@@ -536,7 +886,8 @@ def _address_plan(raw: Any, problems: _Problems) -> dict[str, ipaddress.IPv4Netw
         except ValueError as exc:
             problems.add(f"{path}.{env}", f"must be an IPv4 network in CIDR notation ({exc})")
             continue
-        if not net.is_private:
+        # Not ``is_private``: that also admits loopback, link-local and documentation ranges.
+        if not any(net.subnet_of(block) for block in _RFC1918):
             problems.add(f"{path}.{env}", f"must be a private (RFC 1918) range, got {net}")
         elif not 16 <= net.prefixlen <= 28:
             problems.add(f"{path}.{env}", f"prefix length must be between /16 and /28, got /{net.prefixlen}")
@@ -552,16 +903,24 @@ def _address_plan(raw: Any, problems: _Problems) -> dict[str, ipaddress.IPv4Netw
     return plan
 
 
-def _parse_model(
-    model: type[_Model], raw: Any, path: str, problems: _Problems, context: dict[str, Any]
-) -> Any:
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _parse_model(model: Any, raw: Any, path: str, problems: _Problems, context: dict[str, Any]) -> Any:
+    adapter = _ADAPTERS.get(model) or _ADAPTERS.setdefault(model, TypeAdapter(model))
     try:
-        return model.model_validate(raw, context=context)
+        return adapter.validate_python(raw, context=context)
     except ValidationError as exc:
         for err in exc.errors():
             loc = err["loc"]
+            if err["type"] != "extra_forbidden":
+                # A rule on an absent key (validate_default) reports the snake_case field name.
+                loc = tuple(to_camel(p) if isinstance(p, str) and _SNAKE.fullmatch(p) else p for p in loc)
             problems.add(_join(path, loc), _describe(model, err))
         return None
+
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
 
 
 def _join(path: str, loc: tuple[Any, ...]) -> str:
@@ -570,7 +929,7 @@ def _join(path: str, loc: tuple[Any, ...]) -> str:
     return path
 
 
-def _describe(model: type[_Model], err: Any) -> str:
+def _describe(model: Any, err: Any) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, err["loc"][:-1])
@@ -587,9 +946,11 @@ def _describe(model: type[_Model], err: Any) -> str:
     return message
 
 
-def _allowed_keys(model: type[_Model], loc: tuple[Any, ...]) -> list[str]:
+def _allowed_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
     """Walk ``loc`` through the model's fields to list the camelCase keys allowed there."""
-    current: Any = model
+    current: Any = _model_of(model)
+    if current is None:
+        return []
     for part in loc:
         if isinstance(part, int):
             continue
@@ -623,19 +984,168 @@ def _snake(camel: str) -> str:
 
 
 def _role_rules(role: str, present: Mapping[str, bool], problems: _Problems) -> None:
-    required = {"tooling": ("cluster", "registry"), "production": ("cluster", "database"), "development": ()}
-    forbidden = {
-        "tooling": ("database",),
-        "production": ("registry",),
-        "development": ("database", "registry"),
+    required = {
+        "tooling": ("cluster", "registry", "gitops"),
+        "production": ("cluster", "database"),
+        "development": (),
     }
+    owners = {"database": "production", "registry": "tooling", "apps": "production, development"}
     for key in required[role]:
         if not present[key]:
             problems.add(f"platform:{key}", f"required for role {role}")
-    for key in forbidden[role]:
-        if present[key]:
-            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {_owner_roles(key)})")
+    for key, allowed_roles in owners.items():
+        if present[key] and role not in allowed_roles:
+            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {allowed_roles})")
+    if present["apps"] and not present["gitops"]:
+        problems.add("platform:gitops", "required with platform:apps: every app is delivered by Argo CD")
+    if present["apps"] and not present["cluster"]:
+        problems.add("platform:cluster", "required with platform:apps: apps need a cluster to run on")
 
 
-def _owner_roles(key: str) -> str:
-    return {"database": "production", "registry": "tooling"}[key]
+def _gitops_rules(
+    role: str,
+    gitops: GitOps,
+    *,
+    address_plan: Mapping[str, Any],
+    apps: list[App],
+    secrets: Mapping[str, Any],
+    problems: _Problems,
+) -> None:
+    path = "platform:gitops"
+    if "gitopsRepoCredential" not in secrets:
+        problems.add(
+            "platform:gitopsRepoCredential",
+            f"required with {path}: pulumi config set --secret platform:gitopsRepoCredential <token|key>",
+        )
+    if role == "tooling":
+        if gitops.argocd is None:
+            problems.add(f"{path}.argocd", "required for role tooling (Argo CD runs in the tooling cluster)")
+        elif gitops.argocd.oidc is not None and "argocdOidcClientSecret" not in secrets:
+            problems.add(
+                "platform:argocdOidcClientSecret",
+                f"required with {path}.argocd.oidc: "
+                "pulumi config set --secret platform:argocdOidcClientSecret <secret>",
+            )
+        if gitops.tooling_stack is not None:
+            problems.add(f"{path}.toolingStack", "not allowed for role tooling (it is the tooling stack)")
+        for i, env in enumerate(gitops.environments):
+            if env not in address_plan:
+                problems.add(
+                    f"{path}.environments[{i}]",
+                    f"unknown environment '{env}' "
+                    f"(known from platform:addressPlan: {', '.join(sorted(address_plan))})",
+                )
+        if gitops.image_updates:
+            problems.add(
+                f"{path}.imageUpdates", "not allowed for role tooling (list them in the apps' stack)"
+            )
+    else:
+        if gitops.tooling_stack is None:
+            problems.add(
+                f"{path}.toolingStack",
+                f"required for role {role}: the tooling stack whose Argo CD manages this environment "
+                "(e.g. organization/platform/tooling)",
+            )
+        if gitops.argocd is not None:
+            problems.add(f"{path}.argocd", f"not allowed for role {role} (Argo CD runs only in tooling)")
+        if gitops.environments:
+            problems.add(
+                f"{path}.environments", f"not allowed for role {role} (tooling lists the environments)"
+            )
+    declared = {app.name for app in apps}
+    for i, update in enumerate(gitops.image_updates):
+        if update.app not in declared:
+            problems.add(
+                f"{path}.imageUpdates[{i}].app",
+                f"app '{update.app}' is not declared in platform:apps "
+                f"(declared: {', '.join(sorted(declared)) or 'none'})",
+            )
+
+
+def _app_rules(apps: list[App], database: Database | None, problems: _Problems) -> None:
+    databases = {d.name for d in database.databases} if database else set()
+    names = [a.name for a in apps]
+    hostnames = [a.hostname for a in apps]
+    for i, app in enumerate(apps):
+        path = f"platform:apps[{i}]"
+        if names.index(app.name) != i:
+            problems.add(f"{path}.name", f"duplicate app name '{app.name}'")
+        if hostnames.index(app.hostname) != i:
+            problems.add(
+                f"{path}.hostname",
+                f"duplicate hostname '{app.hostname}' (also used by {names[hostnames.index(app.hostname)]})",
+            )
+        if app.database is not None and app.database not in databases:
+            problems.add(
+                f"{path}.database",
+                f"database '{app.database}' is not declared in platform:database.databases "
+                f"(declared: {', '.join(sorted(databases)) or 'none'})",
+            )
+
+
+def _front_door_rules(
+    raw: Mapping[str, Any],
+    *,
+    ingress: Ingress | None,
+    tls: Tls | None,
+    dns: Dns | None,
+    apps: list[App],
+    gitops: GitOps | None,
+    problems: _Problems,
+) -> None:
+    """platform:ingress / tls / dns: what they need from each other and from apps and gitops."""
+    present = {k: raw.get(k) is not None for k in ("ingress", "tls", "dns", "cluster")}
+    if present["ingress"] and not present["cluster"]:
+        problems.add("platform:ingress", "requires platform:cluster (Traefik and the Gateway run in it)")
+    if present["ingress"] and not present["tls"]:
+        problems.add(
+            "platform:tls",
+            "required with platform:ingress (the Gateway's HTTPS listeners need certificates), "
+            "e.g. {acmeEmail: platform@example.com}",
+        )
+    for key in ("tls", "dns"):
+        if present[key] and not present["ingress"]:
+            problems.add(
+                f"platform:{key}", "only allowed with platform:ingress (the front door it configures)"
+            )
+    if ingress is None:
+        return
+    domain = ingress.domain
+    path = "platform:ingress"
+    for i, app in enumerate(apps):
+        if not within_domain(app.hostname, domain):
+            problems.add(f"platform:apps[{i}].hostname", f"{app.hostname} is outside {path}.domain {domain}")
+        elif app.hostname in ingress.platform_hostnames:
+            problems.add(
+                f"platform:apps[{i}].hostname",
+                f"{app.hostname} is listed in {path}.platformHostnames: app namespaces cannot serve it",
+            )
+    argocd = gitops.argocd.hostname if gitops is not None and gitops.argocd is not None else None
+    if argocd is not None:
+        if not within_domain(argocd, domain):
+            problems.add("platform:gitops.argocd.hostname", f"{argocd} is outside {path}.domain {domain}")
+        elif argocd in ingress.hostnames or argocd in {a.hostname for a in apps}:
+            problems.add(
+                "platform:gitops.argocd.hostname",
+                f"{argocd} is also an app hostname: only the platform's namespaces may serve Argo CD",
+            )
+    every = [*ingress.hostnames, *ingress.platform_hostnames]
+    wildcards = [h for h in every if h.startswith("*.")]
+    if wildcards and (tls is None or not tls.dns01):
+        problems.add(
+            f"{path}.hostnames",
+            f"wildcard hostnames ({', '.join(wildcards)}) can only be certified through DNS-01: "
+            "set platform:tls.dns01: true (with platform:dns provider scaleway)",
+        )
+    if tls is not None and tls.dns01 and (dns is None or not dns.managed):
+        problems.add(
+            "platform:tls.dns01",
+            "needs the zone in Scaleway DNS: set platform:dns: {provider: scaleway} (the webhook writes "
+            "the challenge TXT records there)",
+        )
+    if dns is not None and dns.managed:
+        zone = dns.zone or domain
+        extra = sorted(a.hostname for a in apps) + ([argocd] if argocd else [])
+        outside = [h for h in [*every, *extra] if not within_domain(h, zone)]
+        if outside:
+            problems.add("platform:dns.zone", f"{', '.join(outside)} lie outside the DNS zone {zone}")

@@ -16,8 +16,10 @@ deterministically from the URN, so two runs produce identical plans.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import ipaddress
+import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,8 @@ class Registration:
     additional_secret_outputs: list[str] = field(default_factory=list)
     ignore_changes: list[str] = field(default_factory=list)
     aliases: int = 0
+    #: Read from elsewhere (StackReference, get) rather than managed by this stack.
+    read: bool = False
 
     @property
     def provider_urn(self) -> str:
@@ -109,16 +113,27 @@ def _cluster_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _token_secret_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    if inputs.get("type") != "kubernetes.io/service-account-token":
+        return {}
+    token, ca = (base64.b64encode(fake_secret(seed + part).encode()).decode() for part in ("/token", "/ca"))
+    return {"data": {"token": token, "ca.crt": ca}}
+
+
 class PlatformMocks(pulumi_mocks.Mocks):
     """Plausible outputs for the resource types the platform declares."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
         self._by_id: dict[str, dict[str, Any]] = {}
+        #: Exports of referenced stacks, by reference name: objects with ``value`` and ``secret``.
+        self._stack_outputs = stack_outputs or {}
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         raise NotImplementedError(f"the offline plan mocks no invoke; the program called {args.token}")
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.name, self._stack_reference(args.name)
         seed = f"{args.typ}::{args.name}"
         inputs = dict(args.inputs)
         location = inputs.get("zone") or inputs.get("region") or "fr-par"
@@ -140,12 +155,24 @@ class PlatformMocks(pulumi_mocks.Mocks):
                 "accessKey": "SCW" + _digest(seed)[:17].upper(),
                 "secretKey": fake_secret(seed),
             },
+            # The token controller fills a service-account-token Secret's data after creation.
+            "kubernetes:core/v1:Secret": lambda: _token_secret_outputs(seed, inputs),
             "random:index/randomPassword:RandomPassword": lambda: {
                 "result": fake_secret(seed),
                 "bcryptHash": fake_secret(seed + "/bcrypt"),
             },
         }.get(typ)
         return compute() if compute else {}
+
+    def _stack_reference(self, name: str) -> dict[str, Any]:
+        if name not in self._stack_outputs:
+            raise KeyError(f"offline plan: stack reference '{name}' was not planned first")
+        exports = self._stack_outputs[name]
+        return {
+            "name": name,
+            "outputs": {k: rpc.wrap_rpc_secret(e.value) if e.secret else e.value for k, e in exports.items()},
+            "secretOutputNames": sorted(k for k, e in exports.items() if e.secret),
+        }
 
     def _instance_outputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         endpoint = dict(inputs.get("privateNetwork") or {})
@@ -163,6 +190,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
+        # The SDK registers resources from several worker threads at once: claim each URN under a
+        # lock, or two registrations of one URN both pass the check and the last silently wins.
+        self._claimed: set[str] = set()
+        self._claim_lock = threading.Lock()
         # The SDK calls the monitor from worker threads, each of which gets an event loop of its
         # own; they are kept so close() can release them instead of leaving them to the GC.
         self._loops: set[asyncio.AbstractEventLoop] = set()
@@ -173,12 +204,34 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 loop.close()
         self._loops.clear()
 
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        """Reads (StackReference, ``get``) are recorded too: they are part of what a stack uses."""
+        response = super().ReadResource(request)
+        self.registrations[response.urn] = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            id=request.id,
+            parent=request.parent,
+            provider=request.provider,
+            custom=True,
+            protect=False,
+            retain_on_delete=False,
+            delete_before_replace=False,
+            dependencies=sorted(request.dependencies),
+            inputs=rpc.deserialize_properties(request.properties),
+            read=True,
+        )
+        return response
+
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
             return super().RegisterResource(request)
-        if urn in self.registrations:
-            raise DuplicateUrnError(f"two resources share the URN {urn}")
+        with self._claim_lock:
+            if urn in self._claimed:
+                raise DuplicateUrnError(f"two resources share the URN {urn}")
+            self._claimed.add(urn)
         self._loops.add(_ensure_event_loop())
 
         inputs = rpc.deserialize_properties(request.object)

@@ -24,6 +24,10 @@ from offline.mocks import PlatformMocks, RecordingMonitor, Registration, fake_se
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The monitor of the latest run, kept even when the run fails, so tests can prove that an
+#: invalid stack registered nothing.
+last_monitor: RecordingMonitor | None = None
+
 
 @dataclass
 class Export:
@@ -80,21 +84,44 @@ def engine_config(raw: dict[str, Any], project: str) -> tuple[dict[str, str], li
     return flat, secret_keys
 
 
-def run(stack: str, config: dict[str, Any] | None = None, root: Path = ROOT) -> Plan:
-    """Run the program for ``stack``; ``config`` replaces the stack file's config when given."""
+def run(
+    stack: str,
+    config: dict[str, Any] | None = None,
+    root: Path = ROOT,
+    *,
+    placeholder_secrets: bool = True,
+) -> Plan:
+    """Run the program for ``stack``; ``config`` replaces the stack file's config when given.
+
+    With ``placeholder_secrets`` (the default), deploy-time secrets that are not set get marked
+    fake values, as a real operator would have set them with ``pulumi config set --secret``.
+    Stacks referenced through a StackReference are planned first and their exports served to it.
+    """
     # Imported here so that importing this module never pulls in the program by accident.
     from components import config as platform_config
     from components import stacks
 
     project = project_name(root)
-    flat, secret_keys = engine_config(read_stack_config(stack, root) if config is None else config, project)
+    raw = read_stack_config(stack, root) if config is None else config
+    references = {
+        ref: run(ref.rsplit("/", 1)[-1], root=root).exports
+        for ref in platform_config.referenced_stacks(_namespace(raw, "platform"))
+    }
+    flat, secret_keys = engine_config(raw, project)
+    if placeholder_secrets:
+        for key in platform_config.SECRET_KEYS:
+            full = f"platform:{key}"
+            if full not in flat:
+                flat[full] = fake_secret(full)
+                secret_keys.append(full)
     pulumi.runtime.set_all_config(flat, secret_keys)
 
     # A fresh event loop per run, closed afterwards: runs stay independent, and the interpreter
     # does not trip over a loop the SDK left open at exit.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    monitor = RecordingMonitor(PlatformMocks())
+    global last_monitor  # noqa: PLW0603 - a test hook, see its declaration
+    monitor = last_monitor = RecordingMonitor(PlatformMocks(stack_outputs=references))
     pulumi_settings.ROOT.set(None)
     pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     pulumi_settings.SETTINGS.rpc_manager.clear()
@@ -117,3 +144,8 @@ def run(stack: str, config: dict[str, Any] | None = None, root: Path = ROOT) -> 
     return Plan(
         stack=stack, project=project, registrations=list(monitor.registrations.values()), exports=exports
     )
+
+
+def _namespace(raw: dict[str, Any], namespace: str) -> dict[str, Any]:
+    prefix = f"{namespace}:"
+    return {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
