@@ -1,0 +1,416 @@
+"""GitOps (issue 5): Argo CD in tooling, cluster registration from prod, projects, root apps and
+the image updater, checked on the committed stacks' recorded resources."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pulumi.runtime import rpc
+
+from components import config, gitops
+from components.config import ConfigError
+from offline import runner, schemas
+from offline.mocks import Registration
+
+APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
+IMAGE_UPDATER = "kubernetes:argocd-image-updater.argoproj.io/v1alpha1:ImageUpdater"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+SECRET = "kubernetes:core/v1:Secret"
+
+
+def _named(plan: runner.Plan, name: str) -> Registration:
+    found = [r for r in plan.registrations if r.name == name]
+    assert len(found) == 1, f"expected one {name}, found {len(found)}"
+    return found[0]
+
+
+def _plain(value: Any) -> Any:
+    """Unwrap secret markers (for reading values whose secrecy a test checks separately)."""
+    if rpc.is_rpc_secret(value):
+        return _plain(value["value"])
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def tooling(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
+    return committed_plans["tooling"]
+
+
+@pytest.fixture(scope="module")
+def prod(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
+    return committed_plans["prod"]
+
+
+# --- Argo CD in tooling --------------------------------------------------------------------------
+
+
+def test_argocd_release_is_pinned_and_keeps_hooks(tooling: runner.Plan) -> None:
+    release = _named(tooling, "argocd-argocd")
+    assert release.type == RELEASE
+    assert release.inputs["chart"] == "argo-cd"
+    assert release.inputs["version"] == gitops.ARGOCD_CHART_VERSION
+    assert release.inputs["repositoryOpts"]["repo"] == gitops.ARGO_HELM_REPO
+    values = _plain(release.inputs["values"])
+    assert values["global"]["image"]["tag"] == gitops.ARGOCD_IMAGE_TAG
+
+
+def test_argocd_values_follow_config(
+    tooling: runner.Plan, stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])
+    ha = stack_config("tooling")["platform:gitops"]["argocd"]["ha"]
+    assert ha is True
+    assert values["dex"]["enabled"] is False
+    assert values["redis-ha"]["enabled"] is True
+    assert values["server"]["replicas"] >= 2 and values["repoServer"]["replicas"] >= 2
+    assert values["configs"]["params"]["server.insecure"] is True
+    assert values["configs"]["cm"]["url"] == "https://argocd.tooling.example.com"
+    # No SSO configured: the local admin stays, with its password generated in-cluster only.
+    assert values["configs"]["cm"]["admin.enabled"] is True
+    assert "argocdServerAdminPassword" not in json.dumps(values)
+
+
+def test_sso_disables_the_local_admin_and_keeps_the_client_secret_secret(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["argocd"]["oidc"] = {
+        "issuer": "https://sso.example.com",
+        "clientId": "argocd",
+        "adminGroups": ["platform-admins"],
+    }
+    plan = plan_with("tooling", raw)
+    release = _named(plan, "argocd-argocd")
+    # The client secret is in the values, so the whole values input must be secret.
+    assert rpc.is_rpc_secret(release.inputs["values"])
+    values = _plain(release.inputs["values"])
+    assert values["configs"]["cm"]["admin.enabled"] is False
+    assert json.loads(values["configs"]["cm"]["oidc.config"])["issuer"] == "https://sso.example.com"
+    assert "g, platform-admins, role:admin" in values["configs"]["rbac"]["policy.csv"]
+    assert values["dex"]["enabled"] is False
+
+
+def test_repository_secret_holds_the_credential_as_a_secret(tooling: runner.Plan) -> None:
+    repo = _named(tooling, "argocd-repository")
+    assert repo.inputs["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "repository"}
+    assert rpc.is_rpc_secret(repo.inputs["stringData"])
+    data = _plain(repo.inputs["stringData"])
+    assert data["url"] == "https://gitlab.com/acme/platform-gitops.git"
+    assert data["username"] == "oauth2"
+    assert data["password"].startswith("MOCKSECRET")
+
+
+def test_ssh_repository_uses_the_key(plan_with: Callable[..., runner.Plan], stack_config: Any) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["repoUrl"] = "git@gitlab.com:acme/platform-gitops.git"
+    data = _plain(_named(plan_with("tooling", raw), "argocd-repository").inputs["stringData"])
+    assert "sshPrivateKey" in data and "password" not in data
+
+
+def test_argocd_ui_is_routed_through_the_platform_gateway(tooling: runner.Plan) -> None:
+    routes = [r for r in tooling.registrations if r.inputs.get("kind") == "HTTPRoute"]
+    argocd = [r for r in routes if r.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE]
+    if not argocd:
+        pytest.skip("the platform Gateway is not wired into the tooling stack")
+    spec = argocd[0].inputs["spec"]
+    assert spec["hostnames"] == ["argocd.tooling.example.com"]
+    assert spec["rules"][0]["backendRefs"] == [{"name": gitops.ARGOCD_SERVER_SERVICE, "port": 80}]
+
+
+def test_one_root_app_per_environment_with_its_path(tooling: runner.Plan) -> None:
+    roots = {
+        r.inputs["metadata"]["name"]: r
+        for r in tooling.by_type(APPLICATION)
+        if r.name.startswith("argocd-root-")
+    }
+    assert set(roots) == {"tooling-root", "prod-root"}
+    for env in ("tooling", "prod"):
+        root = roots[f"{env}-root"]
+        spec = root.inputs["spec"]
+        assert spec["source"]["path"] == f"environments/{env}"
+        assert spec["source"]["repoURL"] == "https://gitlab.com/acme/platform-gitops.git"
+        assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+        assert "resources-finalizer.argocd.argoproj.io" in root.inputs["metadata"]["finalizers"]
+        assert spec["project"] == gitops.ROOT_PROJECT
+        project = _named(tooling, "argocd-root-project")
+        assert project.urn in root.dependencies
+
+
+def test_root_project_only_creates_applications(tooling: runner.Plan) -> None:
+    spec = _named(tooling, "argocd-root-project").inputs["spec"]
+    assert spec["destinations"] == [{"server": "https://kubernetes.default.svc", "namespace": "argocd"}]
+    assert spec["clusterResourceWhitelist"] == []
+    assert {w["kind"] for w in spec["namespaceResourceWhitelist"]} == {"Application", "ApplicationSet"}
+
+
+def test_image_updater_reads_the_registry_with_a_read_only_identity(tooling: runner.Plan) -> None:
+    policy = _named(tooling, "tooling-image-updater-policy")
+    assert policy.inputs["rules"] == [
+        {
+            "permissionSetNames": ["ContainerRegistryReadOnly"],
+            "projectIds": ["6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41"],
+        }
+    ]
+    updater = _named(tooling, "argocd-image-updater")
+    assert updater.inputs["version"] == gitops.IMAGE_UPDATER_CHART_VERSION
+    argocd = _named(tooling, "argocd-argocd")
+    assert argocd.urn in updater.dependencies
+    registries = _plain(updater.inputs["values"])["config"]["registries"]
+    assert registries[0]["prefix"] == "rg.fr-par.scw.cloud"
+    assert registries[0]["credentials"] == "pullsecret:argocd/registry-pull"
+    pull = _named(tooling, "argocd-registry-pull")
+    assert pull.inputs["type"] == "kubernetes.io/dockerconfigjson"
+    assert rpc.is_rpc_secret(pull.inputs["stringData"])
+    auth = json.loads(_plain(pull.inputs["stringData"])[".dockerconfigjson"])["auths"]["rg.fr-par.scw.cloud"]
+    assert auth["password"].startswith("MOCKSECRET")
+
+
+# --- Production registers itself with tooling's Argo CD ------------------------------------------
+
+
+def test_cluster_secret_config_is_secret_json_with_token_and_ca(prod: runner.Plan) -> None:
+    secret = _named(prod, "prod-registration-cluster-secret")
+    assert secret.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
+    assert secret.inputs["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "cluster"
+    assert rpc.is_rpc_secret(secret.inputs["stringData"])
+    data = _plain(secret.inputs["stringData"])
+    config_json = json.loads(data["config"])
+    assert config_json["bearerToken"].startswith("MOCKSECRET")
+    assert config_json["tlsClientConfig"]["caData"]
+    assert config_json["tlsClientConfig"]["insecure"] is False
+    assert data["server"] == prod.exports["apiServerUrl"].value
+    assert data["name"] == "prod"
+    assert data["namespaces"] == "newsletter,website"
+    assert data["clusterResources"] == "false"
+
+
+def test_cluster_secret_is_created_in_tooling_and_carries_platform_facts(prod: runner.Plan) -> None:
+    secret = _named(prod, "prod-registration-cluster-secret")
+    tooling_provider = _named(prod, "tooling-k8s")
+    assert secret.provider_urn == tooling_provider.urn
+    assert rpc.is_rpc_secret(tooling_provider.inputs["kubeconfig"])
+    annotations = secret.inputs["metadata"]["annotations"]
+    assert annotations["platform.scw/environment"] == "prod"
+    assert annotations["platform.scw/database-host"] == prod.exports["databaseHost"].value
+    assert annotations["platform.scw/registry-endpoint"] == "rg.fr-par.scw.cloud/acme-platform"
+
+
+def test_argocd_manager_is_limited_to_the_app_namespaces(prod: runner.Plan) -> None:
+    prod_provider = _named(prod, "prod-k8s")
+    bindings = prod.by_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    assert {b.inputs["metadata"]["namespace"] for b in bindings} == {"website", "newsletter"}
+    assert not prod.by_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
+    role = _named(prod, "prod-registration-role")
+    assert role.provider_urn == prod_provider.urn
+    for rule in role.inputs["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert not {"namespaces", "clusterroles", "clusterrolebindings", "networkpolicies"} & set(
+            rule["resources"]
+        )
+    secret_rules = [r for r in role.inputs["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_token_secret_is_bound_to_the_service_account(prod: runner.Plan) -> None:
+    token = _named(prod, "prod-registration-token")
+    assert token.inputs["type"] == "kubernetes.io/service-account-token"
+    assert token.inputs["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "argocd-manager"}
+    assert "data" in token.additional_secret_outputs
+    assert _named(prod, "prod-registration-account").urn in token.dependencies
+
+
+def test_prod_api_acl_admits_tooling_egress(
+    committed_plans: dict[str, runner.Plan], prod: runner.Plan
+) -> None:
+    egress = committed_plans["tooling"].exports["egressIp"].value
+    rules = _named(prod, "prod-acl").inputs["aclRules"]
+    assert {"ip": f"{egress}/32", "description": "tooling Argo CD egress"} in rules
+    reference = _named(prod, "organization/platform/tooling")
+    assert reference.type == "pulumi:pulumi:StackReference" and reference.read
+
+
+def test_environment_project_is_restricted_to_its_cluster_and_namespaces(prod: runner.Plan) -> None:
+    project = _named(prod, "prod-gitops-project")
+    assert project.provider_urn == _named(prod, "tooling-k8s").urn
+    spec = project.inputs["spec"]
+    assert spec["sourceRepos"] == ["https://gitlab.com/acme/platform-gitops.git"]
+    assert spec["destinations"] == [
+        {"name": "prod", "namespace": "newsletter"},
+        {"name": "prod", "namespace": "website"},
+    ]
+    assert spec["clusterResourceWhitelist"] == []
+    assert {k["kind"] for k in spec["namespaceResourceBlacklist"]} == {
+        "ResourceQuota",
+        "LimitRange",
+        "NetworkPolicy",
+    }
+    # Depending on the registration component waits for all of its children, the cluster Secret too.
+    assert _named(prod, "prod-registration-cluster-secret").urn in project.dependencies
+
+
+def test_image_updater_lists_the_configured_apps_and_writes_to_a_branch(prod: runner.Plan) -> None:
+    spec = _named(prod, "prod-gitops-image-updater").inputs["spec"]
+    assert spec["writeBackConfig"]["method"] == "git"
+    assert spec["writeBackConfig"]["gitConfig"]["branch"] == "main:image-updater-{{.SHA256}}"
+    refs = {ref["namePattern"]: ref["images"][0] for ref in spec["applicationRefs"]}
+    assert set(refs) == {"prod-website", "prod-newsletter"}
+    assert refs["prod-website"]["imageName"] == "rg.fr-par.scw.cloud/acme-platform/website"
+    assert refs["prod-website"]["commonUpdateSettings"]["updateStrategy"] == "semver"
+    assert refs["prod-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+$"
+    assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "digest"}
+
+
+# --- Schemas -------------------------------------------------------------------------------------
+
+
+@pytest.mark.schemas
+@pytest.mark.parametrize("stack", ["tooling", "prod"])
+def test_argo_objects_validate_against_the_upstream_crds(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    if not schemas.schemas_available():
+        pytest.skip(
+            f"upstream schemas not found at {schemas.schemas_dir()} (a fresh clone without ../shared)"
+        )
+    objects = [
+        r for r in committed_plans[stack].registrations if r.type in {APPLICATION, APP_PROJECT, IMAGE_UPDATER}
+    ]
+    assert objects
+    for reg in objects:
+        body = {k: _plain(v) for k, v in reg.inputs.items()}
+        assert schemas.validate_custom_resource(body) == [], reg.name
+
+
+@pytest.mark.schemas
+def test_schema_check_catches_a_broken_application() -> None:
+    if not schemas.schemas_available():
+        pytest.skip(f"upstream schemas not found at {schemas.schemas_dir()}")
+    broken = {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": "x", "namespace": "argocd"},
+        "spec": {
+            "project": "p",
+            "destination": {"name": "prod"},
+            "syncPolicy": {"automated": {"prune": "yes"}},
+        },
+    }
+    assert schemas.validate_custom_resource(broken)
+
+
+# --- Bad input -----------------------------------------------------------------------------------
+
+
+def _load(raw: dict[str, Any], *, secrets: dict[str, str] | None = None) -> config.PlatformConfig:
+    platform = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("platform:")}
+    scaleway = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("scaleway:")}
+    default = {"gitopsRepoCredential": "token"}
+    return config.load(
+        platform, scaleway, stack="t", project="platform", secrets=default if secrets is None else secrets
+    )
+
+
+def _problems(raw: dict[str, Any], **kwargs: Any) -> str:
+    with pytest.raises(ConfigError) as caught:
+        _load(raw, **kwargs)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://gitlab.com/acme/repo.git", "ftp://example.com/repo", "gitlab.com/acme/repo", "file:///srv/repo"],
+)
+def test_repo_url_must_be_https_or_ssh(stack_config: Callable[[str], dict[str, Any]], url: str) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["repoUrl"] = url
+    message = _problems(raw)
+    assert "platform:gitops.repoUrl" in message and "https://" in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://gitlab.com/acme/repo.git",
+        "git@gitlab.com:acme/repo.git",
+        "ssh://git@gitlab.com/acme/repo.git",
+    ],
+)
+def test_https_and_ssh_urls_are_accepted(stack_config: Callable[[str], dict[str, Any]], url: str) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["repoUrl"] = url
+    assert _load(raw).gitops is not None
+
+
+def test_unknown_environment_is_rejected(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["environments"] = ["tooling", "staging"]
+    message = _problems(raw)
+    assert "platform:gitops.environments[1]: unknown environment 'staging'" in message
+    assert "dev, prod, tooling" in message
+
+
+def test_missing_tooling_stack_reference_is_a_clear_error(
+    stack_config: Callable[[str], dict[str, Any]],
+) -> None:
+    raw = stack_config("prod")
+    del raw["platform:gitops"]["toolingStack"]
+    assert "platform:gitops.toolingStack: required for role production" in _problems(raw)
+
+
+def test_production_plan_fails_without_the_tooling_reference(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("prod")
+    del raw["platform:gitops"]["toolingStack"]
+    with pytest.raises(ConfigError, match=r"platform:gitops\.toolingStack"):
+        plan_with("prod", raw)
+    assert runner.last_monitor is not None and not runner.last_monitor.registrations
+
+
+def test_image_update_for_an_undeclared_app(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("prod")
+    raw["platform:gitops"]["imageUpdates"].append({"app": "shop", "strategy": "semver"})
+    message = _problems(raw)
+    assert "platform:gitops.imageUpdates[2].app: app 'shop' is not declared in platform:apps" in message
+
+
+def test_image_update_strategy_and_tag_pattern_are_checked(
+    stack_config: Callable[[str], dict[str, Any]],
+) -> None:
+    raw = stack_config("prod")
+    raw["platform:gitops"]["imageUpdates"][0].update(strategy="latest", allowTags="^v(")
+    message = _problems(raw)
+    assert "platform:gitops.imageUpdates[0].strategy" in message
+    assert "platform:gitops.imageUpdates[0].allowTags: must be a valid regular expression" in message
+
+
+def test_repo_credential_is_required_and_must_be_secret(
+    stack_config: Callable[[str], dict[str, Any]],
+) -> None:
+    raw = stack_config("tooling")
+    assert "platform:gitopsRepoCredential: required with platform:gitops" in _problems(raw, secrets={})
+    raw["platform:gitopsRepoCredential"] = "plaintext-token"
+    assert "platform:gitopsRepoCredential: must be set as a secret" in _problems(raw)
+
+
+def test_argocd_only_in_tooling_and_tooling_needs_it(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    prod = stack_config("prod")
+    prod["platform:gitops"]["argocd"] = {"hostname": "argocd.example.com"}
+    assert "platform:gitops.argocd: not allowed for role production" in _problems(prod)
+    tooling = stack_config("tooling")
+    del tooling["platform:gitops"]["argocd"]
+    assert "platform:gitops.argocd: required for role tooling" in _problems(tooling)
+
+
+def test_oidc_needs_its_client_secret(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["argocd"]["oidc"] = {"issuer": "https://sso.example.com", "clientId": "argocd"}
+    assert "platform:argocdOidcClientSecret: required with platform:gitops.argocd.oidc" in _problems(raw)
