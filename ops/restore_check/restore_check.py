@@ -1,0 +1,1326 @@
+#!/usr/bin/env python3
+"""Daily logical backup and restore check for the platform's PostgreSQL databases.
+
+For every database in the spec it
+
+1. dumps the source with ``pg_dump -Fc`` (the connection comes from the spec, from ``PG*``
+   environment variables, and a password from a mounted secret file or an environment variable),
+2. stores the dump through an :class:`UploadTarget` (S3-compatible Object Storage in production,
+   signed with AWS Signature V4 using the standard library only; a local directory in tests),
+3. restores it into a scratch PostgreSQL started inside the job (``initdb`` + ``pg_ctl`` on a
+   temporary directory, unix socket only, no TCP listener),
+4. runs the declared sanity checks against the RESTORED copy: tables that must exist, minimum row
+   counts, and freshness (the newest value of a timestamp column must be recent),
+5. prints one ``PASS``/``FAIL <database>: <what>`` line per check, a single machine-readable
+   ``RESTORE_CHECK_SUMMARY {json}`` line, optionally writes a Prometheus textfile and/or pushes
+   the metrics to a Pushgateway, and exits non-zero when any check failed.
+
+Exit codes: 0 every check passed; 1 at least one check failed; 2 the spec or the command line is
+invalid (nothing was dumped); 3 the scratch server could not be started.
+
+It needs only Python 3.11's standard library and the PostgreSQL client and server binaries
+(``pg_dump``, ``pg_restore``, ``psql``, ``initdb``, ``pg_ctl``), so it runs unchanged in the
+pinned ``postgres`` image. See ``ops/README.md`` for the spec format and how to run it by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SCRATCH = 3
+
+SUMMARY_PREFIX = "RESTORE_CHECK_SUMMARY "
+METRIC_PREFIX = "platform_restore_check"
+SPEC_ENV = "RESTORE_CHECK_SPEC"  # path of the spec file
+SPEC_JSON_ENV = "RESTORE_CHECK_SPEC_JSON"  # the spec itself, inline
+BINDIR_ENV = "PG_BINDIR"
+# A single S3 PUT is limited to 5 GiB; bigger dumps would need a multipart upload.
+MAX_SINGLE_PUT_BYTES = 5 * 1024**3
+
+# --------------------------------------------------------------------------------------------
+# Spec: parsed strictly, every problem reported at once with its key path.
+# --------------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"([1-9][0-9]{0,5})([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_IDENT = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+_TABLE = re.compile(rf"(?:({_IDENT})\.)?({_IDENT})")
+_COLUMN = re.compile(_IDENT)
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+class SpecError(Exception):
+    """The spec is invalid; ``problems`` holds one ``key.path: message`` line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid restore-check spec:\n" + "\n".join(f"  {p}" for p in self.problems))
+
+
+def parse_duration(value: object, key: str) -> int:
+    """``30m``, ``26h``, ``7d`` -> seconds. Anything else is a :class:`SpecError` naming ``key``."""
+    if isinstance(value, str):
+        match = _DURATION.fullmatch(value)
+        if match:
+            return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise SpecError(
+        [
+            f"{key}: {value!r} is not a duration; use a whole number followed by one unit "
+            "(s, m, h, d or w), e.g. 30m, 26h, 7d"
+        ]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TableName:
+    schema: str
+    table: str
+    given: str  # as written in the spec, used in messages
+
+    @property
+    def sql(self) -> str:
+        return f"{_quote_ident(self.schema)}.{_quote_ident(self.table)}"
+
+    @property
+    def regclass_literal(self) -> str:
+        # The identifiers are validated against _IDENT, so they contain no quote characters.
+        return f"'{self.sql}'"
+
+
+@dataclasses.dataclass(frozen=True)
+class Freshness:
+    table: TableName
+    column: str
+    max_age_seconds: int
+    max_age: str  # as written, e.g. "26h"
+
+
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    dbname: str
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    sslmode: str | None = None
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseSpec:
+    name: str
+    connection: Connection
+    tables: tuple[TableName, ...] = ()
+    min_rows: tuple[tuple[TableName, int], ...] = ()
+    freshness: tuple[Freshness, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSpec:
+    type: str  # "s3" | "local" | "none"
+    prefix: str = ""
+    path: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+    bucket: str | None = None
+    addressing: str = "virtual"
+    access_key_env: str = "AWS_ACCESS_KEY_ID"
+    secret_key_env: str = "AWS_SECRET_ACCESS_KEY"  # the NAME of a variable
+    storage_class: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    databases: tuple[DatabaseSpec, ...]
+    storage: StorageSpec
+
+
+_TOP_KEYS = ("databases", "storage")
+_DB_KEYS = ("name", "connection", "checks")
+_CONN_KEYS = ("dbname", "host", "port", "user", "sslmode", "passwordFile", "passwordEnv")
+_CHECK_KEYS = ("tables", "minRows", "freshness")
+_FRESH_KEYS = ("table", "column", "maxAge")
+_STORAGE_KEYS = {
+    "s3": (
+        "type",
+        "prefix",
+        "endpoint",
+        "region",
+        "bucket",
+        "addressing",
+        "accessKeyEnv",
+        "secretKeyEnv",
+        "storageClass",
+    ),
+    "local": ("type", "prefix", "path"),
+    "none": ("type",),
+}
+
+
+def load_spec(raw: object) -> Spec:
+    """Validate a parsed spec (JSON object). Raises :class:`SpecError` listing every problem."""
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise SpecError([f"spec: must be a JSON object with keys {', '.join(_TOP_KEYS)}"])
+    _unknown_keys(raw, _TOP_KEYS, "spec", problems)
+
+    databases: list[DatabaseSpec] = []
+    raw_dbs = raw.get("databases")
+    if not isinstance(raw_dbs, list) or not raw_dbs:
+        problems.append("databases: required, a non-empty list of databases to back up and check")
+        raw_dbs = []
+    seen: set[str] = set()
+    for i, raw_db in enumerate(raw_dbs):
+        name = raw_db.get("name") if isinstance(raw_db, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(f"databases[{i}].name: {name!r} is declared twice")
+            seen.add(name)
+        db = _database(raw_db, f"databases[{i}]", problems)
+        if db is not None:
+            databases.append(db)
+
+    storage = _storage(raw.get("storage", {"type": "none"}), problems)
+    if problems:
+        raise SpecError(problems)
+    assert storage is not None
+    return Spec(databases=tuple(databases), storage=storage)
+
+
+def _unknown_keys(raw: Mapping[str, Any], allowed: Sequence[str], path: str, problems: list[str]) -> None:
+    for key in sorted(set(raw) - set(allowed)):
+        problems.append(f"{path}.{key}: unknown key (allowed: {', '.join(allowed)})")
+
+
+def _database(raw: object, path: str, problems: list[str]) -> DatabaseSpec | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be an object with keys {', '.join(_DB_KEYS)}")
+        return None
+    _unknown_keys(raw, _DB_KEYS, path, problems)
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        problems.append(
+            f"{path}.name: required, lowercase letters, digits, '_' or '-' (used in object keys), "
+            f"got {name!r}"
+        )
+        name = None
+    conn = _connection(raw.get("connection", {}), name, f"{path}.connection", problems)
+    checks = raw.get("checks", {})
+    tables: list[TableName] = []
+    min_rows: list[tuple[TableName, int]] = []
+    freshness: list[Freshness] = []
+    cpath = f"{path}.checks"
+    if not isinstance(checks, dict):
+        problems.append(f"{cpath}: must be an object with keys {', '.join(_CHECK_KEYS)}")
+        checks = {}
+    _unknown_keys(checks, _CHECK_KEYS, cpath, problems)
+
+    raw_tables = checks.get("tables", [])
+    if not isinstance(raw_tables, list):
+        problems.append(f"{cpath}.tables: must be a list of table names such as orders or public.orders")
+        raw_tables = []
+    for j, item in enumerate(raw_tables):
+        table = _table(item, f"{cpath}.tables[{j}]", problems)
+        if table is not None:
+            tables.append(table)
+
+    raw_min = checks.get("minRows", {})
+    if not isinstance(raw_min, dict):
+        problems.append(f"{cpath}.minRows: must be a map of table name -> minimum row count")
+        raw_min = {}
+    for key, count in raw_min.items():
+        table = _table(key, f"{cpath}.minRows.{key}", problems)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            problems.append(f"{cpath}.minRows.{key}: must be a whole number >= 0, got {count!r}")
+        elif table is not None:
+            min_rows.append((table, count))
+
+    raw_fresh = checks.get("freshness", [])
+    if not isinstance(raw_fresh, list):
+        problems.append(f"{cpath}.freshness: must be a list of {{table, column, maxAge}} objects")
+        raw_fresh = []
+    for j, item in enumerate(raw_fresh):
+        fpath = f"{cpath}.freshness[{j}]"
+        if not isinstance(item, dict):
+            problems.append(f"{fpath}: must be an object with keys {', '.join(_FRESH_KEYS)}")
+            continue
+        _unknown_keys(item, _FRESH_KEYS, fpath, problems)
+        table = _table(item.get("table"), f"{fpath}.table", problems)
+        column = item.get("column")
+        if not isinstance(column, str) or not _COLUMN.fullmatch(column):
+            problems.append(f"{fpath}.column: required, a column name, got {column!r}")
+            column = None
+        try:
+            seconds = parse_duration(item.get("maxAge"), f"{fpath}.maxAge")
+        except SpecError as exc:
+            problems.extend(exc.problems)
+            continue
+        if table is not None and column is not None:
+            freshness.append(Freshness(table, column, seconds, str(item["maxAge"])))
+
+    if name is None or conn is None:
+        return None
+    return DatabaseSpec(name, conn, tuple(tables), tuple(min_rows), tuple(freshness))
+
+
+def _connection(raw: object, name: str | None, path: str, problems: list[str]) -> Connection | None:
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be an object with keys {', '.join(_CONN_KEYS)}")
+        return None
+    _unknown_keys(raw, _CONN_KEYS, path, problems)
+    ok = True
+    strings: dict[str, str | None] = {}
+    for key in ("dbname", "host", "user", "passwordFile", "passwordEnv"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            problems.append(f"{path}.{key}: must be a non-empty string, got {value!r}")
+            ok = False
+            value = None
+        strings[key] = value
+    port = raw.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        problems.append(f"{path}.port: must be a TCP port number, got {port!r}")
+        ok = False
+    sslmode = raw.get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        problems.append(f"{path}.sslmode: must be one of {', '.join(_SSLMODES)}, got {sslmode!r}")
+        ok = False
+    if strings["passwordFile"] and strings["passwordEnv"]:
+        problems.append(f"{path}: set passwordFile or passwordEnv, not both")
+        ok = False
+    if not ok or name is None:
+        return None
+    return Connection(
+        dbname=strings["dbname"] or name,
+        host=strings["host"],
+        port=port,
+        user=strings["user"],
+        sslmode=sslmode,
+        password_file=strings["passwordFile"],
+        password_env=strings["passwordEnv"],
+    )
+
+
+def _table(raw: object, path: str, problems: list[str]) -> TableName | None:
+    match = _TABLE.fullmatch(raw) if isinstance(raw, str) else None
+    if match is None:
+        problems.append(f"{path}: {raw!r} is not a table name (use orders or schema.orders)")
+        return None
+    return TableName(schema=match.group(1) or "public", table=match.group(2), given=str(raw))
+
+
+def _storage(raw: object, problems: list[str]) -> StorageSpec | None:  # noqa: PLR0911 - one exit per type
+    path = "storage"
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be an object with a type (s3, local or none)")
+        return None
+    kind = raw.get("type")
+    if kind not in _STORAGE_KEYS:
+        problems.append(f"{path}.type: must be one of s3, local, none, got {kind!r}")
+        return None
+    _unknown_keys(raw, _STORAGE_KEYS[kind], path, problems)
+    prefix = raw.get("prefix", "")
+    if not isinstance(prefix, str) or prefix.startswith("/") or ".." in prefix.split("/"):
+        problems.append(
+            f"{path}.prefix: must be a relative key prefix such as restore-check/, got {prefix!r}"
+        )
+        prefix = ""
+    if kind == "none":
+        return StorageSpec(type="none")
+    if kind == "local":
+        target = raw.get("path")
+        if not isinstance(target, str) or not target:
+            problems.append(f"{path}.path: required for type local (a directory)")
+            return None
+        return StorageSpec(type="local", prefix=prefix, path=target)
+    missing = [k for k in ("endpoint", "region", "bucket") if not isinstance(raw.get(k), str) or not raw[k]]
+    for key in missing:
+        problems.append(f"{path}.{key}: required for type s3")
+    endpoint = raw.get("endpoint")
+    if isinstance(endpoint, str) and endpoint:
+        parsed = urllib.parse.urlsplit(endpoint)
+        if parsed.scheme not in ("https", "http") or not parsed.hostname or parsed.path not in ("", "/"):
+            problems.append(
+                f"{path}.endpoint: must be a URL like https://s3.fr-par.scw.cloud, got {endpoint!r}"
+            )
+            missing.append("endpoint")
+    addressing = raw.get("addressing", "virtual")
+    if addressing not in ("virtual", "path"):
+        problems.append(f"{path}.addressing: must be virtual or path, got {addressing!r}")
+        missing.append("addressing")
+    for key in ("accessKeyEnv", "secretKeyEnv", "storageClass"):
+        value = raw.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            problems.append(f"{path}.{key}: must be a non-empty string, got {value!r}")
+            missing.append(key)
+    if missing:
+        return None
+    return StorageSpec(
+        type="s3",
+        prefix=prefix,
+        endpoint=str(raw["endpoint"]).rstrip("/"),
+        region=raw["region"],
+        bucket=raw["bucket"],
+        addressing=addressing,
+        access_key_env=raw.get("accessKeyEnv", "AWS_ACCESS_KEY_ID"),
+        secret_key_env=raw.get("secretKeyEnv", "AWS_SECRET_ACCESS_KEY"),
+        storage_class=raw.get("storageClass"),
+    )
+
+
+def read_spec_source(path: str | None, env: Mapping[str, str]) -> object:
+    """The raw spec from ``--spec PATH``, else ``$RESTORE_CHECK_SPEC`` (a path), else
+    ``$RESTORE_CHECK_SPEC_JSON`` (inline JSON). JSON only: it is also valid YAML, so a
+    ConfigMap can carry it as ``spec.json`` or ``spec.yaml``."""
+    if path is None:
+        path = env.get(SPEC_ENV)
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise SpecError([f"spec: cannot read {path}: {exc.strerror}"]) from exc
+        origin = path
+    elif env.get(SPEC_JSON_ENV):
+        text, origin = env[SPEC_JSON_ENV], f"${SPEC_JSON_ENV}"
+    else:
+        raise SpecError([f"spec: none given (use --spec PATH, ${SPEC_ENV} or ${SPEC_JSON_ENV})"])
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError([f"spec: {origin} is not valid JSON: {exc}"]) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Upload targets.
+# --------------------------------------------------------------------------------------------
+
+
+class UploadError(Exception):
+    pass
+
+
+class UploadTarget(Protocol):
+    def put(self, key: str, source: Path) -> str:
+        """Store ``source`` under ``key``; return where it went (a URI for the logs)."""
+        ...
+
+
+def dump_key(prefix: str, database: str, when: dt.datetime) -> str:
+    """``<prefix><database>/<database>-<UTC timestamp>.dump``: one object per run, so a
+    versioned bucket with a lifecycle rule is the retention policy."""
+    stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{prefix}{database}/{database}-{stamp}.dump"
+
+
+class NullTarget:
+    def put(self, key: str, source: Path) -> str:
+        return "not stored (storage type none)"
+
+
+class LocalDirTarget:
+    """Writes ``<root>/<key>``; used in tests and for a run by hand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def put(self, key: str, source: Path) -> str:
+        target = (self.root / key).resolve()
+        if not target.is_relative_to(self.root.resolve()):
+            raise UploadError(f"key {key!r} escapes {self.root}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(source, partial)
+            partial.replace(target)  # atomic: a reader never sees half a dump
+        except OSError as exc:
+            raise UploadError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        return f"file://{target}"
+
+
+def _uri_encode(value: str, *, keep_slash: bool) -> str:
+    return urllib.parse.quote(value, safe="-_.~/" if keep_slash else "-_.~")
+
+
+def sign_v4(
+    *,
+    method: str,
+    host: str,
+    path: str,
+    query: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    payload_sha256: str,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    amz_date: str,
+    service: str = "s3",
+) -> dict[str, str]:
+    """AWS Signature Version 4, header-based, for one request. ``path`` is the already
+    URI-encoded absolute path. Returns every header to send, ``Authorization`` included."""
+    all_headers = {k.lower(): " ".join(str(v).split()) for k, v in (headers or {}).items()}
+    all_headers["host"] = host
+    all_headers["x-amz-date"] = amz_date
+    all_headers["x-amz-content-sha256"] = payload_sha256
+    names = sorted(all_headers)
+    canonical_headers = "".join(f"{name}:{all_headers[name]}\n" for name in names)
+    signed_headers = ";".join(names)
+    canonical_query = "&".join(
+        f"{_uri_encode(k, keep_slash=False)}={_uri_encode(v, keep_slash=False)}"
+        for k, v in sorted((query or {}).items())
+    )
+    canonical_request = "\n".join(
+        [method, path, canonical_query, canonical_headers, signed_headers, payload_sha256]
+    )
+    date = amz_date[:8]
+    scope = f"{date}/{region}/{service}/aws4_request"
+    string_to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
+    )
+    key = f"AWS4{secret_key}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+    sent = {name: all_headers[name] for name in names}
+    sent["authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope},"
+        f"SignedHeaders={signed_headers},Signature={signature}"
+    )
+    return sent
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class S3Target:
+    """PUT one object to an S3-compatible endpoint (Scaleway Object Storage), SigV4-signed."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        region: str,
+        bucket: str,
+        access_key: str,
+        secret_key: str,
+        addressing: str = "virtual",
+        storage_class: str | None = None,
+        timeout: float = 300.0,
+    ) -> None:
+        self.endpoint = urllib.parse.urlsplit(endpoint)
+        self.region = region
+        self.bucket = bucket
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.addressing = addressing
+        self.storage_class = storage_class
+        self.timeout = timeout
+
+    def request_for(
+        self, key: str, payload_sha256: str, size: int, now: dt.datetime, body: BinaryIO | None = None
+    ) -> urllib.request.Request:
+        """The signed PUT request (tests inspect it). The body is given here, not set later:
+        setting ``Request.data`` afterwards drops Content-Length and urllib would then send the
+        file chunked, which S3 refuses."""
+        netloc = self.endpoint.netloc
+        encoded_key = _uri_encode(key, keep_slash=True)
+        if self.addressing == "virtual":
+            host, path = f"{self.bucket}.{netloc}", f"/{encoded_key}"
+        else:
+            host, path = netloc, f"/{_uri_encode(self.bucket, keep_slash=False)}/{encoded_key}"
+        extra = {"x-amz-storage-class": self.storage_class} if self.storage_class else {}
+        headers = sign_v4(
+            method="PUT",
+            host=host,
+            path=path,
+            headers=extra,
+            payload_sha256=payload_sha256,
+            access_key=self.access_key,
+            secret_key=self.secret_key,
+            region=self.region,
+            amz_date=now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"),
+        )
+        headers["content-length"] = str(size)
+        headers["content-type"] = "application/octet-stream"
+        url = f"{self.endpoint.scheme}://{host}{path}"
+        return urllib.request.Request(url, data=body, method="PUT", headers=headers)
+
+    def put(self, key: str, source: Path) -> str:
+        size = source.stat().st_size
+        if size > MAX_SINGLE_PUT_BYTES:
+            raise UploadError(
+                f"dump is {size} bytes, over the 5 GiB single-PUT limit (multipart not supported)"
+            )
+        digest = file_sha256(source)
+        try:
+            with source.open("rb") as body:
+                request = self.request_for(key, digest, size, dt.datetime.now(dt.UTC), body)
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read(2000).decode("utf-8", "replace")
+            code = re.search(r"<Code>([^<]*)</Code>", detail)
+            raise UploadError(
+                f"PUT {exc.url} answered HTTP {exc.code}" + (f" ({code.group(1)})" if code else "")
+            ) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UploadError(f"PUT {self._describe(key)} failed: {reason}") from exc
+        return f"s3://{self.bucket}/{key}"
+
+    def _describe(self, key: str) -> str:
+        return f"{urllib.parse.urlunsplit(self.endpoint)} bucket {self.bucket} key {key}"
+
+
+def make_target(storage: StorageSpec, env: Mapping[str, str]) -> UploadTarget:
+    if storage.type == "local":
+        assert storage.path is not None
+        return LocalDirTarget(Path(storage.path))
+    if storage.type == "s3":
+        missing = [name for name in (storage.access_key_env, storage.secret_key_env) if not env.get(name)]
+        if missing:
+            raise SpecError([f"storage: environment variable {name} is not set" for name in missing])
+        assert storage.endpoint and storage.region and storage.bucket
+        return S3Target(
+            endpoint=storage.endpoint,
+            region=storage.region,
+            bucket=storage.bucket,
+            access_key=env[storage.access_key_env],
+            secret_key=env[storage.secret_key_env],
+            addressing=storage.addressing,
+            storage_class=storage.storage_class,
+        )
+    return NullTarget()
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL tools, the source connection and the scratch server.
+# --------------------------------------------------------------------------------------------
+
+_TOOLS = ("pg_dump", "pg_restore", "psql", "initdb", "pg_ctl")
+
+
+def find_bindir(explicit: str | None = None) -> Path:
+    """Where the PostgreSQL binaries live: ``--pg-bindir``/``$PG_BINDIR``, else the directory of
+    ``initdb`` on ``PATH`` (the postgres image), else the newest ``/usr/lib/postgresql/*/bin``
+    (Debian, where ``/usr/bin`` only has client wrappers)."""
+    candidates: list[Path] = []
+    if explicit:
+        candidates.append(Path(explicit))
+    else:
+        on_path = shutil.which("initdb")
+        if on_path:
+            candidates.append(Path(on_path).resolve().parent)
+        versions = sorted(
+            Path("/usr/lib/postgresql").glob("*/bin"),
+            key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1,
+            reverse=True,
+        )
+        candidates.extend(versions)
+    for directory in candidates:
+        if all(os.access(directory / tool, os.X_OK) for tool in _TOOLS):
+            return directory
+    searched = ", ".join(str(c) for c in candidates) or "PATH and /usr/lib/postgresql/*/bin"
+    raise FileNotFoundError(f"PostgreSQL binaries ({', '.join(_TOOLS)}) not found in {searched}")
+
+
+class SourceError(Exception):
+    """The source database cannot be dumped (unreachable, missing, bad credentials)."""
+
+
+def _clean_env(base: Mapping[str, str]) -> dict[str, str]:
+    # Fixed session settings make text output (checksums) independent of server defaults.
+    env = {k: v for k, v in base.items() if not k.startswith("PG")}
+    env.update(PGTZ="UTC", PGDATESTYLE="ISO, MDY", PGAPPNAME="platform-restore-check")
+    return env
+
+
+def source_env(conn: Connection, base: Mapping[str, str]) -> dict[str, str]:
+    """libpq environment for the source: spec values override inherited ``PG*`` variables."""
+    env = dict(base)
+    env["PGDATABASE"] = conn.dbname
+    for var, value in (
+        ("PGHOST", conn.host),
+        ("PGPORT", conn.port),
+        ("PGUSER", conn.user),
+        ("PGSSLMODE", conn.sslmode),
+    ):
+        if value is not None:
+            env[var] = str(value)
+    if conn.password_file:
+        try:
+            env["PGPASSWORD"] = Path(conn.password_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SourceError(f"cannot read password file {conn.password_file}: {exc.strerror}") from exc
+    elif conn.password_env:
+        if conn.password_env not in base:
+            raise SourceError(f"environment variable {conn.password_env} (the password) is not set")
+        env["PGPASSWORD"] = base[conn.password_env]
+    env.setdefault("PGCONNECT_TIMEOUT", "10")
+    env.setdefault("PGAPPNAME", "platform-restore-check")
+    return env
+
+
+def _first_error_line(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower() or "fatal" in line.lower():
+            return re.sub(r"^(pg_dump|pg_restore|psql): (error: )?", "", line)
+    return lines[0] if lines else "no error output"
+
+
+def probe_source(bindir: Path, env: Mapping[str, str]) -> None:
+    """Connect once so an unreachable host, a missing database and a bad password get
+    distinct messages instead of pg_dump's generic failure."""
+    proc = subprocess.run(
+        [str(bindir / "psql"), "-X", "-w", "-A", "-t", "-c", "select 1"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode == 0:
+        return
+    detail = _first_error_line(proc.stderr)
+    where = env.get("PGHOST", "the default socket")
+    if re.search(r'database "[^"]*" does not exist', proc.stderr):
+        raise SourceError(f'source database "{env["PGDATABASE"]}" does not exist on {where}')
+    if "password authentication failed" in proc.stderr or "no password supplied" in proc.stderr:
+        raise SourceError(f"authentication to the source on {where} failed: {detail}")
+    raise SourceError(f"source unreachable ({where}): {detail}")
+
+
+@dataclasses.dataclass
+class ScratchServer:
+    """A throwaway PostgreSQL on a unix socket in a fresh temporary directory."""
+
+    bindir: Path
+    workdir: Path
+    superuser: str = "restore_check"
+    socket_dir: Path = dataclasses.field(init=False)
+    data_dir: Path = dataclasses.field(init=False)
+    _base: Path = dataclasses.field(init=False)
+
+    def start(self) -> None:
+        # Unix socket paths are limited to ~107 bytes: keep the socket in a short directory.
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="rc-"))
+        self._base = Path(tempfile.mkdtemp(prefix="restore-check-", dir=self.workdir))
+        self.data_dir = self._base / "data"
+        env = _clean_env(os.environ)
+        # trust is safe here: no TCP listener, and the socket directory is private (0700).
+        self._run(
+            [
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.superuser,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "-N",
+            ],
+            env,
+        )
+        settings = {
+            "listen_addresses": "''",
+            "unix_socket_directories": f"'{self.socket_dir}'",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_wal_size": "'2GB'",
+            "TimeZone": "'UTC'",
+            # Containers often have a 64 MB /dev/shm: no parallel workers, no big DSM segments.
+            "max_parallel_workers_per_gather": "0",
+            "max_parallel_maintenance_workers": "0",
+        }
+        with (self.data_dir / "postgresql.conf").open("a", encoding="utf-8") as conf:
+            conf.write("\n# restore-check scratch server\n")
+            conf.writelines(f"{key} = {value}\n" for key, value in settings.items())
+        self._run(
+            [
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self._base / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            env,
+        )
+
+    def stop(self) -> None:
+        base = getattr(self, "_base", None)
+        if base is None:
+            return
+        if (self.data_dir / "postmaster.pid").exists():
+            subprocess.run(
+                [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "-w", "stop"],
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(base, ignore_errors=True)
+        socket_dir = getattr(self, "socket_dir", None)
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+
+    def _run(self, argv: list[str], env: Mapping[str, str]) -> None:
+        proc = subprocess.run(
+            [str(self.bindir / argv[0]), *argv[1:]],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            log = self._base / "server.log"
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"{argv[0]} failed: {(proc.stderr or proc.stdout).strip()}\n{tail}".strip())
+
+    def env(self, dbname: str = "postgres") -> dict[str, str]:
+        env = _clean_env(os.environ)
+        env.update(PGHOST=str(self.socket_dir), PGUSER=self.superuser, PGDATABASE=dbname)
+        return env
+
+    def psql(self, sql: str, dbname: str = "postgres") -> list[list[str]]:
+        """Run ``sql``; rows as lists of fields (unaligned, tab-separated)."""
+        proc = subprocess.run(
+            [
+                str(self.bindir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-F",
+                "\t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ],
+            env=self.env(dbname),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(_first_error_line(proc.stderr))
+        # Every line is a row: a row holding one NULL prints as an empty line.
+        return [line.split("\t") for line in proc.stdout.splitlines()]
+
+    def __enter__(self) -> ScratchServer:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# One database: dump, store, restore, check.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class DatabaseResult:
+    name: str
+    passed: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+    dump_bytes: int | None = None
+    dump_sha256: str | None = None
+    stored: str | None = None
+    inventory: dict[str, dict[str, Any]] | None = None
+
+    def ok(self, message: str) -> None:
+        self.passed.append(message)
+        print(f"PASS {self.name}: {message}", flush=True)
+
+    def fail(self, message: str) -> None:
+        self.failed.append(message)
+        print(f"FAIL {self.name}: {message}", flush=True)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "status": "failed" if self.failed else "ok",
+            "passed": len(self.passed),
+            "failures": self.failed,
+            "dumpBytes": self.dump_bytes,
+            "dumpSha256": self.dump_sha256,
+            "stored": self.stored,
+        }
+        if self.inventory is not None:
+            out["inventory"] = self.inventory
+        return out
+
+
+def _log(message: str) -> None:
+    print(f"restore-check: {message}", file=sys.stderr, flush=True)
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _human_age(seconds: float) -> str:
+    """``93784`` -> ``1d 2h``: the two most significant units."""
+    whole = int(seconds)
+    if whole < 0:
+        return f"{-whole}s in the future"
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s" if minutes else f"{secs}s"
+
+
+_EPOCH_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double precision")
+_TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
+
+
+def run_checks(
+    db: DatabaseSpec, server: ScratchServer, scratch_db: str, reference: float, res: DatabaseResult
+) -> None:
+    """Every declared check, against the restored copy in ``scratch_db``."""
+    exists: dict[TableName, bool] = {}
+
+    def table_exists(table: TableName) -> bool:
+        if table not in exists:
+            rows = server.psql(f"select to_regclass({table.regclass_literal}) is not null", scratch_db)
+            exists[table] = rows == [["t"]]
+        return exists[table]
+
+    def missing(table: TableName) -> str:
+        return f'table "{table.given}" does not exist in the restored copy'
+
+    for table in db.tables:
+        if table_exists(table):
+            res.ok(f'table "{table.given}" exists')
+        else:
+            res.fail(missing(table))
+
+    for table, minimum in db.min_rows:
+        if not table_exists(table):
+            res.fail(missing(table) + f" (expected >= {minimum} rows)")
+            continue
+        count = int(server.psql(f"select count(*) from {table.sql}", scratch_db)[0][0])
+        if count >= minimum:
+            res.ok(f'table "{table.given}" has {count} rows (>= {minimum})')
+        else:
+            res.fail(f'table "{table.given}" has {count} rows, expected >= {minimum}')
+
+    for fresh in db.freshness:
+        label = f'"{fresh.table.given}.{fresh.column}"'
+        if not table_exists(fresh.table):
+            res.fail(missing(fresh.table) + f" (freshness of {label})")
+            continue
+        type_rows = server.psql(
+            "select format_type(atttypid, atttypmod) from pg_attribute "
+            f"where attrelid = to_regclass({fresh.table.regclass_literal}) "
+            f"and attname = '{fresh.column}' and attnum > 0 and not attisdropped",
+            scratch_db,
+        )
+        if not type_rows:
+            res.fail(f"freshness column {label} does not exist in the restored copy")
+            continue
+        col_type = type_rows[0][0]
+        column = _quote_ident(fresh.column)
+        if col_type in _EPOCH_TYPES:
+            expr = f"max({column})::float8"  # unix seconds
+        elif col_type.split("(")[0] in _TIME_TYPES:
+            # timestamp without time zone is read as UTC (the session time zone is UTC).
+            expr = f"extract(epoch from max({column}))::float8"
+        else:
+            res.fail(
+                f"freshness column {label} has type {col_type}, expected a timestamp, date or unix seconds"
+            )
+            continue
+        newest = server.psql(f"select {expr} from {fresh.table.sql}", scratch_db)[0][0]
+        if newest == "":
+            res.fail(
+                f"freshness of {label}: the table has no rows, so no newest value "
+                f"(expected within {fresh.max_age})"
+            )
+            continue
+        age = reference - float(newest)
+        newest_iso = dt.datetime.fromtimestamp(float(newest), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if age <= fresh.max_age_seconds:
+            res.ok(f"newest {label} is {_human_age(age)} old (within {fresh.max_age})")
+        else:
+            res.fail(
+                f"stale data: newest {label} is {newest_iso}, {_human_age(age)} old, "
+                f"expected within {fresh.max_age}"
+            )
+
+
+_INVENTORY_TABLES = (
+    "select schemaname || '.' || tablename from pg_tables "
+    "where schemaname not in ('pg_catalog', 'information_schema') order by 1"
+)
+
+
+def inventory(server: ScratchServer, scratch_db: str) -> dict[str, dict[str, Any]]:
+    """Row count and an order-independent md5 of every user table (rows as text, sorted
+    byte-wise), so a caller can compare the restored copy with its source."""
+    out: dict[str, dict[str, Any]] = {}
+    for (qualified,) in server.psql(_INVENTORY_TABLES, scratch_db):
+        schema, table = qualified.split(".", 1)
+        sql_name = f"{_quote_ident(schema)}.{_quote_ident(table)}"
+        rows, digest = server.psql(
+            "select count(*), md5(coalesce(string_agg(t::text, E'\\n' order by t::text collate \"C\"), '')) "
+            f"from {sql_name} t",
+            scratch_db,
+        )[0]
+        out[qualified] = {"rows": int(rows), "md5": digest}
+    return out
+
+
+def check_one(
+    db: DatabaseSpec,
+    *,
+    bindir: Path,
+    server: ScratchServer,
+    target: UploadTarget,
+    prefix: str,
+    workdir: Path,
+    from_dumps: Path | None,
+    want_inventory: bool,
+    started: dt.datetime,
+) -> DatabaseResult:
+    res = DatabaseResult(db.name)
+    dump_path = workdir / f"{db.name}.dump"
+    try:
+        if from_dumps is not None:
+            dump_path = from_dumps / f"{db.name}.dump"
+            if not dump_path.is_file():
+                res.fail(f"no dump file {dump_path}")
+                return res
+            reference = dump_path.stat().st_mtime
+            _log(f"{db.name}: using existing dump {dump_path}")
+        else:
+            try:
+                env = source_env(db.connection, os.environ)
+                probe_source(bindir, env)
+            except SourceError as exc:
+                res.fail(str(exc))
+                return res
+            reference = time.time()
+            t0 = time.monotonic()
+            proc = subprocess.run(
+                [str(bindir / "pg_dump"), "-Fc", "-w", "--file", str(dump_path)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if proc.returncode != 0:
+                res.fail(f"pg_dump failed: {_first_error_line(proc.stderr)}")
+                return res
+            _log(f"{db.name}: dumped {dump_path.stat().st_size} bytes in {time.monotonic() - t0:.1f}s")
+        res.dump_bytes = dump_path.stat().st_size
+        res.dump_sha256 = file_sha256(dump_path)
+
+        if from_dumps is None:
+            key = dump_key(prefix, db.name, started)
+            try:
+                res.stored = target.put(key, dump_path)
+                res.ok(f"dump stored: {res.stored}")
+            except UploadError as exc:
+                res.fail(f"upload failed: {exc}")
+            # An upload failure is reported, but the restore below still proves the dump.
+
+        listing = subprocess.run(
+            [str(bindir / "pg_restore"), "--list", str(dump_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if listing.returncode != 0:
+            res.fail(f"corrupt dump: not a readable pg_dump archive ({_first_error_line(listing.stderr)})")
+            return res
+        scratch_db = f"check_{db.name}"
+        server.psql(f"create database {_quote_ident(scratch_db)}")
+        t0 = time.monotonic()
+        restore = subprocess.run(
+            [
+                str(bindir / "pg_restore"),
+                "--exit-on-error",
+                "--no-owner",
+                "--no-privileges",
+                "--dbname",
+                scratch_db,
+                str(dump_path),
+            ],
+            env=server.env(scratch_db),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if restore.returncode != 0:
+            res.fail(f"corrupt dump: restore failed ({_first_error_line(restore.stderr)})")
+            return res
+        res.ok(f"restored into scratch database in {time.monotonic() - t0:.1f}s")
+        run_checks(db, server, scratch_db, reference, res)
+        if want_inventory:
+            res.inventory = inventory(server, scratch_db)
+        server.psql(f"drop database {_quote_ident(scratch_db)}")
+    except RuntimeError as exc:  # a psql call against the scratch server failed unexpectedly
+        res.fail(f"check error: {exc}")
+    except Exception as exc:  # one database's surprise must not hide the others' results
+        res.fail(f"internal error: {exc!r}")
+    finally:
+        if from_dumps is None:
+            dump_path.unlink(missing_ok=True)
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics for alerting.
+# --------------------------------------------------------------------------------------------
+
+_LAST_SUCCESS = f"{METRIC_PREFIX}_last_success_timestamp_seconds"
+
+
+def render_metrics(
+    *, now: float, failed_checks: int, databases: int, duration: float, last_success: float | None
+) -> str:
+    metrics = [
+        (f"{METRIC_PREFIX}_last_run_timestamp_seconds", "Unix time the last restore check finished.", now),
+        (
+            f"{METRIC_PREFIX}_failed_checks",
+            "Checks that failed in the last restore check run.",
+            failed_checks,
+        ),
+        (f"{METRIC_PREFIX}_databases", "Databases covered by the last restore check run.", databases),
+        (f"{METRIC_PREFIX}_duration_seconds", "Wall time of the last restore check run.", round(duration, 3)),
+    ]
+    if last_success is not None:
+        metrics.append(
+            (_LAST_SUCCESS, "Unix time of the last run in which every check passed.", last_success)
+        )
+    lines: list[str] = []
+    for name, help_text, value in metrics:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def previous_last_success(textfile: Path) -> float | None:
+    try:
+        text = textfile.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    match = re.search(rf"^{_LAST_SUCCESS} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def write_textfile(path: Path, body: str) -> None:
+    """Atomic, as the node exporter's textfile collector expects."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(body, encoding="utf-8")
+    partial.replace(path)
+
+
+def push_metrics(url: str, body: str, timeout: float = 15.0) -> None:
+    """POST to a Pushgateway group: POST replaces only the metrics sent, so a failed run (which
+    sends no last-success metric) keeps the previous success time visible to alerting."""
+    target = url.rstrip("/") + "/metrics/job/platform_restore_check"
+    request = urllib.request.Request(
+        target,
+        data=body.encode(),
+        method="POST",
+        headers={"Content-Type": "text/plain; version=0.0.4"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+
+
+# --------------------------------------------------------------------------------------------
+# Command line.
+# --------------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="restore_check.py",
+        description="Dump each database, store the dump, restore it into a scratch server and check it.",
+    )
+    p.add_argument(
+        "--spec", help=f"spec file (JSON); default ${SPEC_ENV}, or inline JSON in ${SPEC_JSON_ENV}"
+    )
+    p.add_argument(
+        "--database",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this database from the spec (repeatable)",
+    )
+    p.add_argument("--validate", action="store_true", help="only validate the spec, then exit")
+    p.add_argument("--storage-dir", help="store dumps in this directory instead of the spec's storage")
+    p.add_argument(
+        "--from-dumps",
+        metavar="DIR",
+        help="check existing dumps DIR/<name>.dump instead of dumping the sources (nothing is stored)",
+    )
+    p.add_argument(
+        "--work-dir", default=None, help="where dumps and the scratch cluster live (default: $TMPDIR)"
+    )
+    p.add_argument(
+        "--pg-bindir", default=os.environ.get(BINDIR_ENV), help=f"PostgreSQL binaries (${BINDIR_ENV})"
+    )
+    p.add_argument("--metrics-file", help="write Prometheus metrics to this textfile (atomically)")
+    p.add_argument("--pushgateway", help="push metrics to this Pushgateway URL")
+    p.add_argument(
+        "--inventory", action="store_true", help="add every restored table's row count and md5 to the summary"
+    )
+    return p
+
+
+def _select(spec: Spec, names: Sequence[str]) -> tuple[DatabaseSpec, ...]:
+    if not names:
+        return spec.databases
+    known = {db.name: db for db in spec.databases}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SpecError(
+            [
+                f"--database {n}: unknown database (the spec declares: {', '.join(sorted(known))})"
+                for n in unknown
+            ]
+        )
+    return tuple(known[n] for n in names)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        spec = load_spec(read_spec_source(args.spec, os.environ))
+        selected = _select(spec, args.database)
+        storage = spec.storage
+        if args.storage_dir:
+            storage = StorageSpec(type="local", prefix=spec.storage.prefix, path=args.storage_dir)
+        target = make_target(storage, os.environ)
+    except SpecError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.validate:
+        print(f"spec ok: {len(spec.databases)} database(s): {', '.join(db.name for db in spec.databases)}")
+        return EXIT_OK
+
+    try:
+        bindir = find_bindir(args.pg_bindir)
+    except FileNotFoundError as exc:
+        print(f"ERROR {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from_dumps = Path(args.from_dumps) if args.from_dumps else None
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    results: list[DatabaseResult] = []
+    workdir = Path(args.work_dir or tempfile.gettempdir())
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(ScratchServer(bindir, workdir))
+        except (RuntimeError, OSError) as exc:
+            print(f"ERROR scratch PostgreSQL did not start: {exc}", file=sys.stderr)
+            return EXIT_SCRATCH
+        _log(f"scratch server up on {server.socket_dir} ({bindir})")
+        run_dir = Path(tempfile.mkdtemp(prefix="dumps-", dir=workdir))
+        stack.callback(shutil.rmtree, run_dir, True)
+        for db in selected:
+            results.append(
+                check_one(
+                    db,
+                    bindir=bindir,
+                    server=server,
+                    target=target,
+                    prefix=storage.prefix,
+                    workdir=run_dir,
+                    from_dumps=from_dumps,
+                    want_inventory=args.inventory,
+                    started=started,
+                )
+            )
+    return _report(results, started, time.monotonic() - t0, args)
+
+
+def _report(
+    results: list[DatabaseResult], started: dt.datetime, duration: float, args: argparse.Namespace
+) -> int:
+    failures = [f"{r.name}: {msg}" for r in results for msg in r.failed]
+    now = time.time()
+    summary = {
+        "status": "failed" if failures else "ok",
+        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "durationSeconds": round(duration, 3),
+        "failedChecks": len(failures),
+        "failures": failures,
+        "databases": [r.as_json() for r in results],
+    }
+    print(SUMMARY_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
+
+    textfile = Path(args.metrics_file) if args.metrics_file else None
+    last_success = now if not failures else (previous_last_success(textfile) if textfile else None)
+    body = render_metrics(
+        now=now,
+        failed_checks=len(failures),
+        databases=len(results),
+        duration=duration,
+        last_success=last_success,
+    )
+    if textfile:
+        write_textfile(textfile, body)
+    if args.pushgateway:
+        try:
+            push_metrics(args.pushgateway, body)
+        except (urllib.error.URLError, OSError) as exc:
+            # Not a failed check: the job's own status already says whether the backup is good;
+            # a missing push shows up as RestoreCheckNotRun after 26h.
+            _log(f"WARN could not push metrics to {args.pushgateway}: {getattr(exc, 'reason', exc)}")
+    if failures:
+        _log(f"{len(failures)} check(s) failed")
+        return EXIT_CHECK_FAILED
+    _log(f"all checks passed for {len(results)} database(s) in {duration:.1f}s")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
