@@ -1,12 +1,18 @@
 # Everything a newcomer needs, from a fresh clone, with no cloud account:
 #   make plan STACK=prod    set up, then show what the prod stack would create (offline, mocked)
 #   make test               set up, then run the whole test suite
+#   make artifacts STACK=prod   write build/prod/: inventory.json, manifests/, helm/ (offline plan)
+#   make validate STACK=prod    plan, then validate the artifacts (schemas, checkov, policy rules)
+#   make validate-all           the same for every committed stack (CI)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  ?= prod
+# checkov's dependencies clash with pulumi's: it lives in a virtualenv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test lint format bench clean
+.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +21,24 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.installed
+
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+checkov-setup: $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+artifacts: setup
+	$(PY) -m offline.plan $(STACK) --out build
+
+# In CI (CI=true) a skipped check (no ../shared/schemas, no checkov) fails instead of warning.
+validate: setup checkov-setup
+	$(PY) -m offline.validate $(STACK) --out build $(if $(CI),--no-skips)
+
+validate-all: setup checkov-setup
+	$(PY) -m offline.validate --all --out build $(if $(CI),--no-skips)
 
 plan: setup
 	$(PY) -m offline.plan $(STACK)

@@ -1,6 +1,7 @@
 """The offline plan: run the real program for a stack under mocks and show what it would create.
 
     python -m offline.plan prod          # tree of components and resources, counts per type
+    python -m offline.plan prod --out build   # also write build/prod/ (see offline.artifacts)
 
 No credentials, no Pulumi CLI, no network. A bad stack file prints the readable config error and
 exits 2; nothing is registered.
@@ -77,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("stack", help=f"stack name (files here: {', '.join(runner.stack_names())})")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write the plan's artifacts (inventory, manifests, Helm values) into DIR/<stack>/",
+    )
     args = parser.parse_args(argv)
     try:
         plan = runner.run(args.stack)
@@ -91,6 +97,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(render_counts(plan)))
     print("\nExports:")
     print("\n".join(render_exports(plan)))
+    if args.out:
+        from pathlib import Path
+
+        from offline import artifacts
+
+        written = artifacts.write(plan, Path(args.out))
+        print(
+            f"\nArtifacts: {written.root}/ (inventory.json, {len(written.manifests)} manifest(s), "
+            f"{len(written.helm)} Helm values file(s))"
+        )
     return 0
 
 

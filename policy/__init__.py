@@ -1,0 +1,1 @@
+"""The platform's policy pack: rules (pure functions) plus CrossGuard adapters."""

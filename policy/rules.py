@@ -1,0 +1,807 @@
+"""The platform's policy rules, as pure functions over a neutral view of resources.
+
+The same rules run in two places:
+
+* offline, on a plan's ``inventory.json`` (``python -m offline.validate``), where secret values
+  appear as ``"[secret]"`` and ``retainOnDelete`` is recorded;
+* in Pulumi CrossGuard (``pulumi preview --policy-pack policy``) through the adapters in
+  ``policy/crossguard.py``.
+
+A rule never imports Pulumi: it sees :class:`ResourceView` (type, name, inputs, protect,
+retain-on-delete, provider, dependencies) and, for rules about the whole stack, a
+:class:`StackView` (every resource, the stack's role, and what the caller can see). Some facts
+are invisible to Python policy packs: pulumi-policy 1.21 hands a policy secret values already
+unwrapped, and the analyzer protocol carries no ``retainOnDelete``. Rules that need those declare
+it in ``needs``; CrossGuard reports them "not applicable" and the offline run enforces them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SECRET = "[secret]"
+UNKNOWN = "[unknown]"
+
+ROLES = ("tooling", "production", "development")
+#: Label that marks a Namespace as an application namespace (one per onboarded app).
+APP_NAMESPACE_LABEL = "platform.scw/app-namespace"
+PSS_ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+
+#: Capabilities a caller may lack: secretness of values, and the retainOnDelete option.
+SECRETS = "secrets"
+RETAIN_ON_DELETE = "retain_on_delete"
+ALL_CAPABILITIES = frozenset({SECRETS, RETAIN_ON_DELETE})
+
+RDB_INSTANCE = "scaleway:databases/instance:Instance"
+RDB_DATABASE = "scaleway:databases/database:Database"
+KAPSULE_CLUSTER = "scaleway:kubernetes/cluster:Cluster"
+KAPSULE_POOL = "scaleway:kubernetes/pool:Pool"
+KAPSULE_ACL = "scaleway:kubernetes/acl:Acl"
+REGISTRY_NAMESPACE = "scaleway:registry/namespace:Namespace"
+LB_IP = "scaleway:loadbalancers/ip:Ip"
+IAM_POLICY = "scaleway:iam/policy:Policy"
+K8S_PROVIDER = "pulumi:providers:kubernetes"
+HELM_TYPES = frozenset({"kubernetes:helm.sh/v3:Release", "kubernetes:helm.sh/v4:Chart"})
+NAMESPACE = "kubernetes:core/v1:Namespace"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+K8S_SECRET = "kubernetes:core/v1:Secret"
+GATEWAY_KINDS = ("Gateway", "ListenerSet")
+
+_K8S_OBJECT = re.compile(r"^kubernetes:(?P<group>[^:/]+)/(?P<version>[^:/]+):(?P<kind>[A-Za-z0-9]+)$")
+_NOT_OBJECTS = re.compile(r"^kubernetes:(helm\.sh|yaml|kustomize)/")
+_EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+# --------------------------------------------------------------------------------------------
+# Views.
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResourceView:
+    urn: str
+    type: str
+    name: str
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    protect: bool = False
+    #: None when the caller cannot see the option (CrossGuard).
+    retain_on_delete: bool | None = None
+    #: URN of the resource's provider ("" for the default provider or a provider itself).
+    provider: str = ""
+    dependencies: tuple[str, ...] = ()
+
+    def get(self, *path: str | int) -> Any:
+        return dig(self.inputs, *path)
+
+    @property
+    def kind(self) -> str | None:
+        match = _K8S_OBJECT.match(self.type)
+        return match["kind"] if match and not _NOT_OBJECTS.match(self.type) else None
+
+    @property
+    def is_kubernetes_object(self) -> bool:
+        return self.kind is not None
+
+    @property
+    def is_helm(self) -> bool:
+        return self.type in HELM_TYPES
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        value = self.inputs.get("metadata")
+        return value if isinstance(value, Mapping) else {}
+
+    @property
+    def labels(self) -> Mapping[str, Any]:
+        value = self.metadata.get("labels")
+        return value if isinstance(value, Mapping) else {}
+
+
+@dataclass(frozen=True)
+class StackView:
+    resources: tuple[ResourceView, ...]
+    #: tooling | production | development; None when unknown (treated as production).
+    role: str | None = None
+    #: What the caller can see (see module docstring): offline sees everything.
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+
+    @property
+    def effective_role(self) -> str:
+        return self.role or "production"
+
+    def of_type(self, *types: str) -> list[ResourceView]:
+        return [r for r in self.resources if r.type in types]
+
+
+@dataclass(frozen=True, order=True)
+class Violation:
+    rule: str
+    urn: str
+    path: str
+    message: str
+
+    def text(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+Finding = tuple[str, str]  # (path in the resource's inputs, message)
+ResourceCheck = Callable[[ResourceView, StackView], Iterable[Finding]]
+StackCheck = Callable[[StackView], Iterable[tuple[ResourceView, Finding]]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    description: str
+    #: Which resources a per-resource rule looks at.
+    applies: Callable[[ResourceView], bool]
+    check: ResourceCheck | None = None
+    #: Rules that relate resources to each other look at the whole stack instead.
+    stack_check: StackCheck | None = None
+    #: Roles the rule is enforced for (None: every role).
+    roles: frozenset[str] | None = None
+    #: Capabilities the rule needs (see module docstring).
+    needs: frozenset[str] = frozenset()
+
+    @property
+    def is_stack_rule(self) -> bool:
+        """Needs more than one resource in view: the stack's role or other resources."""
+        return self.stack_check is not None or self.roles is not None
+
+    def enforced_for(self, stack: StackView) -> bool:
+        return self.roles is None or stack.effective_role in self.roles
+
+    def missing(self, stack: StackView) -> frozenset[str]:
+        return self.needs - stack.capabilities
+
+    def evaluate(self, stack: StackView) -> list[Violation]:
+        if not self.enforced_for(stack) or self.missing(stack):
+            return []
+        found: list[Violation] = []
+        if self.stack_check is not None:
+            for resource, (path, message) in self.stack_check(stack):
+                found.append(Violation(self.name, resource.urn, path, message))
+        if self.check is not None:
+            for resource in stack.resources:
+                if self.applies(resource):
+                    found.extend(self.check_resource(resource, stack))
+        return sorted(set(found))
+
+    def check_resource(self, resource: ResourceView, stack: StackView) -> list[Violation]:
+        assert self.check is not None
+        return [Violation(self.name, resource.urn, p, m) for p, m in self.check(resource, stack)]
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers.
+# --------------------------------------------------------------------------------------------
+
+
+def dig(value: Any, *path: str | int) -> Any:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(value, list | tuple) or part >= len(value):
+                return None
+            value = value[part]
+        else:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+    return value
+
+
+def is_unknown(value: Any) -> bool:
+    return value == UNKNOWN
+
+
+def is_masked_secret(value: Any) -> bool:
+    return value == SECRET
+
+
+def _types(*types: str) -> Callable[[ResourceView], bool]:
+    wanted = frozenset(types)
+    return lambda r: r.type in wanted
+
+
+def _truthy_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and len(value) > 0
+
+
+def role_from_tags(resources: Iterable[ResourceView]) -> str | None:
+    """The program tags every Scaleway resource ``role=<role>`` (PlatformConfig.tags)."""
+    for resource in sorted(resources, key=lambda r: r.urn):
+        tags = resource.inputs.get("tags")
+        if isinstance(tags, list | tuple):
+            for tag in tags:
+                if isinstance(tag, str) and tag.startswith("role=") and tag[5:] in ROLES:
+                    return tag[5:]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Scaleway rules.
+# --------------------------------------------------------------------------------------------
+
+
+def _rdb_private_only(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    # Any load_balancer block, even an empty one, gives the instance a public endpoint.
+    load_balancer = r.get("loadBalancer")
+    if load_balancer is not None and not is_unknown(load_balancer):
+        yield "loadBalancer", "a public endpoint (load_balancer) is set; the database must be private-only"
+    private = r.get("privateNetwork")
+    if not private:
+        yield "privateNetwork", "no private network endpoint: the database would only be reachable publicly"
+
+
+def _rdb_backups(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.get("disableBackup") is True:
+        yield "disableBackup", "backups are disabled"
+    retention = r.get("backupScheduleRetention")
+    if is_unknown(retention):
+        return
+    if not isinstance(retention, int | float):
+        yield "backupScheduleRetention", "no backup retention set (need >= 7 days)"
+    elif retention < 7:
+        yield "backupScheduleRetention", f"backup retention is {retention:g} day(s); need >= 7"
+
+
+def _rdb_encrypted(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.get("encryptionAtRest") is not True:
+        yield "encryptionAtRest", "encryption at rest must be enabled"
+
+
+def _cluster_private_network(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if not r.get("privateNetworkId"):
+        yield "privateNetworkId", "the cluster is not attached to a private network"
+
+
+def _pool_private(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.get("publicIpDisabled") is not True:
+        yield "publicIpDisabled", "nodes get public IPs; production nodes egress through the Public Gateway"
+
+
+def _acl_not_world(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    rules = r.get("aclRules")
+    if r.get("noIpAllowed") is True:
+        return
+    if not _truthy_list(rules):
+        yield "aclRules", "the ACL has no rule: the API server would be open to every address"
+        return
+    for i, rule in enumerate(rules):
+        ip = dig(rule, "ip")
+        if not isinstance(ip, str) or is_unknown(ip):
+            continue
+        try:
+            network = ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            yield f"aclRules[{i}].ip", f"{ip!r} is not an IP range"
+            continue
+        if network.prefixlen == 0:
+            yield f"aclRules[{i}].ip", f"{ip} opens the Kubernetes API to the whole internet"
+
+
+def _clusters_have_acl(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    acl_dependencies = {d for acl in stack.of_type(KAPSULE_ACL) for d in acl.dependencies}
+    for cluster in stack.of_type(KAPSULE_CLUSTER):
+        if cluster.urn not in acl_dependencies:
+            yield cluster, ("", "no API-server ACL (scaleway:kubernetes/acl:Acl) restricts this cluster")
+
+
+def _registry_private(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.get("isPublic") is not False:
+        yield "isPublic", "the registry namespace must be private (is_public=False)"
+
+
+_FORBIDDEN_PERMISSION_SETS = frozenset({"AllProductsFullAccess", "IAMManager", "OrganizationManager"})
+
+
+def _iam_scoped(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.get("organizationId"):
+        yield "organizationId", "policy rules must be scoped to a project, not the organization"
+    rules = r.get("rules")
+    if not _truthy_list(rules):
+        yield "rules", "an IAM policy without rules"
+        return
+    for i, rule in enumerate(rules):
+        if dig(rule, "organizationId"):
+            yield f"rules[{i}].organizationId", "scoped to the whole organization; scope it to the project"
+        if not _truthy_list(dig(rule, "projectIds")):
+            yield f"rules[{i}].projectIds", "no project scope"
+        for name in dig(rule, "permissionSetNames") or []:
+            if name in _FORBIDDEN_PERMISSION_SETS:
+                yield f"rules[{i}].permissionSetNames", f"{name} is broader than any platform identity needs"
+
+
+_STATEFUL = (RDB_INSTANCE, RDB_DATABASE, REGISTRY_NAMESPACE, LB_IP)
+
+
+def _protected(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if not r.protect:
+        yield "", "stateful or address-bearing resource without protect=True"
+
+
+def _retained(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.retain_on_delete is False:
+        yield "", "the reserved ingress IP must be retain_on_delete=True: the address outlives the stack"
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes rules.
+# --------------------------------------------------------------------------------------------
+
+
+def _explicit_provider(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    # Default providers are named default_<version> (pulumi:disable-default-providers forbids them).
+    if not r.provider or r.provider.rsplit("::", 1)[-1].startswith("default"):
+        yield "", "no explicit Kubernetes provider: it would deploy to whatever kubeconfig is current"
+
+
+def _kubeconfig_secret(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    kubeconfig = r.get("kubeconfig")
+    if kubeconfig is not None and not is_masked_secret(kubeconfig) and not is_unknown(kubeconfig):
+        yield "kubeconfig", "the provider's kubeconfig is not a Pulumi secret"
+
+
+def _helm_pinned(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    version = r.get("version")
+    if is_unknown(version):
+        return
+    if not isinstance(version, str) or not version.strip():
+        yield "version", "no chart version: Helm would install whatever is newest"
+    elif not _EXACT_VERSION.fullmatch(version.strip()):
+        yield "version", f"chart version {version!r} is not an exact version (no ranges, wildcards or tags)"
+
+
+def image_problem(image: Any) -> str | None:
+    """Why an image reference is not pinned, or None."""
+    if not isinstance(image, str) or is_unknown(image) or is_masked_secret(image):
+        return None
+    if "@sha256:" in image:
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag (it means latest)"
+    tag = last.rsplit(":", 1)[1]
+    if not tag or tag == "latest":
+        return f"image {image!r} uses the tag latest"
+    return None
+
+
+def pod_spec_path(kind: str | None) -> tuple[str, ...] | None:
+    return _POD_SPEC_PATHS.get(kind or "")
+
+
+def _images_pinned(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    path = pod_spec_path(r.kind)
+    assert path is not None
+    spec = dig(r.inputs, *path)
+    if not isinstance(spec, Mapping):
+        return
+    prefix = ".".join(path)
+    for list_name in _CONTAINER_LISTS:
+        containers = spec.get(list_name)
+        if not isinstance(containers, list | tuple):
+            continue
+        for i, container in enumerate(containers):
+            image = dig(container, "image")
+            if image is None:
+                yield f"{prefix}.{list_name}[{i}].image", "container without an image"
+                continue
+            problem = image_problem(image)
+            if problem:
+                yield f"{prefix}.{list_name}[{i}].image", problem
+
+
+def _helm_images_pinned(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    """``image: {tag: latest}`` or ``image: repo:latest`` anywhere in a release's values."""
+
+    def walk(node: Any, path: str) -> Iterator[Finding]:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                sub = f"{path}.{key}"
+                if key == "image" and isinstance(value, Mapping) and value.get("tag") == "latest":
+                    yield f"{sub}.tag", "image tag latest"
+                elif key == "image" and isinstance(value, str) and value.endswith(":latest"):
+                    yield sub, f"image {value!r} uses the tag latest"
+                else:
+                    yield from walk(value, sub)
+        elif isinstance(node, list | tuple):
+            for i, value in enumerate(node):
+                yield from walk(value, f"{path}[{i}]")
+
+    yield from walk(r.get("values"), "values")
+
+
+def _is_app_namespace(r: ResourceView) -> bool:
+    return r.type == NAMESPACE and str(r.labels.get(APP_NAMESPACE_LABEL, "")).lower() == "true"
+
+
+def _restricted_pss(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if r.labels.get(PSS_ENFORCE_LABEL) != "restricted":
+        yield (
+            f"metadata.labels.{PSS_ENFORCE_LABEL}",
+            "an app namespace must enforce the restricted Pod Security Standard",
+        )
+
+
+def is_default_deny(policy: ResourceView) -> bool:
+    spec = policy.get("spec")
+    if not isinstance(spec, Mapping):
+        return False
+    selector = spec.get("podSelector")
+    if selector is None or not isinstance(selector, Mapping):
+        return False
+    if selector.get("matchLabels") or selector.get("matchExpressions"):
+        return False
+    types = spec.get("policyTypes") or []
+    if not {"Ingress", "Egress"} <= set(types):
+        return False
+    return not spec.get("ingress") and not spec.get("egress")
+
+
+def _namespaces_default_deny(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    denied = {
+        (p.provider, dig(p.metadata, "namespace"))
+        for p in stack.of_type(NETWORK_POLICY)
+        if is_default_deny(p)
+    }
+    for namespace in stack.resources:
+        if not _is_app_namespace(namespace):
+            continue
+        name = namespace.metadata.get("name")
+        if not isinstance(name, str) or not name:
+            yield (
+                namespace,
+                ("metadata.name", "an app namespace needs an explicit name to attach policies to"),
+            )
+        elif (namespace.provider, name) not in denied:
+            yield (
+                namespace,
+                (
+                    "",
+                    f"app namespace {name!r} has no default-deny NetworkPolicy "
+                    "(empty podSelector, policyTypes Ingress and Egress, no rules)",
+                ),
+            )
+
+
+def _secret_values_are_secret(r: ResourceView, stack: StackView) -> Iterator[Finding]:
+    for field_name in ("data", "stringData"):
+        values = r.get(field_name)
+        if values is None or is_masked_secret(values) or is_unknown(values):
+            continue
+        if not isinstance(values, Mapping):
+            yield field_name, "unexpected shape"
+            continue
+        for key, value in sorted(values.items()):
+            if not is_masked_secret(value) and not is_unknown(value):
+                yield (
+                    f"{field_name}.{key}",
+                    "literal value in a Kubernetes Secret: pass it as a Pulumi secret",
+                )
+
+
+def _redirecting_ports(stack: StackView, provider: str) -> set[Any]:
+    """Ports of Traefik entry points (same cluster) that are public on 80 and redirect to HTTPS.
+
+    Traefik binds a Gateway listener to the entry point with the same port (8000 for ``web``);
+    the chart's ``exposedPort`` is what the load balancer publishes.
+    """
+    ports: set[Any] = set()
+    for release in stack.resources:
+        if not _is_traefik(release) or release.provider != provider:
+            continue
+        entries = dig(release.inputs, "values", "ports")
+        if not isinstance(entries, Mapping):
+            continue
+        for entry in entries.values():
+            if (
+                isinstance(entry, Mapping)
+                and entry.get("exposedPort") == 80
+                and dig(entry, "http", "redirections", "entryPoint")
+                and entry.get("port") is not None
+            ):
+                ports.add(entry["port"])
+    return ports
+
+
+def _listener_findings(listeners: Any, prefix: str, http_ports: set[Any]) -> Iterator[Finding]:
+    if not isinstance(listeners, list | tuple):
+        return
+    for i, listener in enumerate(listeners):
+        protocol = str(dig(listener, "protocol") or "").upper()
+        port = dig(listener, "port")
+        where = f"{prefix}[{i}]"
+        if protocol in ("HTTPS", "TLS"):
+            mode = dig(listener, "tls", "mode") or "Terminate"
+            if mode != "Passthrough" and not _truthy_list(dig(listener, "tls", "certificateRefs")):
+                yield f"{where}.tls.certificateRefs", f"{protocol} listener without a certificate reference"
+        elif protocol == "HTTP" and port != 80 and port not in http_ports and not is_unknown(port):
+            yield (
+                f"{where}.port",
+                f"plain HTTP listener on port {port}: HTTP is allowed only on port 80 (or a Traefik "
+                "entry point published on 80 that redirects to HTTPS), for the redirect and ACME",
+            )
+
+
+def _gateways_tls(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    for gateway in stack.resources:
+        if gateway.kind in GATEWAY_KINDS:
+            ports = _redirecting_ports(stack, gateway.provider)
+            for finding in _listener_findings(gateway.get("spec", "listeners"), "spec.listeners", ports):
+                yield gateway, finding
+
+
+def _traefik_gateway_tls(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    """Traefik's chart renders the Gateway from ``values.gateway.listeners`` (a map by name)."""
+    values = r.get("values")
+    listeners = dig(values, "gateway", "listeners")
+    if not isinstance(listeners, Mapping):
+        return
+    ports = dig(values, "ports") or {}
+    for name, listener in sorted(listeners.items()):
+        protocol = str(dig(listener, "protocol") or "").upper()
+        where = f"values.gateway.listeners.{name}"
+        if protocol in ("HTTPS", "TLS"):
+            if dig(listener, "mode") != "Passthrough" and not _truthy_list(dig(listener, "certificateRefs")):
+                yield f"{where}.certificateRefs", f"{protocol} listener without a certificate reference"
+        elif protocol == "HTTP":
+            entry = _entrypoint(ports, name, dig(listener, "port"))
+            exposed = dig(entry, "exposedPort")
+            if exposed is not None and exposed != 80:
+                yield f"{where}.port", f"plain HTTP exposed on port {exposed}: only port 80 may be HTTP"
+            if not dig(entry, "http", "redirections", "entryPoint"):
+                yield where, "plain HTTP listener whose entry point does not redirect to HTTPS"
+
+
+def _entrypoint(ports: Any, name: str, port: Any) -> Any:
+    if not isinstance(ports, Mapping):
+        return None
+    if isinstance(ports.get(name), Mapping):
+        return ports[name]
+    for entry in ports.values():
+        if isinstance(entry, Mapping) and port is not None and entry.get("port") == port:
+            return entry
+    return None
+
+
+def _is_traefik(r: ResourceView) -> bool:
+    chart = r.get("chart")
+    return r.is_helm and isinstance(chart, str) and chart.rstrip("/").rsplit("/", 1)[-1] == "traefik"
+
+
+def _object_identity(r: ResourceView) -> tuple[str, str, str, str, str]:
+    api_version = str(r.get("apiVersion") or "")
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    return (
+        r.provider,
+        group,
+        str(r.get("kind") or r.kind),
+        str(dig(r.metadata, "namespace") or ""),
+        str(dig(r.metadata, "name") or ""),
+    )
+
+
+def _unique_objects(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    seen: dict[tuple[str, str, str, str, str], ResourceView] = {}
+    for r in sorted(stack.resources, key=lambda x: x.urn):
+        if not r.is_kubernetes_object:
+            continue
+        key = _object_identity(r)
+        if not key[4]:
+            continue
+        if key in seen:
+            kind, namespace, name = key[2], key[3], key[4]
+            yield (
+                r,
+                (
+                    "metadata",
+                    f"{kind} {namespace + '/' if namespace else ''}{name} "
+                    f"is also declared by {seen[key].urn}",
+                ),
+            )
+        else:
+            seen[key] = r
+
+
+# --------------------------------------------------------------------------------------------
+# The rule set.
+# --------------------------------------------------------------------------------------------
+
+_NOT_DEVELOPMENT = frozenset({"production", "tooling"})
+_PRODUCTION = frozenset({"production"})
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        "rdb-private-endpoint-only",
+        "Managed PostgreSQL has no public endpoint (no load_balancer) and a private-network endpoint.",
+        _types(RDB_INSTANCE),
+        _rdb_private_only,
+    ),
+    Rule(
+        "rdb-backups-production",
+        "Production databases keep backups enabled with a retention of at least 7 days.",
+        _types(RDB_INSTANCE),
+        _rdb_backups,
+        roles=_PRODUCTION,
+    ),
+    Rule(
+        "rdb-encrypted-production",
+        "Production databases are encrypted at rest.",
+        _types(RDB_INSTANCE),
+        _rdb_encrypted,
+        roles=_PRODUCTION,
+    ),
+    Rule(
+        "kapsule-private-network",
+        "Every Kapsule cluster is attached to a private network.",
+        _types(KAPSULE_CLUSTER),
+        _cluster_private_network,
+    ),
+    Rule(
+        "kapsule-pool-no-public-ip-production",
+        "Production node pools have public IPs disabled (egress through the Public Gateway).",
+        _types(KAPSULE_POOL),
+        _pool_private,
+        roles=_PRODUCTION,
+    ),
+    Rule(
+        "kapsule-acl-not-world",
+        "A Kapsule API-server ACL never admits 0.0.0.0/0 (or any /0) and is never empty.",
+        _types(KAPSULE_ACL),
+        _acl_not_world,
+    ),
+    Rule(
+        "kapsule-acl-required-production",
+        "Every production Kapsule cluster has an API-server ACL.",
+        lambda r: False,
+        stack_check=_clusters_have_acl,
+        roles=_PRODUCTION,
+    ),
+    Rule(
+        "stateful-resources-protected",
+        "Database instance and databases, registry namespace and reserved IPs are protect=True "
+        "(every role but development).",
+        _types(*_STATEFUL),
+        _protected,
+        roles=_NOT_DEVELOPMENT,
+    ),
+    Rule(
+        "ingress-ip-retained-on-delete",
+        "The reserved ingress IP (scaleway:loadbalancers/ip:Ip) is retain_on_delete=True "
+        "(every role but development).",
+        _types(LB_IP),
+        _retained,
+        roles=_NOT_DEVELOPMENT,
+        needs=frozenset({RETAIN_ON_DELETE}),
+    ),
+    Rule(
+        "registry-namespace-private",
+        "The container registry namespace is private.",
+        _types(REGISTRY_NAMESPACE),
+        _registry_private,
+    ),
+    Rule(
+        "iam-policy-project-scoped",
+        "IAM policies are scoped to the project, never the organization, with no all-powerful set.",
+        _types(IAM_POLICY),
+        _iam_scoped,
+    ),
+    Rule(
+        "kubernetes-provider-kubeconfig-secret",
+        "The kubeconfig of every Kubernetes provider is a Pulumi secret.",
+        _types(K8S_PROVIDER),
+        _kubeconfig_secret,
+        needs=frozenset({SECRETS}),
+    ),
+    Rule(
+        "kubernetes-explicit-provider",
+        "Every Kubernetes object and Helm release names an explicit provider (never the default one).",
+        lambda r: r.is_kubernetes_object or r.is_helm,
+        _explicit_provider,
+    ),
+    Rule(
+        "helm-chart-version-pinned",
+        "Every Helm release pins an exact chart version (no empty version, range or wildcard).",
+        lambda r: r.is_helm,
+        _helm_pinned,
+    ),
+    Rule(
+        "container-image-tag-pinned",
+        "Every container image in a pod spec has a tag (or digest) that is not latest.",
+        lambda r: pod_spec_path(r.kind) is not None,
+        _images_pinned,
+    ),
+    Rule(
+        "helm-values-image-not-latest",
+        "No Helm release's values set an image tag latest.",
+        lambda r: r.is_helm,
+        _helm_images_pinned,
+    ),
+    Rule(
+        "app-namespace-restricted-pod-security",
+        f"Every app namespace (label {APP_NAMESPACE_LABEL}: 'true') enforces the restricted Pod "
+        "Security Standard.",
+        _is_app_namespace,
+        _restricted_pss,
+    ),
+    Rule(
+        "app-namespace-default-deny",
+        f"Every app namespace (label {APP_NAMESPACE_LABEL}: 'true') has a default-deny NetworkPolicy "
+        "for ingress and egress.",
+        lambda r: False,
+        stack_check=_namespaces_default_deny,
+    ),
+    Rule(
+        "kubernetes-secret-values-secret",
+        "A Kubernetes Secret declared with data/stringData holds only Pulumi secrets, no literals.",
+        _types(K8S_SECRET),
+        _secret_values_are_secret,
+        needs=frozenset({SECRETS}),
+    ),
+    Rule(
+        "gateway-listeners-tls",
+        "Every HTTPS/TLS Gateway listener references a certificate; plain HTTP only on port 80 "
+        "(directly, or a Traefik entry point published on 80 that redirects to HTTPS).",
+        lambda r: False,
+        stack_check=_gateways_tls,
+    ),
+    Rule(
+        "traefik-gateway-listeners-tls",
+        "Gateway listeners in Traefik's values: HTTPS/TLS with certificates, HTTP only to redirect.",
+        _is_traefik,
+        _traefik_gateway_tls,
+    ),
+    Rule(
+        "kubernetes-objects-unique",
+        "No two resources manage the same Kubernetes object (cluster, group, kind, namespace, name).",
+        lambda r: False,
+        stack_check=_unique_objects,
+    ),
+)
+
+RULES_BY_NAME = {rule.name: rule for rule in RULES}
+
+
+def evaluate(stack: StackView, rules: Iterable[Rule] = RULES) -> list[Violation]:
+    return sorted(v for rule in rules for v in rule.evaluate(stack))
+
+
+def inventory_view(inventory: Mapping[str, Any], role: str | None = None) -> StackView:
+    """A :class:`StackView` of a plan's ``inventory.json`` (see ``offline.artifacts``).
+
+    The role comes from the caller (the stack file), else the stack's ``role`` export, else the
+    ``role=`` tags on its Scaleway resources.
+    """
+    resources = tuple(
+        ResourceView(
+            urn=str(r["urn"]),
+            type=str(r["type"]),
+            name=str(r["name"]),
+            inputs=r.get("inputs") or {},
+            protect=bool(r.get("protect")),
+            retain_on_delete=bool(r.get("retainOnDelete")),
+            provider=str(r.get("provider") or ""),
+            dependencies=tuple(r.get("dependencies") or ()),
+        )
+        for r in inventory.get("resources", [])
+        if not r.get("read")
+    )
+    exported = (inventory.get("exports") or {}).get("role")
+    role = role or (exported if exported in ROLES else None) or role_from_tags(resources)
+    return StackView(resources=resources, role=role, capabilities=ALL_CAPABILITIES)

@@ -1,0 +1,657 @@
+"""policy/: every rule fails on a bad case and passes on a good one, offline and through the
+CrossGuard adapters; the pack itself starts and answers the analyzer protocol."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi_policy import (
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+from pulumi_policy.policy import PolicyCustomTimeouts, PolicyProviderResource
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
+
+from offline import runner
+from policy import crossguard, rules
+from policy.rules import ResourceView, StackView
+
+ROOT = Path(__file__).resolve().parent.parent
+P = "urn:pulumi:test::platform::"
+K8S = P + "pulumi:providers:kubernetes::prod-k8s"
+OTHER_K8S = P + "pulumi:providers:kubernetes::tooling-k8s"
+
+
+def res(type_: str, name: str, inputs: dict[str, Any] | None = None, **options: Any) -> ResourceView:
+    defaults: dict[str, Any] = {"retain_on_delete": False}
+    if type_.startswith("kubernetes:"):
+        defaults["provider"] = K8S
+    return ResourceView(
+        urn=P + f"{type_}::{name}", type=type_, name=name, inputs=inputs or {}, **(defaults | options)
+    )
+
+
+def stack(*resources: ResourceView, role: str | None = "production") -> StackView:
+    return StackView(resources=tuple(resources), role=role)
+
+
+def violations(rule: str, view: StackView) -> list[rules.Violation]:
+    return rules.RULES_BY_NAME[rule].evaluate(view)
+
+
+# --- Builders -------------------------------------------------------------------------------
+
+RDB = "scaleway:databases/instance:Instance"
+
+
+def rdb(**changes: Any) -> ResourceView:
+    inputs = {
+        "engine": "PostgreSQL-16",
+        "privateNetwork": {"pnId": "fr-par/pn", "enableIpam": True},
+        "disableBackup": False,
+        "backupScheduleFrequency": 24,
+        "backupScheduleRetention": 14,
+        "encryptionAtRest": True,
+        "password": "[secret]",
+    }
+    protect = changes.pop("protect", True)
+    inputs.update(changes)
+    return res(RDB, "db", {k: v for k, v in inputs.items() if v is not None}, protect=protect)
+
+
+def cluster(**changes: Any) -> ResourceView:
+    return res("scaleway:kubernetes/cluster:Cluster", "c", {"privateNetworkId": "fr-par/pn", **changes})
+
+
+def acl(rules_: list[dict[str, str]], depends_on: ResourceView | None = None) -> ResourceView:
+    deps = (depends_on.urn,) if depends_on else ()
+    return res("scaleway:kubernetes/acl:Acl", "acl", {"aclRules": rules_}, dependencies=deps)
+
+
+def k8s(kind: str, name: str, body: dict[str, Any], api: str = "v1", **options: Any) -> ResourceView:
+    group, _, version = api.rpartition("/")
+    token = f"kubernetes:{group or 'core'}/{version}:{kind}"
+    return res(token, name, {"apiVersion": api, "kind": kind, **body}, **options)
+
+
+def deployment(image: str, kind: str = "Deployment") -> ResourceView:
+    pod = {
+        "containers": [{"name": "app", "image": image}],
+        "initContainers": [{"name": "init", "image": "busybox:1.37"}],
+    }
+    if kind == "CronJob":
+        spec: dict[str, Any] = {"jobTemplate": {"spec": {"template": {"spec": pod}}}}
+    elif kind == "Pod":
+        spec = pod
+    else:
+        spec = {"template": {"spec": pod}}
+    return k8s(kind, "web", {"metadata": {"name": "web", "namespace": "web"}, "spec": spec}, api="apps/v1")
+
+
+def app_namespace(labels: dict[str, str] | None = None, provider: str = K8S) -> ResourceView:
+    base = {rules.APP_NAMESPACE_LABEL: "true", rules.PSS_ENFORCE_LABEL: "restricted"}
+    return k8s(
+        "Namespace",
+        "web-ns",
+        {"metadata": {"name": "web", "labels": base | (labels or {})}},
+        provider=provider,
+    )
+
+
+def network_policy(spec: dict[str, Any], provider: str = K8S) -> ResourceView:
+    return k8s(
+        "NetworkPolicy",
+        "deny",
+        {"metadata": {"name": "default-deny", "namespace": "web"}, "spec": spec},
+        api="networking.k8s.io/v1",
+        provider=provider,
+    )
+
+
+DENY_ALL = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def helm(
+    version: Any = "41.3.0", values: dict[str, Any] | None = None, chart: str = "traefik"
+) -> ResourceView:
+    inputs: dict[str, Any] = {"chart": chart, "values": values or {}}
+    if version is not None:
+        inputs["version"] = version
+    return res("kubernetes:helm.sh/v3:Release", chart, inputs)
+
+
+TRAEFIK_PORTS: dict[str, dict[str, Any]] = {
+    "web": {
+        "port": 8000,
+        "exposedPort": 80,
+        "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https"}}},
+    },
+    "websecure": {"port": 8443, "exposedPort": 443},
+}
+
+
+def gateway(listeners: list[dict[str, Any]]) -> ResourceView:
+    return k8s(
+        "Gateway",
+        "gw",
+        {"metadata": {"name": "public", "namespace": "traefik"}, "spec": {"listeners": listeners}},
+        api="gateway.networking.k8s.io/v1",
+    )
+
+
+HTTPS = {"name": "a", "protocol": "HTTPS", "port": 8443, "tls": {"certificateRefs": [{"name": "a-tls"}]}}
+
+
+# --- One failing and one passing case per rule ----------------------------------------------
+
+Case = tuple[StackView, StackView]
+CASES: dict[str, list[Case]] = {
+    "rdb-private-endpoint-only": [
+        (stack(rdb(loadBalancer={})), stack(rdb())),
+        (stack(rdb(privateNetwork=None)), stack(rdb())),
+    ],
+    "rdb-backups-production": [
+        (stack(rdb(backupScheduleRetention=3)), stack(rdb(backupScheduleRetention=7))),
+        (stack(rdb(disableBackup=True)), stack(rdb(disableBackup=True), role="development")),
+        (stack(rdb(backupScheduleRetention=None)), stack(rdb())),
+    ],
+    "rdb-encrypted-production": [(stack(rdb(encryptionAtRest=False)), stack(rdb()))],
+    "kapsule-private-network": [(stack(cluster(privateNetworkId="")), stack(cluster()))],
+    "kapsule-pool-no-public-ip-production": [
+        (
+            stack(res("scaleway:kubernetes/pool:Pool", "p", {"publicIpDisabled": False})),
+            stack(res("scaleway:kubernetes/pool:Pool", "p", {"publicIpDisabled": True})),
+        ),
+        (
+            stack(res("scaleway:kubernetes/pool:Pool", "p", {})),
+            stack(res("scaleway:kubernetes/pool:Pool", "p", {}), role="development"),
+        ),
+    ],
+    "kapsule-acl-not-world": [
+        (stack(acl([{"ip": "0.0.0.0/0", "description": "x"}])), stack(acl([{"ip": "203.0.113.0/28"}]))),
+        (stack(acl([])), stack(acl([{"ip": "198.51.100.7/32"}]))),
+        (stack(acl([{"ip": "not-an-ip"}])), stack(acl([{"ip": "198.51.100.7/32"}]))),
+    ],
+    "kapsule-acl-required-production": [
+        (stack(cluster()), stack(cluster(), acl([{"ip": "203.0.113.0/28"}], depends_on=cluster()))),
+    ],
+    "stateful-resources-protected": [
+        (stack(rdb(protect=False)), stack(rdb())),
+        (
+            stack(res("scaleway:registry/namespace:Namespace", "r", {"isPublic": False}), role="tooling"),
+            stack(res("scaleway:registry/namespace:Namespace", "r", {"isPublic": False}), role="development"),
+        ),
+        (
+            stack(res("scaleway:loadbalancers/ip:Ip", "ip", {})),
+            stack(res("scaleway:loadbalancers/ip:Ip", "ip", {}, protect=True)),
+        ),
+    ],
+    "ingress-ip-retained-on-delete": [
+        (
+            stack(res("scaleway:loadbalancers/ip:Ip", "ip", {}, protect=True)),
+            stack(res("scaleway:loadbalancers/ip:Ip", "ip", {}, protect=True, retain_on_delete=True)),
+        ),
+    ],
+    "registry-namespace-private": [
+        (
+            stack(res("scaleway:registry/namespace:Namespace", "r", {"isPublic": True})),
+            stack(res("scaleway:registry/namespace:Namespace", "r", {"isPublic": False})),
+        ),
+    ],
+    "iam-policy-project-scoped": [
+        (
+            stack(
+                res(
+                    "scaleway:iam/policy:Policy",
+                    "p",
+                    {"rules": [{"organizationId": "o", "permissionSetNames": ["X"]}]},
+                )
+            ),
+            stack(
+                res(
+                    "scaleway:iam/policy:Policy",
+                    "p",
+                    {"rules": [{"projectIds": ["p"], "permissionSetNames": ["X"]}]},
+                )
+            ),
+        ),
+        (
+            stack(
+                res(
+                    "scaleway:iam/policy:Policy",
+                    "p",
+                    {"rules": [{"projectIds": ["p"], "permissionSetNames": ["AllProductsFullAccess"]}]},
+                )
+            ),
+            stack(
+                res(
+                    "scaleway:iam/policy:Policy",
+                    "p",
+                    {"rules": [{"projectIds": ["p"], "permissionSetNames": ["ContainerRegistryReadOnly"]}]},
+                )
+            ),
+        ),
+    ],
+    "kubernetes-provider-kubeconfig-secret": [
+        (
+            stack(res("pulumi:providers:kubernetes", "k", {"kubeconfig": "apiVersion: v1\nkind: Config"})),
+            stack(res("pulumi:providers:kubernetes", "k", {"kubeconfig": "[secret]"})),
+        ),
+    ],
+    "kubernetes-explicit-provider": [
+        (
+            stack(k8s("Namespace", "ns", {"metadata": {"name": "a"}}, provider="")),
+            stack(k8s("Namespace", "ns", {"metadata": {"name": "a"}})),
+        ),
+        (
+            stack(k8s("Namespace", "ns", {}, provider=P + "pulumi:providers:kubernetes::default_4_34_2")),
+            stack(k8s("Namespace", "ns", {})),
+        ),
+    ],
+    "helm-chart-version-pinned": [
+        (stack(helm("^41.0.0")), stack(helm("41.3.0"))),
+        (stack(helm(None)), stack(helm("v1.21.1"))),
+        (stack(helm("41.x")), stack(helm("10.1.1"))),
+        (stack(helm("")), stack(helm("1.2.4"))),
+    ],
+    "container-image-tag-pinned": [
+        (
+            stack(deployment("rg.fr-par.scw.cloud/acme/web:latest")),
+            stack(deployment("rg.fr-par.scw.cloud/acme/web:1.4.2")),
+        ),
+        (stack(deployment("localhost:5000/web")), stack(deployment("localhost:5000/web:2"))),
+        (
+            stack(deployment("web", kind="CronJob")),
+            stack(deployment("web@sha256:" + "a" * 64, kind="CronJob")),
+        ),
+        (stack(deployment("web:latest", kind="Pod")), stack(deployment("web:1", kind="Pod"))),
+    ],
+    "helm-values-image-not-latest": [
+        (stack(helm(values={"image": {"tag": "latest"}})), stack(helm(values={"image": {"tag": "v3.7.11"}}))),
+        (
+            stack(helm(values={"server": {"sidecars": [{"image": "busybox:latest"}]}})),
+            stack(helm(values={"server": {"sidecars": [{"image": "busybox:1.37"}]}})),
+        ),
+    ],
+    "app-namespace-restricted-pod-security": [
+        (stack(app_namespace({rules.PSS_ENFORCE_LABEL: "baseline"})), stack(app_namespace())),
+    ],
+    "app-namespace-default-deny": [
+        (stack(app_namespace()), stack(app_namespace(), network_policy(DENY_ALL))),
+        (
+            stack(app_namespace(), network_policy({"podSelector": {}, "policyTypes": ["Ingress"]})),
+            stack(app_namespace(), network_policy(DENY_ALL)),
+        ),
+        (
+            stack(app_namespace(), network_policy({**DENY_ALL, "ingress": [{}]})),
+            stack(app_namespace(), network_policy(DENY_ALL)),
+        ),
+        (
+            stack(app_namespace(), network_policy({**DENY_ALL, "podSelector": {"matchLabels": {"a": "b"}}})),
+            stack(app_namespace(), network_policy(DENY_ALL)),
+        ),
+        # The policy must be in the same cluster as the namespace.
+        (
+            stack(app_namespace(), network_policy(DENY_ALL, provider=OTHER_K8S)),
+            stack(app_namespace(provider=OTHER_K8S), network_policy(DENY_ALL, provider=OTHER_K8S)),
+        ),
+    ],
+    "kubernetes-secret-values-secret": [
+        (
+            stack(k8s("Secret", "s", {"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}})),
+            stack(k8s("Secret", "s", {"metadata": {"name": "s"}, "stringData": {"password": "[secret]"}})),
+        ),
+        (
+            stack(
+                k8s(
+                    "Secret", "s", {"metadata": {"name": "s"}, "data": {"a": "[secret]", "b": "aHVudGVyMg=="}}
+                )
+            ),
+            stack(k8s("Secret", "s", {"metadata": {"name": "s"}, "data": "[secret]"})),
+        ),
+    ],
+    "gateway-listeners-tls": [
+        (stack(gateway([{"name": "a", "protocol": "HTTPS", "port": 8443}])), stack(gateway([HTTPS]))),
+        (
+            stack(gateway([{"name": "t", "protocol": "TLS", "port": 8443, "tls": {"mode": "Terminate"}}])),
+            stack(gateway([{"name": "t", "protocol": "TLS", "port": 8443, "tls": {"mode": "Passthrough"}}])),
+        ),
+        (
+            stack(gateway([{"name": "web", "protocol": "HTTP", "port": 8080}, HTTPS])),
+            stack(gateway([{"name": "web", "protocol": "HTTP", "port": 80}, HTTPS])),
+        ),
+        # Traefik: listener 8000 is the entry point published on 80 that redirects to HTTPS.
+        (
+            stack(gateway([{"name": "web", "protocol": "HTTP", "port": 8000}, HTTPS])),
+            stack(
+                gateway([{"name": "web", "protocol": "HTTP", "port": 8000}, HTTPS]),
+                helm(values={"ports": TRAEFIK_PORTS}),
+            ),
+        ),
+        (
+            stack(
+                gateway([{"name": "web", "protocol": "HTTP", "port": 8000}]),
+                helm(values={"ports": {"web": {**TRAEFIK_PORTS["web"], "http": {}}}}),
+            ),
+            stack(
+                gateway([{"name": "web", "protocol": "HTTP", "port": 8000}]),
+                helm(values={"ports": TRAEFIK_PORTS}),
+            ),
+        ),
+    ],
+    "traefik-gateway-listeners-tls": [
+        (
+            stack(
+                helm(values={"gateway": {"listeners": {"websecure": {"port": 8443, "protocol": "HTTPS"}}}})
+            ),
+            stack(
+                helm(
+                    values={
+                        "gateway": {
+                            "listeners": {
+                                "websecure": {
+                                    "port": 8443,
+                                    "protocol": "HTTPS",
+                                    "certificateRefs": [{"name": "c"}],
+                                }
+                            }
+                        }
+                    }
+                )
+            ),
+        ),
+        (
+            stack(
+                helm(
+                    values={
+                        "gateway": {"listeners": {"web": {"port": 8000, "protocol": "HTTP"}}},
+                        "ports": {"web": {"port": 8000, "exposedPort": 80}},
+                    }
+                )
+            ),
+            stack(
+                helm(
+                    values={
+                        "gateway": {"listeners": {"web": {"port": 8000, "protocol": "HTTP"}}},
+                        "ports": TRAEFIK_PORTS,
+                    }
+                )
+            ),
+        ),
+    ],
+    "kubernetes-objects-unique": [
+        (
+            stack(
+                k8s("ConfigMap", "a", {"metadata": {"name": "cm", "namespace": "web"}}),
+                k8s("ConfigMap", "b", {"metadata": {"name": "cm", "namespace": "web"}}),
+            ),
+            stack(
+                k8s("ConfigMap", "a", {"metadata": {"name": "cm", "namespace": "web"}}),
+                k8s("ConfigMap", "b", {"metadata": {"name": "cm", "namespace": "web"}}, provider=OTHER_K8S),
+            ),
+        ),
+    ],
+}
+
+
+def test_there_are_at_least_twelve_rules_and_each_has_cases() -> None:
+    assert len(rules.RULES) >= 12
+    assert set(CASES) == set(rules.RULES_BY_NAME), "every rule needs a failing and a passing case"
+
+
+@pytest.mark.parametrize(
+    ("rule", "case"),
+    [(rule, i) for rule, cases in CASES.items() for i in range(len(cases))],
+)
+def test_rule_fails_bad_and_passes_good(rule: str, case: int) -> None:
+    bad, good = CASES[rule][case]
+    found = violations(rule, bad)
+    assert found, f"{rule}: the bad case passed"
+    assert all(v.rule == rule and v.message for v in found)
+    assert violations(rule, good) == [], f"{rule}: the good case failed"
+
+
+def test_unknown_role_is_treated_as_production() -> None:
+    unknown = stack(res("scaleway:kubernetes/pool:Pool", "p", {"publicIpDisabled": False}), role=None)
+    assert violations("kapsule-pool-no-public-ip-production", unknown)
+    assert stack(role=None).effective_role == "production"
+
+
+def test_unknown_values_are_not_decided() -> None:
+    assert violations("helm-chart-version-pinned", stack(helm(rules.UNKNOWN))) == []
+    assert rules.image_problem(rules.UNKNOWN) is None
+
+
+def test_rules_needing_secrets_are_skipped_without_that_capability() -> None:
+    bad = CASES["kubernetes-secret-values-secret"][0][0]
+    blind = StackView(resources=bad.resources, role="production", capabilities=frozenset())
+    assert violations("kubernetes-secret-values-secret", blind) == []
+
+
+def test_role_from_tags_and_inventory() -> None:
+    tagged = res("scaleway:network/vpc:Vpc", "v", {"tags": ["platform=platform", "role=tooling"]})
+    assert rules.role_from_tags([tagged]) == "tooling"
+    inventory = {"exports": {"role": "development"}, "resources": []}
+    assert rules.inventory_view(inventory).role == "development"
+    assert rules.inventory_view(inventory, "production").role == "production"
+
+
+@pytest.mark.parametrize("stack_name", runner.stack_names())
+def test_committed_stacks_pass_every_rule(stack_name: str, committed_plans: dict[str, runner.Plan]) -> None:
+    from offline import artifacts
+
+    inventory = json.loads(json.dumps(artifacts.inventory(committed_plans[stack_name])))
+    role = runner.read_stack_config(stack_name)["platform:role"]
+    view = rules.inventory_view(inventory, role)
+    assert view.role == role
+    assert rules.evaluate(view) == []
+
+
+# --- CrossGuard adapters --------------------------------------------------------------------
+
+
+def _options(protect: bool = False) -> PolicyResourceOptions:
+    return PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), [])
+
+
+def _resource_args(view: ResourceView) -> ResourceValidationArgs:
+    provider = (
+        PolicyProviderResource("pulumi:providers:kubernetes", {}, view.provider, "p")
+        if view.provider
+        else None
+    )
+    props = unknown_checking_proxy(copy.deepcopy(dict(view.inputs)))
+    return ResourceValidationArgs(view.type, props, view.urn, view.name, _options(view.protect), provider)
+
+
+def _stack_args(view: StackView, config: dict[str, Any] | None = None) -> StackValidationArgs:
+    resources = {
+        r.urn: PolicyResource(
+            r.type,
+            unknown_checking_proxy(copy.deepcopy(dict(r.inputs))),
+            r.urn,
+            r.name,
+            _options(r.protect),
+            PolicyProviderResource("pulumi:providers:kubernetes", {}, r.provider, "p")
+            if r.provider
+            else None,
+            None,
+            [],
+            {},
+        )
+        for r in view.resources
+    }
+    for r in view.resources:
+        resources[r.urn].dependencies = [resources[d] for d in r.dependencies if d in resources]
+    return StackValidationArgs(list(resources.values()), config)
+
+
+def run_policy(
+    rule: str, view: StackView, config: dict[str, Any] | None = None
+) -> tuple[list[str], str | None]:
+    """Run a rule's CrossGuard policy on ``view``: (violation messages, not-applicable reason)."""
+    policy = {p.name: p for p in crossguard.policies()}[rule]
+    found: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(f"{urn}: {message}")
+
+    try:
+        if isinstance(policy, ResourceValidationPolicy):
+            for resource in view.resources:
+                policy.validate(_resource_args(resource), report)
+        else:
+            assert isinstance(policy, StackValidationPolicy)
+            policy.validate(_stack_args(view, config), report)
+    except Exception as exc:
+        if type(exc).__name__ == "_NotApplicableError":
+            return found, str(getattr(exc, "reason", ""))
+        raise
+    return found, None
+
+
+def test_crossguard_pack_has_every_rule_mandatory() -> None:
+    from pulumi_policy import EnforcementLevel
+
+    policies = crossguard.policies()
+    assert [p.name for p in policies] == [r.name for r in rules.RULES]
+    assert all(p.enforcement_level == EnforcementLevel.MANDATORY for p in policies)
+    kinds = {p.name: type(p).__name__ for p in policies}
+    assert kinds["rdb-private-endpoint-only"] == "ResourceValidationPolicy"
+    assert kinds["rdb-backups-production"] == "StackValidationPolicy"
+    assert kinds["app-namespace-default-deny"] == "StackValidationPolicy"
+
+
+CROSSGUARD_BLIND = {
+    "kubernetes-provider-kubeconfig-secret",
+    "kubernetes-secret-values-secret",
+    "ingress-ip-retained-on-delete",
+}
+
+
+@pytest.mark.parametrize("rule", sorted(set(CASES) - CROSSGUARD_BLIND))
+def test_crossguard_adapters_agree_with_the_offline_rules(rule: str) -> None:
+    for bad, good in CASES[rule]:
+        found, reason = run_policy(rule, bad, {"role": bad.role})
+        assert reason is None, reason
+        assert found, f"{rule}: CrossGuard passed the bad case"
+        found_good, _ = run_policy(rule, good, {"role": good.role})
+        assert found_good == [], f"{rule}: CrossGuard failed the good case: {found_good}"
+
+
+@pytest.mark.parametrize("rule", sorted(CROSSGUARD_BLIND))
+def test_crossguard_says_why_it_cannot_check_secrets_or_retain(rule: str) -> None:
+    bad, _ = CASES[rule][0]
+    found, reason = run_policy(rule, bad)
+    assert found == []
+    assert reason and "make validate" in reason
+
+
+def test_crossguard_role_from_config_then_tags() -> None:
+    pool = res(
+        "scaleway:kubernetes/pool:Pool", "p", {"publicIpDisabled": False, "tags": ["role=development"]}
+    )
+    found, reason = run_policy("kapsule-pool-no-public-ip-production", stack(pool, role=None))
+    assert found == [] and reason is not None and "production" in reason
+    found, _ = run_policy(
+        "kapsule-pool-no-public-ip-production", stack(pool, role=None), {"role": "production"}
+    )
+    assert found
+
+
+def test_crossguard_unknown_values_do_not_crash() -> None:
+    found, _ = run_policy("helm-chart-version-pinned", stack(helm(UNKNOWN_STRING_VALUE)))
+    assert found == []
+    assert crossguard.plain(unknown_checking_proxy({"a": [UNKNOWN_STRING_VALUE, 2.0]})) == {
+        "a": [rules.UNKNOWN, 2]
+    }
+
+
+def test_policy_pack_serves_the_analyzer_protocol() -> None:
+    """Start the pack the way the Pulumi CLI does and call it over gRPC (no Pulumi CLI here)."""
+    grpc = pytest.importorskip("grpc")
+    from google.protobuf import empty_pb2, struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(ROOT / "policy")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    )
+    try:
+        assert process.stdout is not None
+        port = process.stdout.readline().strip()
+        assert port.isdigit(), process.stderr.read() if process.stderr else port
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = analyzer_pb2_grpc.AnalyzerStub(channel)
+            info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+            assert info.name == "platform"
+            assert {p.name for p in info.policies} == set(rules.RULES_BY_NAME)
+            assert {p.enforcementLevel for p in info.policies} == {analyzer_pb2.MANDATORY}
+
+            properties = struct_pb2.Struct()
+            properties.update(
+                {"engine": "PostgreSQL-16", "loadBalancer": {}, "privateNetwork": {"pnId": "x"}}
+            )
+            response = stub.Analyze(
+                analyzer_pb2.AnalyzeRequest(
+                    type=RDB,
+                    properties=properties,
+                    urn=P + RDB + "::db",
+                    name="db",
+                    options=analyzer_pb2.AnalyzerResourceOptions(protect=True),
+                ),
+                timeout=30,
+            )
+            messages = {d.policyName: d.message for d in response.diagnostics}
+            assert "rdb-private-endpoint-only" in messages
+            assert "load_balancer" in messages["rdb-private-endpoint-only"]
+
+            pool = struct_pb2.Struct()
+            pool.update({"publicIpDisabled": False, "tags": ["role=production"]})
+            stack_response = stub.AnalyzeStack(
+                analyzer_pb2.AnalyzeStackRequest(
+                    resources=[
+                        analyzer_pb2.AnalyzerResource(
+                            type="scaleway:kubernetes/pool:Pool",
+                            properties=pool,
+                            urn=P + "pool::p",
+                            name="p",
+                            options=analyzer_pb2.AnalyzerResourceOptions(),
+                        )
+                    ]
+                ),
+                timeout=30,
+            )
+            assert "kapsule-pool-no-public-ip-production" in {
+                d.policyName for d in stack_response.diagnostics
+            }
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_policy_pack_files() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    assert manifest["runtime"]["name"] == "python"
+    # The project's virtualenv (make setup) has pulumi-policy; the path is relative to the pack.
+    assert (ROOT / "policy" / manifest["runtime"]["options"]["virtualenv"]).resolve() == ROOT / ".venv"
+    main = (ROOT / "policy" / "__main__.py").read_text()
+    assert "EnforcementLevel.MANDATORY" in main and "PolicyPack(" in main
