@@ -1,0 +1,103 @@
+"""Run a fragment of the program (one component, or a deliberately broken snippet) under the same
+recording mocks as ``offline.runner``, and hand back what was registered and what it resolved to.
+
+The fragment runs inside ``@pulumi.runtime.test``, so every Output it returns is awaited (an
+un-awaited ``apply`` asserts nothing); assertions then run on the complete recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime import settings as pulumi_settings
+
+from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration
+from offline.runner import Export
+
+PROJECT = "platform"
+STACK = "unit"
+
+
+@dataclass
+class Recording:
+    registrations: list[Registration]
+    outputs: dict[str, Export]
+
+    def named(self, name: str) -> Registration:
+        found = [r for r in self.registrations if r.name == name]
+        if len(found) != 1:
+            raise AssertionError(f"expected one resource named {name!r}, found {len(found)}")
+        return found[0]
+
+    def by_type(self, type_token: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_token]
+
+    def children(self, parent: Registration) -> list[Registration]:
+        return [r for r in self.registrations if r.parent == parent.urn]
+
+
+def record(
+    build: Callable[[], Mapping[str, Any] | None], *, stack: str = STACK, project: str = PROJECT
+) -> Recording:
+    """Run ``build`` under recording mocks; it may return a map of Outputs to resolve."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    monitor = RecordingMonitor(PlatformMocks())
+    pulumi_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    outputs: dict[str, Export] = {}
+
+    async def resolve(values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            output = pulumi.Output.from_input(value)
+            outputs[key] = Export(await output.future(), bool(await output.is_secret()))
+
+    @pulumi.runtime.test
+    def program() -> Any:
+        return resolve(build() or {})
+
+    failed: list[BaseException] = []
+
+    def quiet_after_failure(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        # A failed run leaves futures holding its error; the test already got that error, so the
+        # garbage collector's later "exception was never retrieved" would only be noise.
+        if not failed:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(quiet_after_failure)
+    try:
+        program()
+    except BaseException as exc:
+        failed.append(exc)
+        raise
+    finally:
+        monitor.close()
+        loop.close()
+    return Recording(registrations=list(monitor.registrations.values()), outputs=outputs)
+
+
+def plaintext_secrets(value: Any, path: str = "") -> list[str]:
+    """Paths inside ``value`` where the fake-secret marker appears outside a secret wrapper."""
+    if rpc.is_rpc_secret(value):
+        return []
+    if isinstance(value, Mapping):
+        return [hit for k, v in value.items() for hit in plaintext_secrets(v, f"{path}.{k}")]
+    if isinstance(value, list | tuple):
+        return [hit for i, v in enumerate(value) for hit in plaintext_secrets(v, f"{path}[{i}]")]
+    if isinstance(value, str) and SECRET_MARKER in value:
+        return [path]
+    return []
+
+
+def is_secret(value: Any) -> bool:
+    return bool(rpc.is_rpc_secret(value))
+
+
+def unwrap(value: Any) -> Any:
+    """A recorded input with its secret wrapper (if any) removed, for value assertions."""
+    return value["value"] if rpc.is_rpc_secret(value) else value

@@ -1,0 +1,66 @@
+"""The committed dev stack: a reserved address space (network) plus an optional small cluster.
+Nothing in it is protected: it may be deleted and rebuilt at will."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from offline import runner
+
+NETWORK_TYPES = {
+    "platform:network:Network",
+    "scaleway:network/vpc:Vpc",
+    "scaleway:network/privateNetwork:PrivateNetwork",
+    "scaleway:network/publicGatewayIp:PublicGatewayIp",
+    "scaleway:network/publicGateway:PublicGateway",
+    "scaleway:network/gatewayNetwork:GatewayNetwork",
+}
+
+
+@pytest.fixture(scope="module")
+def plan(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
+    return committed_plans["dev"]
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return runner.read_stack_config("dev")
+
+
+def test_network_uses_the_dev_subnet(plan: runner.Plan, raw: dict[str, Any]) -> None:
+    assert [r.name for r in plan.by_type("platform:network:Network")] == ["dev"]
+    pn = plan.one("scaleway:network/privateNetwork:PrivateNetwork")
+    assert pn.inputs["ipv4Subnet"] == {"subnet": raw["platform:addressPlan"]["dev"]}
+
+
+def test_optional_cluster_as_configured(plan: runner.Plan, raw: dict[str, Any]) -> None:
+    assert "platform:cluster" in raw, "the committed dev file asks for a cluster"
+    cluster = plan.one("scaleway:kubernetes/cluster:Cluster")
+    assert cluster.inputs["privateNetworkId"] == plan.one("scaleway:network/privateNetwork:PrivateNetwork").id
+    (spec,) = raw["platform:cluster"]["pools"]
+    pool = plan.one("scaleway:kubernetes/pool:Pool")
+    assert (pool.inputs["nodeType"], pool.inputs["size"]) == (spec["nodeType"], spec["size"])
+    assert plan.exports["kubeconfig"].secret
+
+
+def test_no_database_and_no_registry(plan: runner.Plan) -> None:
+    assert plan.by_type("platform:database:ManagedPostgres") == []
+    assert plan.by_type("platform:registry:Registry") == []
+
+
+def test_nothing_is_protected(plan: runner.Plan) -> None:
+    assert [r.name for r in plan.registrations if r.protect] == []
+    assert [r.name for r in plan.registrations if r.retain_on_delete] == []
+
+
+def test_without_a_cluster_dev_is_a_network_only(plan_with: Callable[..., runner.Plan]) -> None:
+    plan = plan_with("dev", remove=("platform:cluster",))
+    types = [r.type for r in plan.registrations]
+    assert set(types) == NETWORK_TYPES
+    assert len(types) == len(NETWORK_TYPES)
+    assert "kubeconfig" not in plan.exports
+    assert plan.exports["role"].value == "development"
+    assert set(plan.exports) >= {"vpcId", "privateNetworkId", "egressIp"}

@@ -1,0 +1,110 @@
+"""The committed tooling stack: network, tooling cluster, private registry, and the CI-push and
+registry-pull identities, exporting what the other stacks need."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from offline import runner
+from offline.mocks import SECRET_MARKER
+
+StackConfig = Callable[[str], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def plan(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
+    return committed_plans["tooling"]
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return runner.read_stack_config("tooling")
+
+
+def named(plan: runner.Plan, name: str) -> Any:
+    found = [r for r in plan.registrations if r.name == name]
+    assert len(found) == 1, f"{name}: {len(found)} found"
+    return found[0]
+
+
+def test_role_components(plan: runner.Plan) -> None:
+    assert [r.name for r in plan.by_type("platform:network:Network")] == ["tooling"]
+    assert [r.name for r in plan.by_type("platform:cluster:KapsuleCluster")] == ["tooling"]
+    assert len(plan.by_type("platform:registry:Registry")) == 1
+    identities = {r.name for r in plan.by_type("platform:identity:ScopedIdentity")}
+    assert {"tooling-ci-push", "tooling-registry-pull"} <= identities
+    # The database belongs to production only.
+    assert plan.by_type("platform:database:ManagedPostgres") == []
+    assert plan.by_type("scaleway:databases/instance:Instance") == []
+
+
+def test_network_uses_the_tooling_subnet(plan: runner.Plan, raw: dict[str, Any]) -> None:
+    pn = plan.one("scaleway:network/privateNetwork:PrivateNetwork")
+    assert pn.inputs["ipv4Subnet"] == {"subnet": raw["platform:addressPlan"]["tooling"]}
+    assert plan.one("scaleway:network/publicGateway:PublicGateway").inputs["type"] == "VPC-GW-S"
+    cluster = plan.one("scaleway:kubernetes/cluster:Cluster")
+    assert cluster.inputs["privateNetworkId"] == pn.id
+
+
+def test_pools_from_the_stack_file(plan: runner.Plan, raw: dict[str, Any]) -> None:
+    pools = {p.inputs["name"]: p for p in plan.by_type("scaleway:kubernetes/pool:Pool")}
+    declared = raw["platform:cluster"]["pools"]
+    assert set(pools) == {p["name"] for p in declared}
+    for spec in declared:
+        pool = pools[spec["name"]]
+        assert pool.inputs["publicIpDisabled"] is spec.get("publicIpDisabled", True)
+        assert pool.inputs["maxSize"] == spec["maxSize"]
+        assert pool.inputs["rootVolumeSizeInGb"] == spec["rootVolumeSizeGb"]
+
+
+def test_registry_is_private_and_protected(plan: runner.Plan, raw: dict[str, Any]) -> None:
+    namespace = plan.one("scaleway:registry/namespace:Namespace")
+    assert namespace.inputs["name"] == raw["platform:registry"]["namespace"]
+    assert namespace.inputs["isPublic"] is False
+    assert namespace.protect is True
+
+
+@pytest.mark.parametrize(
+    ("identity", "permission_set"),
+    [
+        ("tooling-ci-push", "ContainerRegistryFullAccess"),
+        ("tooling-registry-pull", "ContainerRegistryReadOnly"),
+    ],
+)
+def test_identities_have_one_permission_set_in_the_project(
+    plan: runner.Plan, raw: dict[str, Any], identity: str, permission_set: str
+) -> None:
+    policy = named(plan, f"{identity}-policy")
+    assert policy.inputs["rules"] == [
+        {"permissionSetNames": [permission_set], "projectIds": [raw["scaleway:projectId"]]}
+    ]
+    assert policy.parent == named(plan, identity).urn
+
+
+def test_exports_for_the_other_stacks(plan: runner.Plan, raw: dict[str, Any]) -> None:
+    exports = plan.exports
+    assert exports["role"].value == "tooling"
+
+    assert exports["kubeconfig"].secret
+    assert "kind: Config" in exports["kubeconfig"].value
+
+    endpoint = exports["registryEndpoint"]
+    assert endpoint.value == f"rg.fr-par.scw.cloud/{raw['platform:registry']['namespace']}"
+    assert not endpoint.secret
+
+    egress = exports["egressIp"]
+    assert egress.value == plan.one("scaleway:network/publicGatewayIp:PublicGatewayIp").state["address"]
+    assert ipaddress.ip_address(egress.value).is_global
+
+
+@pytest.mark.parametrize("prefix", ["ciPush", "registryPull"])
+def test_exported_keys_secret_key_is_secret(plan: runner.Plan, prefix: str) -> None:
+    access, secret = plan.exports[f"{prefix}AccessKey"], plan.exports[f"{prefix}SecretKey"]
+    assert secret.secret
+    assert SECRET_MARKER in secret.value  # it is the key's real secret, only masked
+    assert not access.secret
+    assert SECRET_MARKER not in access.value
