@@ -1,0 +1,501 @@
+"""One front door: a reserved public IP, Traefik with the Kubernetes Gateway API, the platform
+Gateway, cert-manager (``components.tls``) and DNS (``components.dns``).
+
+Order, each step explicit (``depends_on``) because nothing in the inputs implies it:
+
+1. Gateway API CRDs (standard channel, pinned release), applied from the upstream release bundle.
+2. Traefik and cert-manager Helm releases: Traefik's Gateway provider and cert-manager's
+   gateway-shim only watch Gateway API kinds whose CRDs exist when they start.
+3. The GatewayClass, the platform Gateway and the ClusterIssuers.
+
+The public address is a flexible load-balancer IP reserved outside the cluster (``protect`` and
+``retain_on_delete``): a cluster can be replaced without the address, or its DNS, changing. Kapsule's
+cloud controller puts Traefik's load balancer on it through the Service annotations.
+
+The program owns the Gateway (Traefik's chart creates none): its listeners follow the stack's
+hostnames and its annotation names the stack's issuer, and it is validated offline like every
+other custom resource. Listener ports are Traefik's entry-point ports (8000 web, 8443 websecure):
+Traefik binds a Gateway listener to the entry point with the same port; the load balancer maps
+the public 80/443 onto them.
+
+Which namespaces may attach routes: one HTTPS listener per hostname, each admitting either app
+namespaces (label ``platform.scw/app-namespace: "true"``) or the platform's own (label
+``platform.scw/platform-namespace: "true"``), never both. A label selector ANDs its terms, so one
+selector cannot admit "either label"; a per-listener choice also stops an app namespace from
+taking over a platform hostname such as Argo CD's. The HTTP listener admits only the Gateway's own
+namespace: everything on port 80 is redirected to HTTPS except ACME HTTP-01 challenges, whose
+routes cert-manager creates next to the Gateway's certificates. Hostnames configured as redirects
+(the apex to www) get a listener admitting platform namespaces and a redirect HTTPRoute next to
+the Gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumiverse_scaleway as scaleway
+
+from components.dns import DnsRecords, DnsRecordsArgs, resource_suffix
+from components.tls import CertManager, CertManagerArgs, Dns01Args, GatewayRef
+
+GATEWAY_API_VERSION = "v1.6.1"
+#: The standard channel bundle of the pinned release (CRDs plus the safe-upgrades admission policy).
+GATEWAY_API_CRDS_URL = f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{GATEWAY_API_VERSION}/standard-install.yaml"
+
+TRAEFIK_REPO = "https://traefik.github.io/charts"
+TRAEFIK_CHART_VERSION = "41.3.0"
+#: The chart's appVersion, pinned explicitly.
+TRAEFIK_IMAGE_TAG = "v3.7.11"
+TRAEFIK_NAMESPACE = "traefik"
+TRAEFIK_RELEASE = "traefik"
+#: Traefik's entry-point ports; Gateway listeners bind to the entry point with the same port.
+WEB_PORT = 8000
+WEBSECURE_PORT = 8443
+
+GATEWAY_CLASS = "traefik"
+GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
+GATEWAY_NAME = "platform"
+GATEWAY_NAMESPACE = TRAEFIK_NAMESPACE
+HTTP_LISTENER = "http"
+
+#: Namespaces whose HTTPRoutes the Gateway admits, by the kind of hostname they may serve.
+APP_NAMESPACE_LABEL = "platform.scw/app-namespace"
+PLATFORM_NAMESPACE_LABEL = "platform.scw/platform-namespace"
+
+IP_IDS_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-ip-ids"
+ZONE_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-zone"
+LB_TYPE_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-type"
+ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
+
+RoutesFrom = Literal["apps", "platform"]
+
+
+def namespace_labels(*, enforce: str = "restricted") -> dict[str, str]:
+    """Labels of a platform namespace: Pod Security (enforced level, restricted audited and warned)
+    and the marker that admits its routes to the platform Gateway's platform hostnames."""
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+        PLATFORM_NAMESPACE_LABEL: "true",
+    }
+
+
+def bare_ip_uuid(resource_id: str) -> str:
+    """``fr-par-1/<uuid>`` -> ``<uuid>``: the cloud controller's annotation wants the bare UUID."""
+    return resource_id.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Listener:
+    hostname: str
+    routes_from: RoutesFrom
+
+    @property
+    def name(self) -> str:
+        return f"https-{resource_suffix(self.hostname)}"
+
+    @property
+    def secret_name(self) -> str:
+        """The Secret gateway-shim writes the certificate to, next to the Gateway."""
+        return f"{resource_suffix(self.hostname)}-tls"
+
+
+def listeners(app_hostnames: Sequence[str], platform_hostnames: Sequence[str]) -> list[Listener]:
+    """One HTTPS listener per hostname, in order, duplicates dropped; a hostname is either kind."""
+    found: dict[str, Listener] = {}
+    kinds: tuple[tuple[RoutesFrom, Sequence[str]], ...] = (
+        ("apps", app_hostnames),
+        ("platform", platform_hostnames),
+    )
+    for routes_from, hostnames in kinds:
+        for hostname in hostnames:
+            known = found.get(hostname)
+            if known is not None and known.routes_from != routes_from:
+                raise ValueError(f"hostname {hostname} is both an app and a platform hostname")
+            found.setdefault(hostname, Listener(hostname=hostname, routes_from=routes_from))
+    return list(found.values())
+
+
+def gateway_spec(hostnames: Sequence[Listener]) -> dict[str, object]:
+    selectors = {
+        "apps": {"matchLabels": {APP_NAMESPACE_LABEL: "true"}},
+        "platform": {"matchLabels": {PLATFORM_NAMESPACE_LABEL: "true"}},
+    }
+    http_routes = [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
+    return {
+        "gatewayClassName": GATEWAY_CLASS,
+        "listeners": [
+            {
+                "name": HTTP_LISTENER,
+                "protocol": "HTTP",
+                "port": WEB_PORT,
+                # Everything else on port 80 is redirected by Traefik before routing; only the
+                # ACME challenge routes, created next to the Gateway, need this listener.
+                "allowedRoutes": {"namespaces": {"from": "Same"}, "kinds": http_routes},
+            },
+            *(
+                {
+                    "name": listener.name,
+                    "protocol": "HTTPS",
+                    "port": WEBSECURE_PORT,
+                    "hostname": listener.hostname,
+                    "tls": {
+                        "mode": "Terminate",
+                        "certificateRefs": [{"group": "", "kind": "Secret", "name": listener.secret_name}],
+                    },
+                    "allowedRoutes": {
+                        "namespaces": {"from": "Selector", "selector": selectors[listener.routes_from]},
+                        "kinds": http_routes,
+                    },
+                }
+                for listener in hostnames
+            ),
+        ],
+    }
+
+
+def redirect_route_spec(source: str, target: str, listener: Listener) -> dict[str, object]:
+    """An HTTPRoute answering every request for ``source`` with a permanent redirect to ``target``."""
+    return {
+        "parentRefs": [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": GATEWAY_NAME,
+                "namespace": GATEWAY_NAMESPACE,
+                "sectionName": listener.name,
+            }
+        ],
+        "hostnames": [source],
+        "rules": [
+            {
+                "filters": [
+                    {
+                        "type": "RequestRedirect",
+                        "requestRedirect": {"scheme": "https", "hostname": target, "statusCode": 301},
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def traefik_values(
+    *, replicas: int, ip_id: pulumi.Input[str], zone: str, load_balancer_type: str
+) -> dict[str, object]:
+    """Values for the Traefik chart (checked offline against its values.schema.json)."""
+    return {
+        "image": {"tag": TRAEFIK_IMAGE_TAG},
+        "deployment": {"replicas": replicas},
+        # With one replica a PDB would block every node drain; with two or more, one always serves.
+        "podDisruptionBudget": {"enabled": replicas >= 2, "minAvailable": 1},
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
+            }
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "podSecurityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+        # Routes come only through the Gateway API, where the Gateway decides which namespaces may
+        # attach. IngressRoute and Ingress objects would let any namespace claim any hostname.
+        "providers": {
+            "kubernetesGateway": {"enabled": True},
+            "kubernetesCRD": {"enabled": False},
+            "kubernetesIngress": {"enabled": False},
+        },
+        "ingressClass": {"enabled": False},
+        # The program owns the GatewayClass and the Gateway (see the module docstring).
+        "gatewayClass": {"enabled": False},
+        "gateway": {"enabled": False},
+        "api": {"dashboard": False},
+        "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        "log": {"level": "INFO", "format": "json"},
+        # Access logs without request headers: cookies and authorization headers stay out of logs.
+        "accessLog": {"enabled": True, "format": "json", "fields": {"headers": {"defaultMode": "drop"}}},
+        "ports": {
+            "web": {
+                "port": WEB_PORT,
+                "exposedPort": 80,
+                "http": {
+                    "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
+                },
+                # ...except ACME HTTP-01 challenges, which must be answered over plain HTTP.
+                "allowACMEByPass": True,
+            },
+            "websecure": {"port": WEBSECURE_PORT, "exposedPort": 443},
+        },
+        "service": {
+            "annotations": {
+                IP_IDS_ANNOTATION: pulumi.Output.from_input(ip_id).apply(bare_ip_uuid),
+                ZONE_ANNOTATION: zone,
+                LB_TYPE_ANNOTATION: load_balancer_type,
+            }
+        },
+    }
+
+
+class GatewayApiCrds(pulumi.ComponentResource):
+    """The Gateway API standard-channel CRDs of one pinned release, applied from the upstream bundle."""
+
+    bundle: k8s.yaml.v2.ConfigFile
+
+    def __init__(self, name: str, provider: k8s.Provider, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:ingress:GatewayApiCrds", name, None, opts)
+        # Applied from the release URL at deploy time (nothing vendored): the file is the upstream
+        # artifact of the pinned tag, the same one `kubectl apply -f` would use.
+        self.bundle = k8s.yaml.v2.ConfigFile(
+            f"{name}-bundle",
+            file=GATEWAY_API_CRDS_URL,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
+        self.register_outputs({"version": GATEWAY_API_VERSION, "url": GATEWAY_API_CRDS_URL})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DnsZone:
+    """The domain's zone in Scaleway DNS."""
+
+    zone: str
+    ttl: int = 300
+    #: Manage an A record per hostname (else the zone only serves DNS-01 challenges).
+    records: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrontDoorArgs:
+    provider: k8s.Provider
+    project_id: pulumi.Input[str]
+    #: Zone of the reserved IP and of the load balancer the cloud controller creates.
+    zone: str
+    #: Hostnames served by app namespaces, then by the platform's namespaces.
+    app_hostnames: Sequence[str]
+    platform_hostnames: Sequence[str] = ()
+    acme_email: str
+    #: Hostnames that only redirect (301, path kept) to another hostname, e.g. the apex to www.
+    redirects: Mapping[str, str] = field(default_factory=dict)
+    #: ClusterIssuer named by the Gateway's annotation.
+    issuer: str
+    replicas: int
+    load_balancer_type: str = "LB-S"
+    #: ``<zone>/<uuid>`` of an existing flexible IP to adopt (imported, never created).
+    adopt_ip_id: str | None = None
+    #: Protect the reserved IP and keep it on delete (every role but development).
+    protect: bool = True
+    #: The zone is in Scaleway DNS: A records for every hostname.
+    dns: DnsZone | None = None
+    #: Solve ACME challenges by DNS-01 through Scaleway DNS (needs ``dns``).
+    dns01: bool = False
+    tags: Sequence[str] = field(default_factory=tuple)
+
+
+class FrontDoor(pulumi.ComponentResource):
+    ip_address: pulumi.Output[str]
+    #: ``<zone>/<uuid>``.
+    ip_id: pulumi.Output[str]
+    gateway_name: str = GATEWAY_NAME
+    gateway_namespace: str = GATEWAY_NAMESPACE
+    listeners: list[Listener]
+    #: What HTTPRoutes and other Gateway API users must depend on.
+    gateway_api_crds: k8s.yaml.v2.ConfigFile
+    gateway: k8s.apiextensions.CustomResource
+    traefik: k8s.helm.v3.Release
+    cert_manager: CertManager
+
+    def __init__(self, name: str, args: FrontDoorArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:ingress:FrontDoor", name, None, opts)
+        if args.dns01 and args.dns is None:
+            raise ValueError("dns01 needs the zone in Scaleway DNS (args.dns)")
+        # A redirect's route lives next to the Gateway, in a platform namespace.
+        self.listeners = listeners(args.app_hostnames, [*args.platform_hostnames, *args.redirects])
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        ip = self._reserved_ip(name, args)
+        self.ip_id = ip.id
+        self.ip_address = ip.ip_address
+
+        crds = GatewayApiCrds(f"{name}-crds", args.provider, opts=pulumi.ResourceOptions(parent=self))
+        self.gateway_api_crds = crds.bundle
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": TRAEFIK_NAMESPACE, "labels": namespace_labels()},
+            opts=k8s_opts,
+        )
+        # helm.v3.Release, not helm.v4.Chart: one atomic Helm release that waits for the load
+        # balancer and whose chart, version and values are recorded as inputs (validated offline).
+        self.traefik = k8s.helm.v3.Release(
+            f"{name}-traefik",
+            name=TRAEFIK_RELEASE,
+            chart="traefik",
+            version=TRAEFIK_CHART_VERSION,
+            repository_opts={"repo": TRAEFIK_REPO},
+            namespace=namespace.metadata.name,
+            values=traefik_values(
+                replicas=args.replicas,
+                ip_id=ip.id,
+                zone=args.zone,
+                load_balancer_type=args.load_balancer_type,
+            ),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=600,
+            # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts.
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, namespace])
+            ),
+        )
+
+        self.cert_manager = CertManager(
+            f"{name}-tls",
+            CertManagerArgs(
+                provider=args.provider,
+                acme_email=args.acme_email,
+                gateway=GatewayRef(
+                    name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, section_name=HTTP_LISTENER
+                ),
+                namespace_labels=namespace_labels(),
+                gateway_api_crds=self.gateway_api_crds,
+                ha=args.replicas >= 2,
+                dns01=Dns01Args(
+                    zone=args.dns.zone,
+                    project_id=args.project_id,
+                    namespace_labels=namespace_labels(enforce="baseline"),
+                )
+                if args.dns01 and args.dns is not None
+                else None,
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+        after_controllers = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, self.traefik])
+        )
+        gateway_class = k8s.apiextensions.CustomResource(
+            f"{name}-gateway-class",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="GatewayClass",
+            metadata={"name": GATEWAY_CLASS},
+            spec={
+                "controllerName": GATEWAY_CONTROLLER,
+                "description": "Traefik, behind the platform's reserved load-balancer IP",
+            },
+            opts=after_controllers,
+        )
+        self.gateway = k8s.apiextensions.CustomResource(
+            f"{name}-gateway",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="Gateway",
+            metadata={
+                "name": GATEWAY_NAME,
+                "namespace": GATEWAY_NAMESPACE,
+                # cert-manager's gateway-shim issues one certificate per HTTPS listener.
+                "annotations": {ISSUER_ANNOTATION: args.issuer},
+            },
+            spec=gateway_spec(self.listeners),
+            opts=pulumi.ResourceOptions.merge(
+                after_controllers,
+                # The issuer it names must exist, or the first issuance attempt fails and backs off.
+                pulumi.ResourceOptions(depends_on=[gateway_class, *self.cert_manager.issuers.values()]),
+            ),
+        )
+
+        by_hostname = {listener.hostname: listener for listener in self.listeners}
+        for source, target in args.redirects.items():
+            k8s.apiextensions.CustomResource(
+                f"{name}-redirect-{resource_suffix(source)}",
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata={"name": f"redirect-{resource_suffix(source)}", "namespace": GATEWAY_NAMESPACE},
+                spec=redirect_route_spec(source, target, by_hostname[source]),
+                opts=pulumi.ResourceOptions.merge(
+                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, self.gateway])
+                ),
+            )
+
+        if args.dns is not None and args.dns.records:
+            DnsRecords(
+                f"{name}-dns",
+                DnsRecordsArgs(
+                    zone=args.dns.zone,
+                    hostnames=[listener.hostname for listener in self.listeners],
+                    address=self.ip_address,
+                    ttl=args.dns.ttl,
+                    project_id=args.project_id,
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.register_outputs(
+            {
+                "ipAddress": self.ip_address,
+                "ipId": self.ip_id,
+                "gatewayName": GATEWAY_NAME,
+                "gatewayNamespace": GATEWAY_NAMESPACE,
+                "hostnames": [listener.hostname for listener in self.listeners],
+            }
+        )
+
+    def _reserved_ip(self, name: str, args: FrontDoorArgs) -> scaleway.loadbalancers.Ip:
+        if args.adopt_ip_id is None:
+            return scaleway.loadbalancers.Ip(
+                f"{name}-ip",
+                zone=args.zone,
+                project_id=args.project_id,
+                tags=list(args.tags),
+                # The address outlives clusters and stacks: DNS and allow-lists elsewhere point at it.
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+            )
+        # Adopting (the cutover): `import_` takes the existing IP into this stack's state without
+        # changing it. If the declared inputs differ from the live IP, the import fails instead of
+        # modifying it, so only the zone is declared and the old IP's tags and reverse DNS are left
+        # alone. `Ip.get` would only read it: a read IP is not protected, not retained and not
+        # managed, and nothing would stop a later program change from dropping the address.
+        # An adopted address is never released by this program, whatever the role.
+        # Its own logical name keeps the switch from a reserved to an adopted IP explicit: the
+        # reserved one is protected and leaves the state only on purpose (README, "Cutover"), never
+        # by being swapped for another IP under the same name.
+        return scaleway.loadbalancers.Ip(
+            f"{name}-ip-adopted",
+            zone=args.zone,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                import_=args.adopt_ip_id,
+                protect=True,
+                retain_on_delete=True,
+                ignore_changes=["tags", "reverse", "projectId"],
+            ),
+        )
+
+
+def hostnames_by_kind(
+    *,
+    app_hostnames: Sequence[str],
+    platform_hostnames: Sequence[str],
+    extra_app: Sequence[str] = (),
+    extra_platform: Sequence[str] = (),
+) -> tuple[list[str], list[str]]:
+    """Config hostnames plus those other components serve (apps, Argo CD), each once."""
+    apps = list(dict.fromkeys([*app_hostnames, *extra_app]))
+    platform = list(dict.fromkeys([*platform_hostnames, *extra_platform]))
+    return apps, platform

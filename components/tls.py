@@ -1,0 +1,307 @@
+"""TLS that nobody renews by hand: cert-manager, the Let's Encrypt ClusterIssuers, optional DNS-01.
+
+* cert-manager (pinned chart, its own CRDs, Gateway API support on) in its own namespace.
+* ``letsencrypt-staging`` and ``letsencrypt-production`` ClusterIssuers. Both exist in every
+  cluster (staging is there to rehearse without hitting production rate limits); which one the
+  platform Gateway's annotation names is the stack's config. HTTP-01 is solved by an HTTPRoute
+  that cert-manager attaches to the platform Gateway's HTTP listener.
+* Optional DNS-01 through Scaleway DNS: the Scaleway webhook chart, its own least-privileged
+  identity (``DomainsDNSFullAccess`` on the one project) and its API key in a Kubernetes Secret
+  whose values stay Pulumi secrets. With it, every name of the DNS zone is solved by DNS-01, which
+  wildcard names require and which issues certificates before DNS points at the cluster.
+
+Helm: ``helm.v3.Release`` for both charts. cert-manager's ``startupapicheck`` is a Helm hook that
+makes the release wait until the API webhook really answers, so the ClusterIssuers that follow are
+not rejected by a webhook that is not up yet; ``helm.v4.Chart`` would drop that hook. A Release
+also records chart, version and values as inputs, which the offline validators read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.identity import ScopedIdentity, ScopedIdentityArgs
+
+CERT_MANAGER_REPO = "https://charts.jetstack.io"
+CERT_MANAGER_CHART_VERSION = "v1.21.1"
+#: The chart's appVersion, pinned explicitly on every image the chart runs.
+CERT_MANAGER_IMAGE_TAG = "v1.21.1"
+CERT_MANAGER_NAMESPACE = "cert-manager"
+#: cert-manager's own service account (the chart's default name for release ``cert-manager``).
+CERT_MANAGER_SERVICE_ACCOUNT = "cert-manager"
+
+SCW_WEBHOOK_REPO = "https://helm.scw.cloud/"
+SCW_WEBHOOK_CHART = "scaleway-certmanager-webhook"
+SCW_WEBHOOK_CHART_VERSION = "0.4.0"
+#: The chart's appVersion, pinned explicitly.
+SCW_WEBHOOK_IMAGE_TAG = "v0.1.0"
+SCW_WEBHOOK_GROUP = "acme.scaleway.com"
+SCW_WEBHOOK_SOLVER = "scaleway"
+#: The webhook gets a namespace of its own: its image runs as root to listen on port 443, which the
+#: restricted Pod Security level of cert-manager's namespace would refuse.
+SCW_WEBHOOK_NAMESPACE = "cert-manager-scaleway"
+SCW_WEBHOOK_RELEASE = "scaleway-certmanager-webhook"
+#: In cert-manager's namespace: for a ClusterIssuer, solver secrets are read from there.
+DNS01_SECRET = "scaleway-dns01-credentials"
+
+ACME_SERVERS: Mapping[str, str] = {
+    "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
+    "letsencrypt-production": "https://acme-v02.api.letsencrypt.org/directory",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewayRef:
+    """The Gateway (and its listener) that serves HTTP-01 challenges."""
+
+    name: str
+    namespace: str
+    section_name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dns01Args:
+    #: The Scaleway DNS zone whose names are solved by DNS-01.
+    zone: str
+    project_id: pulumi.Input[str]
+    #: Labels of the webhook's namespace (Pod Security level baseline, see SCW_WEBHOOK_NAMESPACE).
+    namespace_labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class CertManagerArgs:
+    provider: k8s.Provider
+    acme_email: str
+    gateway: GatewayRef
+    #: Labels of cert-manager's namespace (Pod Security, platform namespace marker).
+    namespace_labels: Mapping[str, str]
+    #: Gateway API CRDs: cert-manager watches Gateways only if their CRDs exist when it starts,
+    #: and the issuers' HTTP-01 solver creates HTTPRoutes.
+    gateway_api_crds: pulumi.Resource
+    #: Two replicas of each controller plus PodDisruptionBudgets.
+    ha: bool
+    dns01: Dns01Args | None = None
+    tags: Sequence[str] = field(default_factory=tuple)
+
+
+def cert_manager_values(*, ha: bool) -> dict[str, object]:
+    replicas = 2 if ha else 1
+    pdb = {"enabled": ha, "minAvailable": 1}
+    image = {"tag": CERT_MANAGER_IMAGE_TAG}
+    small = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    return {
+        "crds": {"enabled": True, "keep": True},
+        "image": image,
+        "replicaCount": replicas,
+        "podDisruptionBudget": pdb,
+        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "webhook": {"replicaCount": replicas, "podDisruptionBudget": pdb, "image": image, "resources": small},
+        "cainjector": {
+            "replicaCount": replicas,
+            "podDisruptionBudget": pdb,
+            "image": image,
+            "resources": small,
+        },
+        "startupapicheck": {"image": image},
+        "acmesolver": {"image": image},
+        # Leases in cert-manager's own namespace rather than kube-system.
+        "global": {"leaderElection": {"namespace": CERT_MANAGER_NAMESPACE}},
+        # A certificate's Secret goes with it when a hostname leaves the Gateway.
+        "enableCertificateOwnerRef": True,
+        "config": {
+            "apiVersion": "controller.config.cert-manager.io/v1alpha1",
+            "kind": "ControllerConfiguration",
+            # gateway-shim: certificates for the Gateway's annotated HTTPS listeners.
+            "gatewayAPI": {"enabled": True},
+        },
+        "prometheus": {"enabled": True},
+    }
+
+
+def cluster_issuer_spec(
+    issuer: str, *, acme_email: str, gateway: GatewayRef, dns01_zone: str | None
+) -> dict[str, object]:
+    solvers: list[dict[str, object]] = [
+        {
+            "http01": {
+                "gatewayHTTPRoute": {
+                    "parentRefs": [
+                        {
+                            "group": "gateway.networking.k8s.io",
+                            "kind": "Gateway",
+                            "name": gateway.name,
+                            "namespace": gateway.namespace,
+                            "sectionName": gateway.section_name,
+                        }
+                    ]
+                }
+            }
+        }
+    ]
+    if dns01_zone is not None:
+        # A selector wins over the selector-less HTTP-01 solver for every name in the zone.
+        secret_ref = {"name": DNS01_SECRET}
+        solvers.append(
+            {
+                "selector": {"dnsZones": [dns01_zone]},
+                "dns01": {
+                    "webhook": {
+                        "groupName": SCW_WEBHOOK_GROUP,
+                        "solverName": SCW_WEBHOOK_SOLVER,
+                        "config": {
+                            "accessKeySecretRef": {**secret_ref, "key": "SCW_ACCESS_KEY"},
+                            "secretKeySecretRef": {**secret_ref, "key": "SCW_SECRET_KEY"},
+                        },
+                    }
+                },
+            }
+        )
+    return {
+        "acme": {
+            "server": ACME_SERVERS[issuer],
+            "email": acme_email,
+            "privateKeySecretRef": {"name": f"{issuer}-account-key"},
+            "solvers": solvers,
+        }
+    }
+
+
+class CertManager(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    #: ClusterIssuer name -> resource (letsencrypt-staging, letsencrypt-production).
+    issuers: dict[str, k8s.apiextensions.CustomResource]
+
+    def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:tls:CertManager", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": CERT_MANAGER_NAMESPACE, "labels": dict(args.namespace_labels)},
+            opts=k8s_opts,
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-cert-manager",
+            name="cert-manager",
+            chart="cert-manager",
+            version=CERT_MANAGER_CHART_VERSION,
+            repository_opts={"repo": CERT_MANAGER_REPO},
+            namespace=namespace.metadata.name,
+            values=cert_manager_values(ha=args.ha),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=600,
+            # cert-manager must find the Gateway API CRDs when it starts, or it never watches Gateways.
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[args.gateway_api_crds, namespace])
+            ),
+        )
+        before_issuers: list[pulumi.Resource] = [args.gateway_api_crds, self.release]
+
+        if args.dns01 is not None:
+            before_issuers.extend(self._dns01(name, args, args.dns01, k8s_opts))
+
+        self.issuers = {
+            issuer: k8s.apiextensions.CustomResource(
+                f"{name}-issuer-{issuer}",
+                api_version="cert-manager.io/v1",
+                kind="ClusterIssuer",
+                metadata={"name": issuer},
+                spec=cluster_issuer_spec(
+                    issuer,
+                    acme_email=args.acme_email,
+                    gateway=args.gateway,
+                    dns01_zone=args.dns01.zone if args.dns01 else None,
+                ),
+                # cert-manager's webhook validates ClusterIssuers: it must be up (startupapicheck)
+                # and the HTTPRoute kind the solver creates must exist.
+                opts=pulumi.ResourceOptions.merge(
+                    k8s_opts, pulumi.ResourceOptions(depends_on=before_issuers)
+                ),
+            )
+            for issuer in ACME_SERVERS
+        }
+        self.register_outputs({"issuers": sorted(self.issuers)})
+
+    def _dns01(
+        self, name: str, args: CertManagerArgs, dns01: Dns01Args, k8s_opts: pulumi.ResourceOptions
+    ) -> list[pulumi.Resource]:
+        identity = ScopedIdentity(
+            f"{name}-dns01",
+            ScopedIdentityArgs(
+                description="cert-manager DNS-01: writes ACME challenge TXT records in Scaleway DNS",
+                project_id=dns01.project_id,
+                permission_sets=["DomainsDNSFullAccess"],
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        access_key: pulumi.Output[str] = pulumi.Output.secret(identity.access_key)
+        secret_key: pulumi.Output[str] = pulumi.Output.secret(identity.secret_key)
+        credentials = k8s.core.v1.Secret(
+            f"{name}-dns01-credentials",
+            metadata={"name": DNS01_SECRET, "namespace": CERT_MANAGER_NAMESPACE},
+            type="Opaque",
+            string_data={"SCW_ACCESS_KEY": access_key, "SCW_SECRET_KEY": secret_key},
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
+        )
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-dns01-namespace",
+            metadata={"name": SCW_WEBHOOK_NAMESPACE, "labels": dict(dns01.namespace_labels)},
+            opts=k8s_opts,
+        )
+        webhook = k8s.helm.v3.Release(
+            f"{name}-dns01-webhook",
+            name=SCW_WEBHOOK_RELEASE,
+            chart=SCW_WEBHOOK_CHART,
+            version=SCW_WEBHOOK_CHART_VERSION,
+            repository_opts={"repo": SCW_WEBHOOK_REPO},
+            namespace=namespace.metadata.name,
+            values={
+                "groupName": SCW_WEBHOOK_GROUP,
+                "certManager": {
+                    "namespace": CERT_MANAGER_NAMESPACE,
+                    "serviceAccountName": CERT_MANAGER_SERVICE_ACCOUNT,
+                },
+                "image": {"tag": SCW_WEBHOOK_IMAGE_TAG},
+                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+                # No secret.accessKey/secretKey here: Helm values land in the release's own Secret
+                # and in state; the key lives only in DNS01_SECRET, referenced by the issuers.
+            },
+            atomic=True,
+            cleanup_on_fail=True,
+            # The chart issues its serving certificate through cert-manager (Issuer, Certificate).
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, namespace])
+            ),
+        )
+        # The webhook reads the solver's secret from cert-manager's namespace: that one secret, read only.
+        role = k8s.rbac.v1.Role(
+            f"{name}-dns01-secret-reader",
+            metadata={"name": "scaleway-dns01-secret-reader", "namespace": CERT_MANAGER_NAMESPACE},
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=[""], resources=["secrets"], resource_names=[DNS01_SECRET], verbs=["get"]
+                )
+            ],
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{name}-dns01-secret-reader",
+            metadata={"name": "scaleway-dns01-secret-reader", "namespace": CERT_MANAGER_NAMESPACE},
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=role.metadata.name
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(
+                    kind="ServiceAccount", name=SCW_WEBHOOK_RELEASE, namespace=SCW_WEBHOOK_NAMESPACE
+                )
+            ],
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
+        )
+        # Issuers depend on all of it: a DNS-01 challenge needs the webhook, the key and the grant.
+        return [webhook, credentials, binding]

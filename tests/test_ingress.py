@@ -1,0 +1,499 @@
+"""The front door under mocks: reserved IP, Gateway API CRDs, Traefik, the platform Gateway, DNS.
+
+What is asserted is what a real deployment depends on: the order in which things are applied
+(recorded ``dependencies``), the cloud controller's annotation carrying the bare IP UUID, the
+redirect with its ACME exception, one certificate-backed HTTPS listener per hostname, HA in
+production, the address's protection, and the explicit Kubernetes provider on every object.
+Schema validation of the rendered objects and values runs in ``test_schemas_front_door`` below.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from components import ingress
+from components.dns import record_name
+from offline import runner, schemas
+from offline.artifacts import plain
+from offline.mocks import Registration
+
+PlanWith = Callable[..., runner.Plan]
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+GATEWAY_CLASS = "kubernetes:gateway.networking.k8s.io/v1:GatewayClass"
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+CLUSTER_ISSUER = "kubernetes:cert-manager.io/v1:ClusterIssuer"
+CERTIFICATE = "kubernetes:cert-manager.io/v1:Certificate"
+IP = "scaleway:loadbalancers/ip:Ip"
+RECORD = "scaleway:domain/record:Record"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+UUID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+ADOPTED = "fr-par-1/0b9c6a1e-5d4f-4e2a-9c3b-7a8d9e0f1a2b"
+
+FRONT_DOOR_STACKS = ("prod", "tooling")
+
+
+def release(plan: runner.Plan, chart: str) -> Registration:
+    found = [r for r in plan.by_type(RELEASE) if r.inputs.get("chart") == chart]
+    assert len(found) == 1, f"expected one {chart} release in {plan.stack}, found {len(found)}"
+    return found[0]
+
+
+def values(reg: Registration) -> dict[str, Any]:
+    return plain(reg.inputs["values"])
+
+
+def gateway_spec(plan: runner.Plan) -> dict[str, Any]:
+    return plain(plan.one(GATEWAY).inputs["spec"])
+
+
+def k8s_object(reg: Registration) -> dict[str, Any]:
+    return {k: plain(v) for k, v in reg.inputs.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+
+
+def https_listeners(plan: runner.Plan) -> list[dict[str, Any]]:
+    return [listener for listener in gateway_spec(plan)["listeners"] if listener["protocol"] == "HTTPS"]
+
+
+def upstream(plan: runner.Plan, reg: Registration) -> set[str]:
+    """Every URN ``reg`` waits for, directly or through its dependencies."""
+    by_urn = {r.urn: r for r in plan.registrations}
+    seen: set[str] = set()
+    todo = list(reg.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen:
+            seen.add(urn)
+            todo.extend(by_urn[urn].dependencies if urn in by_urn else [])
+    return seen
+
+
+def with_ingress(plan_with: PlanWith, stack: str, **changes: Any) -> runner.Plan:
+    config = runner.read_stack_config(stack)
+    ingress_settings = copy.deepcopy(config["platform:ingress"])
+    ingress_settings.update(changes)
+    return plan_with(stack, {"platform:ingress": ingress_settings})
+
+
+# --- order -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_crds_then_controllers_then_gateway_and_issuers(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    plan = committed_plans[stack]
+    crds = plan.one(CONFIG_FILE)
+    traefik, cert_manager = release(plan, "traefik"), release(plan, "cert-manager")
+    for controller in (traefik, cert_manager):
+        assert crds.urn in controller.dependencies, f"{controller.name} must wait for the Gateway API CRDs"
+
+    gateway, gateway_class = plan.one(GATEWAY), plan.one(GATEWAY_CLASS)
+    for resource in (gateway, gateway_class):
+        assert crds.urn in resource.dependencies
+        assert traefik.urn in resource.dependencies, f"{resource.name} must follow Traefik"
+    issuers = plan.by_type(CLUSTER_ISSUER)
+    assert {i.inputs["metadata"]["name"] for i in issuers} == {
+        "letsencrypt-staging",
+        "letsencrypt-production",
+    }
+    for issuer in issuers:
+        assert crds.urn in issuer.dependencies
+        assert cert_manager.urn in issuer.dependencies, "cert-manager's webhook validates ClusterIssuers"
+        # The Gateway names an issuer: cert-manager should find it on its first attempt.
+        assert issuer.urn in gateway.dependencies
+    assert gateway_class.urn in gateway.dependencies
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_routes_of_other_components_wait_for_the_crds(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    plan = committed_plans[stack]
+    crds = plan.one(CONFIG_FILE)
+    for route in plan.by_type(HTTP_ROUTE):
+        assert crds.urn in upstream(plan, route), f"{route.name} needs the HTTPRoute CRD first"
+
+
+def test_crd_bundle_is_the_pinned_standard_channel_release(committed_plans: dict[str, runner.Plan]) -> None:
+    bundle = committed_plans["prod"].one(CONFIG_FILE)
+    assert bundle.inputs["file"] == (
+        "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml"
+    )
+
+
+# --- reserved address --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_reserved_ip_is_protected_and_retained(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    ip = committed_plans[stack].one(IP)
+    assert ip.protect and ip.retain_on_delete
+    assert ip.inputs["zone"] == "fr-par-1"
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_service_annotation_is_the_bare_uuid_of_the_reserved_ip(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    plan = committed_plans[stack]
+    ip = plan.one(IP)
+    zone, _, uuid = ip.id.partition("/")
+    annotations = values(release(plan, "traefik"))["service"]["annotations"]
+    assert annotations[ingress.IP_IDS_ANNOTATION] == uuid
+    assert "/" not in annotations[ingress.IP_IDS_ANNOTATION]
+    assert annotations[ingress.ZONE_ANNOTATION] == zone == ip.inputs["zone"]
+    # The annotation is derived from the IP resource, so Traefik's release follows it.
+    assert ip.urn in release(plan, "traefik").dependencies
+
+
+def test_exports_for_later_stacks(committed_plans: dict[str, runner.Plan]) -> None:
+    plan = committed_plans["prod"]
+    ip = plan.one(IP)
+    assert plan.exports["ingressIpId"].value == ip.id
+    assert plan.exports["ingressIp"].value == ip.state["ipAddress"]
+    assert plan.exports["gatewayName"].value == "platform"
+    assert plan.exports["gatewayNamespace"].value == "traefik"
+    assert plan.exports["ingressHostnames"].value == [
+        listener["hostname"] for listener in https_listeners(plan)
+    ]
+
+
+def test_adopting_an_existing_ip_imports_it_untouched(plan_with: PlanWith) -> None:
+    plan = with_ingress(plan_with, "prod", adoptIpId=ADOPTED)
+    ip = plan.one(IP)
+    assert ip.id == ADOPTED, "the IP is imported by its ID, not created"
+    # A distinct logical name: the reserved IP is never silently swapped for the adopted one.
+    assert ip.name == "prod-front-door-ip-adopted"
+    assert ip.protect and ip.retain_on_delete
+    # Only the zone is declared: an import whose inputs differ from the live IP fails, it never
+    # modifies it.
+    assert set(plain(ip.inputs)) == {"zone"}
+    assert set(ip.ignore_changes) >= {"tags", "reverse"}
+    annotations = values(release(plan, "traefik"))["service"]["annotations"]
+    assert annotations[ingress.IP_IDS_ANNOTATION] == ADOPTED.split("/")[1]
+    assert plan.exports["ingressIpId"].value == ADOPTED
+
+
+def test_adopting_by_bare_uuid_uses_the_front_door_zone(plan_with: PlanWith) -> None:
+    plan = with_ingress(plan_with, "prod", adoptIpId=ADOPTED.split("/")[1], zone="fr-par-2")
+    ip = plan.one(IP)
+    assert ip.id == "fr-par-2/" + ADOPTED.split("/")[1]
+    assert ip.inputs["zone"] == "fr-par-2"
+    annotations = values(release(plan, "traefik"))["service"]["annotations"]
+    assert annotations[ingress.ZONE_ANNOTATION] == "fr-par-2"
+
+
+def test_development_front_door_is_not_protected(plan_with: PlanWith) -> None:
+    plan = plan_with(
+        "dev",
+        {
+            "platform:ingress": {"domain": "example.com", "hostnames": ["dev.example.com"], "replicas": 1},
+            "platform:tls": {"acmeEmail": "platform@example.com"},
+        },
+    )
+    ip = plan.one(IP)
+    assert not ip.protect and not ip.retain_on_delete, "dev is rebuilt at will"
+    traefik = values(release(plan, "traefik"))
+    assert traefik["deployment"]["replicas"] == 1
+    assert traefik["podDisruptionBudget"]["enabled"] is False, "a PDB on one replica blocks node drains"
+    gateway = plan.one(GATEWAY)
+    assert (
+        gateway.inputs["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-staging"
+    )
+    assert not plan.by_type(RECORD), "no platform:dns: DNS is managed elsewhere"
+
+
+# --- Traefik -----------------------------------------------------------------------------------
+
+
+def test_traefik_release_is_pinned(committed_plans: dict[str, runner.Plan]) -> None:
+    traefik = release(committed_plans["prod"], "traefik")
+    assert traefik.inputs["version"] == "41.3.0"
+    assert traefik.inputs["repositoryOpts"]["repo"] == "https://traefik.github.io/charts"
+    assert values(traefik)["image"]["tag"] == "v3.7.11"
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_http_redirects_permanently_to_https_except_acme(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    web = values(release(committed_plans[stack], "traefik"))["ports"]["web"]
+    assert web["http"]["redirections"]["entryPoint"] == {
+        "to": "websecure",
+        "scheme": "https",
+        "permanent": True,
+    }
+    assert web["allowACMEByPass"] is True
+
+
+def test_production_traefik_is_highly_available(committed_plans: dict[str, runner.Plan]) -> None:
+    traefik = values(release(committed_plans["prod"], "traefik"))
+    assert traefik["deployment"]["replicas"] >= 2
+    assert traefik["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+    assert traefik["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert traefik["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_traefik_runs_restricted_and_logs_access(committed_plans: dict[str, runner.Plan]) -> None:
+    traefik = values(release(committed_plans["prod"], "traefik"))
+    assert traefik["resources"]["requests"] and traefik["resources"]["limits"]
+    assert traefik["podSecurityContext"]["runAsNonRoot"] is True
+    assert traefik["podSecurityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert traefik["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+    }
+    assert traefik["accessLog"]["enabled"] is True
+    assert traefik["accessLog"]["fields"]["headers"]["defaultMode"] == "drop"
+
+
+def test_routes_only_through_the_gateway_api(committed_plans: dict[str, runner.Plan]) -> None:
+    traefik = values(release(committed_plans["prod"], "traefik"))
+    assert traefik["providers"]["kubernetesGateway"]["enabled"] is True
+    # IngressRoute / Ingress would let any namespace claim any hostname, bypassing allowedRoutes.
+    assert traefik["providers"]["kubernetesCRD"]["enabled"] is False
+    assert traefik["providers"]["kubernetesIngress"]["enabled"] is False
+    # The program owns GatewayClass and Gateway.
+    assert traefik["gateway"]["enabled"] is False
+    assert traefik["gatewayClass"]["enabled"] is False
+
+
+def test_production_rejects_a_single_traefik_replica(plan_with: PlanWith) -> None:
+    from components.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"platform:ingress\.replicas: must be >= 2 for role production"):
+        with_ingress(plan_with, "prod", replicas=1)
+
+
+# --- the platform Gateway ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_every_https_listener_has_a_hostname_and_a_certificate(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    plan = committed_plans[stack]
+    listeners = https_listeners(plan)
+    assert listeners, f"{stack} serves at least one hostname"
+    secrets = set()
+    for listener in listeners:
+        assert listener["hostname"], listener
+        assert listener["port"] == ingress.WEBSECURE_PORT
+        assert listener["tls"]["mode"] == "Terminate"
+        refs = listener["tls"]["certificateRefs"]
+        assert len(refs) == 1 and refs[0]["kind"] == "Secret" and refs[0]["name"]
+        secrets.add(refs[0]["name"])
+    assert len(secrets) == len(listeners), "each hostname has its own certificate Secret"
+    names = [listener["name"] for listener in gateway_spec(plan)["listeners"]]
+    assert len(names) == len(set(names)), "listener names are unique (a CEL rule the offline validator skips)"
+
+
+def test_gateway_serves_config_app_and_argocd_hostnames(committed_plans: dict[str, runner.Plan]) -> None:
+    prod = {listener["hostname"] for listener in https_listeners(committed_plans["prod"])}
+    assert prod == {"example.com", "www.example.com", "newsletter.example.com"}
+    tooling = {listener["hostname"] for listener in https_listeners(committed_plans["tooling"])}
+    assert tooling == {"argocd.tooling.example.com"}
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_routes_admitted_only_from_labelled_namespaces(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    spec = gateway_spec(committed_plans[stack])
+    http = next(listener for listener in spec["listeners"] if listener["protocol"] == "HTTP")
+    assert http["port"] == ingress.WEB_PORT
+    assert http["allowedRoutes"]["namespaces"] == {"from": "Same"}, "only ACME challenge routes on HTTP"
+    allowed = {
+        ingress.APP_NAMESPACE_LABEL: {"www.example.com", "newsletter.example.com"},
+        # Argo CD's hostname, and the apex whose redirect route lives next to the Gateway.
+        ingress.PLATFORM_NAMESPACE_LABEL: {"argocd.tooling.example.com", "example.com"},
+    }
+    for listener in https_listeners(committed_plans[stack]):
+        namespaces = listener["allowedRoutes"]["namespaces"]
+        assert namespaces["from"] == "Selector"
+        labels = namespaces["selector"]["matchLabels"]
+        assert len(labels) == 1
+        [(label, value)] = labels.items()
+        assert value == "true" and listener["hostname"] in allowed[label]
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_gateway_names_the_configured_issuer(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    gateway = committed_plans[stack].one(GATEWAY)
+    metadata = gateway.inputs["metadata"]
+    assert metadata["annotations"]["cert-manager.io/cluster-issuer"] == "letsencrypt-production"
+    assert (metadata["name"], metadata["namespace"]) == ("platform", "traefik")
+    assert (
+        gateway.inputs["spec"]["gatewayClassName"]
+        == committed_plans[stack].one(GATEWAY_CLASS).inputs["metadata"]["name"]
+    )
+    assert committed_plans[stack].one(GATEWAY_CLASS).inputs["spec"]["controllerName"] == (
+        "traefik.io/gateway-controller"
+    )
+
+
+def test_wildcard_listener_names_are_valid(plan_with: PlanWith) -> None:
+    config = runner.read_stack_config("prod")
+    ingress_settings = {**config["platform:ingress"], "hostnames": ["*.apps.example.com"]}
+    tls = {**config["platform:tls"], "dns01": True}
+    plan = plan_with("prod", {"platform:ingress": ingress_settings, "platform:tls": tls})
+    wildcard = next(item for item in https_listeners(plan) if item["hostname"] == "*.apps.example.com")
+    assert wildcard["name"] == "https-wildcard.apps.example.com"
+    assert wildcard["tls"]["certificateRefs"][0]["name"] == "wildcard.apps.example.com-tls"
+    records = {r.inputs["name"] for r in plan.by_type(RECORD)}
+    assert "*.apps" in records
+
+
+# --- namespaces and providers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_platform_namespaces_carry_pod_security_and_the_platform_label(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    namespaces = {
+        r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
+        for r in committed_plans[stack].by_type(NAMESPACE)
+        if "front-door" in r.name
+    }
+    assert set(namespaces) == {"traefik", "cert-manager"}
+    for labels in namespaces.values():
+        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert labels[ingress.PLATFORM_NAMESPACE_LABEL] == "true"
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_every_kubernetes_resource_has_the_cluster_provider(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    plan = committed_plans[stack]
+    # The cluster's own provider (KapsuleCluster names it "<environment>-k8s").
+    cluster_provider = next(
+        r for r in plan.by_type("pulumi:providers:kubernetes") if r.name == f"{stack}-k8s"
+    )
+    front_door = [
+        r for r in plan.registrations if "-front-door" in r.name and r.type.startswith("kubernetes:")
+    ]
+    assert len(front_door) >= 8
+    for reg in front_door:
+        assert reg.provider_urn == cluster_provider.urn, f"{reg.type} {reg.name} has no explicit provider"
+
+
+# --- DNS -----------------------------------------------------------------------------------------
+
+
+def test_one_a_record_per_hostname_pointing_at_the_reserved_ip(
+    committed_plans: dict[str, runner.Plan],
+) -> None:
+    plan = committed_plans["prod"]
+    address = plan.one(IP).state["ipAddress"]
+    records = {r.inputs["name"]: r for r in plan.by_type(RECORD)}
+    assert set(records) == {"", "www", "newsletter"}
+    for record in records.values():
+        assert record.inputs["type"] == "A"
+        assert record.inputs["dnsZone"] == "example.com"
+        assert record.inputs["data"] == address
+        assert plan.one(IP).urn in record.dependencies
+
+
+def test_cutover_rehearsal_uses_dns01_without_touching_records(plan_with: PlanWith) -> None:
+    config = runner.read_stack_config("prod")
+    plan = plan_with(
+        "prod",
+        {
+            "platform:tls": {**config["platform:tls"], "dns01": True},
+            "platform:dns": {**config["platform:dns"], "records": False},
+        },
+    )
+    assert not plan.by_type(RECORD), "the old site's records keep serving during the rehearsal"
+    for issuer in plan.by_type(CLUSTER_ISSUER):
+        assert any("dns01" in solver for solver in plain(issuer.inputs["spec"])["acme"]["solvers"])
+
+
+def test_external_dns_means_no_records(plan_with: PlanWith) -> None:
+    plan = plan_with("prod", {"platform:dns": {"provider": "external"}})
+    assert not plan.by_type(RECORD)
+
+
+def test_apex_redirects_permanently_to_www(committed_plans: dict[str, runner.Plan]) -> None:
+    plan = committed_plans["prod"]
+    [route] = [r for r in plan.by_type(HTTP_ROUTE) if "front-door" in r.name]
+    spec = plain(route.inputs["spec"])
+    listener = next(item for item in https_listeners(plan) if item["hostname"] == "example.com")
+    assert route.inputs["metadata"]["namespace"] == "traefik"
+    assert spec["hostnames"] == ["example.com"]
+    assert spec["parentRefs"][0]["sectionName"] == listener["name"]
+    [rule] = spec["rules"]
+    assert rule["filters"] == [
+        {
+            "type": "RequestRedirect",
+            "requestRedirect": {"scheme": "https", "hostname": "www.example.com", "statusCode": 301},
+        }
+    ]
+    assert {plan.one(CONFIG_FILE).urn, plan.one(GATEWAY).urn} <= set(route.dependencies)
+
+
+def test_record_names_are_relative_to_the_zone() -> None:
+    assert record_name("example.com", "example.com") == ""
+    assert record_name("argocd.tooling.example.com", "example.com") == "argocd.tooling"
+    assert record_name("*.apps.example.com", "example.com") == "*.apps"
+    with pytest.raises(ValueError, match="not in the DNS zone"):
+        record_name("example.org", "example.com")
+
+
+def test_a_hostname_is_either_an_app_or_a_platform_hostname() -> None:
+    with pytest.raises(ValueError, match="both an app and a platform hostname"):
+        ingress.listeners(["a.example.com"], ["a.example.com"])
+    assert [item.hostname for item in ingress.listeners(["a.example.com", "a.example.com"], [])] == [
+        "a.example.com"
+    ]
+
+
+# --- upstream schemas ----------------------------------------------------------------------------
+
+needs_schemas = pytest.mark.skipif(
+    not schemas.schemas_available(),
+    reason=f"upstream schemas not found at {schemas.schemas_dir()} (../shared/schemas is absent in a "
+    "fresh clone; CI has it)",
+)
+
+
+@pytest.mark.schemas
+@needs_schemas
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_schemas_front_door_custom_resources(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    plan = committed_plans[stack]
+    kinds = (GATEWAY, GATEWAY_CLASS, HTTP_ROUTE, CLUSTER_ISSUER, CERTIFICATE)
+    checked = [r for r in plan.registrations if r.type in kinds]
+    assert {r.type for r in checked} >= {GATEWAY, GATEWAY_CLASS, CLUSTER_ISSUER}
+    for reg in checked:
+        assert schemas.validate_custom_resource(k8s_object(reg)) == [], f"{reg.type} {reg.name}"
+
+
+@pytest.mark.schemas
+@needs_schemas
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_schemas_front_door_helm_values(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    plan = committed_plans[stack]
+    for chart in ("traefik", "cert-manager"):
+        assert schemas.validate_helm_values(chart, values(release(plan, chart))) == [], chart
+
+
+@pytest.mark.schemas
+@needs_schemas
+def test_schemas_catch_what_the_front_door_must_not_send(committed_plans: dict[str, runner.Plan]) -> None:
+    """The checks above are not vacuous: pre-v34 redirect syntax and a listener without a port fail."""
+    traefik = values(release(committed_plans["prod"], "traefik"))
+    traefik["ports"]["web"]["redirectTo"] = {"port": "websecure"}
+    assert schemas.validate_helm_values("traefik", traefik)
+    gateway = k8s_object(committed_plans["prod"].one(GATEWAY))
+    del gateway["spec"]["listeners"][0]["port"]
+    assert schemas.validate_custom_resource(gateway)
