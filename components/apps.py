@@ -1,0 +1,552 @@
+"""One template for every app: the envelope the platform owns, from a few lines of stack config.
+
+Per app (``platform:apps`` in the stack file), in the workload cluster:
+
+* a namespace named after the app, labelled as an app namespace (the platform Gateway admits its
+  routes; Argo CD's registration covers it) with Pod Security ``restricted`` enforced, audited and
+  warned; a ResourceQuota sized from the app's replicas and resources (no LoadBalancer or NodePort
+  Service: the front door is the only way in) and a LimitRange with the app's defaults;
+* NetworkPolicies: one denies all ingress and egress; one allows ingress from the Traefik namespace
+  on the app's port only, egress to cluster DNS, to the database's private address (a /32) on 5432
+  when the app has a database, and to the destinations the stack lists, nothing else;
+* an ``ExternalSecret`` mapping **each** declared key explicitly (no ``dataFrom``): a key missing in
+  the vault fails the sync, naming it, instead of leaving the variable silently unset. When the app
+  has a database, the program writes its credentials into Scaleway Secret Manager (one secret, one
+  version, data a Pulumi secret) and the same ExternalSecret maps them as ``DATABASE_*`` keys;
+* the image pull secret for the private registry, set on the namespace's default service account
+  (whose token is no longer mounted by default);
+* an ``HTTPRoute`` on the platform Gateway for the app's hostname (the Gateway's HTTPS listener and
+  certificate for it come from the front door, fed with the same hostnames);
+* through :meth:`App.deliver`, its Argo CD ``Application`` in tooling (project = environment,
+  destination = the environment's cluster and the app's namespace, source = the app's GitOps path).
+  Delivery is a second step because the cluster registration needs the namespaces first and the
+  Application needs the registration's project.
+
+The contract with the app's GitOps path: a Service named after the app exposing ``port`` (the route's
+backend), pods reading their environment from the Secret ``<app>-env`` (``envFrom``), and the
+parity gate's PreSync hook (``python -m offline.parity <stack> --render-hooks <checkout>``)
+committed next to them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumiverse_scaleway as scaleway
+
+from components.config import DATABASE_KEYS
+from components.config import App as AppSettings
+from components.gitops import APP_NAMESPACE_LABEL
+
+#: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
+DATABASE_SECRET = "platform-database"
+#: DATABASE_* key -> property of the JSON document the program writes.
+DATABASE_PROPERTIES: Mapping[str, str] = {
+    "DATABASE_URL": "url",
+    "DATABASE_HOST": "host",
+    "DATABASE_PORT": "port",
+    "DATABASE_NAME": "name",
+    "DATABASE_USER": "user",
+    "DATABASE_PASSWORD": "password",
+}
+assert tuple(DATABASE_PROPERTIES) == DATABASE_KEYS
+PULL_SECRET = "registry-pull"
+DNS_NAMESPACE = "kube-system"
+#: CoreDNS pods on Kapsule (and upstream) carry this label.
+DNS_POD_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}
+POSTGRES_PORT = 5432
+ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+POD_SECURITY_LABELS: Mapping[str, str] = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/audit": "restricted",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+#: Resources of the parity gate's hook pod (counted in the quota).
+GATE_RESOURCES: Mapping[str, Mapping[str, str]] = {
+    "requests": {"cpu": "10m", "memory": "16Mi"},
+    "limits": {"cpu": "100m", "memory": "32Mi"},
+}
+
+
+def env_secret_name(app: str) -> str:
+    """The Secret the ExternalSecret writes and the app's pods read (``envFrom``)."""
+    return f"{app}-env"
+
+
+def application_name(environment: str, app: str) -> str:
+    """Argo CD Application name; the image updater's ``namePattern`` (gitops.py) relies on it."""
+    return f"{environment}-{app}"
+
+
+def namespace_labels(app: str) -> dict[str, str]:
+    return {**POD_SECURITY_LABELS, APP_NAMESPACE_LABEL: "true", "platform.scw/app": app}
+
+
+def remote_key(backend: str, location: str, key: str) -> str:
+    """The vault reference of one key: ``path:/prod/web/KEY`` (Scaleway) or ``item/KEY`` (1Password)."""
+    if backend == "scaleway":
+        return f"path:{location.rstrip('/')}/{key}"
+    if backend == "onepassword":
+        return f"{location}/{key}"
+    raise ValueError(f"unknown secrets backend {backend!r}")
+
+
+# --- Quantities (only the forms config.AppResources admits) ------------------------------------
+
+_CPU = re.compile(r"^(\d+)(m?)$")
+_MEMORY = re.compile(r"^(\d+)(Mi|Gi)$")
+
+
+def millicores(quantity: str) -> int:
+    match = _CPU.fullmatch(quantity)
+    if match is None:
+        raise ValueError(f"unsupported CPU quantity {quantity!r}")
+    return int(match[1]) if match[2] else int(match[1]) * 1000
+
+
+def mebibytes(quantity: str) -> int:
+    match = _MEMORY.fullmatch(quantity)
+    if match is None:
+        raise ValueError(f"unsupported memory quantity {quantity!r}")
+    return int(match[1]) * (1024 if match[2] == "Gi" else 1)
+
+
+def cpu(m: int) -> str:
+    return f"{m // 1000}" if m % 1000 == 0 else f"{m}m"
+
+
+def memory(mi: int) -> str:
+    return f"{mi // 1024}Gi" if mi % 1024 == 0 else f"{mi}Mi"
+
+
+def quota_hard(app: AppSettings) -> dict[str, str]:
+    """Room for a rolling update (every replica twice) plus the gate's hook pod and one spare."""
+    pods = 2 * app.replicas + 2
+    r = app.resources
+    return {
+        "pods": str(pods),
+        "requests.cpu": cpu(pods * millicores(r.cpu_request)),
+        "requests.memory": memory(pods * mebibytes(r.memory_request)),
+        "limits.cpu": cpu(pods * millicores(r.cpu_limit)),
+        "limits.memory": memory(pods * mebibytes(r.memory_limit)),
+        # The front door is the only way in: no Service of the app gets its own public address.
+        "services.loadbalancers": "0",
+        "services.nodeports": "0",
+    }
+
+
+def limit_range_spec(app: AppSettings) -> Any:
+    r = app.resources
+    return {
+        "limits": [
+            {
+                "type": "Container",
+                "default": {"cpu": r.cpu_limit, "memory": r.memory_limit},
+                "defaultRequest": {"cpu": r.cpu_request, "memory": r.memory_request},
+                "max": {"cpu": r.cpu_limit, "memory": r.memory_limit},
+            }
+        ]
+    }
+
+
+# --- Network policies ----------------------------------------------------------------------------
+
+
+def default_deny_spec() -> Any:
+    """Every pod of the namespace, both directions, no rule: nothing in, nothing out."""
+    return {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def allow_spec(app: AppSettings, *, ingress_namespace: str, database_host: pulumi.Input[str] | None) -> Any:
+    """What the app may do on top of the default deny (policies are additive)."""
+    egress: list[object] = [
+        {
+            "to": [
+                {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DNS_NAMESPACE}},
+                    "podSelector": {"matchLabels": dict(DNS_POD_LABELS)},
+                }
+            ],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+        }
+    ]
+    if database_host is not None:
+        egress.append(
+            {
+                "to": [
+                    {
+                        "ipBlock": {
+                            "cidr": pulumi.Output.from_input(database_host).apply(lambda ip: f"{ip}/32")
+                        }
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": POSTGRES_PORT}],
+            }
+        )
+    for rule in app.egress:
+        egress.append(
+            {
+                "to": [{"ipBlock": {"cidr": str(rule.cidr)}}],
+                "ports": [{"protocol": "TCP", "port": port} for port in rule.ports],
+            }
+        )
+    return {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": [
+            {
+                "from": [
+                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ingress_namespace}}}
+                ],
+                "ports": [{"protocol": "TCP", "port": app.port}],
+            }
+        ],
+        "egress": egress,
+    }
+
+
+# --- The secrets contract ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppVault:
+    """Where the app's keys come from, and where the program writes its own entries."""
+
+    #: scaleway | onepassword
+    backend: str
+    #: ClusterSecretStore of the app's own keys (the backend's).
+    app_store: str
+    #: ClusterSecretStore of platform entries (always Scaleway Secret Manager).
+    platform_store: str
+    #: The app's folder (Scaleway) or item (1Password) holding its declared keys.
+    location: str
+    #: The Scaleway Secret Manager folder the program writes the app's platform entries to.
+    platform_path: str
+    region: str
+    project_id: pulumi.Input[str]
+    refresh_interval: str = "15m"
+
+
+def external_secret_data(
+    app: AppSettings, vault: AppVault, *, with_database: bool
+) -> list[dict[str, object]]:
+    """One explicit entry per declared key, then the platform's database keys."""
+    data: list[dict[str, object]] = [
+        {"secretKey": key, "remoteRef": {"key": remote_key(vault.backend, vault.location, key)}}
+        for key in app.required_keys
+    ]
+    if with_database:
+        database_ref = remote_key("scaleway", vault.platform_path, DATABASE_SECRET)
+        for key, prop in DATABASE_PROPERTIES.items():
+            entry: dict[str, object] = {
+                "secretKey": key,
+                "remoteRef": {"key": database_ref, "property": prop},
+            }
+            if vault.platform_store != vault.app_store:
+                entry["sourceRef"] = {
+                    "storeRef": {"kind": "ClusterSecretStore", "name": vault.platform_store}
+                }
+            data.append(entry)
+    return data
+
+
+def external_secret_spec(app: AppSettings, vault: AppVault, *, with_database: bool) -> dict[str, Any]:
+    return {
+        "refreshInterval": vault.refresh_interval,
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": vault.app_store},
+        "target": {
+            "name": env_secret_name(app.name),
+            "creationPolicy": "Owner",
+            # A vault entry deleted by mistake must not empty a running app's Secret; the parity
+            # gate reports it before the next rollout instead.
+            "deletionPolicy": "Retain",
+        },
+        "data": external_secret_data(app, vault, with_database=with_database),
+    }
+
+
+def synced_keys(app: AppSettings, *, with_database: bool) -> list[str]:
+    """Every key of the app's Secret: the declared ones, then the platform's database keys."""
+    return [*app.required_keys, *(DATABASE_KEYS if with_database else ())]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppDatabase:
+    """The app's database on the managed PostgreSQL's private endpoint."""
+
+    host: pulumi.Input[str]
+    port: pulumi.Input[int]
+    name: str
+    user: str
+    #: Secret.
+    password: pulumi.Input[str]
+
+
+def database_document(host: str, port: int, name: str, user: str, password: str) -> str:
+    url = f"postgresql://{user}:{password}@{host}:{port}/{name}?sslmode=require"
+    return json.dumps(
+        {"host": host, "port": str(port), "name": name, "user": user, "password": password, "url": url},
+        sort_keys=True,
+    )
+
+
+# --- Routing and delivery ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppGateway:
+    """The platform Gateway and the HTTPS listener serving the app's hostname."""
+
+    name: str
+    namespace: str
+    section_name: str
+    #: Gateway API CRDs (and the Gateway): the HTTPRoute kind must exist first.
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+def route_spec(app: AppSettings, gateway: AppGateway) -> dict[str, Any]:
+    return {
+        "parentRefs": [
+            {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": gateway.name,
+                "namespace": gateway.namespace,
+                "sectionName": gateway.section_name,
+            }
+        ],
+        "hostnames": [app.hostname],
+        "rules": [
+            {
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [{"name": app.name, "port": app.port}],
+            }
+        ],
+    }
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppDelivery:
+    """Argo CD in tooling delivers the app from its GitOps path."""
+
+    #: Provider of the tooling cluster (its kubeconfig is a secret).
+    tooling_provider: k8s.Provider
+    argocd_namespace: str
+    #: The environment's AppProject.
+    project: str
+    #: The environment's cluster as registered with Argo CD.
+    cluster_name: str
+    repo_url: str
+    target_revision: str
+    #: The project and cluster registration the Application needs.
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+def application_spec(app: AppSettings, delivery: AppDelivery) -> dict[str, Any]:
+    return {
+        "project": delivery.project,
+        "source": {
+            "repoURL": delivery.repo_url,
+            "targetRevision": delivery.target_revision,
+            "path": app.gitops_path,
+        },
+        "destination": {"name": delivery.cluster_name, "namespace": app.name},
+        "syncPolicy": {
+            "automated": {"prune": True, "selfHeal": True},
+            # The namespace is the platform's (with its labels and policies), never Argo CD's.
+            "syncOptions": ["CreateNamespace=false", "ServerSideApply=true"],
+            "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}},
+        },
+    }
+
+
+# --- The component -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppArgs:
+    settings: AppSettings
+    environment: str
+    #: Provider of the cluster the app runs in.
+    provider: k8s.Provider
+    vault: AppVault
+    database: AppDatabase | None = None
+    gateway: AppGateway | None = None
+    #: Namespace of the Traefik pods, the only ingress the app admits.
+    ingress_namespace: str
+    #: ``rg.<region>.scw.cloud``.
+    registry_host: pulumi.Input[str]
+    #: Secret: the read-only registry key the pull secret carries.
+    registry_password: pulumi.Input[str]
+    #: What the ExternalSecret needs first (the operator and its stores).
+    secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    tags: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.settings.database is not None and self.database is None:
+            raise ValueError(f"app {self.settings.name} uses database {self.settings.database}: pass it")
+
+
+class App(pulumi.ComponentResource):
+    name: str
+    namespace: k8s.core.v1.Namespace
+    external_secret: k8s.apiextensions.CustomResource
+    #: Keys of the app's Secret (declared, then the platform's database keys).
+    keys: list[str]
+    application: k8s.apiextensions.CustomResource | None = None
+
+    def __init__(self, name: str, args: AppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:apps:App", name, None, opts)
+        app = args.settings
+        self._name = name
+        self._settings = app
+        self._environment = args.environment
+        self.name = app.name
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": app.name, "labels": namespace_labels(app.name)},
+            opts=k8s_opts,
+        )
+        meta: Any = {"namespace": app.name, "labels": {"platform.scw/app": app.name}}
+        in_namespace = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace])
+        )
+
+        k8s.core.v1.ResourceQuota(
+            f"{name}-quota",
+            metadata={**meta, "name": "app"},
+            spec={"hard": quota_hard(app)},
+            opts=in_namespace,
+        )
+        k8s.core.v1.LimitRange(
+            f"{name}-limits", metadata={**meta, "name": "app"}, spec=limit_range_spec(app), opts=in_namespace
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-default-deny",
+            metadata={**meta, "name": "default-deny"},
+            spec=default_deny_spec(),
+            opts=in_namespace,
+        )
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-allow",
+            metadata={**meta, "name": "app-allow"},
+            spec=allow_spec(
+                app,
+                ingress_namespace=args.ingress_namespace,
+                database_host=args.database.host if args.database is not None else None,
+            ),
+            opts=in_namespace,
+        )
+
+        docker_config: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(args.registry_host, args.registry_password).apply(
+                lambda parts: json.dumps({"auths": {parts[0]: {"username": "nologin", "password": parts[1]}}})
+            )
+        )
+        pull_secret = k8s.core.v1.Secret(
+            f"{name}-registry-pull",
+            metadata={**meta, "name": PULL_SECRET},
+            type="kubernetes.io/dockerconfigjson",
+            string_data={".dockerconfigjson": docker_config},
+            opts=in_namespace,
+        )
+        # Every pod of the namespace pulls with it without naming it; no pod gets an API token
+        # unless its own service account asks for one. A server-side-apply patch: the account is
+        # the namespace controller's, and deleting the patch only gives these fields back.
+        k8s.core.v1.ServiceAccountPatch(
+            f"{name}-default-account",
+            metadata={"name": "default", "namespace": app.name},
+            image_pull_secrets=[{"name": PULL_SECRET}],
+            automount_service_account_token=False,
+            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[pull_secret])),
+        )
+
+        before_sync: list[pulumi.Resource] = [self.namespace, *args.secrets_depends_on]
+        if args.database is not None:
+            before_sync.append(self._database_entry(name, args, args.database))
+        self.keys = synced_keys(app, with_database=args.database is not None)
+        self.external_secret = k8s.apiextensions.CustomResource(
+            f"{name}-env",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={**meta, "name": env_secret_name(app.name)},
+            spec=external_secret_spec(app, args.vault, with_database=args.database is not None),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=before_sync)),
+        )
+
+        if args.gateway is not None:
+            k8s.apiextensions.CustomResource(
+                f"{name}-route",
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata={**meta, "name": app.name},
+                spec=route_spec(app, args.gateway),
+                opts=pulumi.ResourceOptions.merge(
+                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace, *args.gateway.depends_on])
+                ),
+            )
+        self.register_outputs({"namespace": app.name, "keys": self.keys})
+
+    def _database_entry(self, name: str, args: AppArgs, database: AppDatabase) -> pulumi.Resource:
+        """The app's database credentials as one Scaleway Secret Manager entry (JSON document)."""
+        secret = scaleway.secrets.Secret(
+            f"{name}-database",
+            name=DATABASE_SECRET,
+            path=args.vault.platform_path,
+            description=f"Database credentials of app {args.settings.name}, written by the platform",
+            project_id=args.vault.project_id,
+            region=args.vault.region,
+            tags=[*args.tags, f"app={args.settings.name}"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        document: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(database.host, database.port, database.password).apply(
+                lambda parts: database_document(
+                    parts[0], int(parts[1]), database.name, database.user, parts[2]
+                )
+            )
+        )
+        return scaleway.secrets.Version(
+            f"{name}-database-version",
+            secret_id=secret.id,
+            data=document,
+            description="written by the platform program",
+            region=args.vault.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def deliver(self, delivery: AppDelivery) -> k8s.apiextensions.CustomResource:
+        """The app's Argo CD Application in tooling; call once the project and registration exist."""
+        if self.application is not None:
+            raise RuntimeError(f"app {self.name} is already delivered")
+        app = self._settings
+        self.application = k8s.apiextensions.CustomResource(
+            f"{self._name}-application",
+            api_version="argoproj.io/v1alpha1",
+            kind="Application",
+            metadata={
+                "name": application_name(self._environment, app.name),
+                "namespace": delivery.argocd_namespace,
+                "labels": {"platform.scw/environment": self._environment, "platform.scw/app": app.name},
+                # Deleting the Application deletes what it deployed, not just itself.
+                "finalizers": [ARGOCD_FINALIZER],
+            },
+            spec=application_spec(app, delivery),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=delivery.tooling_provider,
+                # The envelope first: Argo CD's first sync needs the namespace, its policies and the
+                # synced Secret the pods (and the parity gate) read.
+                depends_on=[self.namespace, self.external_secret, *delivery.depends_on],
+            ),
+        )
+        return self.application

@@ -1,0 +1,274 @@
+"""Secrets from a vault, never from Git or images: External Secrets Operator and its stores.
+
+One ``SecretsOperator`` per cluster (tooling, production, development when it has a cluster):
+
+* External Secrets Operator (pinned chart and images) in its own namespace, Pod Security
+  ``restricted`` enforced;
+* ``platform-scaleway``: a ClusterSecretStore on Scaleway Secret Manager, read through a
+  ``ScopedIdentity`` of its own whose policy grants ``SecretManagerReadOnly`` (listing, which
+  ``path:`` references need) and ``SecretManagerSecretAccess`` (reading values) on the one
+  project, nothing else. Its API key sits in a Kubernetes Secret whose values stay Pulumi secrets.
+  This store exists with every backend: the program itself writes platform-owned entries (an
+  app's database credentials) into Scaleway Secret Manager, so there is one path for every secret;
+* ``platform-onepassword`` (backend ``onepassword`` only): a ClusterSecretStore on 1Password's
+  SDK provider, authenticated by a service-account token set with
+  ``pulumi config set --secret platform:onepasswordServiceAccountToken``.
+
+``app_store`` names the store apps' own keys come from (the configured backend's).
+
+Both stores admit only namespaces the platform labelled (app namespaces and its own): a namespace
+someone creates by hand cannot read the vault through them. The platform also owns every
+ExternalSecret (Argo CD may not create one, see ``gitops.ENVELOPE_KINDS``), so an app cannot ask
+the store for another app's folder.
+
+Helm: ``helm.v3.Release`` (not ``helm.v4.Chart``): one atomic release whose CRDs and webhook are
+up before the stores that follow are applied; chart, version and values are recorded as inputs,
+which the offline validators check against the chart's ``values.schema.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.identity import ScopedIdentity, ScopedIdentityArgs
+
+EXTERNAL_SECRETS_REPO = "https://charts.external-secrets.io"
+EXTERNAL_SECRETS_CHART_VERSION = "2.9.0"
+#: The chart's appVersion, pinned explicitly on each of the chart's images.
+EXTERNAL_SECRETS_IMAGE_TAG = "v2.9.0"
+EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
+EXTERNAL_SECRETS_RELEASE = "external-secrets"
+
+SCALEWAY_STORE = "platform-scaleway"
+ONEPASSWORD_STORE = "platform-onepassword"
+SCALEWAY_CREDENTIALS_SECRET = "scaleway-secret-manager"
+ONEPASSWORD_TOKEN_SECRET = "onepassword-service-account"
+STORE_NAMES = {"scaleway": SCALEWAY_STORE, "onepassword": ONEPASSWORD_STORE}
+
+#: Read-only on the one project: list and read metadata (``path:`` lookups list secrets first),
+#: and read values. Never write: the program writes platform entries with its own credentials.
+SCALEWAY_PERMISSION_SETS = ("SecretManagerReadOnly", "SecretManagerSecretAccess")
+SCALEWAY_API_URL = "https://api.scaleway.com"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnePasswordStore:
+    vault: str
+    #: Secret: the service-account token.
+    token: pulumi.Input[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretsOperatorArgs:
+    provider: k8s.Provider
+    #: Names the store identity (one per cluster).
+    environment: str
+    region: str
+    project_id: pulumi.Input[str]
+    #: ``scaleway`` or ``onepassword``: where apps' own keys come from.
+    backend: str
+    onepassword: OnePasswordStore | None = None
+    #: Two replicas of each controller plus PodDisruptionBudgets.
+    ha: bool = False
+    #: Labels of the operator's namespace (Pod Security, platform namespace marker).
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    #: Namespace labels that admit a namespace to the stores (any one of them).
+    allowed_namespace_labels: Sequence[str] = ()
+    tags: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.backend not in STORE_NAMES:
+            raise ValueError(f"unknown secrets backend {self.backend!r} (one of: {', '.join(STORE_NAMES)})")
+        if self.backend == "onepassword" and self.onepassword is None:
+            raise ValueError("backend onepassword needs the onepassword store settings")
+
+
+def operator_values(*, ha: bool) -> dict[str, Any]:
+    """Helm values for the external-secrets chart (checked offline against its values schema)."""
+    replicas = 2 if ha else 1
+    pdb = {"enabled": ha, "minAvailable": 1}
+    image = {"tag": EXTERNAL_SECRETS_IMAGE_TAG}
+    small = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    return {
+        "installCRDs": True,
+        "image": image,
+        "replicaCount": replicas,
+        "leaderElect": ha,
+        "podDisruptionBudget": pdb,
+        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "webhook": {"replicaCount": replicas, "podDisruptionBudget": pdb, "image": image, "resources": small},
+        "certController": {
+            "replicaCount": replicas,
+            "podDisruptionBudget": pdb,
+            "image": image,
+            "resources": small,
+        },
+        # Only cluster stores, all created by the program: a namespace cannot bring its own store
+        # (and its own credentials) to bypass the platform's.
+        "processSecretStore": False,
+        "processClusterStore": True,
+        "processPushSecret": False,
+        "processClusterPushSecret": False,
+        "processClusterExternalSecret": False,
+        "serviceMonitor": {"enabled": False},
+    }
+
+
+def namespace_conditions(labels: Sequence[str]) -> list[dict[str, Any]]:
+    """Store conditions admitting namespaces that carry any one of ``labels`` set to "true"."""
+    return [{"namespaceSelector": {"matchLabels": {label: "true"}}} for label in labels]
+
+
+def scaleway_store_spec(
+    *, region: str, project_id: pulumi.Input[str], allowed_namespace_labels: Sequence[str]
+) -> dict[str, Any]:
+    secret_ref = {"name": SCALEWAY_CREDENTIALS_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE}
+    spec: dict[str, object] = {
+        "provider": {
+            "scaleway": {
+                "region": region,
+                "projectId": project_id,
+                "apiUrl": SCALEWAY_API_URL,
+                "accessKey": {"secretRef": {**secret_ref, "key": "access-key"}},
+                "secretKey": {"secretRef": {**secret_ref, "key": "secret-key"}},
+            }
+        }
+    }
+    if allowed_namespace_labels:
+        spec["conditions"] = namespace_conditions(allowed_namespace_labels)
+    return spec
+
+
+def onepassword_store_spec(*, vault: str, allowed_namespace_labels: Sequence[str]) -> dict[str, Any]:
+    spec: dict[str, object] = {
+        "provider": {
+            "onepasswordSDK": {
+                "vault": vault,
+                "auth": {
+                    "serviceAccountSecretRef": {
+                        "name": ONEPASSWORD_TOKEN_SECRET,
+                        "namespace": EXTERNAL_SECRETS_NAMESPACE,
+                        "key": "token",
+                    }
+                },
+            }
+        }
+    }
+    if allowed_namespace_labels:
+        spec["conditions"] = namespace_conditions(allowed_namespace_labels)
+    return spec
+
+
+class SecretsOperator(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    #: The store platform-owned entries (database credentials) are read from.
+    platform_store: str
+    #: The store apps' own keys are read from (the configured backend's).
+    app_store: str
+    backend: str
+    #: Store name -> resource; ExternalSecrets depend on these.
+    stores: dict[str, k8s.apiextensions.CustomResource]
+    identity: ScopedIdentity
+
+    def __init__(
+        self, name: str, args: SecretsOperatorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:secrets:SecretsOperator", name, None, opts)
+        k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": EXTERNAL_SECRETS_NAMESPACE, "labels": dict(args.namespace_labels)},
+            opts=k8s_opts,
+        )
+        in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
+        self.release = k8s.helm.v3.Release(
+            f"{name}-operator",
+            name=EXTERNAL_SECRETS_RELEASE,
+            chart="external-secrets",
+            version=EXTERNAL_SECRETS_CHART_VERSION,
+            repository_opts={"repo": EXTERNAL_SECRETS_REPO},
+            namespace=namespace.metadata.name,
+            values=operator_values(ha=args.ha),
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=600,
+            opts=in_namespace,
+        )
+
+        self.identity = ScopedIdentity(
+            f"{name}-scaleway",
+            ScopedIdentityArgs(
+                description=f"External Secrets in {args.environment}: reads Scaleway Secret Manager",
+                project_id=args.project_id,
+                permission_sets=list(SCALEWAY_PERMISSION_SETS),
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        access_key: pulumi.Output[str] = pulumi.Output.secret(self.identity.access_key)
+        secret_key: pulumi.Output[str] = pulumi.Output.secret(self.identity.secret_key)
+        credentials = k8s.core.v1.Secret(
+            f"{name}-scaleway-credentials",
+            metadata={"name": SCALEWAY_CREDENTIALS_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
+            type="Opaque",
+            string_data={
+                "access-key": access_key,
+                "secret-key": secret_key,
+            },
+            opts=in_namespace,
+        )
+        # The stores are validated by the operator's webhook: it must be up (the release waits
+        # for it), and the credentials they name must exist.
+        self.stores = {
+            SCALEWAY_STORE: k8s.apiextensions.CustomResource(
+                f"{name}-store-scaleway",
+                api_version="external-secrets.io/v1",
+                kind="ClusterSecretStore",
+                metadata={"name": SCALEWAY_STORE},
+                spec=scaleway_store_spec(
+                    region=args.region,
+                    project_id=args.project_id,
+                    allowed_namespace_labels=args.allowed_namespace_labels,
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, credentials])
+                ),
+            )
+        }
+        if args.backend == "onepassword":
+            assert args.onepassword is not None
+            token = k8s.core.v1.Secret(
+                f"{name}-onepassword-token",
+                metadata={"name": ONEPASSWORD_TOKEN_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
+                type="Opaque",
+                string_data={"token": pulumi.Output.secret(args.onepassword.token)},
+                opts=in_namespace,
+            )
+            self.stores[ONEPASSWORD_STORE] = k8s.apiextensions.CustomResource(
+                f"{name}-store-onepassword",
+                api_version="external-secrets.io/v1",
+                kind="ClusterSecretStore",
+                metadata={"name": ONEPASSWORD_STORE},
+                spec=onepassword_store_spec(
+                    vault=args.onepassword.vault, allowed_namespace_labels=args.allowed_namespace_labels
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, token])
+                ),
+            )
+
+        self.backend = args.backend
+        self.platform_store = SCALEWAY_STORE
+        self.app_store = STORE_NAMES[args.backend]
+        self.register_outputs(
+            {
+                "namespace": EXTERNAL_SECRETS_NAMESPACE,
+                "appStore": self.app_store,
+                "stores": sorted(self.stores),
+            }
+        )
