@@ -19,8 +19,9 @@ Exit codes: 0 every check passed; 1 at least one check failed; 2 the spec or the
 invalid (nothing was dumped); 3 the scratch server could not be started.
 
 It needs only Python 3.11's standard library and the PostgreSQL client and server binaries
-(``pg_dump``, ``pg_restore``, ``psql``, ``initdb``, ``pg_ctl``), so it runs unchanged in the
-pinned ``postgres`` image. See ``ops/README.md`` for the spec format and how to run it by hand.
+(``pg_dump``, ``pg_restore``, ``psql``, ``initdb``, ``pg_ctl``): the image of
+``ops/restore_check/Dockerfile`` (postgres plus python3). The README's Operations section has the
+spec format and how to run it by hand.
 """
 
 from __future__ import annotations

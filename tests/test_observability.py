@@ -1,0 +1,314 @@
+"""Observability as the program declares it: Cockpit data sources and tokens, the agent in both
+clusters, alert rules as code split by where Cockpit evaluates them, routing to contact points,
+synthetic probes of every app hostname, and the in-cluster Prometheus backend."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import observability as obs
+from offline import runner
+from offline.mocks import Registration
+from policy.rules import image_problem
+from tests.harness import is_secret, plaintext_secrets, unwrap
+
+SOURCE = "scaleway:observability/source:Source"
+TOKEN = "scaleway:observability/token:Token"
+ALERT_MANAGER = "scaleway:observability/alertManager:AlertManager"
+HELM = "kubernetes:helm.sh/v3:Release"
+JOB = "kubernetes:batch/v1:Job"
+CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+SECRET = "kubernetes:core/v1:Secret"
+CUSTOM_RESOURCE_PROBE = "kubernetes:monitoring.coreos.com/v1:Probe"
+PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
+PROMTOOL = shutil.which("promtool")
+ALL_GROUPS = [g["name"] for g in obs.load_rule_groups()]
+
+
+def _members(plan: runner.Plan) -> list[Registration]:
+    parents = {r.urn for r in plan.registrations if r.type == "platform:observability:Observability"}
+    assert len(parents) == 1
+    return [r for r in plan.registrations if r.parent in parents]
+
+
+def _typed(members: list[Registration], type_token: str) -> list[Registration]:
+    return [r for r in members if r.type == type_token]
+
+
+def _release(members: list[Registration], chart: str) -> Registration:
+    (found,) = [r for r in _typed(members, HELM) if r.inputs["chart"] == chart]
+    return found
+
+
+def _secret_named(members: list[Registration], name: str) -> Registration:
+    (found,) = [r for r in _typed(members, SECRET) if r.inputs["metadata"]["name"] == name]
+    return found
+
+
+@pytest.fixture(scope="module")
+def prod(committed_plans: dict[str, runner.Plan]) -> list[Registration]:
+    return _members(committed_plans["prod"])
+
+
+@pytest.fixture(scope="module")
+def tooling(committed_plans: dict[str, runner.Plan]) -> list[Registration]:
+    return _members(committed_plans["tooling"])
+
+
+@pytest.fixture(scope="module")
+def prometheus_plan(stack_config: Callable[[str], dict[str, Any]]) -> runner.Plan:
+    raw = stack_config("prod")
+    raw["platform:operations"]["observability"] = {
+        "backend": "prometheus",
+        "metricsRetentionDays": 15,
+        "contactPoints": [
+            {"name": "oncall", "email": "oncall@example.com"},
+            {"name": "chat", "kind": "webhook"},
+        ],
+    }
+    return runner.run("prod", config=raw)
+
+
+# --- Cockpit: sources, tokens, the agent in both clusters -----------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["prod", "tooling"])
+def test_both_clusters_ship_metrics_and_logs_to_their_own_cockpit_sources(
+    committed_plans: dict[str, runner.Plan], stack_config: Callable[[str], dict[str, Any]], stack: str
+) -> None:
+    members = _members(committed_plans[stack])
+    settings = stack_config(stack)["platform:operations"]["observability"]
+    sources = {r.inputs["type"]: r for r in _typed(members, SOURCE)}
+    assert set(sources) == {"metrics", "logs"}
+    assert sources["metrics"].inputs["retentionDays"] == settings["metricsRetentionDays"]
+    assert sources["logs"].inputs["retentionDays"] == settings["logsRetentionDays"]
+    assert {s.inputs["name"] for s in sources.values()} == {f"{stack}-metrics", f"{stack}-logs"}
+    agent = _release(members, obs.AGENT_CHART)
+    values = agent.inputs["values"]
+    urls = {d["type"]: d["url"] for d in values["destinations"]}
+    assert urls == {
+        "prometheus": sources["metrics"].state["pushUrl"],
+        "loki": sources["logs"].state["pushUrl"],
+    }
+    assert values["cluster"]["name"] == stack
+    # Every cluster's agent runs on that cluster.
+    assert agent.provider_urn.endswith(f"{stack}-k8s")
+
+
+def test_agent_is_pinned_and_collects_cluster_node_and_log_data(prod: list[Registration]) -> None:
+    agent = _release(prod, obs.AGENT_CHART)
+    assert agent.inputs["version"] == obs.AGENT_CHART_VERSION == "3.5.6"
+    assert agent.inputs["repositoryOpts"]["repo"] == obs.GRAFANA_REPO
+    values = agent.inputs["values"]
+    cluster_metrics = values["clusterMetrics"]
+    assert cluster_metrics["enabled"] is True
+    assert cluster_metrics["kube-state-metrics"]["deploy"] is True, (
+        "the restore check's status comes from KSM"
+    )
+    assert cluster_metrics["node-exporter"]["deploy"] is True
+    assert values["podLogs"]["enabled"] and values["clusterEvents"]["enabled"]
+    assert agent.inputs["namespace"] == obs.MONITORING_NAMESPACE
+
+
+def test_tokens_are_secret_scoped_and_kept_out_of_helm_values(prod: list[Registration]) -> None:
+    tokens = {r.inputs["name"]: r for r in _typed(prod, TOKEN)}
+    assert tokens["prod-agent"].inputs["scopes"] == {"writeLogs": True, "writeMetrics": True}
+    assert tokens["prod-rules"].inputs["scopes"] == {"setupMetricsRules": True}
+    for token in tokens.values():
+        assert "secretKey" in token.additional_secret_outputs
+        assert is_secret(token.state["secretKey"])
+    secret = _secret_named(prod, obs.COCKPIT_TOKEN_SECRET)
+    assert is_secret(secret.inputs["stringData"]) and set(unwrap(secret.inputs["stringData"])) == {"token"}
+    agent = _release(prod, obs.AGENT_CHART)
+    for destination in agent.inputs["values"]["destinations"]:
+        # The chart reads the token from the program's Secret: no token in the values.
+        assert destination["secret"] == {
+            "create": False,
+            "name": obs.COCKPIT_TOKEN_SECRET,
+            "namespace": obs.MONITORING_NAMESPACE,
+        }
+        assert destination["tenantIdKey"] == "token"
+    for reg in prod:
+        assert plaintext_secrets(reg.inputs) == [], reg.name
+    assert not any(is_secret(v) for v in agent.inputs["values"].values())
+
+
+def test_monitoring_namespace_is_a_platform_namespace(prod: list[Registration]) -> None:
+    (namespace,) = _typed(prod, "kubernetes:core/v1:Namespace")
+    labels = namespace.inputs["metadata"]["labels"]
+    assert namespace.inputs["metadata"]["name"] == obs.MONITORING_NAMESPACE
+    # node-exporter and the log collector need the host; everything else is audited as restricted.
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    assert labels["platform.scw/platform-namespace"] == "true"
+
+
+# --- Alert rules as code ---------------------------------------------------------------------------
+
+
+def _rule_files(members: list[Registration]) -> dict[str, dict[str, Any]]:
+    (config,) = [
+        r for r in _typed(members, CONFIG_MAP) if r.inputs["metadata"]["name"] == obs.RULES_CONFIG_MAP
+    ]
+    return {name.removesuffix(".yaml"): yaml.safe_load(text) for name, text in config.inputs["data"].items()}
+
+
+def test_rule_groups_go_where_cockpit_evaluates_them(
+    prod: list[Registration], tooling: list[Registration]
+) -> None:
+    files = _rule_files(prod)
+    assert set(files) == {obs.CUSTOM, obs.SCALEWAY}
+    assert [g["name"] for g in files[obs.SCALEWAY]["groups"]] == [obs.DATABASE_GROUP]
+    assert [g["name"] for g in files[obs.CUSTOM]["groups"]] == [
+        n for n in ALL_GROUPS if n != obs.DATABASE_GROUP
+    ]
+    assert files[obs.CUSTOM]["namespace"] == obs.RULES_NAMESPACE
+    # The rules shipped are the tested rule file's, unchanged.
+    by_name = {g["name"]: g for g in obs.load_rule_groups()}
+    for document in files.values():
+        for group in document["groups"]:
+            assert group == by_name[group["name"]]
+    # Tooling: no database and no restore check, so neither group (absent() would fire there).
+    tooling_files = _rule_files(tooling)
+    assert set(tooling_files) == {obs.CUSTOM}
+    names = [g["name"] for g in tooling_files[obs.CUSTOM]["groups"]]
+    assert obs.DATABASE_GROUP not in names and obs.BACKUPS_GROUP not in names
+    assert "platform-gitops" in names and "platform-nodes" in names
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's prometheus package")
+def test_shipped_rule_files_pass_promtool(prod: list[Registration], tmp_path: Path) -> None:
+    assert PROMTOOL is not None
+    for target, document in _rule_files(prod).items():
+        path = tmp_path / f"{target}.yaml"
+        path.write_text(yaml.safe_dump({"groups": document["groups"]}))
+        proc = subprocess.run(
+            [PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_rules_sync_jobs_load_each_file_into_its_data_source(
+    prod: list[Registration], committed_plans: dict[str, runner.Plan]
+) -> None:
+    jobs = {r.name.rsplit("-", 1)[-1]: r for r in _typed(prod, JOB)}
+    assert set(jobs) == {obs.CUSTOM, obs.SCALEWAY}
+    metrics = next(r for r in _typed(prod, SOURCE) if r.inputs["type"] == "metrics")
+    for target, job in jobs.items():
+        assert job.delete_before_replace, "a Job's template is immutable"
+        assert job.inputs["metadata"]["name"].startswith(f"platform-rules-{target}-")
+        (container,) = job.inputs["spec"]["template"]["spec"]["containers"]
+        assert image_problem(container["image"]) is None and container["image"] == obs.MIMIRTOOL_IMAGE
+        assert container["args"] == ["rules", "sync", f"--rule-files=/rules/{target}.yaml"]
+        env = {e["name"]: e for e in container["env"]}
+        assert env["MIMIR_TENANT_ID"]["valueFrom"]["secretKeyRef"]["name"] == obs.RULES_TOKEN_SECRET
+        if target == obs.CUSTOM:
+            assert env["MIMIR_ADDRESS"]["value"] == metrics.state["url"]
+        else:
+            # The project's Scaleway Metrics source, read from Cockpit (not one the stack creates).
+            assert env["MIMIR_ADDRESS"]["value"].endswith(".metrics.cockpit.fr-par.scw.cloud")
+            assert env["MIMIR_ADDRESS"]["value"] != metrics.state["url"]
+    # A changed rule file gives the Job a new name, so the sync runs again.
+    first = obs.content_hash(obs.mimir_rule_file(obs.load_rule_groups()[:1]))
+    assert first != obs.content_hash(obs.mimir_rule_file(obs.load_rule_groups()[:2]))
+
+
+def test_rule_split_follows_what_the_stack_runs() -> None:
+    groups = obs.load_rule_groups()
+    cluster, scaleway = obs.split_rule_groups(groups, restore_check=False, database=False)
+    assert scaleway == [] and obs.BACKUPS_GROUP not in [g["name"] for g in cluster]
+    cluster, scaleway = obs.split_rule_groups(groups, restore_check=True, database=True)
+    assert [g["name"] for g in scaleway] == [obs.DATABASE_GROUP]
+    assert obs.BACKUPS_GROUP in [g["name"] for g in cluster]
+
+
+# --- Routing ---------------------------------------------------------------------------------------
+
+
+def test_email_contact_points_route_through_cockpit(
+    prod: list[Registration], tooling: list[Registration], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    (manager,) = _typed(prod, ALERT_MANAGER)
+    emails = [
+        p["email"] for p in stack_config("prod")["platform:operations"]["observability"]["contactPoints"]
+    ]
+    assert manager.inputs["contactPoints"] == [{"email": e} for e in emails]
+    assert manager.inputs["region"] == "fr-par"
+    assert not _typed(tooling, ALERT_MANAGER), "one alert manager per project: declared once"
+
+
+# --- Synthetic checks ------------------------------------------------------------------------------
+
+
+def test_every_app_hostname_is_probed_every_30_seconds(
+    prod: list[Registration], tooling: list[Registration], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    hostnames = [app["hostname"] for app in stack_config("prod")["platform:apps"]]
+    blackbox = _release(prod, obs.BLACKBOX_CHART)
+    assert blackbox.inputs["version"] == obs.BLACKBOX_CHART_VERSION
+    values = blackbox.inputs["values"]
+    assert values["image"]["tag"] == obs.BLACKBOX_IMAGE_TAG
+    module = values["config"]["modules"][obs.PROBE_MODULE]
+    assert module["http"]["fail_if_not_ssl"] is True
+    assert module["http"]["tls_config"]["insecure_skip_verify"] is False
+    assert module["http"]["valid_status_codes"] == [], "empty means 2xx"
+    scrape = _release(prod, obs.AGENT_CHART).inputs["values"]["alloy-metrics"]["extraConfig"]
+    assert 'scrape_interval = "30s"' in scrape
+    for hostname in hostnames:
+        assert f'"__param_target" = "https://{hostname}/"' in scrape
+    assert scrape.count("__param_target") == len(hostnames)
+    assert f"prometheus.remote_write.{obs.alloy_name(obs.METRICS_DESTINATION)}.receiver" in scrape
+    assert not [r for r in _typed(tooling, HELM) if r.inputs["chart"] == obs.BLACKBOX_CHART]
+
+
+# --- Backend prometheus ----------------------------------------------------------------------------
+
+
+def test_prometheus_backend(prometheus_plan: runner.Plan) -> None:
+    members = _members(prometheus_plan)
+    stack = _release(members, obs.PROMETHEUS_STACK_CHART)
+    assert stack.inputs["version"] == obs.PROMETHEUS_STACK_CHART_VERSION
+    values = stack.inputs["values"]
+    assert values["prometheus"]["prometheusSpec"]["retention"] == "15d"
+    assert values["prometheus"]["prometheusSpec"]["ruleSelectorNilUsesHelmValues"] is False
+    receiver = values["alertmanager"]["config"]["receivers"][0]["webhook_configs"][0]
+    assert receiver["url_file"] == f"/etc/alertmanager/secrets/{obs.WEBHOOK_SECRET}/url"
+    assert values["alertmanager"]["alertmanagerSpec"]["secrets"] == [obs.WEBHOOK_SECRET]
+    assert plaintext_secrets(values) == [] and not is_secret(values)
+    webhook = _secret_named(members, obs.WEBHOOK_SECRET)
+    assert is_secret(webhook.inputs["stringData"]) and set(unwrap(webhook.inputs["stringData"])) == {"url"}
+
+    (rule,) = _typed(members, PROMETHEUS_RULE)
+    names = [g["name"] for g in rule.inputs["spec"]["groups"]]
+    assert names == [n for n in ALL_GROUPS if n != obs.DATABASE_GROUP]
+    assert stack.urn in rule.dependencies, "the operator's CRDs come with the release"
+
+    probes = _typed(members, CUSTOM_RESOURCE_PROBE)
+    targets = sorted(t for p in probes for t in p.inputs["spec"]["targets"]["staticConfig"]["static"])
+    assert targets == ["https://newsletter.example.com/", "https://www.example.com/"]
+    assert {p.inputs["spec"]["interval"] for p in probes} == {"30s"}
+    assert {p.inputs["spec"]["module"] for p in probes} == {obs.PROBE_MODULE}
+
+    # Metrics stay in the cluster; logs still go to Cockpit; the database group still goes to
+    # Cockpit's Scaleway Metrics (only the email contact points receive it).
+    assert {r.inputs["type"] for r in _typed(members, SOURCE)} == {"logs"}
+    destinations = _release(members, obs.AGENT_CHART).inputs["values"]["destinations"]
+    assert [d["type"] for d in destinations] == ["loki"]
+    assert "clusterMetrics" not in _release(members, obs.AGENT_CHART).inputs["values"]
+    assert [r.name.rsplit("-", 1)[-1] for r in _typed(members, JOB)] == [obs.SCALEWAY]
+    assert len(_typed(members, ALERT_MANAGER)) == 1
+
+
+def test_prometheus_backend_custom_resources_are_parented_and_explicit(prometheus_plan: runner.Plan) -> None:
+    for reg in _members(prometheus_plan):
+        if reg.type.startswith("kubernetes:"):
+            assert reg.provider_urn.endswith("prod-k8s") and reg.name.startswith("prod-observability-"), (
+                reg.name
+            )

@@ -1,0 +1,350 @@
+"""platform:operations (restore check, observability): bad input is a config error naming the key.
+
+Each case mutates a committed stack file and checks the problems the mutation adds, so a problem
+in another part of a half-edited stack file does not decide these tests.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from offline import runner
+
+StackConfig = Callable[[str], dict[str, Any]]
+Mutation = Callable[[dict[str, Any]], None]
+OPS = "platform:operations"
+
+
+def _load(stack: str, raw: dict[str, Any], secrets: dict[str, str] | None = None) -> PlatformConfig:
+    platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
+    scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
+    if secrets is None:
+        secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
+    return load(platform, scaleway, stack=stack, project="platform", secrets=secrets)
+
+
+def _problems(stack: str, raw: dict[str, Any], secrets: dict[str, str] | None = None) -> list[str]:
+    try:
+        _load(stack, raw, secrets)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def new_problems(
+    stack_config: StackConfig, stack: str, mutate: Mutation, secrets: dict[str, str] | None = None
+) -> list[str]:
+    baseline = _problems(stack, stack_config(stack))
+    raw = stack_config(stack)
+    mutate(raw)
+    return [p for p in _problems(stack, raw, secrets) if p not in baseline]
+
+
+def check(**changes: Any) -> Mutation:
+    """Change keys of platform:operations.restoreCheck."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        ops = raw.setdefault(OPS, {})
+        ops["restoreCheck"] = {**copy.deepcopy(ops.get("restoreCheck") or {}), **changes}
+
+    return mutate
+
+
+def database_check(index: int, **changes: Any) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        entry = raw[OPS]["restoreCheck"]["databases"][index]
+        entry.update(changes)
+
+    return mutate
+
+
+def observability(**changes: Any) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        ops = raw.setdefault(OPS, {})
+        ops["observability"] = {**copy.deepcopy(ops.get("observability") or {}), **changes}
+
+    return mutate
+
+
+def remove(key: str) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        raw.pop(key, None)
+
+    return mutate
+
+
+WEBHOOK = {"name": "chat", "kind": "webhook"}
+EMAIL = {"name": "oncall", "email": "oncall@example.com"}
+
+CASES: list[tuple[str, str, Mutation, str]] = [
+    # -- the restore check -------------------------------------------------------------------------
+    (
+        "check-of-undeclared-database",
+        "prod",
+        database_check(1, database="billing"),
+        f"{OPS}.restoreCheck.databases[1].database: database 'billing' is not declared in "
+        "platform:database.databases (declared: newsletter, website)",
+    ),
+    (
+        "max-age-not-a-duration",
+        "prod",
+        database_check(0, freshness=[{"table": "orders", "column": "created_at", "maxAge": "one day"}]),
+        f"{OPS}.restoreCheck.databases[0].freshness[0].maxAge: 'one day' is not a duration",
+    ),
+    (
+        "max-age-without-unit",
+        "prod",
+        database_check(0, freshness=[{"table": "orders", "column": "created_at", "maxAge": "26"}]),
+        f"{OPS}.restoreCheck.databases[0].freshness[0].maxAge: '26' is not a duration",
+    ),
+    (
+        "max-age-two-units",
+        "prod",
+        database_check(0, freshness=[{"table": "orders", "column": "created_at", "maxAge": "1d2h"}]),
+        f"{OPS}.restoreCheck.databases[0].freshness[0].maxAge: '1d2h' is not a duration",
+    ),
+    (
+        "freshness-without-column",
+        "prod",
+        database_check(0, freshness=[{"table": "orders", "maxAge": "26h"}]),
+        f"{OPS}.restoreCheck.databases[0].freshness[0].column: required",
+    ),
+    (
+        "bad-table-name",
+        "prod",
+        database_check(0, tables=["orders; drop table x"]),
+        f"{OPS}.restoreCheck.databases[0].tables[0]: 'orders; drop table x' is not a table name",
+    ),
+    (
+        "negative-min-rows",
+        "prod",
+        database_check(0, minRows={"orders": -1}),
+        f"{OPS}.restoreCheck.databases[0].minRows.orders: Input should be greater than or equal to 0",
+    ),
+    (
+        "typo-in-check",
+        "prod",
+        database_check(0, minRow={"orders": 1}),
+        f"{OPS}.restoreCheck.databases[0].minRow: unknown key "
+        "(allowed: database, tables, minRows, freshness)",
+    ),
+    (
+        "database-checked-twice",
+        "prod",
+        database_check(1, database="website"),
+        f"{OPS}.restoreCheck.databases: duplicate database 'website'",
+    ),
+    (
+        "no-databases",
+        "prod",
+        check(databases=[]),
+        f"{OPS}.restoreCheck.databases: List should have at least 1 item",
+    ),
+    (
+        "image-without-tag",
+        "prod",
+        check(image="rg.fr-par.scw.cloud/acme-platform/restore-check"),
+        f"{OPS}.restoreCheck.image: rg.fr-par.scw.cloud/acme-platform/restore-check has no tag or digest",
+    ),
+    (
+        "image-latest",
+        "prod",
+        check(image="rg.fr-par.scw.cloud/acme-platform/restore-check:latest"),
+        f"{OPS}.restoreCheck.image: rg.fr-par.scw.cloud/acme-platform/restore-check:latest "
+        "uses the tag latest",
+    ),
+    (
+        "image-garbage",
+        "prod",
+        check(image="not an image"),
+        f"{OPS}.restoreCheck.image: must be an image reference",
+    ),
+    (
+        "schedule-not-cron",
+        "prod",
+        check(schedule="daily"),
+        f"{OPS}.restoreCheck.schedule: must be a cron schedule of five fields",
+    ),
+    (
+        "short-retention-in-production",
+        "prod",
+        check(retentionDays=3),
+        f"{OPS}.restoreCheck.retentionDays: must be >= 7 for role production",
+    ),
+    (
+        "restore-check-without-database",
+        "tooling",
+        check(
+            image="rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-1",
+            databases=[{"database": "website"}],
+        ),
+        f"{OPS}.restoreCheck: requires platform:database",
+    ),
+    # -- observability -----------------------------------------------------------------------------
+    (
+        "unknown-backend",
+        "prod",
+        observability(backend="datadog"),
+        f"{OPS}.observability.backend: unknown observability backend 'datadog' (one of: cockpit, prometheus)",
+    ),
+    (
+        "email-contact-point-without-address",
+        "prod",
+        observability(contactPoints=[{"name": "oncall"}]),
+        f"{OPS}.observability.contactPoints[0].email: required for kind email",
+    ),
+    (
+        "email-contact-point-bad-address",
+        "prod",
+        observability(contactPoints=[{"name": "oncall", "email": "oncall"}]),
+        f"{OPS}.observability.contactPoints[0].email: must be an email address",
+    ),
+    (
+        "webhook-with-an-inline-address",
+        "prod",
+        observability(backend="prometheus", contactPoints=[{**WEBHOOK, "email": "x@example.com"}]),
+        f"{OPS}.observability.contactPoints[0].email: not allowed for kind webhook",
+    ),
+    (
+        "unknown-contact-point-kind",
+        "prod",
+        observability(contactPoints=[{"name": "pager", "kind": "sms"}]),
+        f"{OPS}.observability.contactPoints[0].kind: Input should be 'email' or 'webhook'",
+    ),
+    (
+        "webhook-with-cockpit",
+        "prod",
+        observability(backend="cockpit", contactPoints=[EMAIL, WEBHOOK]),
+        f"{OPS}.observability.contactPoints[1].kind: webhook needs backend prometheus",
+    ),
+    (
+        "two-webhooks",
+        "prod",
+        observability(backend="prometheus", contactPoints=[WEBHOOK, {"name": "chat2", "kind": "webhook"}]),
+        f"{OPS}.observability.contactPoints[1]: only one webhook contact point",
+    ),
+    (
+        "prometheus-without-webhook",
+        "prod",
+        observability(backend="prometheus", contactPoints=[EMAIL]),
+        f"{OPS}.observability.contactPoints: backend prometheus needs a webhook contact point",
+    ),
+    (
+        "duplicate-contact-point",
+        "prod",
+        observability(contactPoints=[EMAIL, EMAIL]),
+        f"{OPS}.observability.contactPoints: duplicate contact point name 'oncall'",
+    ),
+    (
+        "logs-retention-too-long",
+        "prod",
+        observability(logsRetentionDays=90),
+        f"{OPS}.observability.logsRetentionDays: Input should be less than or equal to 31",
+    ),
+    (
+        "typo-in-operations",
+        "prod",
+        lambda raw: raw[OPS].update(restorecheck={}),
+        f"{OPS}.restorecheck: unknown key (allowed: observability, restoreCheck)",
+    ),
+    (
+        "observability-without-cluster",
+        "dev",
+        lambda raw: (remove("platform:cluster")(raw), observability(backend="cockpit")(raw)),
+        f"{OPS}.observability: requires platform:cluster",
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "mutate", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_operations_config_names_the_key(
+    stack_config: StackConfig, stack: str, mutate: Mutation, expected: str
+) -> None:
+    found = new_problems(stack_config, stack, mutate)
+    assert any(p.startswith(expected) for p in found), "\n".join(found) or "no new problem"
+
+
+def test_webhook_url_is_a_deploy_time_secret(stack_config: StackConfig) -> None:
+    assert "alertWebhookUrl" in SECRET_KEYS
+    without = {key: "x" for key in SECRET_KEYS if key != "alertWebhookUrl"}
+    found = new_problems(
+        stack_config, "prod", observability(backend="prometheus", contactPoints=[EMAIL, WEBHOOK]), without
+    )
+    assert any(
+        p.startswith("platform:alertWebhookUrl: required with the webhook contact point") for p in found
+    ), found
+    # In the stack file it must be a secret, never a plain value.
+    raw = stack_config("prod")
+    raw["platform:alertWebhookUrl"] = "https://chat.example.com/hooks/abc"
+    assert any(
+        p.startswith("platform:alertWebhookUrl: must be set as a secret") for p in _problems("prod", raw)
+    )
+
+
+def test_all_operations_problems_are_reported_together(stack_config: StackConfig) -> None:
+    def mutate(raw: dict[str, Any]) -> None:
+        database_check(0, database="billing")(raw)
+        database_check(1, freshness=[{"table": "t", "column": "c", "maxAge": "soon"}])(raw)
+        observability(backend="graphite", contactPoints=[{"name": "oncall"}])(raw)
+
+    keys = {p.split(": ", 1)[0] for p in new_problems(stack_config, "prod", mutate)}
+    assert {
+        f"{OPS}.restoreCheck.databases[0].database",
+        f"{OPS}.restoreCheck.databases[1].freshness[0].maxAge",
+        f"{OPS}.observability.backend",
+        f"{OPS}.observability.contactPoints[0].email",
+    } <= keys, keys
+
+
+def test_invalid_operations_config_creates_nothing(stack_config: StackConfig) -> None:
+    raw = stack_config("prod")
+    database_check(0, database="billing")(raw)
+    with pytest.raises(ConfigError, match=r"restoreCheck\.databases\[0\]\.database"):
+        runner.run("prod", config=raw)
+    assert runner.last_monitor is not None and not runner.last_monitor.registrations
+
+
+# --- what valid config means ----------------------------------------------------------------------
+
+
+def test_committed_operations_config(stack_config: StackConfig) -> None:
+    prod = _load("prod", stack_config("prod"))
+    check_settings = prod.operations.restore_check
+    assert check_settings is not None
+    declared = {d.name for d in prod.database.databases} if prod.database else set()
+    assert {d.database for d in check_settings.databases} == declared, "every app database is checked"
+    assert all(d.tables and d.min_rows and d.freshness for d in check_settings.databases)
+    assert ":" in check_settings.image.rsplit("/", 1)[-1] and not check_settings.image.endswith(":latest")
+    settings = prod.operations.observability
+    assert settings is not None and settings.backend == "cockpit"
+    assert settings.emails and settings.webhook is None
+
+    tooling = _load("tooling", stack_config("tooling"))
+    assert tooling.operations.observability is not None, "the tooling cluster ships metrics and logs too"
+    assert tooling.operations.restore_check is None
+    assert not tooling.operations.observability.contact_points, "contact points: one stack per project"
+
+
+def test_defaults(stack_config: StackConfig) -> None:
+    raw = stack_config("prod")
+    raw[OPS] = {
+        "observability": {},
+        "restoreCheck": {
+            "image": "rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "a" * 64,
+            "databases": [{"database": "website"}],
+        },
+    }
+    cfg = _load("prod", raw)
+    assert cfg.operations.observability is not None
+    assert cfg.operations.observability.backend == "cockpit", "Cockpit is the default backend"
+    assert cfg.operations.restore_check is not None
+    assert cfg.operations.restore_check.schedule == "30 3 * * *"
+    assert cfg.operations.restore_check.retention_days >= 7
+
+    raw.pop(OPS)
+    assert _load("prod", raw).operations.restore_check is None, "operations are optional"
