@@ -4,6 +4,9 @@
 #   make artifacts STACK=prod   write build/prod/: inventory.json, manifests/, helm/ (offline plan)
 #   make validate STACK=prod    plan, then validate the artifacts (schemas, checkov, policy rules)
 #   make validate-all           the same for every committed stack (CI)
+#   make parity STACK=prod      every app's declared keys against the vault (before pulumi up)
+#   make gates STACK=prod GITOPS=../platform-gitops   render each app's PreSync parity gate
+#   make bench-apps             plan prod with 1, 10 and 100 generated apps
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -12,7 +15,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup
+.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +47,7 @@ plan: setup
 	$(PY) -m offline.plan $(STACK)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 lint: setup
 	$(PY) -m ruff check .
@@ -57,6 +60,16 @@ format: setup
 
 bench: setup
 	$(PY) scripts/benchmark.py
+
+# Needs SCW_SECRET_KEY (SecretManagerReadOnly) or, with 1Password, op + OP_SERVICE_ACCOUNT_TOKEN.
+parity: setup
+	$(PY) -m offline.parity $(STACK)
+
+gates: setup
+	$(PY) -m offline.parity $(STACK) --render-hooks $(GITOPS)
+
+bench-apps: setup
+	$(PY) scripts/bench_apps.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ what is allowed, before a single resource is registered.
 Address plan: every stack file declares the same ``platform:addressPlan`` (environment name ->
 private subnet). A stack's own subnet is the entry for its ``platform:environment``; declaring the
 whole plan in each file is what lets a single stack prove its subnet overlaps no other
-environment's. ``tests/test_stack_files.py`` checks that the committed files agree on the plan.
+environment's. ``tests/test_config.py`` checks that the committed files agree on the plan.
 """
 
 from __future__ import annotations
@@ -425,8 +425,47 @@ class AppEgress(_Model):
     description: Annotated[str, StringConstraints(min_length=1)]
 
 
+#: Keys the platform writes into every app's secret when the app has a database (from the
+#: program's own vault entry, see components/apps.py); apps must not declare them.
+DATABASE_KEYS = (
+    "DATABASE_URL",
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+    "DATABASE_NAME",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+)
+_APP_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+#: A Scaleway Secret Manager folder (``/prod/website``) or a 1Password item title (``prod-website``).
+_SCALEWAY_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+_ONEPASSWORD_ITEM = re.compile(r"^[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*$")
+
+
+def _app_name(name: str) -> str:
+    if not _APP_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a DNS label: lowercase letters, digits and '-', starting with a letter, "
+            "at most 32 characters (it names the app's namespace)"
+        )
+    return name
+
+
+def _env_key(key: str) -> str:
+    if not _ENV_KEY.fullmatch(key):
+        raise ValueError(
+            f"{key!r} is not an environment variable name: upper-case letters, digits and '_', "
+            "not starting with a digit (e.g. STRIPE_SECRET_KEY)"
+        )
+    return key
+
+
+AppName = Annotated[str, AfterValidator(_app_name)]
+AppEnvKey = Annotated[str, AfterValidator(_env_key)]
+
+
 class App(_Model):
-    name: DnsLabel
+    name: AppName
     hostname: Hostname
     port: int = Field(ge=1, le=65535)
     #: Image repository without tag (the tag is Git's business: the image updater writes it).
@@ -435,11 +474,14 @@ class App(_Model):
     #: An app database declared under platform:database.databases.
     database: PgIdentifier | None = None
     #: Environment keys the app needs; a missing one fails the rollout, naming it.
-    required_keys: list[EnvKey] = Field(default_factory=list)
+    required_keys: list[AppEnvKey] = Field(default_factory=list)
     replicas: int = Field(default=2, ge=1, le=50)
     resources: AppResources = AppResources()
     #: Egress beyond DNS and the database, denied unless listed.
     egress: list[AppEgress] = Field(default_factory=list)
+    #: Where the app's keys live in the vault (default: see PlatformConfig.app_secrets_path): a
+    #: Scaleway Secret Manager folder such as /prod/website, or a 1Password item title.
+    secrets_path: str | None = None
 
     @field_validator("required_keys")
     @classmethod
@@ -496,7 +538,9 @@ class Ingress(_Model):
     hostnames: list[GatewayHostname] = Field(default_factory=list)
     #: Hostnames served by the platform's own namespaces (label platform.scw/platform-namespace=true),
     #: e.g. Argo CD's; ``platform:gitops.argocd.hostname`` is added to these.
-    platform_hostnames: list[GatewayHostname] = Field(default_factory=list)
+    platform_hostnames: list[GatewayHostname] = Field(default_factory=list, validate_default=True)
+    #: Hostnames that only redirect (301) to another hostname, e.g. the apex to www.
+    redirects: dict[str, str] = Field(default_factory=dict)
     #: Zone of the reserved IP and its load balancer (default: the stack's scaleway:zone).
     zone: str | None = None
     #: Adopt an existing flexible IP instead of reserving a new one (the cutover, see README).
@@ -506,14 +550,46 @@ class Ingress(_Model):
 
     _zone = field_validator("zone")(_zone_of_region)
 
+    @field_validator("hostnames")
+    @classmethod
+    def _unique_hostnames(cls, hostnames: list[str]) -> list[str]:
+        _no_duplicates("hostname", hostnames)
+        return hostnames
+
     @field_validator("platform_hostnames")
     @classmethod
-    def _unique_hostnames(cls, platform: list[str], info: ValidationInfo) -> list[str]:
+    def _unique_platform_hostnames(cls, platform: list[str], info: ValidationInfo) -> list[str]:
         apps = info.data.get("hostnames") or []
-        _no_duplicates("hostname", [*apps, *platform])
+        _no_duplicates("hostname", platform)
+        both = sorted(set(apps) & set(platform))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} also in hostnames: a hostname is served by apps or by the platform"
+            )
         if len(apps) + len(platform) > MAX_HTTPS_LISTENERS:
             raise ValueError(f"at most {MAX_HTTPS_LISTENERS} hostnames in all (one Gateway listener each)")
         return platform
+
+    @field_validator("redirects")
+    @classmethod
+    def _redirects(cls, redirects: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        domain = info.data.get("domain")
+        served = {*(info.data.get("hostnames") or []), *(info.data.get("platform_hostnames") or [])}
+        for source, target in redirects.items():
+            for hostname in (source, target):
+                if not _GATEWAY_HOSTNAME.fullmatch(hostname) or hostname.startswith("*."):
+                    raise ValueError(f"{hostname!r} must be a lowercase DNS name without wildcard")
+                if domain is not None and not within_domain(hostname, domain):
+                    raise ValueError(f"{hostname} is outside the configured domain {domain}")
+            if source in served:
+                raise ValueError(f"{source} is also served as a hostname: it cannot only redirect")
+            if target in redirects:
+                raise ValueError(
+                    f"{source} -> {target} -> {redirects[target]}: redirect to the final hostname"
+                )
+        if len(served) + len(redirects) > MAX_HTTPS_LISTENERS:
+            raise ValueError(f"at most {MAX_HTTPS_LISTENERS} hostnames in all (one Gateway listener each)")
+        return redirects
 
     @field_validator("adopt_ip_id")
     @classmethod
@@ -552,6 +628,44 @@ class Ingress(_Model):
         """The provider's import ID (``<zone>/<uuid>``) of the IP to adopt, if any."""
         match = _ADOPT_IP_ID.fullmatch(self.adopt_ip_id or "")
         return f"{self.ip_zone(default_zone)}/{match['uuid']}" if match else None
+
+
+class OnePassword(_Model):
+    """``platform:secrets.onepassword``: the vault the service account reads."""
+
+    #: Vault name or UUID (without op://).
+    vault: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*$", max_length=100)]
+
+
+SecretsBackend = Literal["scaleway", "onepassword"]
+_SECRETS_BACKENDS: tuple[str, ...] = get_args(SecretsBackend)
+
+
+class Secrets(_Model):
+    """``platform:secrets``: where app secrets live; External Secrets Operator syncs them."""
+
+    #: scaleway (Scaleway Secret Manager, the default) or onepassword (a 1Password service account).
+    backend: SecretsBackend = "scaleway"
+    onepassword: OnePassword | None = Field(default=None, validate_default=True)
+    #: How often External Secrets re-reads the vault.
+    refresh_interval: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "15m"
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, backend: Any) -> Any:
+        if backend not in _SECRETS_BACKENDS:
+            raise ValueError(f"unknown secrets backend {backend!r} (one of: {', '.join(_SECRETS_BACKENDS)})")
+        return backend
+
+    @field_validator("onepassword")
+    @classmethod
+    def _settings_for_backend(cls, settings: OnePassword | None, info: ValidationInfo) -> OnePassword | None:
+        backend = info.data.get("backend")
+        if backend == "onepassword" and settings is None:
+            raise ValueError("required with backend onepassword, e.g. {vault: platform-prod}")
+        if backend == "scaleway" and settings is not None:
+            raise ValueError("only allowed with backend onepassword")
+        return settings
 
 
 class Tls(_Model):
@@ -596,11 +710,201 @@ class Dns(_Model):
     provider: Literal["scaleway", "external"] = "scaleway"
     #: The Scaleway DNS zone (default: platform:ingress.domain); every hostname must lie in it.
     zone: Hostname | None = None
+    #: With provider scaleway: manage one A record per hostname. Off while hand-made records still
+    #: serve the old site (cutover rehearsal with DNS-01, see README).
+    records: bool = True
     ttl: int = Field(default=300, ge=60, le=86400)
 
     @property
     def managed(self) -> bool:
+        """The zone is in Scaleway DNS (DNS-01 possible)."""
         return self.provider == "scaleway"
+
+    @property
+    def manages_records(self) -> bool:
+        return self.managed and self.records
+
+
+# --- Operations: the restore check and observability (components/backup.py, observability.py) --
+
+#: One cron field: ``*``, a number or a range, an optional ``/step``, comma-separated.
+_CRON_FIELD = r"(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?(,(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?)*"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+#: The restore check's own duration syntax (ops/restore_check/restore_check.py parse_duration).
+_DURATION = re.compile(r"^[1-9][0-9]{0,5}[smhdw]$")
+_PG_NAME = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+#: ``orders`` or ``schema.orders`` (the restore check's table syntax).
+_PG_TABLE = re.compile(rf"^({_PG_NAME}\.)?{_PG_NAME}$")
+_PG_COLUMN = re.compile(rf"^{_PG_NAME}$")
+#: ``registry/repository:tag``, ``...@sha256:<digest>`` or both; the tag is mandatory without a digest.
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+ObservabilityBackend = Literal["cockpit", "prometheus"]
+_OBSERVABILITY_BACKENDS: tuple[str, ...] = get_args(ObservabilityBackend)
+
+
+def _pg_table(name: str) -> str:
+    if not _PG_TABLE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a table name (use orders or schema.orders)")
+    return name
+
+
+def _pg_column(name: str) -> str:
+    if not _PG_COLUMN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a column name")
+    return name
+
+
+def _duration(value: str) -> str:
+    if not _DURATION.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a duration; use a whole number followed by one unit "
+            "(s, m, h, d or w), e.g. 30m, 26h, 7d"
+        )
+    return value
+
+
+PgTable = Annotated[str, AfterValidator(_pg_table)]
+PgColumn = Annotated[str, AfterValidator(_pg_column)]
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class FreshnessCheck(_Model):
+    """The newest value of ``table.column`` must be at most ``maxAge`` older than the dump."""
+
+    table: PgTable
+    column: PgColumn
+    max_age: Duration
+
+
+class RestoreCheckDatabase(_Model):
+    """Sanity checks run against the restored copy of one app database."""
+
+    #: A database declared in platform:database.databases.
+    database: PgIdentifier
+    #: Tables that must exist.
+    tables: list[PgTable] = Field(default_factory=list)
+    #: Table -> minimum row count.
+    min_rows: dict[PgTable, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    freshness: list[FreshnessCheck] = Field(default_factory=list)
+
+
+class RestoreCheck(_Model):
+    """``platform:operations.restoreCheck``: the daily dump, restore and sanity check."""
+
+    #: Cron schedule (UTC) of the CronJob.
+    schedule: str = "30 3 * * *"
+    #: The job's image (ops/restore_check/Dockerfile): a tag or a digest, never latest.
+    image: str
+    #: Days a dump is kept in the bucket (current and replaced versions alike).
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    #: Size of the job's scratch volume: the dump plus the restored copy must fit.
+    scratch_size_gb: int = Field(default=20, ge=1, le=500)
+    databases: list[RestoreCheckDatabase] = Field(min_length=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        if not _CRON.fullmatch(schedule):
+            raise ValueError(f"must be a cron schedule of five fields such as '30 3 * * *', got {schedule!r}")
+        return schedule
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        match = _IMAGE.fullmatch(image)
+        if match is None:
+            raise ValueError(
+                "must be an image reference such as rg.fr-par.scw.cloud/acme/restore-check:16.9-1 "
+                f"(got {image!r})"
+            )
+        if match["tag"] is None and match["digest"] is None:
+            raise ValueError(f"{image} has no tag or digest: pin the image (the tag latest is refused too)")
+        if match["tag"] == "latest":
+            raise ValueError(f"{image} uses the tag latest: pin a version or a digest")
+        return image
+
+    @field_validator("retention_days")
+    @classmethod
+    def _week_in_production(cls, days: int, info: ValidationInfo) -> int:
+        if days < 7 and _context(info).get("role") == "production":
+            raise ValueError(f"must be >= 7 for role production (got {days})")
+        return days
+
+    @field_validator("databases")
+    @classmethod
+    def _once_each(cls, databases: list[RestoreCheckDatabase]) -> list[RestoreCheckDatabase]:
+        _no_duplicates("database", [d.database for d in databases])
+        return databases
+
+
+class ContactPoint(_Model):
+    """Where alerts go: an email address, or the webhook whose URL is a deploy-time secret."""
+
+    name: DnsLabel
+    kind: Literal["email", "webhook"] = "email"
+    #: Required for kind email. A webhook's URL is the secret platform:alertWebhookUrl.
+    email: str | None = Field(default=None, validate_default=True)
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, email: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind == "email":
+            if email is None:
+                raise ValueError("required for kind email: the address alerts are sent to")
+            if not _EMAIL.fullmatch(email) or len(email) > 254:
+                raise ValueError(f"must be an email address, got {email!r}")
+        elif kind == "webhook" and email is not None:
+            raise ValueError(
+                "not allowed for kind webhook: its URL is the deploy-time secret "
+                "platform:alertWebhookUrl (pulumi config set --secret platform:alertWebhookUrl <url>)"
+            )
+        return email
+
+
+class Observability(_Model):
+    """``platform:operations.observability``: metrics, logs, alert rules, routing and probes."""
+
+    #: cockpit (Scaleway Cockpit, the default) or prometheus (kube-prometheus-stack in the cluster).
+    backend: ObservabilityBackend = "cockpit"
+    #: Retention of the stack's Cockpit data sources.
+    metrics_retention_days: int = Field(default=31, ge=1, le=365)
+    logs_retention_days: int = Field(default=7, ge=1, le=31)
+    contact_points: list[ContactPoint] = Field(default_factory=list)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, backend: Any) -> Any:
+        if backend not in _OBSERVABILITY_BACKENDS:
+            raise ValueError(
+                f"unknown observability backend {backend!r} (one of: {', '.join(_OBSERVABILITY_BACKENDS)})"
+            )
+        return backend
+
+    @field_validator("contact_points")
+    @classmethod
+    def _unique_names(cls, points: list[ContactPoint]) -> list[ContactPoint]:
+        _no_duplicates("contact point name", [p.name for p in points])
+        return points
+
+    @property
+    def emails(self) -> list[str]:
+        return [p.email for p in self.contact_points if p.kind == "email" and p.email is not None]
+
+    @property
+    def webhook(self) -> ContactPoint | None:
+        return next((p for p in self.contact_points if p.kind == "webhook"), None)
+
+
+class Operations(_Model):
+    """``platform:operations``: what keeps the platform recoverable and observable."""
+
+    observability: Observability | None = None
+    restore_check: RestoreCheck | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -627,8 +931,20 @@ class PlatformConfig:
     ingress: Ingress | None = None
     tls: Tls | None = None
     dns: Dns | None = None
+    #: platform:secrets (the vault behind External Secrets); defaults to Scaleway Secret Manager.
+    vault: Secrets = field(default_factory=Secrets)
+    #: platform:operations (restore check, observability).
+    operations: Operations = field(default_factory=Operations)
     #: Deploy-time secrets by key (see SECRET_KEYS); values are Pulumi secrets.
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+
+    def app_secrets_path(self, app: App) -> str:
+        """Where ``app``'s keys live in the configured vault (see :func:`app_secrets_path`)."""
+        return app_secrets_path(app, self.environment, self.vault.backend)
+
+    def app_platform_path(self, app: App) -> str:
+        """The Scaleway Secret Manager folder the program writes the app's platform secrets to."""
+        return app_secrets_path(app, self.environment, "scaleway")
 
     def secret(self, key: str) -> pulumi.Output[str]:
         return pulumi.Output.secret(self.secrets[key])
@@ -673,6 +989,8 @@ _PLATFORM_KEYS: dict[str, Any] = {
     "ingress": Ingress,
     "tls": Tls,
     "dns": Dns,
+    "secrets": Secrets,
+    "operations": Operations,
 }
 
 #: Deploy-time secrets, set with `pulumi config set --secret platform:<key>`. They are read with
@@ -680,6 +998,10 @@ _PLATFORM_KEYS: dict[str, Any] = {
 SECRET_KEYS: dict[str, str] = {
     "gitopsRepoCredential": "token or SSH private key for reading and writing back to the GitOps repository",
     "argocdOidcClientSecret": "client secret of Argo CD's OIDC application",
+    "onepasswordServiceAccountToken": "1Password service-account token External Secrets reads the vault with "
+    "(platform:secrets.backend onepassword)",
+    "alertWebhookUrl": "URL of the webhook contact point (e.g. a chat bot) alerts are posted to "
+    "(platform:operations.observability.contactPoints, kind webhook)",
 }
 _ROLES: tuple[str, ...] = get_args(Role)
 _REGIONS: tuple[str, ...] = get_args(Region)
@@ -758,6 +1080,7 @@ def load(
     ingress: Ingress | None = parsed.get("ingress")
     tls: Tls | None = parsed.get("tls")
     dns: Dns | None = parsed.get("dns")
+    vault: Secrets = parsed.get("secrets") or Secrets()
 
     # An entry that is declared but invalid already has its own message.
     declared = raw_platform.get("addressPlan") or {}
@@ -771,17 +1094,50 @@ def load(
     # Only check presence when the key itself was absent; a present but invalid key already
     # produced its own message above.
     presence = {
-        k: raw_platform.get(k) is not None for k in ("cluster", "database", "registry", "gitops", "apps")
+        k: raw_platform.get(k) is not None
+        for k in ("cluster", "database", "registry", "gitops", "apps", "ingress")
     }
     if role is not None:
         _role_rules(role, presence, problems)
         if gitops is not None:
             _gitops_rules(
-                role, gitops, address_plan=address_plan or {}, apps=apps, secrets=secrets, problems=problems
+                role,
+                gitops,
+                address_plan=address_plan or {},
+                apps=apps,
+                secrets=secrets,
+                problems=problems,
+                # An invalid platform:apps has its own messages; do not also blame every image update.
+                apps_known=parsed.get("apps") is not None or not presence["apps"],
             )
-    _app_rules(apps, database, problems)
+    # An invalid platform:database has its own messages; do not also blame every app using it.
+    _app_rules(apps, database, problems, databases_known=database is not None or not presence["database"])
+    if raw_platform.get("secrets") is None or parsed.get("secrets") is not None:
+        _secrets_rules(
+            apps,
+            vault,
+            environment=environment,
+            has_cluster=presence["cluster"],
+            present=raw_platform.get("secrets") is not None,
+            secrets=secrets,
+            problems=problems,
+        )
     _front_door_rules(
         raw_platform, ingress=ingress, tls=tls, dns=dns, apps=apps, gitops=gitops, problems=problems
+    )
+    operations: Operations = parsed.get("operations") or Operations()
+    _operations_rules(
+        operations,
+        raw_platform.get("operations"),
+        database=database,
+        # A key the role itself requires is already reported missing; do not report it twice.
+        present={
+            k: raw_platform.get(k) is not None
+            or (role == "production" or (role == "tooling" and k == "cluster"))
+            for k in ("cluster", "database")
+        },
+        secrets=secrets,
+        problems=problems,
     )
 
     if problems.items:
@@ -808,6 +1164,8 @@ def load(
         ingress=ingress,
         tls=tls,
         dns=dns,
+        vault=vault,
+        operations=operations,
     )
 
 
@@ -985,8 +1343,10 @@ def _snake(camel: str) -> str:
 
 def _role_rules(role: str, present: Mapping[str, bool], problems: _Problems) -> None:
     required = {
-        "tooling": ("cluster", "registry", "gitops"),
-        "production": ("cluster", "database"),
+        # The front door and GitOps are the platform's mission, not options, where apps or
+        # Argo CD are served; development may run without either.
+        "tooling": ("cluster", "registry", "gitops", "ingress"),
+        "production": ("cluster", "database", "gitops", "ingress"),
         "development": (),
     }
     owners = {"database": "production", "registry": "tooling", "apps": "production, development"}
@@ -1000,6 +1360,11 @@ def _role_rules(role: str, present: Mapping[str, bool], problems: _Problems) -> 
         problems.add("platform:gitops", "required with platform:apps: every app is delivered by Argo CD")
     if present["apps"] and not present["cluster"]:
         problems.add("platform:cluster", "required with platform:apps: apps need a cluster to run on")
+    if present["apps"] and not present["ingress"] and role == "development":
+        problems.add(
+            "platform:ingress",
+            "required with platform:apps: each app's route attaches to the platform Gateway",
+        )
 
 
 def _gitops_rules(
@@ -1010,6 +1375,7 @@ def _gitops_rules(
     apps: list[App],
     secrets: Mapping[str, Any],
     problems: _Problems,
+    apps_known: bool = True,
 ) -> None:
     path = "platform:gitops"
     if "gitopsRepoCredential" not in secrets:
@@ -1053,7 +1419,7 @@ def _gitops_rules(
                 f"{path}.environments", f"not allowed for role {role} (tooling lists the environments)"
             )
     declared = {app.name for app in apps}
-    for i, update in enumerate(gitops.image_updates):
+    for i, update in enumerate(gitops.image_updates if apps_known else ()):
         if update.app not in declared:
             problems.add(
                 f"{path}.imageUpdates[{i}].app",
@@ -1062,7 +1428,9 @@ def _gitops_rules(
             )
 
 
-def _app_rules(apps: list[App], database: Database | None, problems: _Problems) -> None:
+def _app_rules(
+    apps: list[App], database: Database | None, problems: _Problems, *, databases_known: bool = True
+) -> None:
     databases = {d.name for d in database.databases} if database else set()
     names = [a.name for a in apps]
     hostnames = [a.hostname for a in apps]
@@ -1075,11 +1443,146 @@ def _app_rules(apps: list[App], database: Database | None, problems: _Problems) 
                 f"{path}.hostname",
                 f"duplicate hostname '{app.hostname}' (also used by {names[hostnames.index(app.hostname)]})",
             )
-        if app.database is not None and app.database not in databases:
+        if databases_known and app.database is not None and app.database not in databases:
             problems.add(
                 f"{path}.database",
                 f"database '{app.database}' is not declared in platform:database.databases "
                 f"(declared: {', '.join(sorted(databases)) or 'none'})",
+            )
+
+
+def _operations_rules(
+    operations: Operations,
+    raw: Any,
+    *,
+    database: Database | None,
+    present: Mapping[str, bool],
+    secrets: Mapping[str, Any],
+    problems: _Problems,
+) -> None:
+    """platform:operations: what the restore check and observability need from other keys."""
+    path = "platform:operations"
+    observability = operations.observability
+    raw_check = raw.get("restoreCheck") if isinstance(raw, dict) else None
+    if raw_check is not None:
+        if not present["cluster"]:
+            problems.add(f"{path}.restoreCheck", "requires platform:cluster (the CronJob runs in it)")
+        if not present["database"]:
+            problems.add(f"{path}.restoreCheck", "requires platform:database (the databases it dumps)")
+        elif database is not None:
+            # From the raw entries, so an invalid sibling (a bad maxAge) does not hide this problem.
+            declared = {d.name for d in database.databases}
+            entries = raw_check.get("databases") if isinstance(raw_check, dict) else None
+            for i, entry in enumerate(entries if isinstance(entries, list) else []):
+                name = entry.get("database") if isinstance(entry, dict) else None
+                if isinstance(name, str) and name not in declared:
+                    problems.add(
+                        f"{path}.restoreCheck.databases[{i}].database",
+                        f"database '{name}' is not declared in platform:database.databases "
+                        f"(declared: {', '.join(sorted(declared)) or 'none'})",
+                    )
+    if observability is None:
+        return
+    opath = f"{path}.observability"
+    if not present["cluster"]:
+        problems.add(opath, "requires platform:cluster (the agent runs in it)")
+    webhooks = [i for i, p in enumerate(observability.contact_points) if p.kind == "webhook"]
+    for i in webhooks[1:]:
+        problems.add(
+            f"{opath}.contactPoints[{i}]",
+            "only one webhook contact point (its URL is the one secret platform:alertWebhookUrl)",
+        )
+    if webhooks and observability.backend == "cockpit":
+        problems.add(
+            f"{opath}.contactPoints[{webhooks[0]}].kind",
+            "webhook needs backend prometheus: Cockpit's alert manager takes only email contact points "
+            "from the provider (observability.AlertManager contact_points[].email). Use backend "
+            "prometheus (its Alertmanager posts to the webhook), or add the webhook by hand in "
+            "Cockpit's Grafana and list only email contact points here",
+        )
+    elif webhooks and "alertWebhookUrl" not in secrets:
+        problems.add(
+            "platform:alertWebhookUrl",
+            f"required with the webhook contact point {opath}.contactPoints[{webhooks[0]}]: "
+            "pulumi config set --secret platform:alertWebhookUrl <url>",
+        )
+    if observability.backend == "prometheus" and not webhooks:
+        problems.add(
+            f"{opath}.contactPoints",
+            "backend prometheus needs a webhook contact point: the in-cluster Alertmanager delivers "
+            "through it (email contact points receive only what Cockpit evaluates, the database alerts)",
+        )
+
+
+def app_secrets_path(app: App, environment: str, backend: str) -> str:
+    """An app's place in the vault: its ``secretsPath``, else ``/<environment>/<app>`` in Scaleway
+    Secret Manager or the item ``<environment>-<app>`` in 1Password.
+
+    The program's own entries for the app (database credentials) always go to Scaleway Secret
+    Manager: with backend scaleway into the same folder, with onepassword into the default folder.
+    """
+    if backend == "scaleway":
+        if app.secrets_path is not None and _SCALEWAY_PATH.fullmatch(app.secrets_path):
+            return app.secrets_path
+        return f"/{environment}/{app.name}"
+    return app.secrets_path or f"{environment}-{app.name}"
+
+
+def _secrets_rules(
+    apps: list[App],
+    vault: Secrets,
+    *,
+    environment: str | None,
+    has_cluster: bool,
+    present: bool,
+    secrets: Mapping[str, Any],
+    problems: _Problems,
+) -> None:
+    """platform:secrets and each app's secrets contract (paths, keys the platform reserves)."""
+    if present and not has_cluster:
+        problems.add("platform:secrets", "requires platform:cluster (External Secrets runs in it)")
+    if vault.backend == "onepassword" and "onepasswordServiceAccountToken" not in secrets:
+        problems.add(
+            "platform:onepasswordServiceAccountToken",
+            "required with platform:secrets.backend onepassword: "
+            "pulumi config set --secret platform:onepasswordServiceAccountToken <token>",
+        )
+    locations: list[tuple[int, App, str]] = []
+    for i, app in enumerate(apps):
+        path = f"platform:apps[{i}]"
+        if app.database is not None:
+            reserved = [key for key in app.required_keys if key in DATABASE_KEYS]
+            if reserved:
+                problems.add(
+                    f"{path}.requiredKeys",
+                    f"{', '.join(reserved)} provided by the platform for the app's database "
+                    "(remove them from requiredKeys)",
+                )
+        if app.secrets_path is not None:
+            if vault.backend == "scaleway" and not _SCALEWAY_PATH.fullmatch(app.secrets_path):
+                problems.add(
+                    f"{path}.secretsPath",
+                    f"must be a Scaleway Secret Manager folder such as /{environment or 'prod'}/{app.name} "
+                    f"(got {app.secrets_path!r})",
+                )
+                continue
+            if vault.backend == "onepassword" and not _ONEPASSWORD_ITEM.fullmatch(app.secrets_path):
+                problems.add(
+                    f"{path}.secretsPath",
+                    "must be a 1Password item title (letters, digits, '_', '.', '-' and single spaces; "
+                    f"no '/') (got {app.secrets_path!r})",
+                )
+                continue
+        if environment is not None:
+            locations.append((i, app, app_secrets_path(app, environment, vault.backend)))
+    for i, app, where in locations:
+        # A default location follows the name (a duplicate name is reported on its own): blame the
+        # app whose explicit secretsPath collides with another app's location.
+        others = [other.name for j, other, elsewhere in locations if elsewhere == where and j != i]
+        if others and app.secrets_path is not None:
+            problems.add(
+                f"platform:apps[{i}].secretsPath",
+                f"{where} is also app '{others[0]}''s location: each app reads only its own keys",
             )
 
 
@@ -1129,7 +1632,14 @@ def _front_door_rules(
                 "platform:gitops.argocd.hostname",
                 f"{argocd} is also an app hostname: only the platform's namespaces may serve Argo CD",
             )
-    every = [*ingress.hostnames, *ingress.platform_hostnames]
+    every = [*ingress.hostnames, *ingress.platform_hostnames, *ingress.redirects]
+    for i, app in enumerate(apps):
+        if app.hostname in ingress.redirects:
+            problems.add(
+                f"platform:apps[{i}].hostname", f"{app.hostname} is in {path}.redirects: it only redirects"
+            )
+    if argocd is not None and argocd in ingress.redirects:
+        problems.add("platform:gitops.argocd.hostname", f"{argocd} is in {path}.redirects: it only redirects")
     wildcards = [h for h in every if h.startswith("*.")]
     if wildcards and (tls is None or not tls.dns01):
         problems.add(
@@ -1146,6 +1656,6 @@ def _front_door_rules(
     if dns is not None and dns.managed:
         zone = dns.zone or domain
         extra = sorted(a.hostname for a in apps) + ([argocd] if argocd else [])
-        outside = [h for h in [*every, *extra] if not within_domain(h, zone)]
+        outside = [h for h in dict.fromkeys([*every, *extra]) if not within_domain(h, zone)]
         if outside:
             problems.add("platform:dns.zone", f"{', '.join(outside)} lie outside the DNS zone {zone}")

@@ -41,10 +41,13 @@ MANAGER_NAMESPACE = "argocd-manager"
 PLATFORM_NAMESPACE_LABEL = "platform.scw/platform-namespace"
 APP_NAMESPACE_LABEL = "platform.scw/app-namespace"
 #: Kinds Argo CD must never manage in an app namespace: the platform owns each app's envelope.
+#: ExternalSecret too: the cluster stores can read every app's folder, so only the platform may
+#: say which keys an app gets (components/apps.py).
 ENVELOPE_KINDS = (
     {"group": "", "kind": "ResourceQuota"},
     {"group": "", "kind": "LimitRange"},
     {"group": "networking.k8s.io", "kind": "NetworkPolicy"},
+    {"group": "external-secrets.io", "kind": "ExternalSecret"},
 )
 
 
@@ -400,7 +403,6 @@ class ClusterRegistration(pulumi.ComponentResource):
                         "policy",
                         "networking.k8s.io",
                         "gateway.networking.k8s.io",
-                        "external-secrets.io",
                         "monitoring.coreos.com",
                     ],
                     resources=[
@@ -421,7 +423,6 @@ class ClusterRegistration(pulumi.ComponentResource):
                         "poddisruptionbudgets",
                         "ingresses",
                         "httproutes",
-                        "externalsecrets",
                         "servicemonitors",
                         "prometheusrules",
                     ],
@@ -431,6 +432,12 @@ class ClusterRegistration(pulumi.ComponentResource):
                 # Secrets, never by Argo CD.
                 k8s.rbac.v1.PolicyRuleArgs(
                     api_groups=[""], resources=["secrets"], verbs=["get", "list", "watch"]
+                ),
+                # ExternalSecrets are the platform's (ENVELOPE_KINDS): shown, never written.
+                k8s.rbac.v1.PolicyRuleArgs(
+                    api_groups=["external-secrets.io"],
+                    resources=["externalsecrets"],
+                    verbs=["get", "list", "watch"],
                 ),
             ],
             opts=target,

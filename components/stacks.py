@@ -3,6 +3,9 @@
 tooling     network + tooling cluster + registry + CI-push and cluster-pull identities
 production  network + production cluster + managed PostgreSQL
 development network (a reserved address space) + an optional small cluster
+
+Every role with a cluster and ``platform:ingress`` also gets the front door (reserved IP, Traefik,
+the platform Gateway, cert-manager, DNS): see ``components.ingress``.
 """
 
 from __future__ import annotations
@@ -13,23 +16,39 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.apps import App, AppArgs, AppDatabase, AppDelivery, AppGateway, AppVault
+from components.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
 from components.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
 from components.config import PlatformConfig
 from components.database import ManagedPostgres, ManagedPostgresArgs
 from components.gitops import (
+    APP_NAMESPACE_LABEL,
+    ARGOCD_NAMESPACE,
+    PLATFORM_NAMESPACE_LABEL,
     ArgoCd,
     ArgoCdArgs,
     ClusterRegistration,
     ClusterRegistrationArgs,
     EnvironmentProject,
     EnvironmentProjectArgs,
+    GatewayParent,
     ImageUpdateTarget,
     OidcSettings,
     RegistryAccess,
 )
 from components.identity import ScopedIdentity, ScopedIdentityArgs
+from components.ingress import (
+    TRAEFIK_NAMESPACE,
+    DnsZone,
+    FrontDoor,
+    FrontDoorArgs,
+    hostnames_by_kind,
+    namespace_labels,
+)
 from components.network import Network, NetworkArgs
+from components.observability import Observability, ObservabilityArgs
 from components.registry import Registry, RegistryArgs
+from components.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
 Exports = dict[str, Any]
 
@@ -118,14 +137,18 @@ def _tooling(cfg: PlatformConfig) -> Exports:
             tags=cfg.tags,
         ),
     )
-    argocd = _argocd(cfg, cluster)
+    front_door = _front_door(cfg, cluster)
+    _secrets_operator(cfg, cluster)
+    argocd = _argocd(cfg, cluster, front_door)
     return {
         "role": cfg.role,
         "environment": cfg.environment,
         **_network_exports(network),
         **_cluster_exports(cluster),
         "argocdNamespace": argocd.namespace,
+        **_front_door_exports(front_door),
         "registryEndpoint": registry.endpoint,
+        **_operations(cfg, cluster),
         "ciPushAccessKey": ci_push.access_key,
         "ciPushSecretKey": ci_push.secret_key,
         "registryPullAccessKey": pull.access_key,
@@ -150,13 +173,19 @@ def _production(cfg: PlatformConfig) -> Exports:
             tags=cfg.tags,
         ),
     )
+    front_door = _front_door(cfg, cluster)
+    secrets = _secrets_operator(cfg, cluster)
+    apps = _apps(cfg, cluster, secrets, front_door, tooling, database)
     if tooling is not None:
-        _register_with_tooling(
-            cfg,
-            cluster,
-            tooling,
-            facts={"database-host": database.host, "registry-endpoint": tooling.registry_endpoint},
-        )
+        facts: dict[str, pulumi.Input[str]] = {
+            "database-host": database.host,
+            "registry-endpoint": tooling.registry_endpoint,
+        }
+        if front_door is not None:
+            facts["ingress-ip"] = front_door.ip_address
+        delivery = _register_with_tooling(cfg, cluster, tooling, facts=facts, apps=apps)
+        for app in apps:
+            app.deliver(delivery)
     return {
         "role": cfg.role,
         "environment": cfg.environment,
@@ -165,6 +194,10 @@ def _production(cfg: PlatformConfig) -> Exports:
         "databaseHost": database.host,
         "databasePort": database.port,
         "databaseNames": sorted(database.credentials),
+        **_front_door_exports(front_door),
+        "apps": [app.name for app in apps],
+        "secretsBackend": secrets.backend,
+        **_operations(cfg, cluster, database, tooling),
     }
 
 
@@ -174,18 +207,79 @@ def _development(cfg: PlatformConfig) -> Exports:
     if cfg.cluster is not None:
         tooling = _ToolingReference(cfg) if cfg.gitops is not None else None
         cluster = _cluster(cfg, network, tooling.api_access if tooling else ())
+        front_door = _front_door(cfg, cluster)
+        secrets = _secrets_operator(cfg, cluster)
+        apps = _apps(cfg, cluster, secrets, front_door, tooling, None)
         if tooling is not None:
-            _register_with_tooling(
-                cfg, cluster, tooling, facts={"registry-endpoint": tooling.registry_endpoint}
+            delivery = _register_with_tooling(
+                cfg, cluster, tooling, facts={"registry-endpoint": tooling.registry_endpoint}, apps=apps
             )
+            for app in apps:
+                app.deliver(delivery)
         exports.update(_cluster_exports(cluster))
+        exports.update(_front_door_exports(front_door))
+        exports["secretsBackend"] = secrets.backend
+        exports.update(_operations(cfg, cluster, None, tooling))
     return exports
+
+
+# --- Front door ----------------------------------------------------------------------------------
+
+
+def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | None:
+    """Reserved IP, Traefik, the platform Gateway, cert-manager and DNS, when configured."""
+    ingress, tls, dns = cfg.ingress, cfg.tls, cfg.dns
+    if ingress is None:
+        return None
+    assert tls is not None
+    argocd = cfg.gitops.argocd if cfg.gitops is not None else None
+    app_hostnames, platform_hostnames = hostnames_by_kind(
+        app_hostnames=ingress.hostnames,
+        platform_hostnames=ingress.platform_hostnames,
+        extra_app=[app.hostname for app in cfg.apps],
+        extra_platform=[argocd.hostname] if argocd is not None else [],
+    )
+    zone = ingress.ip_zone(cfg.zone)
+    return FrontDoor(
+        f"{cfg.environment}-front-door",
+        FrontDoorArgs(
+            provider=cluster.provider,
+            project_id=cfg.project_id,
+            zone=zone,
+            app_hostnames=app_hostnames,
+            platform_hostnames=platform_hostnames,
+            redirects=ingress.redirects,
+            acme_email=tls.acme_email,
+            issuer=tls.cluster_issuer,
+            replicas=ingress.replicas,
+            load_balancer_type=ingress.load_balancer_type,
+            adopt_ip_id=ingress.adopt_import_id(cfg.zone),
+            protect=cfg.protect_stateful,
+            dns=DnsZone(zone=dns.zone or ingress.domain, ttl=dns.ttl, records=dns.records)
+            if dns is not None and dns.managed
+            else None,
+            dns01=tls.dns01,
+            tags=cfg.tags,
+        ),
+    )
+
+
+def _front_door_exports(front_door: FrontDoor | None) -> Exports:
+    if front_door is None:
+        return {}
+    return {
+        "ingressIp": front_door.ip_address,
+        "ingressIpId": front_door.ip_id,
+        "gatewayName": front_door.gateway_name,
+        "gatewayNamespace": front_door.gateway_namespace,
+        "ingressHostnames": [listener.hostname for listener in front_door.listeners],
+    }
 
 
 # --- GitOps wiring --------------------------------------------------------------------------------
 
 
-def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster) -> ArgoCd:
+def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor | None = None) -> ArgoCd:
     """Argo CD and the image updater in tooling, plus tooling's own project."""
     gitops = cfg.gitops
     assert gitops is not None and gitops.argocd is not None
@@ -226,6 +320,11 @@ def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster) -> ArgoCd:
             )
             if oidc is not None
             else None,
+            gateway=GatewayParent(name=front_door.gateway_name, namespace=front_door.gateway_namespace)
+            if front_door is not None
+            else None,
+            # Its HTTPRoute needs the Gateway API CRDs and attaches to the platform Gateway.
+            depends_on=(front_door.gateway_api_crds, front_door.gateway) if front_door is not None else (),
         ),
     )
     EnvironmentProject(
@@ -258,6 +357,11 @@ class _ToolingReference:
         self.api_access = (
             ApiAccess(cidr=egress_ip.apply(lambda ip: f"{ip}/32"), description="tooling Argo CD egress"),
         )
+        # The registry's read-only key, for the image pull secret of every app namespace.
+        self.registry_host = self.registry_endpoint.apply(lambda endpoint: endpoint.split("/", 1)[0])
+        self.registry_pull_secret_key = pulumi.Output.secret(
+            reference.require_output("registryPullSecretKey")
+        ).apply(str)
         self.provider = k8s.Provider(
             "tooling-k8s",
             kubeconfig=pulumi.Output.secret(reference.require_output("kubeconfig")).apply(str),
@@ -269,7 +373,8 @@ def _register_with_tooling(
     cluster: KapsuleCluster,
     tooling: _ToolingReference,
     facts: dict[str, pulumi.Input[str]],
-) -> None:
+    apps: list[App] | None = None,
+) -> AppDelivery:
     gitops = cfg.gitops
     assert gitops is not None
     namespaces = tuple(sorted({*gitops.namespaces, *(app.name for app in cfg.apps)}))
@@ -283,10 +388,12 @@ def _register_with_tooling(
             ca_data=cluster.ca_certificate,
             namespaces=namespaces,
             facts={"environment": cfg.environment, **facts},
+            # Its RoleBindings live in the app namespaces.
+            depends_on=tuple(app.namespace for app in apps or ()),
         ),
     )
     images = {app.name: app.image for app in cfg.apps}
-    EnvironmentProject(
+    project = EnvironmentProject(
         f"{cfg.environment}-gitops",
         EnvironmentProjectArgs(
             environment=cfg.environment,
@@ -305,6 +412,172 @@ def _register_with_tooling(
             depends_on=(registration,),
         ),
     )
+    return AppDelivery(
+        tooling_provider=tooling.provider,
+        argocd_namespace=ARGOCD_NAMESPACE,
+        project=project.project_name,
+        cluster_name=registration.cluster_name,
+        repo_url=gitops.repo_url,
+        target_revision=gitops.target_revision,
+        # The project (and, through it, the registration): not the registration component
+        # itself, whose children (one RoleBinding per namespace) every Application would then
+        # depend on, N x N.
+        depends_on=(project,),
+    )
+
+
+# --- Secrets and apps --------------------------------------------------------------------------
+
+
+def _secrets_operator(cfg: PlatformConfig, cluster: KapsuleCluster) -> SecretsOperator:
+    """External Secrets and the cluster's stores (Scaleway Secret Manager, or also 1Password)."""
+    vault = cfg.vault
+    return SecretsOperator(
+        f"{cfg.environment}-secrets",
+        SecretsOperatorArgs(
+            provider=cluster.provider,
+            environment=cfg.environment,
+            region=cfg.region,
+            project_id=cfg.project_id,
+            backend=vault.backend,
+            onepassword=OnePasswordStore(
+                vault=vault.onepassword.vault, token=cfg.secret("onepasswordServiceAccountToken")
+            )
+            if vault.onepassword is not None
+            else None,
+            ha=cfg.role != "development",
+            namespace_labels=namespace_labels(),
+            allowed_namespace_labels=(APP_NAMESPACE_LABEL, PLATFORM_NAMESPACE_LABEL),
+            tags=cfg.tags,
+        ),
+    )
+
+
+def _apps(  # noqa: PLR0917 - private composition helper, called twice
+    cfg: PlatformConfig,
+    cluster: KapsuleCluster,
+    secrets: SecretsOperator,
+    front_door: FrontDoor | None,
+    tooling: _ToolingReference | None,
+    database: ManagedPostgres | None,
+) -> list[App]:
+    """Every app's envelope from platform:apps (delivery by Argo CD follows the registration)."""
+    if not cfg.apps:
+        return []
+    assert tooling is not None, "config rules require platform:gitops with platform:apps"
+    listeners = {listener.hostname: listener.name for listener in front_door.listeners} if front_door else {}
+    apps: list[App] = []
+    for settings in cfg.apps:
+        app_database = None
+        if settings.database is not None:
+            assert database is not None
+            credentials = database.credentials[settings.database]
+            app_database = AppDatabase(
+                host=database.host,
+                port=database.port,
+                name=credentials.database,
+                user=credentials.user,
+                password=credentials.password,
+            )
+        gateway = (
+            AppGateway(
+                name=front_door.gateway_name,
+                namespace=front_door.gateway_namespace,
+                section_name=listeners[settings.hostname],
+                depends_on=(front_door.gateway_api_crds, front_door.gateway),
+            )
+            if front_door is not None
+            else None
+        )
+        apps.append(
+            App(
+                f"app-{settings.name}",
+                AppArgs(
+                    settings=settings,
+                    environment=cfg.environment,
+                    provider=cluster.provider,
+                    vault=AppVault(
+                        backend=secrets.backend,
+                        app_store=secrets.app_store,
+                        platform_store=secrets.platform_store,
+                        location=cfg.app_secrets_path(settings),
+                        platform_path=cfg.app_platform_path(settings),
+                        region=cfg.region,
+                        project_id=cfg.project_id,
+                        refresh_interval=cfg.vault.refresh_interval,
+                    ),
+                    database=app_database,
+                    gateway=gateway,
+                    ingress_namespace=TRAEFIK_NAMESPACE,
+                    registry_host=tooling.registry_host,
+                    registry_password=tooling.registry_pull_secret_key,
+                    secrets_depends_on=(secrets.release, *secrets.stores.values()),
+                    tags=cfg.tags,
+                ),
+            )
+        )
+    return apps
+
+
+# --- Operations: restore check and observability ---------------------------------------------
+
+
+def _operations(
+    cfg: PlatformConfig,
+    cluster: KapsuleCluster,
+    database: ManagedPostgres | None = None,
+    tooling: _ToolingReference | None = None,
+) -> Exports:
+    """platform:operations: the daily restore check (with the database) and observability."""
+    exports: Exports = {}
+    check = cfg.operations.restore_check
+    if check is not None:
+        assert database is not None, "config rules require platform:database with the restore check"
+        restore = RestoreCheck(
+            f"{cfg.environment}-restore-check",
+            RestoreCheckArgs(
+                provider=cluster.provider,
+                environment=cfg.environment,
+                region=cfg.region,
+                project_id=cfg.project_id,
+                settings=check,
+                database_host=database.host,
+                database_port=database.port,
+                credentials=database.credentials,
+                protect=cfg.protect_stateful,
+                namespace_labels=namespace_labels(),
+                # The image lives in the platform registry, read with tooling's pull key.
+                registry=RegistryPull(host=tooling.registry_host, password=tooling.registry_pull_secret_key)
+                if tooling is not None
+                else None,
+                tags=cfg.tags,
+            ),
+        )
+        exports["restoreCheckBucket"] = restore.bucket_name
+    settings = cfg.operations.observability
+    if settings is not None:
+        observability = Observability(
+            f"{cfg.environment}-observability",
+            ObservabilityArgs(
+                provider=cluster.provider,
+                environment=cfg.environment,
+                region=cfg.region,
+                project_id=cfg.project_id,
+                settings=settings,
+                probe_hostnames=[app.hostname for app in cfg.apps] if cfg.is_production else (),
+                restore_check=check is not None,
+                database=database is not None,
+                webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
+                # node-exporter and the log collector read the nodes (host network, PID, paths).
+                namespace_labels=namespace_labels(enforce="privileged"),
+                tags=cfg.tags,
+            ),
+        )
+        exports["observabilityBackend"] = settings.backend
+        exports["cockpitLogsSource"] = observability.logs_source_url
+        if observability.metrics_source_url is not None:
+            exports["cockpitMetricsSource"] = observability.metrics_source_url
+    return exports
 
 
 def export_all(exports: Exports) -> None:

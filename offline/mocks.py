@@ -113,6 +113,14 @@ def _cluster_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _cockpit_source_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A Cockpit data source's URLs: ``https://<id>.<type>.cockpit.<region>.scw.cloud``."""
+    kind, region = inputs.get("type") or "metrics", inputs.get("region") or "fr-par"
+    url = f"https://{fake_uuid(seed)}.{kind}.cockpit.{region}.scw.cloud"
+    push = {"metrics": "/api/v1/push", "logs": "/loki/api/v1/push", "traces": "/otlp/v1/traces"}
+    return {"id": f"{region}/{fake_uuid(seed)}", "url": url, "pushUrl": url + push.get(kind, "")}
+
+
 def _token_secret_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if inputs.get("type") != "kubernetes.io/service-account-token":
         return {}
@@ -129,7 +137,15 @@ class PlatformMocks(pulumi_mocks.Mocks):
         self._stack_outputs = stack_outputs or {}
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        raise NotImplementedError(f"the offline plan mocks no invoke; the program called {args.token}")
+        if args.token == "scaleway:observability/getSource:getSource":
+            # The project's own Cockpit data sources (e.g. origin scaleway, type metrics) exist
+            # without the program; it reads them by origin and type.
+            inputs = dict(args.args)
+            seed = f"{args.token}::{inputs.get('origin')}/{inputs.get('type')}/{inputs.get('projectId')}"
+            return {**inputs, **_cockpit_source_outputs(seed, inputs)}, []
+        raise NotImplementedError(
+            f"the offline plan mocks one invoke (getSource); the program called {args.token}"
+        )
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         if args.typ == "pulumi:pulumi:StackReference":
@@ -138,6 +154,8 @@ class PlatformMocks(pulumi_mocks.Mocks):
         inputs = dict(args.inputs)
         location = inputs.get("zone") or inputs.get("region") or "fr-par"
         resource_id = f"{location}/{fake_uuid(seed)}" if args.typ.startswith("scaleway:") else fake_uuid(seed)
+        # An imported resource (`import_`) keeps the ID it is imported by, as with the engine.
+        resource_id = args.resource_id or resource_id
         state = {**inputs, **self._computed(args.typ, seed, inputs)}
         self._by_id[resource_id] = state
         return resource_id, state
@@ -151,6 +169,8 @@ class PlatformMocks(pulumi_mocks.Mocks):
             "scaleway:registry/namespace:Namespace": lambda: {
                 "endpoint": f"rg.{inputs.get('region', 'fr-par')}.scw.cloud/{inputs.get('name')}"
             },
+            "scaleway:observability/source:Source": lambda: _cockpit_source_outputs(seed, inputs),
+            "scaleway:observability/token:Token": lambda: {"secretKey": fake_secret(seed)},
             "scaleway:iam/apiKey:ApiKey": lambda: {
                 "accessKey": "SCW" + _digest(seed)[:17].upper(),
                 "secretKey": fake_secret(seed),

@@ -104,7 +104,7 @@ def run(
     project = project_name(root)
     raw = read_stack_config(stack, root) if config is None else config
     references = {
-        ref: run(ref.rsplit("/", 1)[-1], root=root).exports
+        ref: _referenced_exports(ref.rsplit("/", 1)[-1], root)
         for ref in platform_config.referenced_stacks(_namespace(raw, "platform"))
     }
     flat, secret_keys = engine_config(raw, project)
@@ -144,6 +144,19 @@ def run(
     return Plan(
         stack=stack, project=project, registrations=list(monitor.registrations.values()), exports=exports
     )
+
+
+_REFERENCE_CACHE: dict[tuple[Path, str, str], dict[str, Export]] = {}
+
+
+def _referenced_exports(stack: str, root: Path) -> dict[str, Export]:
+    """A referenced stack's exports, planned once per content of its stack file: a test session
+    plans prod dozens of times, and each would otherwise plan tooling again."""
+    path = root / f"Pulumi.{stack}.yaml"
+    key = (root, stack, path.read_text() if path.exists() else "")
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE[key] = run(stack, root=root).exports
+    return _REFERENCE_CACHE[key]
 
 
 def _namespace(raw: dict[str, Any], namespace: str) -> dict[str, Any]:

@@ -39,6 +39,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _all_dependencies(plan: runner.Plan, reg: Registration) -> set[str]:
+    """Everything ``reg`` waits for, directly or through its dependencies."""
+    by_urn = {r.urn: r for r in plan.registrations}
+    seen: set[str] = set()
+    stack = list(reg.dependencies)
+    while stack:
+        urn = stack.pop()
+        if urn not in seen:
+            seen.add(urn)
+            stack.extend(by_urn[urn].dependencies if urn in by_urn else [])
+    return seen
+
+
 @pytest.fixture(scope="module")
 def tooling(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
     return committed_plans["tooling"]
@@ -118,9 +131,12 @@ def test_ssh_repository_uses_the_key(plan_with: Callable[..., runner.Plan], stac
 def test_argocd_ui_is_routed_through_the_platform_gateway(tooling: runner.Plan) -> None:
     routes = [r for r in tooling.registrations if r.inputs.get("kind") == "HTTPRoute"]
     argocd = [r for r in routes if r.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE]
-    if not argocd:
-        pytest.skip("the platform Gateway is not wired into the tooling stack")
+    assert len(argocd) == 1
     spec = argocd[0].inputs["spec"]
+    gateway = [r for r in tooling.registrations if r.inputs.get("kind") == "Gateway"]
+    assert len(gateway) == 1
+    assert spec["parentRefs"][0]["name"] == gateway[0].inputs["metadata"]["name"]
+    assert gateway[0].urn in _all_dependencies(tooling, argocd[0])
     assert spec["hostnames"] == ["argocd.tooling.example.com"]
     assert spec["rules"][0]["backendRefs"] == [{"name": gitops.ARGOCD_SERVER_SERVICE, "port": 80}]
 
@@ -251,6 +267,7 @@ def test_environment_project_is_restricted_to_its_cluster_and_namespaces(prod: r
         "ResourceQuota",
         "LimitRange",
         "NetworkPolicy",
+        "ExternalSecret",
     }
     # Depending on the registration component waits for all of its children, the cluster Secret too.
     assert _named(prod, "prod-registration-cluster-secret").urn in project.dependencies
