@@ -40,9 +40,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
+from components import labels
 from components.config import DATABASE_KEYS
 from components.config import App as AppSettings
-from components.gitops import APP_NAMESPACE_LABEL
 
 #: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
 DATABASE_SECRET = "platform-database"
@@ -62,12 +62,6 @@ DNS_NAMESPACE = "kube-system"
 DNS_POD_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}
 POSTGRES_PORT = 5432
 ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
-POD_SECURITY_LABELS: Mapping[str, str] = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-    "pod-security.kubernetes.io/audit": "restricted",
-    "pod-security.kubernetes.io/warn": "restricted",
-}
 #: Resources of the parity gate's hook pod (counted in the quota).
 GATE_RESOURCES: Mapping[str, Mapping[str, str]] = {
     "requests": {"cpu": "10m", "memory": "16Mi"},
@@ -83,10 +77,6 @@ def env_secret_name(app: str) -> str:
 def application_name(environment: str, app: str) -> str:
     """Argo CD Application name; the image updater's ``namePattern`` (gitops.py) relies on it."""
     return f"{environment}-{app}"
-
-
-def namespace_labels(app: str) -> dict[str, str]:
-    return {**POD_SECURITY_LABELS, APP_NAMESPACE_LABEL: "true", "platform.scw/app": app}
 
 
 def remote_key(backend: str, location: str, key: str) -> str:
@@ -413,10 +403,10 @@ class App(pulumi.ComponentResource):
 
         self.namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": app.name, "labels": namespace_labels(app.name)},
+            metadata={"name": app.name, "labels": labels.app_namespace(app.name)},
             opts=k8s_opts,
         )
-        meta: Any = {"namespace": app.name, "labels": {"platform.scw/app": app.name}}
+        meta: Any = {"namespace": app.name, "labels": {labels.APP: app.name}}
         in_namespace = pulumi.ResourceOptions.merge(
             k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace])
         )
@@ -536,7 +526,7 @@ class App(pulumi.ComponentResource):
             metadata={
                 "name": application_name(self._environment, app.name),
                 "namespace": delivery.argocd_namespace,
-                "labels": {"platform.scw/environment": self._environment, "platform.scw/app": app.name},
+                "labels": {labels.ENVIRONMENT: self._environment, labels.APP: app.name},
                 # Deleting the Application deletes what it deployed, not just itself.
                 "finalizers": [ARGOCD_FINALIZER],
             },

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import labels
+
 ARGO_HELM_REPO = "https://argoproj.github.io/argo-helm"
 ARGOCD_CHART_VERSION = "10.1.1"
 ARGOCD_IMAGE_TAG = "v3.4.4"  # the chart's appVersion, pinned explicitly
@@ -37,9 +39,6 @@ ARGOCD_NAMESPACE = "argocd"
 ARGOCD_SERVER_SERVICE = "argocd-server"
 ROOT_PROJECT = "platform"
 MANAGER_NAMESPACE = "argocd-manager"
-#: The platform Gateway admits routes only from namespaces carrying one of these labels.
-PLATFORM_NAMESPACE_LABEL = "platform.scw/platform-namespace"
-APP_NAMESPACE_LABEL = "platform.scw/app-namespace"
 #: Kinds Argo CD must never manage in an app namespace: the platform owns each app's envelope.
 #: ExternalSecret too: the cluster stores can read every app's folder, so only the platform may
 #: say which keys an app gets (components/apps.py).
@@ -105,12 +104,7 @@ def _namespace(
         resource_name,
         metadata={
             "name": name,
-            "labels": {
-                PLATFORM_NAMESPACE_LABEL: "true",
-                "pod-security.kubernetes.io/enforce": enforce,
-                "pod-security.kubernetes.io/warn": "restricted",
-                "pod-security.kubernetes.io/audit": "restricted",
-            },
+            "labels": labels.platform_namespace(enforce=enforce),
         },
         opts=opts,
     )
@@ -304,7 +298,7 @@ class ArgoCd(pulumi.ComponentResource):
                 metadata={
                     "name": f"{environment}-root",
                     "namespace": ARGOCD_NAMESPACE,
-                    "labels": {"platform.scw/environment": environment},
+                    "labels": {labels.ENVIRONMENT: environment},
                     # Deleting a root app deletes the child Applications it created, not just itself.
                     "finalizers": ["resources-finalizer.argocd.argoproj.io"],
                 },
@@ -495,7 +489,7 @@ class ClusterRegistration(pulumi.ComponentResource):
                 "namespace": ARGOCD_NAMESPACE,
                 "labels": {
                     "argocd.argoproj.io/secret-type": "cluster",
-                    "platform.scw/environment": args.environment,
+                    labels.ENVIRONMENT: args.environment,
                 },
                 "annotations": {f"platform.scw/{key}": value for key, value in sorted(args.facts.items())},
             },

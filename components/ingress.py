@@ -39,6 +39,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
+from components import labels
 from components.dns import DnsRecords, DnsRecordsArgs, resource_suffix
 from components.tls import CertManager, CertManagerArgs, Dns01Args, GatewayRef
 
@@ -62,28 +63,12 @@ GATEWAY_NAME = "platform"
 GATEWAY_NAMESPACE = TRAEFIK_NAMESPACE
 HTTP_LISTENER = "http"
 
-#: Namespaces whose HTTPRoutes the Gateway admits, by the kind of hostname they may serve.
-APP_NAMESPACE_LABEL = "platform.scw/app-namespace"
-PLATFORM_NAMESPACE_LABEL = "platform.scw/platform-namespace"
-
 IP_IDS_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-ip-ids"
 ZONE_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-zone"
 LB_TYPE_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-type"
 ISSUER_ANNOTATION = "cert-manager.io/cluster-issuer"
 
 RoutesFrom = Literal["apps", "platform"]
-
-
-def namespace_labels(*, enforce: str = "restricted") -> dict[str, str]:
-    """Labels of a platform namespace: Pod Security (enforced level, restricted audited and warned)
-    and the marker that admits its routes to the platform Gateway's platform hostnames."""
-    return {
-        "pod-security.kubernetes.io/enforce": enforce,
-        "pod-security.kubernetes.io/enforce-version": "latest",
-        "pod-security.kubernetes.io/audit": "restricted",
-        "pod-security.kubernetes.io/warn": "restricted",
-        PLATFORM_NAMESPACE_LABEL: "true",
-    }
 
 
 def bare_ip_uuid(resource_id: str) -> str:
@@ -95,6 +80,9 @@ def bare_ip_uuid(resource_id: str) -> str:
 class Listener:
     hostname: str
     routes_from: RoutesFrom
+    #: The one app whose namespace may attach routes here (its namespace's ``labels.APP``), so
+    #: an app cannot take over another app's hostname. None: any app namespace.
+    owner: str | None = None
 
     @property
     def name(self) -> str:
@@ -106,8 +94,12 @@ class Listener:
         return f"{resource_suffix(self.hostname)}-tls"
 
 
-def listeners(app_hostnames: Sequence[str], platform_hostnames: Sequence[str]) -> list[Listener]:
-    """One HTTPS listener per hostname, in order, duplicates dropped; a hostname is either kind."""
+def listeners(
+    app_hostnames: Sequence[str], platform_hostnames: Sequence[str], owners: Mapping[str, str] | None = None
+) -> list[Listener]:
+    """One HTTPS listener per hostname, in order, duplicates dropped; a hostname is either kind.
+    ``owners`` maps an app hostname to the only app allowed to serve it."""
+    owners = owners or {}
     found: dict[str, Listener] = {}
     kinds: tuple[tuple[RoutesFrom, Sequence[str]], ...] = (
         ("apps", app_hostnames),
@@ -118,15 +110,19 @@ def listeners(app_hostnames: Sequence[str], platform_hostnames: Sequence[str]) -
             known = found.get(hostname)
             if known is not None and known.routes_from != routes_from:
                 raise ValueError(f"hostname {hostname} is both an app and a platform hostname")
-            found.setdefault(hostname, Listener(hostname=hostname, routes_from=routes_from))
+            owner = owners.get(hostname) if routes_from == "apps" else None
+            found.setdefault(hostname, Listener(hostname=hostname, routes_from=routes_from, owner=owner))
     return list(found.values())
 
 
+def _route_selector(listener: Listener) -> dict[str, object]:
+    if listener.routes_from == "platform":
+        return {"matchLabels": {labels.PLATFORM_NAMESPACE: "true"}}
+    owner = {labels.APP: listener.owner} if listener.owner else {}
+    return {"matchLabels": {labels.APP_NAMESPACE: "true", **owner}}
+
+
 def gateway_spec(hostnames: Sequence[Listener]) -> dict[str, object]:
-    selectors = {
-        "apps": {"matchLabels": {APP_NAMESPACE_LABEL: "true"}},
-        "platform": {"matchLabels": {PLATFORM_NAMESPACE_LABEL: "true"}},
-    }
     http_routes = [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
     return {
         "gatewayClassName": GATEWAY_CLASS,
@@ -150,7 +146,7 @@ def gateway_spec(hostnames: Sequence[Listener]) -> dict[str, object]:
                         "certificateRefs": [{"group": "", "kind": "Secret", "name": listener.secret_name}],
                     },
                     "allowedRoutes": {
-                        "namespaces": {"from": "Selector", "selector": selectors[listener.routes_from]},
+                        "namespaces": {"from": "Selector", "selector": _route_selector(listener)},
                         "kinds": http_routes,
                     },
                 }
@@ -290,6 +286,8 @@ class FrontDoorArgs:
     #: Hostnames served by app namespaces, then by the platform's namespaces.
     app_hostnames: Sequence[str]
     platform_hostnames: Sequence[str] = ()
+    #: App hostname -> the only app (namespace label ``labels.APP``) that may route it.
+    app_owners: Mapping[str, str] = field(default_factory=dict)
     acme_email: str
     #: Hostnames that only redirect (301, path kept) to another hostname, e.g. the apex to www.
     redirects: Mapping[str, str] = field(default_factory=dict)
@@ -326,7 +324,9 @@ class FrontDoor(pulumi.ComponentResource):
         if args.dns01 and args.dns is None:
             raise ValueError("dns01 needs the zone in Scaleway DNS (args.dns)")
         # A redirect's route lives next to the Gateway, in a platform namespace.
-        self.listeners = listeners(args.app_hostnames, [*args.platform_hostnames, *args.redirects])
+        self.listeners = listeners(
+            args.app_hostnames, [*args.platform_hostnames, *args.redirects], owners=args.app_owners
+        )
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
         ip = self._reserved_ip(name, args)
@@ -338,7 +338,7 @@ class FrontDoor(pulumi.ComponentResource):
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata={"name": TRAEFIK_NAMESPACE, "labels": namespace_labels()},
+            metadata={"name": TRAEFIK_NAMESPACE, "labels": labels.platform_namespace()},
             opts=k8s_opts,
         )
         # helm.v3.Release, not helm.v4.Chart: one atomic Helm release that waits for the load
@@ -373,13 +373,13 @@ class FrontDoor(pulumi.ComponentResource):
                 gateway=GatewayRef(
                     name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, section_name=HTTP_LISTENER
                 ),
-                namespace_labels=namespace_labels(),
+                namespace_labels=labels.platform_namespace(),
                 gateway_api_crds=self.gateway_api_crds,
                 ha=args.replicas >= 2,
                 dns01=Dns01Args(
                     zone=args.dns.zone,
                     project_id=args.project_id,
-                    namespace_labels=namespace_labels(enforce="baseline"),
+                    namespace_labels=labels.platform_namespace(enforce="baseline"),
                 )
                 if args.dns01 and args.dns is not None
                 else None,

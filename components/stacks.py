@@ -16,15 +16,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import labels
 from components.apps import App, AppArgs, AppDatabase, AppDelivery, AppGateway, AppVault
 from components.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
 from components.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
 from components.config import PlatformConfig
 from components.database import ManagedPostgres, ManagedPostgresArgs
 from components.gitops import (
-    APP_NAMESPACE_LABEL,
     ARGOCD_NAMESPACE,
-    PLATFORM_NAMESPACE_LABEL,
     ArgoCd,
     ArgoCdArgs,
     ClusterRegistration,
@@ -43,7 +42,6 @@ from components.ingress import (
     FrontDoor,
     FrontDoorArgs,
     hostnames_by_kind,
-    namespace_labels,
 )
 from components.network import Network, NetworkArgs
 from components.observability import Observability, ObservabilityArgs
@@ -248,6 +246,7 @@ def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | Non
             zone=zone,
             app_hostnames=app_hostnames,
             platform_hostnames=platform_hostnames,
+            app_owners={app.hostname: app.name for app in cfg.apps},
             redirects=ingress.redirects,
             acme_email=tls.acme_email,
             issuer=tls.cluster_issuer,
@@ -406,7 +405,7 @@ def _register_with_tooling(
                 ImageUpdateTarget(
                     app=u.app, image=images[u.app], strategy=u.strategy, allow_tags=u.allow_tags
                 )
-                for u in gitops.image_updates
+                for u in gitops.image_updates_for(images)
             ),
             write_back_branch=gitops.image_updater.write_back_branch,
             depends_on=(registration,),
@@ -446,8 +445,8 @@ def _secrets_operator(cfg: PlatformConfig, cluster: KapsuleCluster) -> SecretsOp
             if vault.onepassword is not None
             else None,
             ha=cfg.role != "development",
-            namespace_labels=namespace_labels(),
-            allowed_namespace_labels=(APP_NAMESPACE_LABEL, PLATFORM_NAMESPACE_LABEL),
+            namespace_labels=labels.platform_namespace(),
+            allowed_namespace_labels=(labels.APP_NAMESPACE, labels.PLATFORM_NAMESPACE),
             tags=cfg.tags,
         ),
     )
@@ -545,7 +544,7 @@ def _operations(
                 database_port=database.port,
                 credentials=database.credentials,
                 protect=cfg.protect_stateful,
-                namespace_labels=namespace_labels(),
+                namespace_labels=labels.platform_namespace(),
                 # The image lives in the platform registry, read with tooling's pull key.
                 registry=RegistryPull(host=tooling.registry_host, password=tooling.registry_pull_secret_key)
                 if tooling is not None
@@ -569,7 +568,7 @@ def _operations(
                 database=database is not None,
                 webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
                 # node-exporter and the log collector read the nodes (host network, PID, paths).
-                namespace_labels=namespace_labels(enforce="privileged"),
+                namespace_labels=labels.platform_namespace(enforce="privileged"),
                 tags=cfg.tags,
             ),
         )

@@ -289,8 +289,9 @@ def test_route_attaches_to_the_listener_of_its_hostname(
         )
         listener = listeners[parent["sectionName"]]
         assert listener["hostname"] == raw["hostname"] and listener["protocol"] == "HTTPS"
+        # Only this app's namespace may attach to its hostname's listener.
         assert listener["allowedRoutes"]["namespaces"]["selector"] == {
-            "matchLabels": {"platform.scw/app-namespace": "true"}
+            "matchLabels": {"platform.scw/app-namespace": "true", "platform.scw/app": raw["name"]}
         }
         assert spec["rules"][0]["backendRefs"] == [{"name": raw["name"], "port": raw["port"]}]
         assert gateway.urn in route.dependencies

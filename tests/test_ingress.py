@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from components import ingress
+from components import ingress, labels
 from components.dns import record_name
 from offline import runner, schemas
 from offline.artifacts import plain
@@ -311,18 +311,20 @@ def test_routes_admitted_only_from_labelled_namespaces(
     http = next(listener for listener in spec["listeners"] if listener["protocol"] == "HTTP")
     assert http["port"] == ingress.WEB_PORT
     assert http["allowedRoutes"]["namespaces"] == {"from": "Same"}, "only ACME challenge routes on HTTP"
-    allowed = {
-        ingress.APP_NAMESPACE_LABEL: {"www.example.com", "newsletter.example.com"},
-        # Argo CD's hostname, and the apex whose redirect route lives next to the Gateway.
-        ingress.PLATFORM_NAMESPACE_LABEL: {"argocd.tooling.example.com", "example.com"},
-    }
+    owners = {"www.example.com": "website", "newsletter.example.com": "newsletter"}
+    # Argo CD's hostname, and the apex whose redirect route lives next to the Gateway.
+    platform = {"argocd.tooling.example.com", "example.com"}
     for listener in https_listeners(committed_plans[stack]):
         namespaces = listener["allowedRoutes"]["namespaces"]
         assert namespaces["from"] == "Selector"
-        labels = namespaces["selector"]["matchLabels"]
-        assert len(labels) == 1
-        [(label, value)] = labels.items()
-        assert value == "true" and listener["hostname"] in allowed[label]
+        match = namespaces["selector"]["matchLabels"]
+        hostname = listener["hostname"]
+        if hostname in owners:
+            # Only the owning app's namespace: another app cannot claim this hostname.
+            assert match == {labels.APP_NAMESPACE: "true", labels.APP: owners[hostname]}
+        else:
+            assert hostname in platform
+            assert match == {labels.PLATFORM_NAMESPACE: "true"}
 
 
 @pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
@@ -365,9 +367,9 @@ def test_platform_namespaces_carry_pod_security_and_the_platform_label(
         if "front-door" in r.name
     }
     assert set(namespaces) == {"traefik", "cert-manager"}
-    for labels in namespaces.values():
-        assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-        assert labels[ingress.PLATFORM_NAMESPACE_LABEL] == "true"
+    for namespace_labels in namespaces.values():
+        assert namespace_labels["pod-security.kubernetes.io/enforce"] == "restricted"
+        assert namespace_labels[labels.PLATFORM_NAMESPACE] == "true"
 
 
 @pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)

@@ -1,0 +1,36 @@
+"""Labels the components agree on, defined once.
+
+The platform Gateway admits HTTPRoutes by the namespace labels, the External Secrets stores serve
+namespaces by them, Argo CD's registration is limited to the app namespaces and the policy pack
+(``policy/rules.py``, which must stay importable on its own) checks the same keys.
+"""
+
+from __future__ import annotations
+
+#: Marks a namespace that belongs to one app (created by ``components.apps``).
+APP_NAMESPACE = "platform.scw/app-namespace"
+#: Marks a namespace of the platform itself (Traefik, Argo CD, cert-manager, ...).
+PLATFORM_NAMESPACE = "platform.scw/platform-namespace"
+#: The app a namespace or object belongs to; the Gateway admits an app's routes only on its own
+#: hostname's listener by this label.
+APP = "platform.scw/app"
+ENVIRONMENT = "platform.scw/environment"
+
+
+def pod_security(enforce: str = "restricted") -> dict[str, str]:
+    """Pod Security admission labels: ``enforce`` at the given level, restricted always audited
+    and warned so a namespace running below it shows what keeps it there."""
+    return {
+        "pod-security.kubernetes.io/enforce": enforce,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+    }
+
+
+def platform_namespace(*, enforce: str = "restricted") -> dict[str, str]:
+    return {**pod_security(enforce), PLATFORM_NAMESPACE: "true"}
+
+
+def app_namespace(app: str) -> dict[str, str]:
+    return {**pod_security(), APP_NAMESPACE: "true", APP: app}
