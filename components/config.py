@@ -390,6 +390,7 @@ class GitOps(_Model):
     #: as `organization/project/stack` (Pulumi Cloud) or `organization/platform/tooling` with
     #: `pulumi login --local`.
     tooling_stack: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")] | None = None
+    #: Per-app image-updater settings; apps not listed get the defaults (semver, any tag).
     image_updates: list[ImageUpdate] = Field(default_factory=list)
 
     @field_validator("repo_url")
@@ -400,6 +401,11 @@ class GitOps(_Model):
                 f"must be an https:// URL or an ssh URL (ssh://git@host/path or git@host:path), got {url!r}"
             )
         return url
+
+    def image_updates_for(self, apps: Iterable[str]) -> list[ImageUpdate]:
+        """Every app gets an image-updater entry: its ``imageUpdates`` settings, else the defaults."""
+        configured = {update.app: update for update in self.image_updates}
+        return [configured.get(app) or ImageUpdate(app=app) for app in apps]
 
     @property
     def uses_ssh(self) -> bool:
@@ -1586,6 +1592,10 @@ def _secrets_rules(
             )
 
 
+#: spec.listeners maxItems in the Gateway API CRD (gateway-api v1.6.1, v1 and v1beta1).
+MAX_GATEWAY_LISTENERS = 64
+
+
 def _front_door_rules(
     raw: Mapping[str, Any],
     *,
@@ -1640,6 +1650,16 @@ def _front_door_rules(
             )
     if argocd is not None and argocd in ingress.redirects:
         problems.add("platform:gitops.argocd.hostname", f"{argocd} is in {path}.redirects: it only redirects")
+    # The Gateway API caps a Gateway at 64 listeners (its CRD's maxItems): the HTTP listener plus
+    # one HTTPS listener per hostname. A plan past that would only fail at apply time.
+    served = {*every, *(a.hostname for a in apps), *([argocd] if argocd else [])}
+    if len(served) + 1 > MAX_GATEWAY_LISTENERS:
+        problems.add(
+            "platform:apps" if apps else f"{path}.hostnames",
+            f"the platform Gateway can hold {MAX_GATEWAY_LISTENERS} listeners (HTTP plus one HTTPS "
+            f"listener per hostname); this stack serves {len(served)} hostnames, "
+            f"{len(served) + 1 - MAX_GATEWAY_LISTENERS} too many",
+        )
     wildcards = [h for h in every if h.startswith("*.")]
     if wildcards and (tls is None or not tls.dns01):
         problems.add(

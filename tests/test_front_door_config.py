@@ -7,40 +7,16 @@ in another part of a half-edited stack file does not make these tests fail or pa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from components.config import ConfigError
 from offline import runner
+from tests.harness import Mutation, StackConfig, new_problems
+from tests.harness import load_config as _load
 
-StackConfig = Callable[[str], dict[str, Any]]
-Mutation = Callable[[dict[str, Any]], None]
 UUID = "0b9c6a1e-5d4f-4e2a-9c3b-7a8d9e0f1a2b"
-
-
-def _load(stack: str, raw: dict[str, Any]) -> PlatformConfig:
-    platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
-    scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
-    # Deploy-time secrets are never in a stack file; an operator sets them with --secret.
-    secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
-    return load(platform, scaleway, stack=stack, project="platform", secrets=secrets)
-
-
-def _problems(stack: str, raw: dict[str, Any]) -> list[str]:
-    try:
-        _load(stack, raw)
-    except ConfigError as exc:
-        return exc.problems
-    return []
-
-
-def new_problems(stack_config: StackConfig, stack: str, mutate: Mutation) -> list[str]:
-    baseline = _problems(stack, stack_config(stack))
-    raw = stack_config(stack)
-    mutate(raw)
-    return [p for p in _problems(stack, raw) if p not in baseline]
 
 
 def setting(key: str, **changes: Any) -> Mutation:
@@ -337,3 +313,26 @@ def test_committed_front_door_config(stack_config: StackConfig) -> None:
     tooling = _load("tooling", stack_config("tooling"))
     assert tooling.ingress is not None and tooling.tls is not None
     assert _load("dev", stack_config("dev")).ingress is None
+
+
+def test_gateway_listener_ceiling_is_a_config_error(stack_config: StackConfig) -> None:
+    """64 listeners per Gateway (the CRD's maxItems): 1 HTTP + one per hostname."""
+
+    def apps(count: int) -> Mutation:
+        def mutate(raw: dict[str, Any]) -> None:
+            template = raw["platform:apps"][0]
+            raw["platform:apps"] = [
+                {**template, "name": f"app{i}", "hostname": f"app{i}.example.com", "database": None}
+                for i in range(count)
+            ]
+            raw["platform:gitops"]["imageUpdates"] = []
+
+        return mutate
+
+    # prod also serves example.com (a redirect): 62 apps + 1 redirect + HTTP = 64, the ceiling.
+    assert new_problems(stack_config, "prod", apps(62)) == []
+    problems = new_problems(stack_config, "prod", apps(64))
+    assert problems == [
+        "platform:apps: the platform Gateway can hold 64 listeners (HTTP plus one HTTPS listener per "
+        "hostname); this stack serves 65 hostnames, 2 too many"
+    ]
