@@ -16,6 +16,7 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 
+from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
 from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration
 from offline.runner import Export
 
@@ -101,3 +102,40 @@ def is_secret(value: Any) -> bool:
 def unwrap(value: Any) -> Any:
     """A recorded input with its secret wrapper (if any) removed, for value assertions."""
     return value["value"] if rpc.is_rpc_secret(value) else value
+
+
+# --- Config cases: committed stack files, mutated, through the real loader ---------------------
+
+StackConfig = Callable[[str], dict[str, Any]]
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def load_config(stack: str, raw: dict[str, Any], secrets: Mapping[str, str] | None = None) -> PlatformConfig:
+    """``components.config.load`` on a stack file's ``config:`` map. Deploy-time secrets are never in
+    a stack file (an operator sets them with --secret): placeholders stand in unless given."""
+    platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
+    scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
+    if secrets is None:
+        secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
+    return load(platform, scaleway, stack=stack, project=PROJECT, secrets=secrets)
+
+
+def config_problems(stack: str, raw: dict[str, Any], secrets: Mapping[str, str] | None = None) -> list[str]:
+    """Every problem ``load`` reports, or [] when the config is valid."""
+    try:
+        load_config(stack, raw, secrets)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def new_problems(
+    stack_config: StackConfig, stack: str, mutate: Mutation, secrets: Mapping[str, str] | None = None
+) -> list[str]:
+    """The problems a mutation of a committed stack file causes. The committed file itself must be
+    valid, so every problem returned comes from the mutation."""
+    committed = config_problems(stack, stack_config(stack))
+    assert committed == [], f"the committed Pulumi.{stack}.yaml is invalid: {committed}"
+    raw = stack_config(stack)
+    mutate(raw)
+    return config_problems(stack, raw, secrets)

@@ -3,32 +3,16 @@ and nothing is created (the stack-level proof of "nothing created" is in test_co
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from components.config import DATABASE_KEYS, SECRET_KEYS, ConfigError, PlatformConfig, load
+from components.config import DATABASE_KEYS, SECRET_KEYS
+from tests.harness import Mutation, StackConfig
+from tests.harness import config_problems as _problems
+from tests.harness import load_config as _load
 
-StackConfig = Callable[[str], dict[str, Any]]
-Mutation = Callable[[dict[str, Any]], None]
 APPS = "platform:apps"
-
-
-def _load(stack: str, raw: dict[str, Any], secrets: dict[str, str] | None = None) -> PlatformConfig:
-    platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
-    scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
-    if secrets is None:
-        secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
-    return load(platform, scaleway, stack=stack, project="platform", secrets=secrets)
-
-
-def _problems(stack: str, raw: dict[str, Any], secrets: dict[str, str] | None = None) -> list[str]:
-    try:
-        _load(stack, raw, secrets)
-    except ConfigError as exc:
-        return exc.problems
-    return []
 
 
 def _set(*path: Any, value: Any) -> Mutation:

@@ -10,55 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Callable
 from typing import Any
 
 import pulumi
 import pydantic
 import pytest
 
-from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from components.config import ConfigError
 from offline import runner
-
-Mutation = Callable[[dict[str, Any]], None]
-StackConfig = Callable[[str], dict[str, Any]]
-
-
-def split(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A stack file's ``config:`` map as the two namespaces ``load`` takes."""
-    platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
-    scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
-    return platform, scaleway
-
-
-def load_raw(stack: str, raw: dict[str, Any]) -> PlatformConfig:
-    platform, scaleway = split(raw)
-    # Deploy-time secrets are never in a stack file; an operator sets them with --secret.
-    secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
-    return load(platform, scaleway, stack=stack, project="platform", secrets=secrets)
+from tests.harness import Mutation, StackConfig, new_problems
+from tests.harness import load_config as load_raw
 
 
 def problems_of(stack: str, raw: dict[str, Any]) -> list[str]:
     with pytest.raises(ConfigError) as caught:
         load_raw(stack, raw)
     return caught.value.problems
-
-
-def new_problems(stack_config: StackConfig, stack: str, mutate: Mutation) -> list[str]:
-    """Problems the mutation adds to the committed file (which has none once it is complete;
-    while another change is half-way through, its own problems are not this test's concern)."""
-    baseline = _problems_or_none(stack, stack_config(stack))
-    raw = stack_config(stack)
-    mutate(raw)
-    return [p for p in problems_of(stack, raw) if p not in baseline]
-
-
-def _problems_or_none(stack: str, raw: dict[str, Any]) -> list[str]:
-    try:
-        load_raw(stack, raw)
-    except ConfigError as exc:
-        return exc.problems
-    return []
 
 
 # -- small mutation builders, so each case reads as one line ------------------------------------

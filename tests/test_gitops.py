@@ -431,3 +431,18 @@ def test_oidc_needs_its_client_secret(stack_config: Callable[[str], dict[str, An
     raw = stack_config("tooling")
     raw["platform:gitops"]["argocd"]["oidc"] = {"issuer": "https://sso.example.com", "clientId": "argocd"}
     assert "platform:argocdOidcClientSecret: required with platform:gitops.argocd.oidc" in _problems(raw)
+
+
+def test_every_app_gets_an_image_updater_entry(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("prod")
+    raw["platform:gitops"]["imageUpdates"] = [
+        u for u in raw["platform:gitops"]["imageUpdates"] if u["app"] == "website"
+    ]
+    spec = _named(plan_with("prod", raw), "prod-gitops-image-updater").inputs["spec"]
+    refs = {ref["namePattern"]: ref["images"][0] for ref in spec["applicationRefs"]}
+    assert set(refs) == {"prod-website", "prod-newsletter"}
+    # Not listed in imageUpdates: the defaults (semver, any tag).
+    assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "semver"}
+    assert refs["prod-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+$"

@@ -7,42 +7,17 @@ in another part of a half-edited stack file does not decide these tests.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from components.config import SECRET_KEYS, ConfigError
 from offline import runner
+from tests.harness import Mutation, StackConfig, new_problems
+from tests.harness import config_problems as _problems
+from tests.harness import load_config as _load
 
-StackConfig = Callable[[str], dict[str, Any]]
-Mutation = Callable[[dict[str, Any]], None]
 OPS = "platform:operations"
-
-
-def _load(stack: str, raw: dict[str, Any], secrets: dict[str, str] | None = None) -> PlatformConfig:
-    platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
-    scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
-    if secrets is None:
-        secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
-    return load(platform, scaleway, stack=stack, project="platform", secrets=secrets)
-
-
-def _problems(stack: str, raw: dict[str, Any], secrets: dict[str, str] | None = None) -> list[str]:
-    try:
-        _load(stack, raw, secrets)
-    except ConfigError as exc:
-        return exc.problems
-    return []
-
-
-def new_problems(
-    stack_config: StackConfig, stack: str, mutate: Mutation, secrets: dict[str, str] | None = None
-) -> list[str]:
-    baseline = _problems(stack, stack_config(stack))
-    raw = stack_config(stack)
-    mutate(raw)
-    return [p for p in _problems(stack, raw, secrets) if p not in baseline]
 
 
 def check(**changes: Any) -> Mutation:
