@@ -146,7 +146,14 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         },
         "dex": {"enabled": False},
         "redis-ha": {"enabled": args.ha},
-        "controller": {"replicas": 1},
+        # argocd_app_info (health and sync of every Application) feeds the GitOps alerts.
+        "controller": {
+            "replicas": 1,
+            "metrics": {
+                "enabled": True,
+                "service": {"annotations": labels.scrape(labels.ARGOCD_CONTROLLER_METRICS_PORT)},
+            },
+        },
         "server": {"replicas": replicas},
         "repoServer": {"replicas": replicas},
         "applicationSet": {"replicas": replicas},

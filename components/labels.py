@@ -34,3 +34,16 @@ def platform_namespace(*, enforce: str = "restricted") -> dict[str, str]:
 
 def app_namespace(app: str) -> dict[str, str]:
     return {**pod_security(), APP_NAMESPACE: "true", APP: app}
+
+
+#: Ports the platform's controllers serve Prometheus metrics on (each chart's default).
+ARGOCD_CONTROLLER_METRICS_PORT = 8082
+EXTERNAL_SECRETS_METRICS_PORT = 8080
+CERT_MANAGER_METRICS_PORT = 9402
+
+
+def scrape(port: int) -> dict[str, str]:
+    """Annotations asking for a Service's metrics to be scraped. The Cockpit agent (k8s-monitoring's
+    annotation autodiscovery) reads them as is; the in-cluster Prometheus backend has a scrape job
+    for the same annotations (components.observability), so one convention serves both."""
+    return {"k8s.grafana.com/scrape": "true", "k8s.grafana.com/metrics.portNumber": str(port)}

@@ -253,6 +253,33 @@ def agent_values(
     return values
 
 
+#: The Cockpit agent's annotation autodiscovery, for Prometheus: scrape Services annotated with
+#: ``labels.scrape(port)`` (Argo CD's controller, External Secrets, cert-manager) on that port.
+ANNOTATED_SERVICES_SCRAPE: dict[str, Any] = {
+    "job_name": "annotated-services",
+    "kubernetes_sd_configs": [{"role": "endpoints"}],
+    "relabel_configs": [
+        {
+            "source_labels": ["__meta_kubernetes_service_annotation_k8s_grafana_com_scrape"],
+            "action": "keep",
+            "regex": "true",
+        },
+        {
+            "source_labels": [
+                "__address__",
+                "__meta_kubernetes_service_annotation_k8s_grafana_com_metrics_portNumber",
+            ],
+            "action": "replace",
+            "regex": r"([^:]+)(?::\d+)?;(\d+)",
+            "replacement": "$1:$2",
+            "target_label": "__address__",
+        },
+        {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+        {"source_labels": ["__meta_kubernetes_service_name"], "target_label": "service"},
+    ],
+}
+
+
 def prometheus_stack_values(*, retention_days: int) -> dict[str, Any]:
     """kube-prometheus-stack: Prometheus, Alertmanager (to the webhook), kube-state-metrics and
     node-exporter. Grafana is left out: dashboards and logs live in Cockpit's Grafana."""
@@ -270,6 +297,7 @@ def prometheus_stack_values(*, retention_days: int) -> dict[str, Any]:
                 "probeSelectorNilUsesHelmValues": False,
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
+                "additionalScrapeConfigs": [ANNOTATED_SERVICES_SCRAPE],
             }
         },
         "alertmanager": {

@@ -35,6 +35,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import labels
 from components.identity import ScopedIdentity, ScopedIdentityArgs
 
 EXTERNAL_SECRETS_REPO = "https://charts.external-secrets.io"
@@ -116,12 +117,20 @@ def operator_values(*, ha: bool) -> dict[str, Any]:
         "processClusterPushSecret": False,
         "processClusterExternalSecret": False,
         "serviceMonitor": {"enabled": False},
+        # externalsecret_status_condition feeds the "not synced" alert (the parity gate's signal).
+        "metrics": {
+            "service": {
+                "enabled": True,
+                "port": labels.EXTERNAL_SECRETS_METRICS_PORT,
+                "annotations": labels.scrape(labels.EXTERNAL_SECRETS_METRICS_PORT),
+            }
+        },
     }
 
 
-def namespace_conditions(labels: Sequence[str]) -> list[dict[str, Any]]:
-    """Store conditions admitting namespaces that carry any one of ``labels`` set to "true"."""
-    return [{"namespaceSelector": {"matchLabels": {label: "true"}}} for label in labels]
+def namespace_conditions(label_keys: Sequence[str]) -> list[dict[str, Any]]:
+    """Store conditions admitting namespaces that carry any one of ``label_keys`` set to "true"."""
+    return [{"namespaceSelector": {"matchLabels": {key: "true"}}} for key in label_keys]
 
 
 def scaleway_store_spec(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import labels
 from components.identity import ScopedIdentity, ScopedIdentityArgs
 
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
@@ -118,7 +119,9 @@ def cert_manager_values(*, ha: bool) -> dict[str, object]:
             # gateway-shim: certificates for the Gateway's annotated HTTPS listeners.
             "gatewayAPI": {"enabled": True},
         },
+        # certmanager_certificate_expiration_timestamp_seconds feeds the expiry alert.
         "prometheus": {"enabled": True},
+        "serviceAnnotations": labels.scrape(labels.CERT_MANAGER_METRICS_PORT),
     }
 
 

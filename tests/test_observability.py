@@ -4,6 +4,7 @@ synthetic probes of every app hostname, and the in-cluster Prometheus backend.""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from components import labels
 from components import observability as obs
 from offline import runner
 from offline.mocks import Registration
@@ -312,3 +314,53 @@ def test_prometheus_backend_custom_resources_are_parented_and_explicit(prometheu
             assert reg.provider_urn.endswith("prod-k8s") and reg.name.startswith("prod-observability-"), (
                 reg.name
             )
+
+
+# The alerts on Argo CD, External Secrets and cert-manager need those controllers' metrics.
+SCRAPED_CONTROLLERS = {
+    "argo-cd": (("controller", "metrics", "service", "annotations"), labels.ARGOCD_CONTROLLER_METRICS_PORT),
+    "external-secrets": (("metrics", "service", "annotations"), labels.EXTERNAL_SECRETS_METRICS_PORT),
+    "cert-manager": (("serviceAnnotations",), labels.CERT_MANAGER_METRICS_PORT),
+}
+
+
+@pytest.mark.parametrize("stack", ["tooling", "prod"])
+def test_controllers_behind_alerts_are_scraped(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    releases = {r.inputs["chart"]: r for r in committed_plans[stack].by_type(HELM)}
+    expected = {chart for chart in SCRAPED_CONTROLLERS if chart in releases}
+    assert expected >= {"external-secrets", "cert-manager"}, "both clusters run these"
+    for chart in expected:
+        path, port = SCRAPED_CONTROLLERS[chart]
+        node: Any = unwrap(releases[chart].inputs["values"])
+        for key in path:
+            node = node[key]
+        assert node == {"k8s.grafana.com/scrape": "true", "k8s.grafana.com/metrics.portNumber": str(port)}
+    if stack == "tooling":
+        assert "argo-cd" in expected
+        controller = unwrap(releases["argo-cd"].inputs["values"])["controller"]
+        assert controller["metrics"]["enabled"] is True
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's prometheus package")
+def test_prometheus_backend_scrapes_the_same_annotations(tmp_path: Path) -> None:
+    """The Prometheus backend's job for the annotations: promtool accepts its relabelling, and the
+    rewrite sends the scrape to the annotated port."""
+    assert PROMTOOL is not None
+    values = obs.prometheus_stack_values(retention_days=15)
+    (job,) = values["prometheus"]["prometheusSpec"]["additionalScrapeConfigs"]
+    assert job == obs.ANNOTATED_SERVICES_SCRAPE
+    keep, rewrite = job["relabel_configs"][:2]
+    assert keep["source_labels"] == ["__meta_kubernetes_service_annotation_k8s_grafana_com_scrape"]
+    # Debian's promtool is built without Kubernetes discovery: check the rest with a static target.
+    checked = {k: v for k, v in job.items() if k != "kubernetes_sd_configs"}
+    checked["static_configs"] = [{"targets": ["10.0.0.5:8080"]}]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump({"scrape_configs": [checked]}))
+    proc = subprocess.run(
+        [PROMTOOL, "check", "config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Prometheus anchors relabel regexes and joins source labels with ";".
+    match = re.fullmatch(rewrite["regex"], "10.0.0.5:8080;9402")
+    assert match is not None
+    assert rewrite["replacement"].replace("$1", match[1]).replace("$2", match[2]) == "10.0.0.5:9402"
