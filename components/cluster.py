@@ -32,6 +32,9 @@ class KapsuleClusterArgs:
     settings: ClusterSettings
     #: ACL entries known only at deploy time (another stack's egress IP), added to the configured ones.
     extra_api_access: Sequence[ApiAccess] = field(default_factory=tuple)
+    #: This environment's egress address (its Public Gateway IP): nodes without public IPs reach the
+    #: API server from it, so a cluster with an ACL must admit it.
+    own_egress_ip: pulumi.Input[str] | None = None
     tags: Sequence[str] = field(default_factory=tuple)
 
 
@@ -118,6 +121,9 @@ class KapsuleCluster(pulumi.ComponentResource):
             {"ip": str(r.cidr), "description": r.description} for r in settings.api_allowed_ranges
         ]
         rules += [{"ip": a.cidr, "description": a.description} for a in args.extra_api_access]
+        if rules and args.own_egress_ip is not None:
+            own = pulumi.Output.from_input(args.own_egress_ip).apply(lambda ip: f"{ip}/32")
+            rules.append({"ip": own, "description": "own nodes (Public Gateway egress)"})
         if rules:
             scaleway.kubernetes.Acl(
                 f"{name}-acl",

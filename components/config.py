@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import pulumi
+from pulumi.runtime.config import is_config_secret
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -104,15 +106,19 @@ class Autoscaler(_Model):
     max_graceful_termination_sec: int = Field(default=600, ge=0, le=3600)
 
 
-class AllowedRange(_Model):
-    cidr: ipaddress.IPv4Network
-    description: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+def _strict_cidr(value: Any) -> Any:
+    # "10.0.0.1/24" has host bits set: almost always a typo for a host or a network.
+    return ipaddress.IPv4Network(value, strict=True) if isinstance(value, str) else value
 
-    @field_validator("cidr", mode="before")
-    @classmethod
-    def _strict_cidr(cls, value: Any) -> Any:
-        # "10.0.0.1/24" has host bits set: almost always a typo for a host or a network.
-        return ipaddress.IPv4Network(value, strict=True) if isinstance(value, str) else value
+
+#: The broadest API-server ACL entry accepted: anything wider (0.0.0.0/1 and its like included)
+#: is the world in all but name.
+MIN_ACL_PREFIX = 16
+
+
+class AllowedRange(_Model):
+    cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(_strict_cidr)]
+    description: Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
     @field_validator("cidr")
     @classmethod
@@ -120,6 +126,11 @@ class AllowedRange(_Model):
         if value.prefixlen == 0:
             raise ValueError(
                 "0.0.0.0/0 opens the Kubernetes API to the world; list admin and CI ranges instead"
+            )
+        if value.prefixlen < MIN_ACL_PREFIX:
+            raise ValueError(
+                f"{value} admits {value.num_addresses:,} addresses to the Kubernetes API; list admin and "
+                f"CI ranges of /{MIN_ACL_PREFIX} or narrower"
             )
         return value
 
@@ -393,6 +404,12 @@ class GitOps(_Model):
     #: Per-app image-updater settings; apps not listed get the defaults (semver, any tag).
     image_updates: list[ImageUpdate] = Field(default_factory=list)
 
+    @field_validator("image_updates")
+    @classmethod
+    def _one_entry_per_app(cls, updates: list[ImageUpdate]) -> list[ImageUpdate]:
+        _no_duplicates("app", [u.app for u in updates])
+        return updates
+
     @field_validator("repo_url")
     @classmethod
     def _https_or_ssh(cls, url: str) -> str:
@@ -426,9 +443,23 @@ class AppResources(_Model):
 
 
 class AppEgress(_Model):
-    cidr: ipaddress.IPv4Network
-    ports: list[int] = Field(min_length=1)
+    #: Checked against every environment's subnet in _app_rules: apps never reach another VPC.
+    cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(_strict_cidr)]
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1)
     description: Annotated[str, StringConstraints(min_length=1)]
+
+    @field_validator("cidr")
+    @classmethod
+    def _not_everything(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if value.prefixlen == 0:
+            raise ValueError("0.0.0.0/0 would undo the app's default-deny egress; list the ranges it needs")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[int]) -> list[int]:
+        _no_duplicates("port", [str(p) for p in ports])
+        return ports
 
 
 #: Keys the platform writes into every app's secret when the app has a database (from the
@@ -736,6 +767,14 @@ class Dns(_Model):
 #: One cron field: ``*``, a number or a range, an optional ``/step``, comma-separated.
 _CRON_FIELD = r"(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?(,(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?)*"
 _CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+#: Field names and bounds of a Kubernetes CronJob schedule (day of week: 0 is Sunday).
+_CRON_BOUNDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 6),
+)
 #: The restore check's own duration syntax (ops/restore_check/restore_check.py parse_duration).
 _DURATION = re.compile(r"^[1-9][0-9]{0,5}[smhdw]$")
 _PG_NAME = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
@@ -816,6 +855,14 @@ class RestoreCheck(_Model):
     def _cron(cls, schedule: str) -> str:
         if not _CRON.fullmatch(schedule):
             raise ValueError(f"must be a cron schedule of five fields such as '30 3 * * *', got {schedule!r}")
+        for field_text, (name, low, high) in zip(schedule.split(), _CRON_BOUNDS, strict=True):
+            for part in field_text.split(","):
+                base, _, step = part.partition("/")
+                bounds = [int(n) for n in base.split("-")] if base != "*" else []
+                if any(not low <= n <= high for n in bounds) or (step and not 1 <= int(step) <= high):
+                    raise ValueError(
+                        f"{name} must be within {low}-{high} in a cron schedule, got {schedule!r}"
+                    )
         return schedule
 
     @field_validator("image")
@@ -970,6 +1017,7 @@ class PlatformConfig:
 
     @property
     def database_zone(self) -> str:
+        # platform:database.zone, when set, is validated to be this very zone.
         return DEFAULT_ZONE[self.region]
 
     @property
@@ -1117,7 +1165,13 @@ def load(
                 apps_known=parsed.get("apps") is not None or not presence["apps"],
             )
     # An invalid platform:database has its own messages; do not also blame every app using it.
-    _app_rules(apps, database, problems, databases_known=database is not None or not presence["database"])
+    _app_rules(
+        apps,
+        database,
+        problems,
+        databases_known=database is not None or not presence["database"],
+        address_plan=address_plan,
+    )
     if raw_platform.get("secrets") is None or parsed.get("secrets") is not None:
         _secrets_rules(
             apps,
@@ -1180,8 +1234,11 @@ def from_pulumi() -> PlatformConfig:
     platform = pulumi.Config("platform")
     scaleway = pulumi.Config("scaleway")
     present = _present_keys("platform")
-    raw_platform = {key: _structured(platform.get(key)) for key in present if key not in SECRET_KEYS}
-    secrets = {key: platform.require_secret(key) for key in present if key in SECRET_KEYS}
+    # A deploy-time secret set without --secret is handed to load() as a plain value, which
+    # reports it; only values the engine holds as secrets become secrets here.
+    secret_keys = {key for key in present if key in SECRET_KEYS and is_config_secret(f"platform:{key}")}
+    raw_platform = {key: _structured(platform.get(key)) for key in present if key not in secret_keys}
+    secrets = {key: platform.require_secret(key) for key in sorted(secret_keys)}
     raw_scaleway = {key: scaleway.get(key) for key in ("region", "zone", "projectId")}
     return load(
         raw_platform,
@@ -1355,13 +1412,13 @@ def _role_rules(role: str, present: Mapping[str, bool], problems: _Problems) -> 
         "production": ("cluster", "database", "gitops", "ingress"),
         "development": (),
     }
-    owners = {"database": "production", "registry": "tooling", "apps": "production, development"}
+    owners = {"database": ("production",), "registry": ("tooling",), "apps": ("production", "development")}
     for key in required[role]:
         if not present[key]:
             problems.add(f"platform:{key}", f"required for role {role}")
     for key, allowed_roles in owners.items():
         if present[key] and role not in allowed_roles:
-            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {allowed_roles})")
+            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {', '.join(allowed_roles)})")
     if present["apps"] and not present["gitops"]:
         problems.add("platform:gitops", "required with platform:apps: every app is delivered by Argo CD")
     if present["apps"] and not present["cluster"]:
@@ -1384,7 +1441,8 @@ def _gitops_rules(
     apps_known: bool = True,
 ) -> None:
     path = "platform:gitops"
-    if "gitopsRepoCredential" not in secrets:
+    # Only tooling's Argo CD and image updater use the Git credential; other stacks never hold it.
+    if role == "tooling" and "gitopsRepoCredential" not in secrets:
         problems.add(
             "platform:gitopsRepoCredential",
             f"required with {path}: pulumi config set --secret platform:gitopsRepoCredential <token|key>",
@@ -1435,7 +1493,12 @@ def _gitops_rules(
 
 
 def _app_rules(
-    apps: list[App], database: Database | None, problems: _Problems, *, databases_known: bool = True
+    apps: list[App],
+    database: Database | None,
+    problems: _Problems,
+    *,
+    databases_known: bool = True,
+    address_plan: Mapping[str, ipaddress.IPv4Network] | None = None,
 ) -> None:
     databases = {d.name for d in database.databases} if database else set()
     names = [a.name for a in apps]
@@ -1449,6 +1512,14 @@ def _app_rules(
                 f"{path}.hostname",
                 f"duplicate hostname '{app.hostname}' (also used by {names[hostnames.index(app.hostname)]})",
             )
+        for j, egress in enumerate(app.egress):
+            for env, subnet in sorted((address_plan or {}).items()):
+                if egress.cidr.overlaps(subnet):
+                    problems.add(
+                        f"{path}.egress[{j}].cidr",
+                        f"{egress.cidr} overlaps environment {env}'s private subnet {subnet}: apps reach "
+                        "the private network only through the platform's database rule",
+                    )
         if databases_known and app.database is not None and app.database not in databases:
             problems.add(
                 f"{path}.database",

@@ -22,6 +22,8 @@ class NetworkArgs:
     subnet: str
     gateway_type: str
     tags: Sequence[str]
+    #: Protect the private network and the egress IP (every role but development).
+    protect: bool = False
 
 
 class Network(pulumi.ComponentResource):
@@ -51,13 +53,16 @@ class Network(pulumi.ComponentResource):
             region=args.region,
             ipv4_subnet={"subnet": args.subnet},
             tags=tags,
-            opts=child,
+            # Replacing it replaces the cluster and detaches the database.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         gateway_ip = scaleway.network.PublicGatewayIp(
             f"{name}-gw-ip",
             zone=args.zone,
             tags=tags,
-            opts=child,
+            # Other clusters' API ACLs and third parties allow-list this address: it must outlive a
+            # mistaken replacement or a destroyed stack, like the ingress IP.
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
         gateway = scaleway.network.PublicGateway(
             f"{name}-gw",

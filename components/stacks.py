@@ -69,6 +69,7 @@ def _network(cfg: PlatformConfig) -> Network:
             zone=cfg.zone,
             subnet=str(cfg.subnet),
             gateway_type=cfg.network.public_gateway_type,
+            protect=cfg.protect_stateful,
             tags=cfg.tags,
         ),
     )
@@ -86,6 +87,7 @@ def _cluster(
             zone=cfg.zone,
             private_network_id=network.private_network_id,
             egress=network.egress,
+            own_egress_ip=network.egress_ip,
             settings=cfg.cluster,
             extra_api_access=extra_api_access,
             tags=cfg.tags,

@@ -411,6 +411,45 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "platform:environment",
         "must be a lowercase DNS label",
     ),
+    # "not open to the world" means more than refusing /0
+    (
+        "acl-half-the-internet",
+        "prod",
+        put(CLUSTER, "apiAllowedRanges", 0, "cidr", value="0.0.0.0/1"),
+        "platform:cluster.apiAllowedRanges[0].cidr",
+        "admits 2,147,483,648 addresses to the Kubernetes API; list admin and CI ranges of /16 or narrower",
+    ),
+    # app egress never undoes default-deny nor reaches another VPC
+    (
+        "app-egress-everything",
+        "prod",
+        put(
+            "platform:apps", 0, "egress", value=[{"cidr": "0.0.0.0/0", "ports": [443], "description": "all"}]
+        ),
+        "platform:apps[0].egress[0].cidr",
+        "would undo the app's default-deny egress",
+    ),
+    (
+        "app-egress-into-tooling",
+        "prod",
+        put(
+            "platform:apps", 0, "egress", value=[{"cidr": "10.10.0.0/24", "ports": [22], "description": "x"}]
+        ),
+        "platform:apps[0].egress[0].cidr",
+        "overlaps environment tooling's private subnet 10.10.0.0/20",
+    ),
+    (
+        "app-egress-port-out-of-range",
+        "prod",
+        put(
+            "platform:apps",
+            0,
+            "egress",
+            value=[{"cidr": "198.51.100.0/24", "ports": [70000], "description": "x"}],
+        ),
+        "platform:apps[0].egress[0].ports[0]",
+        "less than or equal to 65535",
+    ),
 ]
 
 

@@ -446,3 +446,24 @@ def test_every_app_gets_an_image_updater_entry(
     # Not listed in imageUpdates: the defaults (semver, any tag).
     assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "semver"}
     assert refs["prod-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+$"
+
+
+def test_plaintext_deploy_time_secret_in_a_stack_file_is_refused(
+    plan_with: Callable[..., runner.Plan],
+) -> None:
+    """Through the whole program: a value set without --secret never becomes a quiet secret."""
+    with pytest.raises(ConfigError) as caught:
+        plan_with("tooling", {"platform:gitopsRepoCredential": "plaintext-token-in-git"})
+    assert "platform:gitopsRepoCredential: must be set as a secret" in str(caught.value)
+    assert "plaintext-token-in-git" not in str(caught.value)
+    assert runner.last_monitor is not None and not runner.last_monitor.registrations
+
+
+def test_only_tooling_needs_the_git_credential(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    assert _load(stack_config("prod"), secrets={}).gitops is not None
+
+
+def test_one_image_update_entry_per_app(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("prod")
+    raw["platform:gitops"]["imageUpdates"].append({"app": "website", "strategy": "digest"})
+    assert "platform:gitops.imageUpdates: duplicate app 'website'" in _problems(raw)

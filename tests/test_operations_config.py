@@ -146,6 +146,18 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         f"{OPS}.restoreCheck.schedule: must be a cron schedule of five fields",
     ),
     (
+        "schedule-hour-out-of-range",
+        "prod",
+        check(schedule="0 24 * * *"),
+        f"{OPS}.restoreCheck.schedule: hour must be within 0-23 in a cron schedule",
+    ),
+    (
+        "schedule-minute-out-of-range",
+        "prod",
+        check(schedule="99 3 * * 1-5"),
+        f"{OPS}.restoreCheck.schedule: minute must be within 0-59 in a cron schedule",
+    ),
+    (
         "short-retention-in-production",
         "prod",
         check(retentionDays=3),

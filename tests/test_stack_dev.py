@@ -64,3 +64,9 @@ def test_without_a_cluster_dev_is_a_network_only(plan_with: Callable[..., runner
     assert "kubeconfig" not in plan.exports
     assert plan.exports["role"].value == "development"
     assert set(plan.exports) >= {"vpcId", "privateNetworkId", "egressIp"}
+
+
+def test_dev_keeps_nothing(committed_plans: dict[str, runner.Plan]) -> None:
+    """Development is rebuilt at will: its network and addresses are not protected."""
+    plan = committed_plans["dev"]
+    assert not [r.name for r in plan.registrations if r.protect or r.retain_on_delete]

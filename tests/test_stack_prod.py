@@ -88,3 +88,18 @@ def test_exports(plan: runner.Plan) -> None:
     assert plan.exports["role"].value == "production"
     assert plan.exports["kubeconfig"].secret
     assert not plan.exports["egressIp"].secret
+
+
+def test_api_acl_admits_the_clusters_own_nodes(plan: runner.Plan) -> None:
+    """Nodes without public IPs reach the API server from the Public Gateway's address."""
+    rules = plan.one("scaleway:kubernetes/acl:Acl").inputs["aclRules"]
+    assert {
+        "ip": f"{plan.exports['egressIp'].value}/32",
+        "description": "own nodes (Public Gateway egress)",
+    } in rules
+
+
+def test_egress_ip_and_private_network_are_kept(plan: runner.Plan) -> None:
+    ip = plan.one("scaleway:network/publicGatewayIp:PublicGatewayIp")
+    assert ip.protect and ip.retain_on_delete
+    assert plan.one("scaleway:network/privateNetwork:PrivateNetwork").protect

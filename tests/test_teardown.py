@@ -49,14 +49,20 @@ BUILT_IN_GROUPS = {
 }
 
 #: What `pulumi destroy --exclude-protected` keeps, by stack.
+#: Addresses and the network the cluster and database hang on, in every role but development.
+NETWORK_KEPT = {
+    "scaleway:network/privateNetwork:PrivateNetwork",
+    "scaleway:network/publicGatewayIp:PublicGatewayIp",
+}
 PROTECTED = {
     "prod": {
         "scaleway:loadbalancers/ip:Ip",
         "scaleway:databases/instance:Instance",
         "scaleway:databases/database:Database",
         "scaleway:object/bucket:Bucket",
+        *NETWORK_KEPT,
     },
-    "tooling": {"scaleway:loadbalancers/ip:Ip", "scaleway:registry/namespace:Namespace"},
+    "tooling": {"scaleway:loadbalancers/ip:Ip", "scaleway:registry/namespace:Namespace", *NETWORK_KEPT},
 }
 
 
@@ -164,8 +170,10 @@ def test_the_cluster_sweeps_what_its_controllers_leave(graph: Graph) -> None:
 def test_protected_resources_are_exactly_the_stateful_ones(graph: Graph) -> None:
     protected = {r.type for r in graph.plan.registrations if r.protect}
     assert protected == PROTECTED[graph.plan.stack]
-    for ip in graph.of_type("scaleway:loadbalancers/ip:Ip"):
-        assert ip.protect and ip.retain_on_delete, "the reserved IP outlives the stack"
+    for ip in graph.of_type(
+        "scaleway:loadbalancers/ip:Ip", "scaleway:network/publicGatewayIp:PublicGatewayIp"
+    ):
+        assert ip.protect and ip.retain_on_delete, f"{ip.name}: allow-listed addresses outlive the stack"
 
 
 def test_destroy_excluding_protected_removes_every_cluster_resource(graph: Graph) -> None:
