@@ -40,7 +40,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
-from components import labels
+from components import kube, labels
 from components.config import DATABASE_KEYS
 from components.config import App as AppSettings
 
@@ -56,12 +56,8 @@ DATABASE_PROPERTIES: Mapping[str, str] = {
     "DATABASE_PASSWORD": "password",
 }
 assert tuple(DATABASE_PROPERTIES) == DATABASE_KEYS
-PULL_SECRET = "registry-pull"
-DNS_NAMESPACE = "kube-system"
-#: CoreDNS pods on Kapsule (and upstream) carry this label.
-DNS_POD_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}
+PULL_SECRET = kube.PULL_SECRET
 POSTGRES_PORT = 5432
-ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 #: Resources of the parity gate's hook pod (counted in the quota).
 GATE_RESOURCES: Mapping[str, Mapping[str, str]] = {
     "requests": {"cpu": "10m", "memory": "16Mi"},
@@ -149,24 +145,9 @@ def limit_range_spec(app: AppSettings) -> Any:
 # --- Network policies ----------------------------------------------------------------------------
 
 
-def default_deny_spec() -> Any:
-    """Every pod of the namespace, both directions, no rule: nothing in, nothing out."""
-    return {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-
-
 def allow_spec(app: AppSettings, *, ingress_namespace: str, database_host: pulumi.Input[str] | None) -> Any:
     """What the app may do on top of the default deny (policies are additive)."""
-    egress: list[object] = [
-        {
-            "to": [
-                {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DNS_NAMESPACE}},
-                    "podSelector": {"matchLabels": dict(DNS_POD_LABELS)},
-                }
-            ],
-            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-        }
-    ]
+    egress: list[object] = [kube.dns_egress_rule()]
     if database_host is not None:
         egress.append(
             {
@@ -192,9 +173,7 @@ def allow_spec(app: AppSettings, *, ingress_namespace: str, database_host: pulum
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [
             {
-                "from": [
-                    {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ingress_namespace}}}
-                ],
+                "from": [{"namespaceSelector": kube.namespace_selector(ingress_namespace)}],
                 "ports": [{"protocol": "TCP", "port": app.port}],
             }
         ],
@@ -420,12 +399,7 @@ class App(pulumi.ComponentResource):
         k8s.core.v1.LimitRange(
             f"{name}-limits", metadata={**meta, "name": "app"}, spec=limit_range_spec(app), opts=in_namespace
         )
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata={**meta, "name": "default-deny"},
-            spec=default_deny_spec(),
-            opts=in_namespace,
-        )
+        kube.default_deny_policy(f"{name}-default-deny", metadata=meta, opts=in_namespace)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-allow",
             metadata={**meta, "name": "app-allow"},
@@ -437,16 +411,11 @@ class App(pulumi.ComponentResource):
             opts=in_namespace,
         )
 
-        docker_config: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(args.registry_host, args.registry_password).apply(
-                lambda parts: json.dumps({"auths": {parts[0]: {"username": "nologin", "password": parts[1]}}})
-            )
-        )
-        pull_secret = k8s.core.v1.Secret(
+        pull_secret = kube.image_pull_secret(
             f"{name}-registry-pull",
-            metadata={**meta, "name": PULL_SECRET},
-            type="kubernetes.io/dockerconfigjson",
-            string_data={".dockerconfigjson": docker_config},
+            metadata=meta,
+            host=args.registry_host,
+            password=args.registry_password,
             opts=in_namespace,
         )
         # Every pod of the namespace pulls with it without naming it; no pod gets an API token
@@ -528,7 +497,7 @@ class App(pulumi.ComponentResource):
                 "namespace": delivery.argocd_namespace,
                 "labels": {labels.ENVIRONMENT: self._environment, labels.APP: app.name},
                 # Deleting the Application deletes what it deployed, not just itself.
-                "finalizers": [ARGOCD_FINALIZER],
+                "finalizers": [kube.ARGOCD_FINALIZER],
             },
             spec=application_spec(app, delivery),
             opts=pulumi.ResourceOptions(

@@ -14,6 +14,8 @@ What this component declares:
 * a versioned bucket whose lifecycle expires dumps (current and replaced versions) after
   ``retentionDays``; protected in production;
 * a ``ScopedIdentity`` holding object-storage permission sets only, its key in a Secret;
+* with ``bucket_admins``, a bucket policy: the job's key may only write dumps under its prefix,
+  the listed principals keep full access (see ``PERMISSION_SETS`` for what that protects);
 * a ConfigMap with the script itself (read from the repository at plan time, so what runs is what
   was reviewed) and the generated JSON spec (``restore_check.py --validate`` accepts it: tested);
 * a Secret with each database user's password (mounted as files) and the storage keys;
@@ -25,6 +27,7 @@ What this component declares:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
+from components import kube
 from components.config import RestoreCheck as RestoreCheckSettings
 from components.config import RestoreCheckDatabase
 from components.database import DatabaseCredentials
@@ -46,7 +50,7 @@ RESTORE_CHECK_NAMESPACE = "restore-check"
 RESTORE_CHECK_CRONJOB = "restore-check"
 CONFIG_MAP = "restore-check"
 CREDENTIALS_SECRET = "restore-check-credentials"
-PULL_SECRET = "registry-pull"
+PULL_SECRET = kube.PULL_SECRET
 SERVICE_ACCOUNT = "restore-check"
 POD_LABELS: Mapping[str, str] = {
     "app.kubernetes.io/name": "restore-check",
@@ -61,23 +65,27 @@ RUN_AS = 999
 DUMP_PREFIX = "restore-check/"
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-#: Scaleway IAM scopes object storage to a project, not to a bucket: the narrowest set that can
-#: write objects. A leaked key could also delete dumps; versioning keeps replaced and deleted
-#: versions for the retention period, so a deletion is recoverable.
+#: Scaleway IAM scopes object storage to a project, not to a bucket, and this set lets its holder
+#: delete any object version and change a bucket's versioning and lifecycle: versioning alone does
+#: not make a deletion by this key recoverable. What protects the dumps is the bucket policy
+#: (``bucket_policy_document``, applied when ``RestoreCheckArgs.bucket_admins`` is set): on this
+#: bucket the key may only ``s3:PutObject`` under ``DUMP_PREFIX``. Under policy version 2023-04-17
+#: "only actions explicitly allowed by the bucket policy are permitted, if the principal is also
+#: allowed by an IAM policy" (https://www.scaleway.com/en/docs/object-storage/api-cli/bucket-policy/),
+#: so the key can neither read nor delete a dump (current or older version) nor touch the bucket's
+#: configuration. An overwrite only adds a version, which versioning keeps for ``retentionDays``.
+#: What it does not cover: a bucket policy cannot name the calls that put or delete the policy
+#: itself (they are not in Scaleway's action list), so those are decided by IAM alone, and the
+#: documentation does not say whether this set grants them. ``ObjectStorageObjectsWrite`` ("create
+#: and edit objects"; deleting is a set of its own) would narrow IAM to what the job does;
+#: ``identity.PERMISSION_SETS`` does not admit it yet.
+#: Without ``bucket_admins`` no policy is applied and only this IAM set limits the key.
 PERMISSION_SETS = ("ObjectStorageFullAccess",)
-
-DNS_NAMESPACE = "kube-system"
-DNS_POD_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}
-#: Never reachable through the "public HTTPS" rule: private (RFC 1918), carrier-grade NAT (Kapsule's
-#: pod range lives there), link-local (the metadata service) and loopback.
-NOT_PUBLIC = (
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "169.254.0.0/16",
-    "127.0.0.0/8",
-)
+#: Scaleway's current bucket-policy language (2012-10-17 is deprecated there).
+BUCKET_POLICY_VERSION = "2023-04-17"
+#: The principals a 2023-04-17 bucket policy can name: IAM users and applications (no groups or
+#: projects), by ID.
+_PRINCIPAL = re.compile(r"^(user_id|application_id):[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 
 RESOURCES: Mapping[str, Mapping[str, str]] = {
     "requests": {"cpu": "250m", "memory": "512Mi"},
@@ -112,12 +120,25 @@ class RestoreCheckArgs:
     protect: bool
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     registry: RegistryPull | None = None
+    #: Principals (``user_id:<uuid>``, ``application_id:<uuid>``) that keep full access to the bucket
+    #: once its policy applies. A 2023-04-17 policy denies everyone it does not list "regardless of
+    #: what is defined in the IAM policy"; the Organization Owner keeps only the right to put and
+    #: delete the policy (https://www.scaleway.com/en/docs/object-storage/api-cli/bucket-policy/,
+    #: .../combining-iam-and-object-storage/). List the identity that runs ``pulumi up`` (it reads
+    #: and updates the bucket and the policy) and the operators who restore from the dumps. Empty:
+    #: no bucket policy (see ``PERMISSION_SETS``).
+    bucket_admins: Sequence[str] = field(default_factory=tuple)
     tags: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         unknown = sorted({d.database for d in self.settings.databases} - set(self.credentials))
         if unknown:
             raise ValueError(f"restore check for databases without credentials: {', '.join(unknown)}")
+        malformed = [p for p in self.bucket_admins if not _PRINCIPAL.fullmatch(p)]
+        if malformed:
+            raise ValueError(
+                f"bucket admins must be user_id:<uuid> or application_id:<uuid>, got {', '.join(malformed)}"
+            )
 
 
 # --- Pure functions (tested without Pulumi) ----------------------------------------------------------
@@ -210,8 +231,29 @@ def render_spec(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def default_deny_spec() -> Any:
-    return {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+def bucket_policy_document(bucket: str, writer_application_id: str, admins: Sequence[str]) -> dict[str, Any]:
+    """The bucket's policy: the restore check's application may only write dumps under its prefix
+    (the script only PUTs: it never lists, reads or deletes), the admins keep every action."""
+    return {
+        "Version": BUCKET_POLICY_VERSION,
+        "Id": "restore-check-dumps",
+        "Statement": [
+            {
+                "Sid": "RestoreCheckWritesDumps",
+                "Effect": "Allow",
+                "Principal": {"SCW": f"application_id:{writer_application_id}"},
+                "Action": ["s3:PutObject"],
+                "Resource": [f"{bucket}/{DUMP_PREFIX}*"],
+            },
+            {
+                "Sid": "AdminsKeepFullAccess",
+                "Effect": "Allow",
+                "Principal": {"SCW": list(admins)},
+                "Action": ["s3:*"],
+                "Resource": [bucket, f"{bucket}/*"],
+            },
+        ],
+    }
 
 
 def egress_spec(database_cidr: pulumi.Input[str], database_port: pulumi.Input[int]) -> Any:
@@ -220,30 +262,14 @@ def egress_spec(database_cidr: pulumi.Input[str], database_port: pulumi.Input[in
         "podSelector": {"matchLabels": dict(POD_LABELS)},
         "policyTypes": ["Ingress", "Egress"],
         "egress": [
-            {
-                "to": [
-                    {
-                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DNS_NAMESPACE}},
-                        "podSelector": {"matchLabels": dict(DNS_POD_LABELS)},
-                    }
-                ],
-                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-            },
+            kube.dns_egress_rule(),
             # The database's private endpoint only, not the private network.
             {
                 "to": [{"ipBlock": {"cidr": database_cidr}}],
                 "ports": [{"protocol": "TCP", "port": database_port}],
             },
-            # The bucket. A NetworkPolicy matches addresses, not names: s3.<region>.scw.cloud resolves
-            # to public Scaleway addresses that are neither published as a stable range nor fixed,
-            # so the tightest rule this API can state is "public addresses, HTTPS only". Private,
-            # CGNAT (pods), link-local (metadata) and loopback ranges stay denied. A CNI-specific
-            # FQDN policy (Cilium's toFQDNs) could name the endpoint; the platform keeps to the
-            # portable API.
-            {
-                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}],
-                "ports": [{"protocol": "TCP", "port": 443}],
-            },
+            # The bucket (s3.<region>.scw.cloud has no published address range).
+            kube.public_https_egress_rule(),
         ],
     }
 
@@ -363,6 +389,8 @@ class RestoreCheck(pulumi.ComponentResource):
     cronjob_name: str = RESTORE_CHECK_CRONJOB
     bucket: scaleway.object.Bucket
     bucket_name: pulumi.Output[str]
+    #: Applied when ``bucket_admins`` is set.
+    bucket_policy: scaleway.object.BucketPolicy | None = None
     #: The generated spec (JSON text).
     spec: pulumi.Output[str]
     cronjob: k8s.batch.v1.CronJob
@@ -396,6 +424,22 @@ class RestoreCheck(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
+        if args.bucket_admins:
+            admins = list(args.bucket_admins)
+            self.bucket_policy = scaleway.object.BucketPolicy(
+                f"{name}-bucket-policy",
+                bucket=self.bucket.name,
+                policy=pulumi.Output.all(self.bucket.name, identity.application_id).apply(
+                    lambda parts: json.dumps(
+                        bucket_policy_document(str(parts[0]), str(parts[1]), admins), sort_keys=True
+                    )
+                ),
+                # Object Storage calls are scoped by project: outside the default one, a bucket's
+                # children must name it (the provider's documentation).
+                project_id=args.project_id,
+                region=args.region,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -442,20 +486,12 @@ class RestoreCheck(pulumi.ComponentResource):
         )
         needs: list[pulumi.Resource] = [namespace, config, credentials]
         if args.registry is not None:
-            registry = args.registry
-            docker_config: pulumi.Output[str] = pulumi.Output.secret(
-                pulumi.Output.all(registry.host, registry.password).apply(
-                    lambda parts: json.dumps(
-                        {"auths": {parts[0]: {"username": "nologin", "password": parts[1]}}}
-                    )
-                )
-            )
             needs.append(
-                k8s.core.v1.Secret(
+                kube.image_pull_secret(
                     f"{name}-registry-pull",
-                    metadata={**meta, "name": PULL_SECRET},
-                    type="kubernetes.io/dockerconfigjson",
-                    string_data={".dockerconfigjson": docker_config},
+                    metadata=meta,
+                    host=args.registry.host,
+                    password=args.registry.password,
                     opts=in_namespace,
                 )
             )
@@ -468,12 +504,7 @@ class RestoreCheck(pulumi.ComponentResource):
             )
         )
 
-        k8s.networking.v1.NetworkPolicy(
-            f"{name}-default-deny",
-            metadata={**meta, "name": "default-deny"},
-            spec=default_deny_spec(),
-            opts=in_namespace,
-        )
+        kube.default_deny_policy(f"{name}-default-deny", metadata=meta, opts=in_namespace)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-egress",
             metadata={**meta, "name": "restore-check-egress"},

@@ -33,6 +33,10 @@ Per stack with ``platform:operations.observability`` (tooling and prod, so both 
   probes ``https://<hostname>/`` every 30 s from inside the cluster, failing on an invalid
   certificate, plain HTTP or a non-2xx answer: scraped by the agent (backend cockpit) or a
   ``Probe`` custom resource (backend prometheus).
+* **The namespace** ``monitoring`` enforces Pod Security ``privileged`` (node-exporter and the log
+  collector read the nodes) and is therefore *not* a platform namespace: that label would admit it
+  to the External Secrets stores and to the platform's hostnames on the Gateway. A default deny
+  covers it, plus one policy opening what the collectors need (``monitoring_policy_spec``).
 
 Helm: ``helm.v3.Release`` for every chart: one atomic release per chart whose chart, version and
 values are recorded as inputs (kube-prometheus-stack's CRDs and admission webhook run as hooks).
@@ -51,8 +55,9 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 import yaml
 
-from components.backup import DNS_NAMESPACE, DNS_POD_LABELS, NOT_PUBLIC
+from components import kube, labels
 from components.config import Observability as ObservabilitySettings
+from components.ingress import TRAEFIK_NAMESPACE, WEBSECURE_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_FILE = ROOT / "ops" / "alerts" / "platform-rules.yaml"
@@ -91,6 +96,22 @@ BACKUPS_GROUP = "platform-backups"
 RULES_NAMESPACE = "platform"
 #: Rule targets: the stack's custom metrics source, the project's Scaleway metrics source.
 CUSTOM, SCALEWAY = "custom", "scaleway"
+
+#: Kapsule serves the Kubernetes API outside the cluster, at https://<id>.api.k8s.<region>.scw.cloud:6443;
+#: the in-cluster Service ``kubernetes`` forwards there, and policies see the forwarded address.
+KUBERNETES_API_PORT = 6443
+#: kubelet (its own and cAdvisor's metrics) and node-exporter (on the host network) on every node.
+KUBELET_PORT = 10250
+NODE_EXPORTER_PORT = 9100
+#: kube-prometheus-stack's operator serves its admission webhook on this port
+#: (``prometheusOperator.tls.internalPort``).
+PROMETHEUS_OPERATOR_WEBHOOK_PORT = 10250
+#: The platform's controllers' metrics (``labels.scrape``), scraped in their own namespaces.
+CONTROLLER_METRICS_PORTS = (
+    labels.ARGOCD_CONTROLLER_METRICS_PORT,
+    labels.EXTERNAL_SECRETS_METRICS_PORT,
+    labels.CERT_MANAGER_METRICS_PORT,
+)
 
 _RESTRICTED_CONTAINER: Mapping[str, Any] = {
     "allowPrivilegeEscalation": False,
@@ -339,27 +360,68 @@ def probe_spec(hostname: str) -> Any:
     }
 
 
+def monitoring_namespace_labels() -> dict[str, str]:
+    """Pod Security ``privileged`` (node-exporter and the log collector use the host's network, PID
+    namespace and paths), ``restricted`` still audited and warned. Deliberately without the
+    platform-namespace label: it admits a namespace to the External Secrets stores and to the
+    platform's hostnames on the Gateway, which a namespace running privileged pods must not get."""
+    return labels.pod_security("privileged")
+
+
+def _tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def monitoring_policy_spec(*, backend: str) -> Any:
+    """What the monitoring namespace may do on top of its default deny.
+
+    Ingress: only from its own pods (the collectors scrape kube-state-metrics, the blackbox exporter
+    and each other; Prometheus talks to Alertmanager). Kubelet probes need no rule: traffic from a
+    pod's own node is always allowed
+    (https://kubernetes.io/docs/concepts/services-networking/network-policies/). With backend
+    prometheus, the API server also calls the operator's admission webhook.
+
+    Egress: DNS; its own pods; the Kubernetes API, kubelet/cAdvisor and node-exporter; the platform
+    controllers' metrics ports; Traefik's HTTPS entry point; public HTTPS (Cockpit's push and ruler
+    endpoints, the probed hostnames, the alert webhook). The API server and the nodes are named by
+    port only: they carry no pod labels, and Cilium (Kapsule's default CNI) does not match node
+    addresses with ``ipBlock`` unless configured to
+    (https://docs.cilium.io/en/stable/security/policy/language/#selecting-nodes-with-cidr-ipblock)
+    and gives the API server an identity of its own, which ``ipBlock`` rules have been reported not
+    to match (https://github.com/cilium/cilium/issues/20550). An address rule could silently cut
+    the collectors off their main sources; a rule without peers matches every destination."""
+    ingress: list[dict[str, Any]] = [{"from": [{"podSelector": {}}]}]
+    if backend == "prometheus":
+        # Kapsule's API server lives outside the cluster, with no selector to name it.
+        ingress.append({"ports": _tcp(PROMETHEUS_OPERATOR_WEBHOOK_PORT)})
+    return {
+        "podSelector": {},
+        "policyTypes": ["Ingress", "Egress"],
+        "ingress": ingress,
+        "egress": [
+            kube.dns_egress_rule(),
+            {"to": [{"podSelector": {}}]},
+            {"ports": _tcp(KUBERNETES_API_PORT, KUBELET_PORT, NODE_EXPORTER_PORT)},
+            {"to": [{"namespaceSelector": {}}], "ports": _tcp(*CONTROLLER_METRICS_PORTS)},
+            # A probe of an app hostname goes to the front door's public address; a CNI that
+            # serves LoadBalancer addresses inside the cluster (Cilium's kube-proxy replacement)
+            # hands it straight to Traefik's pods instead.
+            {
+                "to": [{"namespaceSelector": kube.namespace_selector(TRAEFIK_NAMESPACE)}],
+                "ports": _tcp(WEBSECURE_PORT),
+            },
+            kube.public_https_egress_rule(),
+        ],
+    }
+
+
 def rules_sync_policy_spec() -> Any:
     """The sync Job talks to DNS and Cockpit's public HTTPS endpoints only; nothing talks to it."""
     return {
         "podSelector": {"matchLabels": dict(RULES_SYNC_LABELS)},
         "policyTypes": ["Ingress", "Egress"],
-        "egress": [
-            {
-                "to": [
-                    {
-                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": DNS_NAMESPACE}},
-                        "podSelector": {"matchLabels": dict(DNS_POD_LABELS)},
-                    }
-                ],
-                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-            },
-            # Cockpit's endpoints are public names without a published address range.
-            {
-                "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}],
-                "ports": [{"protocol": "TCP", "port": 443}],
-            },
-        ],
+        # Cockpit's endpoints are public names without a published address range.
+        "egress": [kube.dns_egress_rule(), kube.public_https_egress_rule()],
     }
 
 
@@ -434,7 +496,8 @@ class ObservabilityArgs:
     database: bool = False
     #: Secret: the webhook contact point's URL (backend prometheus).
     webhook_url: pulumi.Input[str] | None = None
-    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    #: Labels of the monitoring namespace: leave the default (``monitoring_namespace_labels``).
+    namespace_labels: Mapping[str, str] = field(default_factory=monitoring_namespace_labels)
     tags: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -500,7 +563,26 @@ class Observability(pulumi.ComponentResource):
             metadata={"name": MONITORING_NAMESPACE, "labels": dict(args.namespace_labels)},
             opts=k8s_opts,
         )
-        in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
+        namespace_ready = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])
+        )
+        policies = [
+            kube.default_deny_policy(
+                f"{name}-default-deny", metadata={"namespace": MONITORING_NAMESPACE}, opts=namespace_ready
+            ),
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-allow",
+                metadata={"name": "monitoring-allow", "namespace": MONITORING_NAMESPACE},
+                spec=monitoring_policy_spec(backend=settings.backend),
+                opts=namespace_ready,
+            ),
+        ]
+        # The collectors start with their paths open: under the default deny alone they could reach
+        # neither the API nor Cockpit, and the atomic releases would time out and roll back. On
+        # destroy, the releases go while those paths still exist.
+        in_namespace = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[namespace, *policies])
+        )
         push_key: pulumi.Output[str] = pulumi.Output.secret(push_token.secret_key)
         token_secret = k8s.core.v1.Secret(
             f"{name}-cockpit-token",

@@ -5,6 +5,8 @@ server in tests/test_restore_check.py; here the spec the program generates is fe
 
 from __future__ import annotations
 
+import datetime as dt
+import fnmatch
 import json
 import os
 import shutil
@@ -240,7 +242,9 @@ def _settings(**changes: Any) -> RestoreCheckSettings:
     return RestoreCheckSettings.model_validate(raw, context={"role": "development", "region": "fr-par"})
 
 
-def _component(*, protect: bool, credentials: dict[str, str] | None = None) -> Recording:
+def _component(
+    *, protect: bool, credentials: dict[str, str] | None = None, bucket_admins: tuple[str, ...] = ()
+) -> Recording:
     def program() -> dict[str, Any]:
         provider = k8s.Provider("unit-k8s", kubeconfig=pulumi.Output.secret("apiVersion: v1"))
         creds = {
@@ -259,6 +263,7 @@ def _component(*, protect: bool, credentials: dict[str, str] | None = None) -> R
                 database_port=5432,
                 credentials=creds,
                 protect=protect,
+                bucket_admins=bucket_admins,
             ),
         )
         return {"spec": check.spec, "bucket": check.bucket_name}
@@ -295,3 +300,62 @@ def test_checkov_skips_carry_reasons() -> None:
     assert any(v.startswith("CKV_K8S_43=") for v in tagged.values())
     pinned = backup.checkov_skips("rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "a" * 64)
     assert not any(v.startswith("CKV_K8S_43=") for v in pinned.values())
+
+
+# --- The bucket policy ------------------------------------------------------------------------------
+
+OPERATOR = "user_id:0b5e6c1a-2f3d-4e5f-8a9b-0c1d2e3f4a5b"
+DEPLOYER = "application_id:7d8e9f0a-1b2c-4d3e-9f4a-5b6c7d8e9f0a"
+WRITER = "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"
+BUCKET_POLICY = "scaleway:object/bucketPolicy:BucketPolicy"
+
+
+def _statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {statement["Sid"]: statement for statement in document["Statement"]}
+
+
+def test_bucket_policy_lets_the_job_only_write_dumps_and_keeps_the_admins() -> None:
+    document = backup.bucket_policy_document("prod-db-dumps-6a0c2f3e", WRITER, [OPERATOR, DEPLOYER])
+    # The current language: what it does not allow is denied, whatever IAM grants.
+    assert document["Version"] == "2023-04-17"
+    statements = _statements(document)
+    assert set(statements) == {"RestoreCheckWritesDumps", "AdminsKeepFullAccess"}
+    assert all(s["Effect"] == "Allow" for s in statements.values()), "Deny statements do nothing"
+    writer = statements["RestoreCheckWritesDumps"]
+    assert writer["Principal"] == {"SCW": f"application_id:{WRITER}"}
+    # PUT only: no listing, reading, deleting (any version) or bucket configuration, and only
+    # under the dumps' prefix, which is the prefix the script writes to.
+    assert writer["Action"] == ["s3:PutObject"]
+    assert writer["Resource"] == ["prod-db-dumps-6a0c2f3e/restore-check/*"]
+    key = restore_check.dump_key(backup.DUMP_PREFIX, "website", dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    assert fnmatch.fnmatchcase(f"prod-db-dumps-6a0c2f3e/{key}", writer["Resource"][0])
+    admins = statements["AdminsKeepFullAccess"]
+    assert admins["Principal"] == {"SCW": [OPERATOR, DEPLOYER]}
+    assert admins["Action"] == ["s3:*"]
+    assert admins["Resource"] == ["prod-db-dumps-6a0c2f3e", "prod-db-dumps-6a0c2f3e/*"]
+
+
+def test_component_applies_the_bucket_policy_with_bucket_admins() -> None:
+    recording = _component(protect=True, bucket_admins=(OPERATOR, DEPLOYER))
+    (policy,) = recording.by_type(BUCKET_POLICY)
+    bucket = recording.by_type("scaleway:object/bucket:Bucket")[0]
+    (application,) = recording.by_type("scaleway:iam/application:Application")
+    assert policy.inputs["bucket"] == bucket.inputs["name"] == "dev-db-dumps-11111111"
+    assert policy.inputs["projectId"] == "11111111-2222-3333-4444-555555555555"
+    assert policy.inputs["region"] == "nl-ams"
+    document = json.loads(policy.inputs["policy"])
+    assert document == backup.bucket_policy_document(
+        bucket.inputs["name"], application.id, [OPERATOR, DEPLOYER]
+    )
+    assert policy.parent == recording.by_type("platform:backup:RestoreCheck")[0].urn
+
+
+def test_no_bucket_admins_no_bucket_policy() -> None:
+    """A policy listing nobody but the job would lock out everyone else, the program included."""
+    assert _component(protect=False).by_type(BUCKET_POLICY) == []
+
+
+def test_bucket_admins_must_be_users_or_applications_by_id() -> None:
+    for bad in ("project_id:11111111-2222-3333-4444-555555555555", "user_id:alice", "*"):
+        with pytest.raises(ValueError, match="bucket admins must be"):
+            _component(protect=False, bucket_admins=(bad,))

@@ -4,6 +4,7 @@ synthetic probes of every app hostname, and the in-cluster Prometheus backend.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -18,7 +19,7 @@ from components import labels
 from components import observability as obs
 from offline import runner
 from offline.mocks import Registration
-from policy.rules import image_problem
+from policy.rules import ResourceView, image_problem, is_default_deny
 from tests.harness import is_secret, plaintext_secrets, unwrap
 
 SOURCE = "scaleway:observability/source:Source"
@@ -142,14 +143,121 @@ def test_tokens_are_secret_scoped_and_kept_out_of_helm_values(prod: list[Registr
     assert not any(is_secret(v) for v in agent.inputs["values"].values())
 
 
-def test_monitoring_namespace_is_a_platform_namespace(prod: list[Registration]) -> None:
-    (namespace,) = _typed(prod, "kubernetes:core/v1:Namespace")
-    labels = namespace.inputs["metadata"]["labels"]
-    assert namespace.inputs["metadata"]["name"] == obs.MONITORING_NAMESPACE
-    # node-exporter and the log collector need the host; everything else is audited as restricted.
-    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
-    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
-    assert labels["platform.scw/platform-namespace"] == "true"
+def test_monitoring_namespace_is_privileged_but_not_a_platform_namespace(
+    prod: list[Registration], tooling: list[Registration]
+) -> None:
+    for members in (prod, tooling):
+        (namespace,) = _typed(members, "kubernetes:core/v1:Namespace")
+        namespace_labels = namespace.inputs["metadata"]["labels"]
+        assert namespace.inputs["metadata"]["name"] == obs.MONITORING_NAMESPACE
+        # node-exporter and the log collector need the host; everything else is audited as restricted.
+        assert namespace_labels["pod-security.kubernetes.io/enforce"] == "privileged"
+        assert namespace_labels["pod-security.kubernetes.io/warn"] == "restricted"
+        # The platform label would admit it to the External Secrets stores and to the platform's
+        # hostnames on the Gateway (Argo CD's, for one).
+        assert labels.PLATFORM_NAMESPACE not in namespace_labels
+        assert labels.APP_NAMESPACE not in namespace_labels
+
+
+def test_the_component_builds_its_namespace_labels_without_the_platform_label() -> None:
+    built = obs.monitoring_namespace_labels()
+    assert built == labels.pod_security("privileged")
+    assert labels.PLATFORM_NAMESPACE not in built
+    (namespace_labels,) = [
+        f for f in dataclasses.fields(obs.ObservabilityArgs) if f.name == "namespace_labels"
+    ]
+    assert namespace_labels.default_factory is obs.monitoring_namespace_labels
+
+
+# --- Network policies of the monitoring namespace -----------------------------------------------------
+
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def _tcp(*ports: int) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+#: What the collectors may reach, rule by rule.
+MONITORING_EGRESS = [
+    # Cluster DNS.
+    {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    },
+    # Its own pods: kube-state-metrics, the blackbox exporter, Alloy's cluster peers.
+    {"to": [{"podSelector": {}}]},
+    # Kapsule's API server (outside the cluster), kubelet/cAdvisor and node-exporter: ports only.
+    {"ports": _tcp(6443, 10250, 9100)},
+    # Argo CD's controller, External Secrets and cert-manager metrics, in their namespaces.
+    {"to": [{"namespaceSelector": {}}], "ports": _tcp(8082, 8080, 9402)},
+    # Probes handed straight to Traefik by the CNI.
+    {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
+        "ports": _tcp(8443),
+    },
+    # Cockpit, the probed hostnames, the alert webhook: public addresses, HTTPS only.
+    {
+        "to": [
+            {
+                "ipBlock": {
+                    "cidr": "0.0.0.0/0",
+                    "except": [
+                        "10.0.0.0/8",
+                        "172.16.0.0/12",
+                        "192.168.0.0/16",
+                        "100.64.0.0/10",
+                        "169.254.0.0/16",
+                        "127.0.0.0/8",
+                    ],
+                }
+            }
+        ],
+        "ports": _tcp(443),
+    },
+]
+
+
+def _policies(members: list[Registration]) -> dict[str, Registration]:
+    found = {r.inputs["metadata"]["name"]: r for r in _typed(members, NETWORK_POLICY)}
+    assert {p.inputs["metadata"]["namespace"] for p in found.values()} == {obs.MONITORING_NAMESPACE}
+    return found
+
+
+@pytest.mark.parametrize("stack", ["prod", "tooling"])
+def test_monitoring_namespace_denies_by_default_and_opens_what_the_collectors_need(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    members = _members(committed_plans[stack])
+    policies = _policies(members)
+    assert set(policies) == {"default-deny", "monitoring-allow", "platform-rules-sync"}
+    deny = policies["default-deny"]
+    # The policy pack's own definition of a default deny.
+    view = ResourceView(urn=deny.urn, type=deny.type, name=deny.name, inputs=deny.inputs)
+    assert is_default_deny(view)
+    allow = policies["monitoring-allow"].inputs["spec"]
+    assert allow["podSelector"] == {} and sorted(allow["policyTypes"]) == ["Egress", "Ingress"]
+    # Nothing outside the namespace may open a connection to it (kubelet probes come from the node).
+    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}]
+    assert allow["egress"] == MONITORING_EGRESS
+    # The collectors start (and are uninstalled) while their paths are open.
+    workloads = [r for r in members if r.type in (HELM, JOB)]
+    assert workloads
+    for reg in workloads:
+        assert {deny.urn, policies["monitoring-allow"].urn} <= set(reg.dependencies), reg.name
+
+
+def test_prometheus_backend_admits_the_api_server_to_the_operator_webhook(
+    prometheus_plan: runner.Plan,
+) -> None:
+    allow = _policies(_members(prometheus_plan))["monitoring-allow"].inputs["spec"]
+    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}, {"ports": _tcp(10250)}]
+    assert allow["egress"] == MONITORING_EGRESS
 
 
 # --- Alert rules as code ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import copy
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pulumi_policy import (
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyProviderResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
+from components import labels
 from offline import runner
 from policy import crossguard, rules
 from policy.rules import ResourceView, StackView
@@ -455,6 +457,50 @@ def test_committed_stacks_pass_every_rule(stack_name: str, committed_plans: dict
     view = rules.inventory_view(inventory, role)
     assert view.role == role
     assert rules.evaluate(view) == []
+
+
+def test_the_app_namespace_label_is_the_components_label() -> None:
+    """rules.py keeps its own copy (the pack must import on its own); the copy must not drift."""
+    assert rules.APP_NAMESPACE_LABEL == labels.APP_NAMESPACE
+
+
+def test_app_namespace_rules_look_at_the_committed_app_namespaces(
+    committed_plans: dict[str, runner.Plan],
+) -> None:
+    """Both app-namespace rules pass on prod because they checked its two app namespaces, not
+    because they matched nothing: each fails once its namespaces lose what it checks."""
+    from offline import artifacts
+
+    inventory = json.loads(json.dumps(artifacts.inventory(committed_plans["prod"])))
+    view = rules.inventory_view(inventory, "production")
+    pss = rules.RULES_BY_NAME["app-namespace-restricted-pod-security"]
+    matched = sorted(r.metadata["name"] for r in view.resources if pss.applies(r))
+    assert matched == ["newsletter", "website"]
+
+    def flagged(rule: str, changed: StackView) -> list[str]:
+        by_urn = {r.urn: r for r in changed.resources}
+        return sorted(by_urn[v.urn].metadata["name"] for v in rules.RULES_BY_NAME[rule].evaluate(changed))
+
+    baseline = tuple(
+        replace(
+            r,
+            inputs={
+                **r.inputs,
+                "metadata": {**r.metadata, "labels": {**r.labels, rules.PSS_ENFORCE_LABEL: "baseline"}},
+            },
+        )
+        if pss.applies(r)
+        else r
+        for r in view.resources
+    )
+    assert flagged(pss.name, replace(view, resources=baseline)) == ["newsletter", "website"]
+    undenied = tuple(
+        r for r in view.resources if not (r.type == rules.NETWORK_POLICY and rules.is_default_deny(r))
+    )
+    assert flagged("app-namespace-default-deny", replace(view, resources=undenied)) == [
+        "newsletter",
+        "website",
+    ]
 
 
 # --- CrossGuard adapters --------------------------------------------------------------------

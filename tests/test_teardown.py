@@ -32,6 +32,8 @@ K8S_PROVIDER = "pulumi:providers:kubernetes"
 HELM = "kubernetes:helm.sh/v3:Release"
 CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
 ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+#: Scaleway's cloud controller reads these Service annotations to place a load balancer.
+LB_ANNOTATION_PREFIX = "service.beta.kubernetes.io/scw-loadbalancer-"
 #: API groups served by Kubernetes itself (everything else is a custom resource).
 BUILT_IN_GROUPS = {
     "core",
@@ -149,16 +151,26 @@ def test_no_kubernetes_resource_uses_an_implicit_provider(graph: Graph) -> None:
         assert reg.provider_urn and not reg.provider.rsplit("::", 1)[-1].startswith("default"), reg.name
 
 
+def _makes_load_balancer(release: Registration) -> bool:
+    """The release's Service carries Scaleway's load-balancer annotations (the reserved IP, zone,
+    type): the cloud controller creates a load balancer for it."""
+    service = (release.inputs.get("values") or {}).get("service") or {}
+    return any(key.startswith(LB_ANNOTATION_PREFIX) for key in service.get("annotations") or {})
+
+
 def test_load_balancers_come_only_from_releases_on_the_cluster_provider(graph: Graph) -> None:
-    """The cloud controller creates load balancers for Services of type LoadBalancer: they come
-    only from Helm releases (Traefik) or Services that the cluster's provider applies."""
+    """The cloud controller creates a load balancer for a Service of type LoadBalancer; the only
+    one the platform makes is Traefik's (the chart's default Service type, on the reserved IP). Its
+    release is uninstalled, and the load balancer deleted, while the cluster and its pools exist."""
     providers = graph.cluster_providers()
-    for reg in graph.of_type("kubernetes:core/v1:Service"):
-        if (reg.inputs.get("spec") or {}).get("type") == "LoadBalancer":
-            assert reg.provider_urn in providers, reg.name
-    traefik = [r for r in graph.of_type(HELM) if r.inputs.get("chart") == "traefik"]
-    for release in traefik:
+    makers = [r for r in graph.of_type(HELM) if _makes_load_balancer(r)]
+    assert [r.inputs["chart"] for r in makers] == ["traefik"]
+    for release in makers:
         assert release.provider_urn in providers, release.name
+        cluster, pools = providers[release.provider_urn]
+        needs = graph.needs(release.urn)
+        missing = [p.name for p in pools if p.urn not in needs]
+        assert pools and cluster.urn in needs and not missing, f"{release.name} outlives {missing}"
 
 
 def test_the_cluster_sweeps_what_its_controllers_leave(graph: Graph) -> None:

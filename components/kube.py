@@ -1,0 +1,118 @@
+"""Kubernetes building blocks the components share, defined once.
+
+Every namespace the platform runs workloads in (apps, the restore check, monitoring) starts from the
+same default deny and opens the same few paths (cluster DNS, public HTTPS); every private image is
+pulled with the same kind of Secret. One definition keeps a fix to any of them from reaching only
+some namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+#: CoreDNS runs in kube-system with this label on Kapsule (and upstream): the DNS egress rule names
+#: both, so a pod may query the cluster's resolver and nothing else in kube-system.
+DNS_NAMESPACE = "kube-system"
+DNS_POD_LABELS: Mapping[str, str] = {"k8s-app": "kube-dns"}
+
+#: Never reachable through the "public HTTPS" rule: private (RFC 1918), carrier-grade NAT (Kapsule's
+#: pod range lives there), link-local (the metadata service) and loopback.
+NOT_PUBLIC = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+    "127.0.0.0/8",
+)
+
+#: Argo CD deletes what an Application deployed before the Application itself only when this
+#: finalizer is set (without it, deleting the Application orphans the app's objects).
+ARGOCD_FINALIZER = "resources-finalizer.argocd.argoproj.io"
+
+#: The name of the image pull Secret in every namespace that runs a platform-registry image.
+PULL_SECRET = "registry-pull"
+#: Scaleway's registry ignores the user name of a token login; it reads the secret key as password.
+REGISTRY_USERNAME = "nologin"
+
+
+def namespace_selector(namespace: str) -> dict[str, Any]:
+    """Selects one namespace by the label the API server sets on every namespace (immutable, so a
+    namespace cannot pose as another by relabelling itself)."""
+    return {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+
+
+def default_deny_spec() -> Any:
+    """Every pod of the namespace, both directions, no rule: nothing in, nothing out. Policies are
+    additive, so each allowed path is a separate policy that states why it exists. (Specs are typed
+    ``Any``: plain dicts, not the SDK's nested TypedDicts.)"""
+    return {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+def default_deny_policy(
+    resource_name: str, *, metadata: Mapping[str, Any], opts: pulumi.ResourceOptions
+) -> k8s.networking.v1.NetworkPolicy:
+    """The namespace's ``default-deny`` NetworkPolicy (``metadata`` names the namespace). The policy
+    pack's app-namespace rule looks for exactly this spec."""
+    named: Any = {**metadata, "name": "default-deny"}
+    return k8s.networking.v1.NetworkPolicy(resource_name, metadata=named, spec=default_deny_spec(), opts=opts)
+
+
+def dns_egress_rule() -> dict[str, Any]:
+    """Egress to the cluster's DNS pods on port 53 (UDP and TCP: large answers fall back to TCP).
+    Under a default deny, a pod without it cannot resolve any name, its own Services included."""
+    return {
+        "to": [
+            {
+                "namespaceSelector": namespace_selector(DNS_NAMESPACE),
+                "podSelector": {"matchLabels": dict(DNS_POD_LABELS)},
+            }
+        ],
+        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+    }
+
+
+def public_https_egress_rule() -> dict[str, Any]:
+    """Egress to public addresses on 443. A NetworkPolicy matches addresses, not names, and the
+    Scaleway endpoints the platform calls (Object Storage, Cockpit) resolve to public addresses that
+    are neither published as a stable range nor fixed, so "public addresses, HTTPS only" is the
+    tightest rule this API can state. Private, CGNAT (pods), link-local (metadata) and loopback
+    ranges stay denied. A CNI-specific FQDN policy (Cilium's toFQDNs) could name the endpoints; the
+    platform keeps to the portable API."""
+    return {
+        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}],
+        "ports": [{"protocol": "TCP", "port": 443}],
+    }
+
+
+def docker_config_json(host: str, password: str) -> str:
+    """A ``.dockerconfigjson`` document logging in to one registry with a token."""
+    return json.dumps({"auths": {host: {"username": REGISTRY_USERNAME, "password": password}}})
+
+
+def image_pull_secret(
+    resource_name: str,
+    *,
+    metadata: Mapping[str, Any],
+    host: pulumi.Input[str],
+    password: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.core.v1.Secret:
+    """The pull Secret (named :data:`PULL_SECRET`) for one registry. The document carries the
+    registry key, so it is a Pulumi secret whatever the caller passed."""
+    document: pulumi.Output[str] = pulumi.Output.secret(
+        pulumi.Output.all(host, password).apply(lambda parts: docker_config_json(parts[0], parts[1]))
+    )
+    named: Any = {**metadata, "name": PULL_SECRET}
+    return k8s.core.v1.Secret(
+        resource_name,
+        metadata=named,
+        type="kubernetes.io/dockerconfigjson",
+        string_data={".dockerconfigjson": document},
+        opts=opts,
+    )
