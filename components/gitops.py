@@ -5,7 +5,11 @@ commits it to a write-back branch -> the Git host opens a merge request that mer
 -> Argo CD rolls it out. Nobody mutates a cluster by hand.
 
 * ``ArgoCd`` (tooling stack): Argo CD, its Git repository credential, the image updater with
-  registry read access, the ``platform`` AppProject and one root "app of apps" per environment.
+  registry read access, the ``platform`` AppProject, the built-in ``default`` AppProject locked
+  down, one root "app of apps" per environment, and the admission policies that keep what a root
+  app creates inside its environment's project.
+* ``Registrar`` (tooling stack, one per workload environment): the ``registrar-<env>`` identity the
+  environment's stack uses in tooling's ``argocd`` namespace instead of tooling's admin kubeconfig.
 * ``ClusterRegistration`` (each workload stack): an ``argocd-manager`` identity in the workload
   cluster limited to that environment's namespaces, registered as a cluster Secret in tooling's
   Argo CD. Platform facts travel as annotations on that Secret for ApplicationSets.
@@ -23,11 +27,13 @@ import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
-from components import labels
+from components import kube, labels
 
 ARGO_HELM_REPO = "https://argoproj.github.io/argo-helm"
 ARGOCD_CHART_VERSION = "10.1.1"
@@ -48,6 +54,73 @@ ENVELOPE_KINDS = (
     {"group": "networking.k8s.io", "kind": "NetworkPolicy"},
     {"group": "external-secrets.io", "kind": "ExternalSecret"},
 )
+
+#: Argo CD (resource tracking "annotation", the default since v3.0) marks every object a sync
+#: applies with ``<app>:<group>/<kind>:<namespace>/<name>`` under this key; the admission policies
+#: below read the creating app from it.
+TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+#: Kapsule API servers (``https://<cluster-id>.api.k8s.<region>.scw.cloud:6443``): every registered
+#: workload cluster, never tooling itself (``https://kubernetes.default.svc``). Argo CD matches the
+#: ``clusters`` globs of ``resource.exclusions`` against the cluster's server URL
+#: (docs/operator-manual/declarative-setup.md "Resource Exclusion/Inclusion": "clusters: a list of
+#: globs to match the cluster"; util/settings/filtered_resource.go ``MatchCluster`` uses
+#: ``glob.Match``, where ``*`` also matches dots).
+WORKLOAD_CLUSTER_SERVERS = "https://*.api.k8s.*.scw.cloud:6443"
+#: Argo CD's own default ``resource.exclusions`` (manifests/base/config/argocd-cm.yaml, which the
+#: chart's values repeat): setting the key replaces the whole list, so it is carried here.
+UPSTREAM_RESOURCE_EXCLUSIONS: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": ["", "discovery.k8s.io"], "kinds": ["Endpoints", "EndpointSlice"]},
+    {"apiGroups": ["apiregistration.k8s.io"], "kinds": ["APIService"]},
+    {"apiGroups": ["coordination.k8s.io"], "kinds": ["Lease"]},
+    {
+        "apiGroups": ["authentication.k8s.io", "authorization.k8s.io"],
+        "kinds": [
+            "SelfSubjectReview",
+            "TokenReview",
+            "LocalSubjectAccessReview",
+            "SelfSubjectAccessReview",
+            "SelfSubjectRulesReview",
+            "SubjectAccessReview",
+        ],
+    },
+    {"apiGroups": ["certificates.k8s.io"], "kinds": ["CertificateSigningRequest"]},
+    {"apiGroups": ["cert-manager.io"], "kinds": ["CertificateRequest"]},
+    {"apiGroups": ["cilium.io"], "kinds": ["CiliumIdentity", "CiliumEndpoint", "CiliumEndpointSlice"]},
+    {
+        "apiGroups": ["kyverno.io", "reports.kyverno.io", "wgpolicyk8s.io"],
+        "kinds": [
+            "PolicyReport",
+            "ClusterPolicyReport",
+            "EphemeralReport",
+            "ClusterEphemeralReport",
+            "AdmissionReport",
+            "ClusterAdmissionReport",
+            "BackgroundScanReport",
+            "ClusterBackgroundScanReport",
+            "UpdateRequest",
+        ],
+    },
+)
+#: Kinds Argo CD neither watches nor applies in the workload clusters. argocd-manager may not read
+#: them there (ClusterRegistration): Secrets hold the apps' keys and come from ExternalSecrets only;
+#: a PodDisruptionBudget from Git could block node drains and auto-upgrades; the Gateway is the only
+#: front door, so no Ingress. Excluded, Argo CD reports such a manifest as an excluded resource
+#: instead of failing to list the kind.
+WORKLOAD_EXCLUDED_KINDS: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": [""], "kinds": ["Secret"]},
+    {"apiGroups": ["policy"], "kinds": ["PodDisruptionBudget"]},
+    {"apiGroups": ["networking.k8s.io"], "kinds": ["Ingress"]},
+)
+
+
+#: RBAC verbs, read and write.
+_READ = ("get", "list", "watch")
+_WRITE = ("create", "update", "patch", "delete")
+
+
+def root_app_name(environment: str) -> str:
+    """The root "app of apps" of an environment (the admission policies rely on the suffix)."""
+    return f"{environment}-root"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +194,11 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         "admin.enabled": not sso,
         "exec.enabled": False,
         "statusbadge.enabled": False,
+        "resource.exclusions": resource_exclusions(),
+        # argocd-manager may list only what it manages; without this Argo CD fails the whole
+        # cluster cache on the first kind it may not list (a NetworkPolicy, a ResourceQuota, ...)
+        # instead of skipping it (gitops-engine pkg/cache/cluster.go, isRestrictedResource).
+        "resource.respectRBAC": "normal",
     }
     rbac: dict[str, object] = {"policy.default": "role:readonly"}
     if args.oidc is not None:
@@ -159,6 +237,180 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         "applicationSet": {"replicas": replicas},
         "notifications": {"enabled": False},
     }
+
+
+def resource_exclusions() -> str:
+    """``resource.exclusions`` for argocd-cm: upstream's list plus the kinds Argo CD must leave
+    alone in the registered workload clusters (scoped by their server URL; tooling keeps them)."""
+    scoped = [{**entry, "clusters": [WORKLOAD_CLUSTER_SERVERS]} for entry in WORKLOAD_EXCLUDED_KINDS]
+    return yaml.safe_dump([*UPSTREAM_RESOURCE_EXCLUSIONS, *scoped], sort_keys=False)
+
+
+#: Argo CD's built-in ``default`` project with every permission removed: the lock-down manifest of
+#: docs/user-guide/projects.md ("The Default Project"). An Application that names it is refused.
+DEFAULT_PROJECT_SPEC: Mapping[str, object] = {
+    "description": "Locked down: every Application names its environment's project",
+    "sourceRepos": [],
+    "sourceNamespaces": [],
+    "destinations": [],
+    "clusterResourceWhitelist": [],
+    # An empty namespaced whitelist means "everything"; only the blacklist can deny it all.
+    "namespaceResourceBlacklist": [{"group": "*", "kind": "*"}],
+}
+
+#: Generator kinds that carry their own ``template`` (overriding ``spec.template`` per generator).
+_LEAF_GENERATORS = (
+    "clusterDecisionResource",
+    "clusters",
+    "git",
+    "list",
+    "plugin",
+    "pullRequest",
+    "scmProvider",
+)
+#: Matrix and merge generators nest: top level (typed), their children (typed), and one more level
+#: of children inside a child matrix or merge (free-form JSON, leaf generators only in Argo CD).
+_GENERATOR_NESTING = ("g", "c", "n")
+
+
+def _same_environment(project: str) -> str:
+    """CEL: ``project`` names the environment of the root app in the tracking id. The ``:`` ends the
+    app name, so ``prod-root:...`` matches project ``prod`` and nothing else."""
+    return f"variables.trackingId.startsWith({project} + '-root:')"
+
+
+def _template_keeps_project(template: str) -> str:
+    return (
+        f"(!has({template}.spec) || !has({template}.spec.project) || "
+        f"{_same_environment(f'{template}.spec.project')})"
+    )
+
+
+def _generator_keeps_project(generator: str, depth: int = 0) -> str:
+    """CEL: no template inside ``generator`` (at any nesting Argo CD allows) changes the project."""
+    checks = [
+        f"(!has({generator}.{kind}) || !has({generator}.{kind}.template) || "
+        f"{_template_keeps_project(f'{generator}.{kind}.template')})"
+        for kind in _LEAF_GENERATORS
+    ]
+    if depth + 1 < len(_GENERATOR_NESTING):
+        child = _GENERATOR_NESTING[depth + 1]
+        for combined in ("matrix", "merge"):
+            node = f"{generator}.{combined}"
+            checks.append(
+                f"(!has({node}) || ((!has({node}.template) || {_template_keeps_project(f'{node}.template')})"
+                f" && (!has({node}.generators) || {node}.generators.all({child}, "
+                f"{_generator_keeps_project(child, depth + 1)}))))"
+            )
+    else:
+        # Argo CD nests matrix and merge one level only; anything deeper is refused unread.
+        checks.append(f"!has({generator}.matrix) && !has({generator}.merge)")
+    return " && ".join(checks)
+
+
+def child_project_policies(environments: Sequence[str]) -> dict[str, Any]:
+    """ValidatingAdmissionPolicy specs (by resource) that keep what a root app creates in its
+    environment's project.
+
+    A root app (``<env>-root``, project ``platform``) may create Applications and ApplicationSets
+    in ``argocd``. Without this, one created from ``environments/prod`` could name project
+    ``default``, ``platform`` or ``tooling`` and deploy into tooling, where the controller is
+    cluster-admin. Objects Argo CD applied carry the tracking annotation
+    ``<app>:<group>/<kind>:<namespace>/<name>``; when it is present the creating app must be a
+    known root app and the project its environment. Objects without it (the root apps and the
+    per-app Applications Pulumi creates) are not matched.
+    """
+    known = "[" + ", ".join(f"'{env}'" for env in sorted(environments)) + "]"
+    match_conditions = [
+        {
+            "name": "applied-by-an-argo-cd-app",
+            "expression": (
+                f"has(object.metadata.annotations) && '{TRACKING_ANNOTATION}' in object.metadata.annotations"
+            ),
+        }
+    ]
+    variables = [
+        {"name": "trackingId", "expression": f"object.metadata.annotations['{TRACKING_ANNOTATION}']"},
+        {"name": "environments", "expression": known},
+    ]
+
+    def constraints(resource: str) -> dict[str, Any]:
+        return {
+            "resourceRules": [
+                {
+                    "apiGroups": ["argoproj.io"],
+                    "apiVersions": ["*"],
+                    "operations": ["CREATE", "UPDATE"],
+                    "resources": [resource],
+                }
+            ],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ARGOCD_NAMESPACE}},
+        }
+
+    applications: dict[str, Any] = {
+        "failurePolicy": "Fail",
+        "matchConstraints": constraints("applications"),
+        "matchConditions": match_conditions,
+        "variables": variables,
+        "validations": [
+            {
+                "expression": (
+                    "has(object.spec) && has(object.spec.project) && "
+                    "object.spec.project in variables.environments && "
+                    + _same_environment("object.spec.project")
+                ),
+                "message": "an Application created by a root app (<env>-root) must use project <env>",
+                "messageExpression": (
+                    "'Application ' + object.metadata.name + ' (tracking id ' + variables.trackingId + "
+                    "') must use the project of the environment whose root app created it: "
+                    "<env>-root creates Applications in project <env> only'"
+                ),
+                "reason": "Forbidden",
+            }
+        ],
+    }
+    application_sets: dict[str, Any] = {
+        "failurePolicy": "Fail",
+        "matchConstraints": constraints("applicationsets"),
+        "matchConditions": match_conditions,
+        "variables": variables,
+        "validations": [
+            {
+                "expression": (
+                    "has(object.spec) && has(object.spec.template) && has(object.spec.template.spec) && "
+                    "has(object.spec.template.spec.project) && "
+                    "object.spec.template.spec.project in variables.environments && "
+                    + _same_environment("object.spec.template.spec.project")
+                ),
+                "message": (
+                    "an ApplicationSet created by a root app (<env>-root) must generate Applications in "
+                    "project <env>, named literally (no template)"
+                ),
+                "reason": "Forbidden",
+            },
+            {
+                "expression": "!has(object.spec.templatePatch)",
+                "message": (
+                    "an ApplicationSet created by a root app may not use templatePatch (it can rewrite "
+                    "the project)"
+                ),
+                "reason": "Forbidden",
+            },
+            {
+                "expression": (
+                    "!has(object.spec.generators) || object.spec.generators.all(g, "
+                    + _generator_keeps_project("g")
+                    + ")"
+                ),
+                "message": (
+                    "an ApplicationSet created by a root app may not set another project in a generator's "
+                    "template (nor nest matrix or merge generators deeper than Argo CD supports)"
+                ),
+                "reason": "Forbidden",
+            },
+        ],
+    }
+    return {"applications": applications, "applicationsets": application_sets}
 
 
 def image_updater_values(args: ArgoCdArgs, pull_secret: str) -> dict[str, object]:
@@ -241,7 +493,7 @@ class ArgoCd(pulumi.ComponentResource):
         pull_secret = "registry-pull"
         docker_config: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.from_input(args.registry.secret_key).apply(
-                lambda key: _docker_config(f"rg.{args.registry.region}.scw.cloud", key)
+                lambda key: kube.docker_config_json(f"rg.{args.registry.region}.scw.cloud", key)
             )
         )
         k8s.core.v1.Secret(
@@ -297,13 +549,48 @@ class ArgoCd(pulumi.ComponentResource):
             },
             opts=after_argocd,
         )
+        # Argo CD creates the built-in `default` project at start-up, allowing any source, any
+        # destination and every kind; it "can be modified, but not deleted" (projects.md). A
+        # server-side-apply patch because the object already exists when Pulumi gets to it (a
+        # create would fail with AlreadyExists); forced because argocd-server owns these fields.
+        default_project = k8s.apiextensions.CustomResourcePatch(
+            f"{name}-default-project",
+            api_version="argoproj.io/v1alpha1",
+            kind="AppProject",
+            metadata={
+                "name": "default",
+                "namespace": ARGOCD_NAMESPACE,
+                "annotations": {"pulumi.com/patchForce": "true"},
+            },
+            spec=dict(DEFAULT_PROJECT_SPEC),
+            opts=after_argocd,
+        )
+        guards: list[pulumi.Resource] = [default_project]
+        for resource, spec in child_project_policies(list(args.environments)).items():
+            policy_name = f"platform-root-{resource}"
+            policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+                f"{name}-{resource}-policy",
+                metadata={"name": policy_name},
+                spec=spec,
+                opts=k8s_opts,
+            )
+            guards.append(
+                k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+                    f"{name}-{resource}-binding",
+                    metadata={"name": policy_name},
+                    spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpecArgs(
+                        policy_name=policy_name, validation_actions=["Deny"]
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[policy]),
+                )
+            )
         for environment, path in sorted(args.environments.items()):
             k8s.apiextensions.CustomResource(
                 f"{name}-root-{environment}",
                 api_version="argoproj.io/v1alpha1",
                 kind="Application",
                 metadata={
-                    "name": f"{environment}-root",
+                    "name": root_app_name(environment),
                     "namespace": ARGOCD_NAMESPACE,
                     "labels": {labels.ENVIRONMENT: environment},
                     # Deleting a root app deletes the child Applications it created, not just itself.
@@ -329,16 +616,14 @@ class ArgoCd(pulumi.ComponentResource):
                         },
                     },
                 },
-                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[project]),
+                # The guards first: a root app starts creating Applications as soon as it exists.
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.provider, depends_on=[project, *guards]
+                ),
             )
 
         self.namespace = ARGOCD_NAMESPACE
         self.register_outputs({"namespace": self.namespace})
-
-
-def _docker_config(host: str, secret_key: str) -> str:
-    # Scaleway's registry takes any username with an IAM secret key as the password.
-    return json.dumps({"auths": {host: {"username": "nologin", "password": secret_key}}})
 
 
 def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, object]:
@@ -352,6 +637,148 @@ def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, ob
     return merged
 
 
+# --- Registrars: what a workload stack may do in tooling -----------------------------------------
+
+
+def registrar_name(environment: str) -> str:
+    return f"registrar-{environment}"
+
+
+def registrar_rules(environment: str) -> list[dict[str, list[str]]]:
+    """The Role of ``registrar-<env>`` in ``argocd``: exactly what the environment's stack declares
+    there (ClusterRegistration's cluster Secret, EnvironmentProject's AppProject and ImageUpdater,
+    App.deliver's Applications), and nothing else of Argo CD's."""
+    # RBAC cannot restrict `create` by resourceNames (the name is not known when the request is
+    # authorized), so create is granted on the kind; every other verb is pinned to the names the
+    # stack uses. Accepted: see the README (GitOps, "Registrar identities") for what that leaves.
+    named = [*_READ, "update", "patch", "delete"]
+    return [
+        {
+            "api_groups": [""],
+            "resources": ["secrets"],
+            "resource_names": [f"cluster-{environment}"],
+            "verbs": named,
+        },
+        {"api_groups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "api_groups": ["argoproj.io"],
+            "resources": ["appprojects"],
+            "resource_names": [environment],
+            "verbs": named,
+        },
+        {"api_groups": ["argoproj.io"], "resources": ["appprojects"], "verbs": ["create"]},
+        # Application names (<env>-<app>) come from the environment's own stack file, unknown here.
+        {"api_groups": ["argoproj.io"], "resources": ["applications"], "verbs": [*_READ, *_WRITE]},
+        {
+            "api_groups": ["argocd-image-updater.argoproj.io"],
+            "resources": ["imageupdaters"],
+            "resource_names": [environment],
+            "verbs": named,
+        },
+        {
+            "api_groups": ["argocd-image-updater.argoproj.io"],
+            "resources": ["imageupdaters"],
+            "verbs": ["create"],
+        },
+    ]
+
+
+def registrar_kubeconfig(*, server: str, ca_data: str, token: str, user: str) -> str:
+    """A kubeconfig for one service account of tooling, defaulting to the ``argocd`` namespace."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "tooling", "cluster": {"server": server, "certificate-authority-data": ca_data}}
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": f"{user}@tooling",
+                    "context": {"cluster": "tooling", "user": user, "namespace": ARGOCD_NAMESPACE},
+                }
+            ],
+            "current-context": f"{user}@tooling",
+        },
+        indent=2,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegistrarArgs:
+    environment: str
+    #: Provider of the tooling cluster (this stack's own cluster).
+    provider: k8s.Provider
+    #: Tooling's API server URL and base64 PEM CA, for the kubeconfig.
+    server_url: pulumi.Input[str]
+    ca_data: pulumi.Input[str]
+    #: What creates the argocd namespace first (Argo CD's release).
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+class Registrar(pulumi.ComponentResource):
+    """``registrar-<env>``: the identity a workload environment's stack uses in tooling's ``argocd``
+    namespace, instead of tooling's admin kubeconfig (whoever can deploy prod would otherwise be
+    cluster-admin of the management plane)."""
+
+    #: Secret: a kubeconfig for tooling with this identity's token.
+    kubeconfig: pulumi.Output[str]
+
+    def __init__(self, name: str, args: RegistrarArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("platform:gitops:Registrar", name, None, opts)
+        identity = registrar_name(args.environment)
+        in_argocd = pulumi.ResourceOptions(
+            parent=self, provider=args.provider, depends_on=list(args.depends_on)
+        )
+        meta: Any = {
+            "name": identity,
+            "namespace": ARGOCD_NAMESPACE,
+            "labels": {labels.ENVIRONMENT: args.environment},
+        }
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-account", metadata=meta, automount_service_account_token=False, opts=in_argocd
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-role",
+            metadata=meta,
+            rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in registrar_rules(args.environment)],
+            opts=in_argocd,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-binding",
+            metadata=meta,
+            role_ref=k8s.rbac.v1.RoleRefArgs(
+                api_group="rbac.authorization.k8s.io", kind="Role", name=identity
+            ),
+            subjects=[
+                k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=identity, namespace=ARGOCD_NAMESPACE)
+            ],
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[role, account]),
+        )
+        # A long-lived token, filled in by the token controller (pulumi-kubernetes waits for it).
+        token_secret = k8s.core.v1.Secret(
+            f"{name}-token",
+            metadata={
+                "name": f"{identity}-token",
+                "namespace": ARGOCD_NAMESPACE,
+                "annotations": {"kubernetes.io/service-account.name": identity},
+            },
+            type="kubernetes.io/service-account-token",
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[account], additional_secret_outputs=["data"]
+            ),
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(args.server_url, args.ca_data, token_secret.data.apply(_decode_token)).apply(
+                lambda parts: registrar_kubeconfig(
+                    server=parts[0], ca_data=parts[1], token=parts[2], user=identity
+                )
+            )
+        )
+        self.register_outputs({"kubeconfig": self.kubeconfig})
+
+
 # --- Registering a workload cluster with tooling's Argo CD ---------------------------------------
 
 
@@ -360,7 +787,7 @@ class ClusterRegistrationArgs:
     environment: str
     #: Provider of the cluster being registered.
     provider: k8s.Provider
-    #: Provider of the tooling cluster (built from tooling's kubeconfig, a secret).
+    #: Provider of the tooling cluster, as this environment's registrar (kubeconfig a secret).
     tooling_provider: k8s.Provider
     server_url: pulumi.Input[str]
     #: Base64 PEM of the registered cluster's CA.
@@ -389,58 +816,12 @@ class ClusterRegistration(pulumi.ComponentResource):
             automount_service_account_token=False,
             opts=in_namespace,
         )
-        # What Argo CD may do, granted only inside the listed namespaces (RoleBindings below):
-        # no cluster-scoped writes, and not the platform-owned envelope of each app.
+        # What Argo CD may do, granted only inside the listed namespaces (RoleBindings below): no
+        # cluster-scoped writes, one API group per rule, listed resources only (no wildcard).
         role = k8s.rbac.v1.ClusterRole(
             f"{name}-role",
             metadata={"name": "argocd-manager-namespaced"},
-            rules=[
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[
-                        "",
-                        "apps",
-                        "batch",
-                        "autoscaling",
-                        "policy",
-                        "networking.k8s.io",
-                        "gateway.networking.k8s.io",
-                        "monitoring.coreos.com",
-                    ],
-                    resources=[
-                        "configmaps",
-                        "services",
-                        "serviceaccounts",
-                        "pods",
-                        "pods/log",
-                        "events",
-                        "persistentvolumeclaims",
-                        "deployments",
-                        "statefulsets",
-                        "replicasets",
-                        "daemonsets",
-                        "jobs",
-                        "cronjobs",
-                        "horizontalpodautoscalers",
-                        "poddisruptionbudgets",
-                        "ingresses",
-                        "httproutes",
-                        "servicemonitors",
-                        "prometheusrules",
-                    ],
-                    verbs=["get", "list", "watch", "create", "update", "patch", "delete"],
-                ),
-                # Synced Secrets are read for health and diffing; they are written by External
-                # Secrets, never by Argo CD.
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=[""], resources=["secrets"], verbs=["get", "list", "watch"]
-                ),
-                # ExternalSecrets are the platform's (ENVELOPE_KINDS): shown, never written.
-                k8s.rbac.v1.PolicyRuleArgs(
-                    api_groups=["external-secrets.io"],
-                    resources=["externalsecrets"],
-                    verbs=["get", "list", "watch"],
-                ),
-            ],
+            rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in manager_rules()],
             opts=target,
         )
         bindings = [
@@ -514,9 +895,43 @@ class ClusterRegistration(pulumi.ComponentResource):
         self.register_outputs({"clusterName": self.cluster_name})
 
 
+#: What argocd-manager manages in an app namespace, by API group. Left out on purpose: Secrets (the
+#: apps' ``<app>-env`` holds payment keys and database passwords; they come from ExternalSecrets and
+#: Argo CD excludes the kind, see ``resource_exclusions``), the platform's envelope (ENVELOPE_KINDS),
+#: PodDisruptionBudgets (one from Git could block node drains and auto-upgrades) and Ingresses (the
+#: platform Gateway is the only front door).
+MANAGED_RESOURCES: Mapping[str, tuple[str, ...]] = {
+    "": (
+        "configmaps",
+        "services",
+        "serviceaccounts",
+        "pods",
+        "pods/log",
+        "events",
+        "persistentvolumeclaims",
+    ),
+    "apps": ("deployments", "statefulsets", "replicasets", "daemonsets"),
+    "batch": ("jobs", "cronjobs"),
+    "autoscaling": ("horizontalpodautoscalers",),
+    "gateway.networking.k8s.io": ("httproutes",),
+    "monitoring.coreos.com": ("servicemonitors", "prometheusrules"),
+}
+
+
+def manager_rules() -> list[dict[str, list[str]]]:
+    """argocd-manager's namespaced rules (a pure function, so tests can inspect it)."""
+    rules = [
+        {"api_groups": [group], "resources": list(resources), "verbs": [*_READ, *_WRITE]}
+        for group, resources in MANAGED_RESOURCES.items()
+    ]
+    # ExternalSecrets are the platform's (ENVELOPE_KINDS): shown, never written.
+    rules.append({"api_groups": ["external-secrets.io"], "resources": ["externalsecrets"], "verbs": [*_READ]})
+    return rules
+
+
 def _decode_token(data: Mapping[str, str] | None) -> str:
     if not data or "token" not in data:
-        raise ValueError("the argocd-manager token Secret has no data.token yet")
+        raise ValueError("the service account token Secret has no data.token yet")
     return base64.b64decode(data["token"]).decode()
 
 

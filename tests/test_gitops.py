@@ -1,19 +1,25 @@
 """GitOps (issue 5): Argo CD in tooling, cluster registration from prod, projects, root apps and
-the image updater, checked on the committed stacks' recorded resources."""
+the image updater, checked on the committed stacks' recorded resources; plus the guards between
+environments: the locked-down `default` project, the admission policies on what root apps create
+(their CEL evaluated with cel-python when it is installed), argocd-manager's rules, the registrar
+identities and the CI push key kept out of the exports."""
 
 from __future__ import annotations
 
+import base64
+import fnmatch
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+import yaml
 from pulumi.runtime import rpc
 
-from components import config, gitops
+from components import config, gitops, stacks
 from components.config import ConfigError
 from offline import runner, schemas
-from offline.mocks import Registration
+from offline.mocks import PlatformMocks, Registration
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
@@ -169,11 +175,9 @@ def test_root_project_only_creates_applications(tooling: runner.Plan) -> None:
 
 def test_image_updater_reads_the_registry_with_a_read_only_identity(tooling: runner.Plan) -> None:
     policy = _named(tooling, "tooling-image-updater-policy")
+    project = runner.read_stack_config("tooling")["scaleway:projectId"]
     assert policy.inputs["rules"] == [
-        {
-            "permissionSetNames": ["ContainerRegistryReadOnly"],
-            "projectIds": ["6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41"],
-        }
+        {"permissionSetNames": ["ContainerRegistryReadOnly"], "projectIds": [project]}
     ]
     updater = _named(tooling, "argocd-image-updater")
     assert updater.inputs["version"] == gitops.IMAGE_UPDATER_CHART_VERSION
@@ -231,8 +235,6 @@ def test_argocd_manager_is_limited_to_the_app_namespaces(prod: runner.Plan) -> N
         assert not {"namespaces", "clusterroles", "clusterrolebindings", "networkpolicies"} & set(
             rule["resources"]
         )
-    secret_rules = [r for r in role.inputs["rules"] if "secrets" in r["resources"]]
-    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}]
 
 
 def test_token_secret_is_bound_to_the_service_account(prod: runner.Plan) -> None:
@@ -285,6 +287,443 @@ def test_image_updater_lists_the_configured_apps_and_writes_to_a_branch(prod: ru
     assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "digest"}
 
 
+# --- The default project and the projects a root app's children may use --------------------------
+
+APP_PROJECT_PATCH = "kubernetes:argoproj.io/v1alpha1:AppProjectPatch"
+POLICY = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy"
+POLICY_BINDING = "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding"
+
+
+def test_default_project_is_locked_down(tooling: runner.Plan) -> None:
+    patch = _named(tooling, "argocd-default-project")
+    # A patch: Argo CD creates `default` itself at start-up and it cannot be deleted.
+    assert patch.type == APP_PROJECT_PATCH
+    assert patch.inputs["kind"] == "AppProject"
+    assert patch.inputs["metadata"]["name"] == "default"
+    assert patch.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
+    assert patch.inputs["metadata"]["annotations"] == {"pulumi.com/patchForce": "true"}
+    assert patch.provider_urn == _named(tooling, "tooling-k8s").urn
+    assert patch.parent == _named(tooling, "argocd").urn
+    spec = patch.inputs["spec"]
+    assert spec["sourceRepos"] == [] and spec["sourceNamespaces"] == []
+    assert spec["destinations"] == []
+    assert spec["clusterResourceWhitelist"] == []
+    assert spec["namespaceResourceBlacklist"] == [{"group": "*", "kind": "*"}]
+    assert not spec.get("namespaceResourceWhitelist") and not spec.get("clusterResourceBlacklist")
+
+
+def test_child_project_policies_are_bound_before_the_root_apps(tooling: runner.Plan) -> None:
+    policies = {p.inputs["metadata"]["name"]: p for p in tooling.by_type(POLICY)}
+    bindings = {b.inputs["metadata"]["name"]: b for b in tooling.by_type(POLICY_BINDING)}
+    assert set(policies) == set(bindings) == {"platform-root-applications", "platform-root-applicationsets"}
+    tooling_provider = _named(tooling, "tooling-k8s").urn
+    for name, policy in policies.items():
+        spec = policy.inputs["spec"]
+        assert spec["failurePolicy"] == "Fail"
+        constraints = spec["matchConstraints"]
+        assert constraints["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": gitops.ARGOCD_NAMESPACE}
+        }
+        [rule] = constraints["resourceRules"]
+        assert rule["apiGroups"] == ["argoproj.io"] and rule["operations"] == ["CREATE", "UPDATE"]
+        assert rule["resources"] == [name.removeprefix("platform-root-")]
+        binding = bindings[name]
+        assert binding.inputs["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+        assert policy.urn in binding.dependencies
+        assert policy.provider_urn == binding.provider_urn == tooling_provider
+    guards = {b.urn for b in bindings.values()} | {_named(tooling, "argocd-default-project").urn}
+    for root in (r for r in tooling.by_type(APPLICATION) if r.name.startswith("argocd-root-")):
+        # A root app starts creating Applications as soon as it exists: the guards come first.
+        assert guards <= set(root.dependencies), root.name
+
+
+def _policy_spec(resource: str) -> dict[str, Any]:
+    spec: dict[str, Any] = gitops.child_project_policies(["prod", "tooling"])[resource]
+    return spec
+
+
+def _tracked(owner: str, kind: str = "Application", name: str = "child") -> dict[str, str]:
+    return {gitops.TRACKING_ANNOTATION: f"{owner}:argoproj.io/{kind}:argocd/{name}"}
+
+
+def _application(project: Any, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": "child", "namespace": "argocd"}
+    if annotations is not None:
+        metadata["annotations"] = annotations
+    spec: dict[str, Any] = {"destination": {"name": "prod", "namespace": "website"}}
+    if project is not None:
+        spec["project"] = project
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": metadata, "spec": spec}
+
+
+def _application_set(project: str, generators: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "generators": generators if generators is not None else [{"list": {"elements": [{"a": "b"}]}}],
+        "template": {
+            "metadata": {"name": "{{.a}}"},
+            "spec": {"project": project, "destination": {"name": "prod", "namespace": "website"}},
+        },
+        **extra,
+    }
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "ApplicationSet",
+        "metadata": {
+            "name": "set",
+            "namespace": "argocd",
+            "annotations": _tracked("prod-root", "ApplicationSet"),
+        },
+        "spec": spec,
+    }
+
+
+def _admitted(spec: dict[str, Any], obj: dict[str, Any]) -> bool:
+    """The API server's decision for a CREATE of ``obj``: match conditions, then the variables,
+    then every validation (an evaluation error denies, as failurePolicy Fail does)."""
+    celpy = pytest.importorskip(
+        "celpy", reason="cel-python is not installed (pip install cel-python==0.5.0): CEL not evaluated"
+    )
+    env = celpy.Environment()
+
+    def evaluate(expression: str, activation: dict[str, Any]) -> Any:
+        return env.program(env.compile(expression)).evaluate(activation)
+
+    def holds(expression: str, activation: dict[str, Any]) -> bool:
+        try:
+            result = evaluate(expression, activation)
+        except celpy.CELEvalError:
+            return False
+        return isinstance(result, celpy.celtypes.BoolType) and bool(result)
+
+    activation: dict[str, Any] = {"object": celpy.json_to_cel(obj)}
+    if not all(holds(c["expression"], activation) for c in spec["matchConditions"]):
+        return True
+    activation["variables"] = celpy.celtypes.MapType(
+        {
+            celpy.celtypes.StringType(v["name"]): evaluate(v["expression"], activation)
+            for v in spec["variables"]
+        }
+    )
+    for validation in spec["validations"]:
+        if not holds(validation["expression"], activation):
+            return False
+        # The message shown on a denial must evaluate too (a broken one falls back to `message`).
+        if "messageExpression" in validation:
+            assert isinstance(evaluate(validation["messageExpression"], activation), str)
+    return True
+
+
+@pytest.mark.parametrize(
+    ("case", "obj", "admitted"),
+    [
+        ("created by Pulumi (no tracking id): not constrained", _application("default"), True),
+        ("other annotations only: not constrained", _application("default", {"a": "b"}), True),
+        ("prod-root -> project prod", _application("prod", _tracked("prod-root")), True),
+        ("tooling-root -> project tooling", _application("tooling", _tracked("tooling-root")), True),
+        ("prod-root -> project default", _application("default", _tracked("prod-root")), False),
+        ("prod-root -> project tooling", _application("tooling", _tracked("prod-root")), False),
+        ("prod-root -> project platform", _application("platform", _tracked("prod-root")), False),
+        ("tooling-root -> project prod", _application("prod", _tracked("tooling-root")), False),
+        ("prod-root -> no project", _application(None, _tracked("prod-root")), False),
+        ("not a root app", _application("prod", _tracked("prod-website")), False),
+        ("a longer app name than the root", _application("prod", _tracked("prod-rooted")), False),
+        ("an unknown environment's root", _application("staging", _tracked("staging-root")), False),
+    ],
+)
+def test_child_application_policy_decisions(case: str, obj: dict[str, Any], admitted: bool) -> None:
+    assert _admitted(_policy_spec("applications"), obj) is admitted, case
+
+
+def _list(template_project: str | None = None) -> dict[str, Any]:
+    generator: dict[str, Any] = {"elements": [{"a": "b"}]}
+    if template_project is not None:
+        generator["template"] = {"metadata": {}, "spec": {"project": template_project}}
+    return {"list": generator}
+
+
+@pytest.mark.parametrize(
+    ("case", "obj", "admitted"),
+    [
+        ("project prod from prod-root", _application_set("prod"), True),
+        ("project default", _application_set("default"), False),
+        ("project templated", _application_set("{{.project}}"), False),
+        ("templatePatch", _application_set("prod", templatePatch="spec:\n  project: default\n"), False),
+        ("generator template keeps prod", _application_set("prod", [_list("prod")]), True),
+        ("generator template without project", _application_set("prod", [_list()]), True),
+        ("generator template sets tooling", _application_set("prod", [_list("tooling")]), False),
+        (
+            "matrix child template sets default",
+            _application_set("prod", [{"matrix": {"generators": [_list(), _list("default")]}}]),
+            False,
+        ),
+        (
+            "matrix template sets platform",
+            _application_set(
+                "prod", [{"matrix": {"generators": [_list()], "template": {"spec": {"project": "platform"}}}}]
+            ),
+            False,
+        ),
+        (
+            "nested matrix, grandchild template sets tooling",
+            _application_set(
+                "prod",
+                [{"matrix": {"generators": [_list(), {"merge": {"generators": [_list("tooling")]}}]}}],
+            ),
+            False,
+        ),
+        (
+            "nested matrix, plain grandchildren",
+            _application_set(
+                "prod", [{"matrix": {"generators": [_list(), {"matrix": {"generators": [_list()]}}]}}]
+            ),
+            True,
+        ),
+        (
+            "nesting deeper than Argo CD supports",
+            _application_set(
+                "prod",
+                [{"matrix": {"generators": [{"matrix": {"generators": [{"matrix": {"generators": []}}]}}]}}],
+            ),
+            False,
+        ),
+    ],
+)
+def test_child_applicationset_policy_decisions(case: str, obj: dict[str, Any], admitted: bool) -> None:
+    assert _admitted(_policy_spec("applicationsets"), obj) is admitted, case
+
+
+def test_untracked_applicationset_is_not_constrained() -> None:
+    obj = _application_set("default")
+    del obj["metadata"]["annotations"]
+    assert _admitted(_policy_spec("applicationsets"), obj) is True
+
+
+# --- What argocd-manager may do, and what Argo CD leaves alone in the workload clusters ----------
+
+
+def test_argocd_manager_reads_no_secrets_and_grants_one_api_group_per_rule(prod: runner.Plan) -> None:
+    rules = _named(prod, "prod-registration-role").inputs["rules"]
+    granted: dict[str, set[str]] = {}
+    for rule in rules:
+        assert len(rule["apiGroups"]) == 1, rule
+        assert "*" not in rule["apiGroups"] and "*" not in rule["resources"] and "*" not in rule["verbs"]
+        assert not {"secrets", "poddisruptionbudgets", "ingresses"} & set(rule["resources"]), rule
+        granted.setdefault(rule["apiGroups"][0], set()).update(rule["resources"])
+    assert granted == {
+        "": {
+            "configmaps",
+            "services",
+            "serviceaccounts",
+            "pods",
+            "pods/log",
+            "events",
+            "persistentvolumeclaims",
+        },
+        "apps": {"deployments", "statefulsets", "replicasets", "daemonsets"},
+        "batch": {"jobs", "cronjobs"},
+        "autoscaling": {"horizontalpodautoscalers"},
+        "gateway.networking.k8s.io": {"httproutes"},
+        "monitoring.coreos.com": {"servicemonitors", "prometheusrules"},
+        "external-secrets.io": {"externalsecrets"},
+    }
+    [external_secrets] = [r for r in rules if r["apiGroups"] == ["external-secrets.io"]]
+    assert external_secrets["verbs"] == ["get", "list", "watch"]
+
+
+def test_argocd_excludes_secrets_of_the_workload_clusters_only(
+    tooling: runner.Plan, prod: runner.Plan
+) -> None:
+    cm = _plain(_named(tooling, "argocd-argocd").inputs["values"])["configs"]["cm"]
+    # Kinds argocd-manager may not list are skipped instead of failing the cluster cache.
+    assert cm["resource.respectRBAC"] == "normal"
+    exclusions = yaml.safe_load(cm["resource.exclusions"])
+    # Setting the key replaces Argo CD's defaults: they are all still there.
+    for upstream in gitops.UPSTREAM_RESOURCE_EXCLUSIONS:
+        assert upstream in exclusions
+    [secrets] = [e for e in exclusions if "Secret" in e["kinds"]]
+    assert secrets["apiGroups"] == [""] and secrets["kinds"] == ["Secret"]
+    [servers] = [secrets["clusters"]]
+    # Argo CD matches these globs against the cluster's server URL (`*` spans dots and slashes).
+    assert fnmatch.fnmatchcase(prod.exports["apiServerUrl"].value, servers[0])
+    assert not fnmatch.fnmatchcase("https://kubernetes.default.svc", servers[0])
+    excluded = {
+        (group, kind)
+        for e in exclusions
+        if "clusters" in e
+        for group in e["apiGroups"]
+        for kind in e["kinds"]
+    }
+    assert excluded == {("", "Secret"), ("policy", "PodDisruptionBudget"), ("networking.k8s.io", "Ingress")}
+
+
+# --- Least privilege between stacks: registrar identities and the CI push key --------------------
+
+ROLE = "kubernetes:rbac.authorization.k8s.io/v1:Role"
+PLURALS = {
+    "Secret": ("", "secrets"),
+    "AppProject": ("argoproj.io", "appprojects"),
+    "Application": ("argoproj.io", "applications"),
+    "ImageUpdater": ("argocd-image-updater.argoproj.io", "imageupdaters"),
+}
+
+
+def _allows(rules: list[dict[str, Any]], verb: str, group: str, resource: str, name: str) -> bool:
+    """Kubernetes RBAC for one request: some rule matches group, resource, verb and (except for
+    create, which RBAC cannot check by name) the object's name."""
+    for rule in rules:
+        names = rule.get("resourceNames") or []
+        if (
+            group in rule["apiGroups"]
+            and resource in rule["resources"]
+            and verb in rule["verbs"]
+            and (not names or (verb != "create" and name in names))
+        ):
+            return True
+    return False
+
+
+def test_registrar_role_is_limited_to_argocd_and_named_objects(tooling: runner.Plan) -> None:
+    roles = {r.inputs["metadata"]["name"]: r for r in tooling.by_type(ROLE)}
+    role = roles["registrar-prod"]
+    # One registrar per environment tooling serves, none for tooling itself.
+    assert not [r for r in roles if r.startswith("registrar-") and r != "registrar-prod"]
+    assert role.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
+    assert role.provider_urn == _named(tooling, "tooling-k8s").urn
+    rules = role.inputs["rules"]
+    for rule in rules:
+        assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"], rule
+    secret_rules = [r for r in rules if "secrets" in r["resources"]]
+    assert all(r.get("resourceNames") == ["cluster-prod"] or r["verbs"] == ["create"] for r in secret_rules)
+    assert not _allows(rules, "get", "", "secrets", "gitops-repository")
+    assert not _allows(rules, "get", "", "secrets", "cluster-dev")
+    assert not _allows(rules, "list", "", "secrets", "")
+    assert not _allows(rules, "patch", "argoproj.io", "appprojects", "platform")
+    assert not _allows(rules, "patch", "argoproj.io", "appprojects", "default")
+    assert not _allows(rules, "delete", "argocd-image-updater.argoproj.io", "imageupdaters", "tooling")
+    # Nothing outside argocd: no cluster-wide grant for a registrar.
+    for kind in ("ClusterRole", "ClusterRoleBinding"):
+        found = tooling.by_type(f"kubernetes:rbac.authorization.k8s.io/v1:{kind}")
+        assert not [r for r in found if "registrar" in r.name], kind
+    [binding] = [
+        b
+        for b in tooling.by_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+        if b.inputs["metadata"]["name"] == "registrar-prod"
+    ]
+    assert binding.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
+    assert binding.inputs["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "registrar-prod",
+    }
+    assert binding.inputs["subjects"] == [
+        {"kind": "ServiceAccount", "name": "registrar-prod", "namespace": gitops.ARGOCD_NAMESPACE}
+    ]
+
+
+def test_registrar_role_covers_what_prod_declares_in_tooling(tooling: runner.Plan, prod: runner.Plan) -> None:
+    rules = _named(tooling, "tooling-registrar-prod-role").inputs["rules"]
+    declared = [r for r in prod.registrations if r.provider_urn == _named(prod, "tooling-k8s").urn]
+    assert {r.inputs["kind"] if "kind" in r.inputs else r.type.rsplit(":", 1)[-1] for r in declared} == set(
+        PLURALS
+    )
+    for reg in declared:
+        kind = reg.inputs.get("kind") or reg.type.rsplit(":", 1)[-1]
+        group, resource = PLURALS[kind]
+        metadata = reg.inputs["metadata"]
+        assert metadata["namespace"] == gitops.ARGOCD_NAMESPACE, reg.name
+        for verb in ("create", "get", "patch", "delete"):
+            assert _allows(rules, verb, group, resource, metadata["name"]), (verb, reg.name)
+
+
+def test_registrar_kubeconfig_export_is_a_secret_for_tooling(tooling: runner.Plan) -> None:
+    export = tooling.exports["registrarKubeconfigs"]
+    assert export.secret
+    assert set(export.value) == {"prod"}
+    kubeconfig = yaml.safe_load(export.value["prod"])
+    [cluster] = kubeconfig["clusters"]
+    assert cluster["cluster"]["server"] == tooling.exports["apiServerUrl"].value
+    assert cluster["cluster"]["certificate-authority-data"]
+    [user] = kubeconfig["users"]
+    token_secret = _named(tooling, "tooling-registrar-prod-token")
+    assert token_secret.inputs["type"] == "kubernetes.io/service-account-token"
+    assert token_secret.inputs["metadata"]["annotations"] == {
+        "kubernetes.io/service-account.name": "registrar-prod"
+    }
+    assert "data" in token_secret.additional_secret_outputs
+    token = base64.b64decode(_plain(token_secret.state["data"])["token"]).decode()
+    assert user["user"] == {"token": token}
+    [context] = kubeconfig["contexts"]
+    assert context["context"]["namespace"] == gitops.ARGOCD_NAMESPACE
+    # Not the admin kubeconfig under another name.
+    assert export.value["prod"] != tooling.exports["kubeconfig"].value
+
+
+def test_prod_reaches_tooling_with_its_registrar_never_the_admin_kubeconfig(
+    tooling: runner.Plan, prod: runner.Plan
+) -> None:
+    provider = _named(prod, "tooling-k8s")
+    assert rpc.is_rpc_secret(provider.inputs["kubeconfig"])
+    kubeconfig = _plain(provider.inputs["kubeconfig"])
+    assert kubeconfig == tooling.exports["registrarKubeconfigs"].value["prod"]
+    assert kubeconfig != tooling.exports["kubeconfig"].value
+
+
+@pytest.fixture
+def tooling_exports_without(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Serve prod's StackReference a tooling stack whose exports lack some keys."""
+
+    def hide(*keys: str) -> None:
+        original = PlatformMocks._stack_reference
+
+        def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
+            state = original(self, name)
+            outputs = {k: v for k, v in state["outputs"].items() if k not in keys}
+            return {**state, "outputs": outputs}
+
+        monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
+
+    return hide
+
+
+def test_prod_plans_without_the_admin_kubeconfig_export(
+    tooling_exports_without: Callable[..., None], tooling: runner.Plan
+) -> None:
+    tooling_exports_without("kubeconfig")
+    plan = runner.run("prod")
+    kubeconfig = _plain(_named(plan, "tooling-k8s").inputs["kubeconfig"])
+    assert kubeconfig == tooling.exports["registrarKubeconfigs"].value["prod"]
+
+
+@pytest.mark.parametrize("exported", [{"dev": "apiVersion: v1"}, {}, None])
+def test_a_missing_registrar_is_a_clear_error(exported: Any) -> None:
+    # What the prod stack makes of tooling's `registrarKubeconfigs` export (run inside the
+    # provider's kubeconfig Output, so a plan fails with this message).
+    with pytest.raises(
+        ValueError, match=r"no registrar kubeconfig for environment 'prod'.*gitops\.environments"
+    ):
+        stacks._registrar_kubeconfig(exported, "prod")
+    assert stacks._registrar_kubeconfig({"prod": "kubeconfig"}, "prod") == "kubeconfig"
+
+
+def test_ci_push_key_is_in_secret_manager_not_in_an_export(tooling: runner.Plan) -> None:
+    secret = _named(tooling, "tooling-ci-push-secret")
+    assert secret.type == "scaleway:secrets/secret:Secret"
+    assert (secret.inputs["path"], secret.inputs["name"]) == ("/platform/ci", "registry-push")
+    version = _named(tooling, "tooling-ci-push-secret-version")
+    assert version.type == "scaleway:secrets/version:Version"
+    assert version.inputs["secretId"] == secret.id
+    assert rpc.is_rpc_secret(version.inputs["data"])
+    # The CI push identity's own secret key (registry write), nothing else.
+    key = _plain(_named(tooling, "tooling-ci-push-key").state["secretKey"])
+    assert key.startswith("MOCKSECRET")
+    assert _plain(version.inputs["data"]) == key
+    exports = tooling.exports
+    assert "ciPushSecretKey" not in exports
+    assert exports["ciPushSecretId"].value == secret.id and not exports["ciPushSecretId"].secret
+    assert not exports["ciPushAccessKey"].secret
+    assert key not in json.dumps({k: _plain(e.value) for k, e in exports.items()})
+
+
 # --- Schemas -------------------------------------------------------------------------------------
 
 
@@ -298,7 +737,9 @@ def test_argo_objects_validate_against_the_upstream_crds(
             f"upstream schemas not found at {schemas.schemas_dir()} (a fresh clone without ../shared)"
         )
     objects = [
-        r for r in committed_plans[stack].registrations if r.type in {APPLICATION, APP_PROJECT, IMAGE_UPDATER}
+        r
+        for r in committed_plans[stack].registrations
+        if r.type in {APPLICATION, APP_PROJECT, APP_PROJECT_PATCH, IMAGE_UPDATER}
     ]
     assert objects
     for reg in objects:

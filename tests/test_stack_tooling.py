@@ -101,7 +101,7 @@ def test_exports_for_the_other_stacks(plan: runner.Plan, raw: dict[str, Any]) ->
     assert ipaddress.ip_address(egress.value).is_global
 
 
-@pytest.mark.parametrize("prefix", ["ciPush", "registryPull"])
+@pytest.mark.parametrize("prefix", ["registryPull"])
 def test_exported_keys_secret_key_is_secret(plan: runner.Plan, prefix: str) -> None:
     access, secret = plan.exports[f"{prefix}AccessKey"], plan.exports[f"{prefix}SecretKey"]
     assert secret.secret
