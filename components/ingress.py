@@ -32,7 +32,7 @@ the Gateway.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import pulumi
@@ -61,6 +61,10 @@ GATEWAY_CLASS = "traefik"
 GATEWAY_CONTROLLER = "traefik.io/gateway-controller"
 GATEWAY_NAME = "platform"
 GATEWAY_NAMESPACE = TRAEFIK_NAMESPACE
+#: spec.listeners maxItems of the Gateway CRD (gateway-api v1.6.1). Hostnames beyond what the
+#: platform Gateway holds go to further Gateways of the same class (``platform-2``, ...): Traefik
+#: serves every Gateway of its class on the same entry points, so they share the reserved IP.
+MAX_LISTENERS = 64
 HTTP_LISTENER = "http"
 
 IP_IDS_ANNOTATION = "service.beta.kubernetes.io/scw-loadbalancer-ip-ids"
@@ -83,6 +87,8 @@ class Listener:
     #: The one app whose namespace may attach routes here (its namespace's ``labels.APP``), so
     #: an app cannot take over another app's hostname. None: any app namespace.
     owner: str | None = None
+    #: The Gateway holding this listener.
+    gateway: str = GATEWAY_NAME
 
     @property
     def name(self) -> str:
@@ -112,7 +118,18 @@ def listeners(
                 raise ValueError(f"hostname {hostname} is both an app and a platform hostname")
             owner = owners.get(hostname) if routes_from == "apps" else None
             found.setdefault(hostname, Listener(hostname=hostname, routes_from=routes_from, owner=owner))
-    return list(found.values())
+    # Platform hostnames first, so they stay on the platform Gateway next to its HTTP listener;
+    # that Gateway keeps one slot for HTTP, every further one holds HTTPS listeners only.
+    ordered = sorted(found.values(), key=lambda listener: listener.routes_from != "platform")
+    first = MAX_LISTENERS - 1
+    return [
+        replace(listener, gateway=gateway_name(0 if i < first else 1 + (i - first) // MAX_LISTENERS))
+        for i, listener in enumerate(ordered)
+    ]
+
+
+def gateway_name(shard: int) -> str:
+    return GATEWAY_NAME if shard == 0 else f"{GATEWAY_NAME}-{shard + 1}"
 
 
 def _route_selector(listener: Listener) -> dict[str, object]:
@@ -122,19 +139,20 @@ def _route_selector(listener: Listener) -> dict[str, object]:
     return {"matchLabels": {labels.APP_NAMESPACE: "true", **owner}}
 
 
-def gateway_spec(hostnames: Sequence[Listener]) -> dict[str, object]:
+def gateway_spec(hostnames: Sequence[Listener], *, with_http: bool = True) -> dict[str, object]:
     http_routes = [{"group": "gateway.networking.k8s.io", "kind": "HTTPRoute"}]
+    # Everything else on port 80 is redirected by Traefik before routing; only the ACME challenge
+    # routes, created next to the Gateway, need this listener (one is enough for all Gateways).
+    http = {
+        "name": HTTP_LISTENER,
+        "protocol": "HTTP",
+        "port": WEB_PORT,
+        "allowedRoutes": {"namespaces": {"from": "Same"}, "kinds": http_routes},
+    }
     return {
         "gatewayClassName": GATEWAY_CLASS,
         "listeners": [
-            {
-                "name": HTTP_LISTENER,
-                "protocol": "HTTP",
-                "port": WEB_PORT,
-                # Everything else on port 80 is redirected by Traefik before routing; only the
-                # ACME challenge routes, created next to the Gateway, need this listener.
-                "allowedRoutes": {"namespaces": {"from": "Same"}, "kinds": http_routes},
-            },
+            *([http] if with_http else []),
             *(
                 {
                     "name": listener.name,
@@ -163,7 +181,7 @@ def redirect_route_spec(source: str, target: str, listener: Listener) -> dict[st
             {
                 "group": "gateway.networking.k8s.io",
                 "kind": "Gateway",
-                "name": GATEWAY_NAME,
+                "name": listener.gateway,
                 "namespace": GATEWAY_NAMESPACE,
                 "sectionName": listener.name,
             }
@@ -315,7 +333,10 @@ class FrontDoor(pulumi.ComponentResource):
     listeners: list[Listener]
     #: What HTTPRoutes and other Gateway API users must depend on.
     gateway_api_crds: k8s.yaml.v2.ConfigFile
+    #: The platform Gateway (HTTP listener and the platform's hostnames first).
     gateway: k8s.apiextensions.CustomResource
+    #: Every Gateway by name: the platform Gateway and those holding the overflow of app hostnames.
+    gateways: dict[str, k8s.apiextensions.CustomResource]
     traefik: k8s.helm.v3.Release
     cert_manager: CertManager
 
@@ -402,23 +423,32 @@ class FrontDoor(pulumi.ComponentResource):
             },
             opts=after_controllers,
         )
-        self.gateway = k8s.apiextensions.CustomResource(
-            f"{name}-gateway",
-            api_version="gateway.networking.k8s.io/v1",
-            kind="Gateway",
-            metadata={
-                "name": GATEWAY_NAME,
-                "namespace": GATEWAY_NAMESPACE,
-                # cert-manager's gateway-shim issues one certificate per HTTPS listener.
-                "annotations": {ISSUER_ANNOTATION: args.issuer},
-            },
-            spec=gateway_spec(self.listeners),
-            opts=pulumi.ResourceOptions.merge(
-                after_controllers,
-                # The issuer it names must exist, or the first issuance attempt fails and backs off.
-                pulumi.ResourceOptions(depends_on=[gateway_class, *self.cert_manager.issuers.values()]),
-            ),
-        )
+        shards = list(dict.fromkeys([GATEWAY_NAME, *(listener.gateway for listener in self.listeners)]))
+        self.gateways = {
+            shard: k8s.apiextensions.CustomResource(
+                # The platform Gateway keeps its original logical name (no replacement on upgrade).
+                f"{name}-gateway" if shard == GATEWAY_NAME else f"{name}-gateway-{shard}",
+                api_version="gateway.networking.k8s.io/v1",
+                kind="Gateway",
+                metadata={
+                    "name": shard,
+                    "namespace": GATEWAY_NAMESPACE,
+                    # cert-manager's gateway-shim issues one certificate per HTTPS listener.
+                    "annotations": {ISSUER_ANNOTATION: args.issuer},
+                },
+                spec=gateway_spec(
+                    [listener for listener in self.listeners if listener.gateway == shard],
+                    with_http=shard == GATEWAY_NAME,
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    after_controllers,
+                    # The issuer it names must exist, or the first issuance attempt fails and backs off.
+                    pulumi.ResourceOptions(depends_on=[gateway_class, *self.cert_manager.issuers.values()]),
+                ),
+            )
+            for shard in shards
+        }
+        self.gateway = self.gateways[GATEWAY_NAME]
 
         by_hostname = {listener.hostname: listener for listener in self.listeners}
         for source, target in args.redirects.items():
@@ -429,7 +459,10 @@ class FrontDoor(pulumi.ComponentResource):
                 metadata={"name": f"redirect-{resource_suffix(source)}", "namespace": GATEWAY_NAMESPACE},
                 spec=redirect_route_spec(source, target, by_hostname[source]),
                 opts=pulumi.ResourceOptions.merge(
-                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, self.gateway])
+                    k8s_opts,
+                    pulumi.ResourceOptions(
+                        depends_on=[self.gateway_api_crds, self.gateways[by_hostname[source].gateway]]
+                    ),
                 ),
             )
 

@@ -313,26 +313,3 @@ def test_committed_front_door_config(stack_config: StackConfig) -> None:
     tooling = _load("tooling", stack_config("tooling"))
     assert tooling.ingress is not None and tooling.tls is not None
     assert _load("dev", stack_config("dev")).ingress is None
-
-
-def test_gateway_listener_ceiling_is_a_config_error(stack_config: StackConfig) -> None:
-    """64 listeners per Gateway (the CRD's maxItems): 1 HTTP + one per hostname."""
-
-    def apps(count: int) -> Mutation:
-        def mutate(raw: dict[str, Any]) -> None:
-            template = raw["platform:apps"][0]
-            raw["platform:apps"] = [
-                {**template, "name": f"app{i}", "hostname": f"app{i}.example.com", "database": None}
-                for i in range(count)
-            ]
-            raw["platform:gitops"]["imageUpdates"] = []
-
-        return mutate
-
-    # prod also serves example.com (a redirect): 62 apps + 1 redirect + HTTP = 64, the ceiling.
-    assert new_problems(stack_config, "prod", apps(62)) == []
-    problems = new_problems(stack_config, "prod", apps(64))
-    assert problems == [
-        "platform:apps: the platform Gateway can hold 64 listeners (HTTP plus one HTTPS listener per "
-        "hostname); this stack serves 65 hostnames, 2 too many"
-    ]

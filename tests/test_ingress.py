@@ -499,3 +499,38 @@ def test_schemas_catch_what_the_front_door_must_not_send(committed_plans: dict[s
     gateway = k8s_object(committed_plans["prod"].one(GATEWAY))
     del gateway["spec"]["listeners"][0]["port"]
     assert schemas.validate_custom_resource(gateway)
+
+
+def test_app_hostnames_beyond_one_gateway_shard_onto_more_gateways(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    """A Gateway holds at most 64 listeners (the CRD's maxItems): 100 apps need a second Gateway,
+    and every app's route attaches to the Gateway that holds its hostname's listener."""
+    raw = stack_config("prod")
+    template = raw["platform:apps"][0]
+    raw["platform:apps"] = [
+        {**template, "name": f"app{i}", "hostname": f"app{i}.example.com", "database": None}
+        for i in range(100)
+    ]
+    raw["platform:gitops"]["imageUpdates"] = []
+    plan = plan_with("prod", raw)
+    gateways = {g.inputs["metadata"]["name"]: g.inputs["spec"]["listeners"] for g in plan.by_type(GATEWAY)}
+    assert set(gateways) == {"platform", "platform-2"}
+    assert all(len(listeners) <= ingress.MAX_LISTENERS for listeners in gateways.values())
+    assert [item["protocol"] for item in gateways["platform"]].count("HTTP") == 1
+    assert all(item["protocol"] == "HTTPS" for item in gateways["platform-2"])
+    # 100 apps + the apex redirect, each once, over both Gateways.
+    hostnames = [
+        item["hostname"] for listeners in gateways.values() for item in listeners if "hostname" in item
+    ]
+    assert len(hostnames) == len(set(hostnames)) == 101
+    where = {
+        item["hostname"]: (name, item["name"])
+        for name, items in gateways.items()
+        for item in items
+        if "hostname" in item
+    }
+    for route in plan.by_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"):
+        for parent in route.inputs["spec"]["parentRefs"]:
+            (hostname,) = route.inputs["spec"]["hostnames"]
+            assert (parent["name"], parent["sectionName"]) == where[hostname], hostname
