@@ -397,7 +397,8 @@ class GitOps(_Model):
     namespaces: list[DnsLabel] = Field(default_factory=list)
     argocd: ArgoCd | None = None
     image_updater: ImageUpdater = ImageUpdater()
-    #: Non-tooling roles: the tooling stack to read Argo CD's kubeconfig and egress IP from,
+    #: Non-tooling roles: the tooling stack to read this environment's registrar kubeconfig (for
+    #: Argo CD's namespace), tooling's egress IP and the registry's pull key from,
     #: as `organization/project/stack` (Pulumi Cloud) or `organization/platform/tooling` with
     #: `pulumi login --local`.
     tooling_stack: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")] | None = None
@@ -849,6 +850,27 @@ class RestoreCheck(_Model):
     #: Size of the job's scratch volume: the dump plus the restored copy must fit.
     scratch_size_gb: int = Field(default=20, ge=1, le=500)
     databases: list[RestoreCheckDatabase] = Field(min_length=1)
+    #: Who keeps full access to the backup bucket (``user_id:<uuid>`` or ``application_id:<uuid>``).
+    #: The bucket policy denies everyone it does not list, so this must include whoever runs
+    #: ``pulumi up``; the job's own key may then only write dumps. Required in production.
+    bucket_admins: list[
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^(user_id|application_id):[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$"
+            ),
+        ]
+    ] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("bucket_admins")
+    @classmethod
+    def _admins_in_production(cls, admins: list[str], info: ValidationInfo) -> list[str]:
+        if not admins and _context(info).get("role") == "production":
+            raise ValueError(
+                "required for role production: the principals that keep full access to the backup bucket "
+                "(include the identity that runs pulumi up), e.g. user_id:<uuid>"
+            )
+        return admins
 
     @field_validator("schedule")
     @classmethod
@@ -1663,10 +1685,6 @@ def _secrets_rules(
             )
 
 
-#: spec.listeners maxItems in the Gateway API CRD (gateway-api v1.6.1, v1 and v1beta1).
-MAX_GATEWAY_LISTENERS = 64
-
-
 def _front_door_rules(
     raw: Mapping[str, Any],
     *,
@@ -1721,16 +1739,6 @@ def _front_door_rules(
             )
     if argocd is not None and argocd in ingress.redirects:
         problems.add("platform:gitops.argocd.hostname", f"{argocd} is in {path}.redirects: it only redirects")
-    # The Gateway API caps a Gateway at 64 listeners (its CRD's maxItems): the HTTP listener plus
-    # one HTTPS listener per hostname. A plan past that would only fail at apply time.
-    served = {*every, *(a.hostname for a in apps), *([argocd] if argocd else [])}
-    if len(served) + 1 > MAX_GATEWAY_LISTENERS:
-        problems.add(
-            "platform:apps" if apps else f"{path}.hostnames",
-            f"the platform Gateway can hold {MAX_GATEWAY_LISTENERS} listeners (HTTP plus one HTTPS "
-            f"listener per hostname); this stack serves {len(served)} hostnames, "
-            f"{len(served) + 1 - MAX_GATEWAY_LISTENERS} too many",
-        )
     wildcards = [h for h in every if h.startswith("*.")]
     if wildcards and (tls is None or not tls.dns01):
         problems.add(

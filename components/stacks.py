@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumiverse_scaleway as scaleway
 
 from components import labels
 from components.apps import App, AppArgs, AppDatabase, AppDelivery, AppGateway, AppVault
@@ -33,6 +34,8 @@ from components.gitops import (
     GatewayParent,
     ImageUpdateTarget,
     OidcSettings,
+    Registrar,
+    RegistrarArgs,
     RegistryAccess,
 )
 from components.identity import ScopedIdentity, ScopedIdentityArgs
@@ -146,14 +149,43 @@ def _tooling(cfg: PlatformConfig) -> Exports:
         **_network_exports(network),
         **_cluster_exports(cluster),
         "argocdNamespace": argocd.namespace,
+        "registrarKubeconfigs": _registrars(cfg, cluster, argocd),
         **_front_door_exports(front_door),
         "registryEndpoint": registry.endpoint,
         **_operations(cfg, cluster),
         "ciPushAccessKey": ci_push.access_key,
-        "ciPushSecretKey": ci_push.secret_key,
+        # Not the key itself: every StackReference to tooling could read an export.
+        "ciPushSecretId": _ci_push_secret(cfg, ci_push).id,
         "registryPullAccessKey": pull.access_key,
         "registryPullSecretKey": pull.secret_key,
     }
+
+
+#: Where CI reads the registry push key: Scaleway Secret Manager, folder and secret name.
+CI_PUSH_SECRET_PATH = "/platform/ci"
+CI_PUSH_SECRET_NAME = "registry-push"
+
+
+def _ci_push_secret(cfg: PlatformConfig, ci_push: ScopedIdentity) -> scaleway.secrets.Secret:
+    """The CI push identity's secret key in Scaleway Secret Manager (registry write access)."""
+    secret = scaleway.secrets.Secret(
+        f"{cfg.environment}-ci-push-secret",
+        name=CI_PUSH_SECRET_NAME,
+        path=CI_PUSH_SECRET_PATH,
+        description="CI pipeline's registry push key (secret key of the ci-push IAM application)",
+        project_id=cfg.project_id,
+        region=cfg.region,
+        tags=[*cfg.tags, "ci"],
+    )
+    key: pulumi.Output[str] = pulumi.Output.secret(ci_push.secret_key)
+    scaleway.secrets.Version(
+        f"{cfg.environment}-ci-push-secret-version",
+        secret_id=secret.id,
+        data=key,
+        description="written by the platform program",
+        region=cfg.region,
+    )
+    return secret
 
 
 def _production(cfg: PlatformConfig) -> Exports:
@@ -344,6 +376,32 @@ def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor 
     return argocd
 
 
+def _registrars(
+    cfg: PlatformConfig, cluster: KapsuleCluster, argocd: ArgoCd
+) -> pulumi.Output[dict[str, str]]:
+    """One ``registrar-<env>`` identity per environment tooling's Argo CD serves (tooling itself
+    excepted), exported as a secret kubeconfig per environment for that environment's stack."""
+    gitops = cfg.gitops
+    assert gitops is not None
+    kubeconfigs = {
+        env: Registrar(
+            f"{cfg.environment}-registrar-{env}",
+            RegistrarArgs(
+                environment=env,
+                provider=cluster.provider,
+                server_url=cluster.apiserver_url,
+                ca_data=cluster.ca_certificate,
+                depends_on=(argocd.release,),
+            ),
+        ).kubeconfig
+        for env in sorted(gitops.environments)
+        if env != cfg.environment
+    }
+    if not kubeconfigs:
+        return pulumi.Output.secret({})
+    return pulumi.Output.secret(pulumi.Output.all(**kubeconfigs))
+
+
 class _ToolingReference:
     """What a workload stack reads from the tooling stack, and the provider to reach its cluster."""
 
@@ -363,10 +421,24 @@ class _ToolingReference:
         self.registry_pull_secret_key = pulumi.Output.secret(
             reference.require_output("registryPullSecretKey")
         ).apply(str)
+        # The environment's registrar identity (argocd namespace, its own objects only), never
+        # tooling's admin `kubeconfig` export, which this stack does not read.
+        environment = cfg.environment
         self.provider = k8s.Provider(
             "tooling-k8s",
-            kubeconfig=pulumi.Output.secret(reference.require_output("kubeconfig")).apply(str),
+            kubeconfig=pulumi.Output.secret(reference.require_output("registrarKubeconfigs")).apply(
+                lambda kubeconfigs: _registrar_kubeconfig(kubeconfigs, environment)
+            ),
         )
+
+
+def _registrar_kubeconfig(kubeconfigs: Any, environment: str) -> str:
+    if not isinstance(kubeconfigs, dict) or environment not in kubeconfigs:
+        raise ValueError(
+            f"the tooling stack exports no registrar kubeconfig for environment {environment!r}: "
+            "list it in the tooling stack's platform:gitops.environments and deploy tooling first"
+        )
+    return str(kubeconfigs[environment])
 
 
 def _register_with_tooling(
@@ -466,7 +538,7 @@ def _apps(  # noqa: PLR0917 - private composition helper, called twice
     if not cfg.apps:
         return []
     assert tooling is not None, "config rules require platform:gitops with platform:apps"
-    listeners = {listener.hostname: listener.name for listener in front_door.listeners} if front_door else {}
+    listeners = {listener.hostname: listener for listener in front_door.listeners} if front_door else {}
     apps: list[App] = []
     for settings in cfg.apps:
         app_database = None
@@ -482,10 +554,13 @@ def _apps(  # noqa: PLR0917 - private composition helper, called twice
             )
         gateway = (
             AppGateway(
-                name=front_door.gateway_name,
+                name=listeners[settings.hostname].gateway,
                 namespace=front_door.gateway_namespace,
-                section_name=listeners[settings.hostname],
-                depends_on=(front_door.gateway_api_crds, front_door.gateway),
+                section_name=listeners[settings.hostname].name,
+                depends_on=(
+                    front_door.gateway_api_crds,
+                    front_door.gateways[listeners[settings.hostname].gateway],
+                ),
             )
             if front_door is not None
             else None
@@ -547,6 +622,7 @@ def _operations(
                 credentials=database.credentials,
                 protect=cfg.protect_stateful,
                 namespace_labels=labels.platform_namespace(),
+                bucket_admins=tuple(check.bucket_admins),
                 # The image lives in the platform registry, read with tooling's pull key.
                 registry=RegistryPull(host=tooling.registry_host, password=tooling.registry_pull_secret_key)
                 if tooling is not None
@@ -569,8 +645,6 @@ def _operations(
                 restore_check=check is not None,
                 database=database is not None,
                 webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
-                # node-exporter and the log collector read the nodes (host network, PID, paths).
-                namespace_labels=labels.platform_namespace(enforce="privileged"),
                 tags=cfg.tags,
             ),
         )

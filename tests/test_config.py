@@ -645,3 +645,10 @@ def test_structured_config_survives_the_engine_encoding(stack_config: StackConfi
     plan = runner.run("prod", config=stack_config("prod"))
     pool = plan.one("scaleway:kubernetes/pool:Pool")
     assert (pool.inputs["minSize"], pool.inputs["size"], pool.inputs["maxSize"]) == (3, 3, 9)
+
+
+def test_each_environment_has_its_own_scaleway_project(stack_config: StackConfig) -> None:
+    """Identities are scoped to a project: one project per environment keeps prod's secrets, buckets
+    and registry out of reach of the other environments' keys."""
+    projects = {stack: stack_config(stack)["scaleway:projectId"] for stack in runner.stack_names()}
+    assert len(set(projects.values())) == len(projects), projects

@@ -146,6 +146,18 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         f"{OPS}.restoreCheck.schedule: must be a cron schedule of five fields",
     ),
     (
+        "no-bucket-admins-in-production",
+        "prod",
+        check(bucketAdmins=[]),
+        f"{OPS}.restoreCheck.bucketAdmins: required for role production",
+    ),
+    (
+        "malformed-bucket-admin",
+        "prod",
+        check(bucketAdmins=["root"]),
+        f"{OPS}.restoreCheck.bucketAdmins[0]: must match",
+    ),
+    (
         "schedule-hour-out-of-range",
         "prod",
         check(schedule="0 24 * * *"),
@@ -324,6 +336,8 @@ def test_defaults(stack_config: StackConfig) -> None:
         "restoreCheck": {
             "image": "rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "a" * 64,
             "databases": [{"database": "website"}],
+            # Not a default: production must say who keeps access to its backups.
+            "bucketAdmins": ["user_id:5e2f8a1c-3b7d-4c9e-8f6a-2d1b0c9e7f34"],
         },
     }
     cfg = _load("prod", raw)
