@@ -258,7 +258,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         args = pulumi_mocks.MockResourceArgs(
             typ=request.type,
             name=request.name,
-            inputs=_unwrap(inputs),
+            inputs=unwrap_secrets(inputs),
             provider=request.provider,
             resource_id=request.importId,
             custom=request.custom or False,
@@ -293,14 +293,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id or "", object=obj)
 
 
-def _unwrap(value: Any) -> Any:
-    """Plain values for the mocks' own computations (never for recording)."""
+def unwrap_secrets(value: Any) -> Any:
+    """``value`` with every secret wrapper removed: plain values for computations and assertions
+    (never for recording or printing)."""
     if rpc.is_rpc_secret(value):
-        return _unwrap(value["value"])
+        return unwrap_secrets(value["value"])
     if isinstance(value, dict):
-        return {k: _unwrap(v) for k, v in value.items()}
+        return {k: unwrap_secrets(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_unwrap(v) for v in value]
+        return [unwrap_secrets(v) for v in value]
     return value
 
 

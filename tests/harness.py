@@ -139,3 +139,17 @@ def new_problems(
     raw = stack_config(stack)
     mutate(raw)
     return config_problems(stack, raw, secrets)
+
+
+def upstream(plan: Any, reg: Registration) -> set[str]:
+    """Every URN ``reg`` waits for, directly or through its dependencies (``plan``: an
+    ``offline.runner.Plan``)."""
+    by_urn = {r.urn: r for r in plan.registrations}
+    seen: set[str] = set()
+    todo = list(reg.dependencies)
+    while todo:
+        urn = todo.pop()
+        if urn not in seen:
+            seen.add(urn)
+            todo.extend(by_urn[urn].dependencies if urn in by_urn else [])
+    return seen

@@ -19,7 +19,8 @@ from pulumi.runtime import rpc
 from components import config, gitops, stacks
 from components.config import ConfigError
 from offline import runner, schemas
-from offline.mocks import PlatformMocks, Registration
+from offline.mocks import PlatformMocks, Registration, unwrap_secrets
+from tests.harness import upstream
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
@@ -34,28 +35,7 @@ def _named(plan: runner.Plan, name: str) -> Registration:
     return found[0]
 
 
-def _plain(value: Any) -> Any:
-    """Unwrap secret markers (for reading values whose secrecy a test checks separately)."""
-    if rpc.is_rpc_secret(value):
-        return _plain(value["value"])
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _all_dependencies(plan: runner.Plan, reg: Registration) -> set[str]:
-    """Everything ``reg`` waits for, directly or through its dependencies."""
-    by_urn = {r.urn: r for r in plan.registrations}
-    seen: set[str] = set()
-    stack = list(reg.dependencies)
-    while stack:
-        urn = stack.pop()
-        if urn not in seen:
-            seen.add(urn)
-            stack.extend(by_urn[urn].dependencies if urn in by_urn else [])
-    return seen
+_plain = unwrap_secrets
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +122,7 @@ def test_argocd_ui_is_routed_through_the_platform_gateway(tooling: runner.Plan) 
     gateway = [r for r in tooling.registrations if r.inputs.get("kind") == "Gateway"]
     assert len(gateway) == 1
     assert spec["parentRefs"][0]["name"] == gateway[0].inputs["metadata"]["name"]
-    assert gateway[0].urn in _all_dependencies(tooling, argocd[0])
+    assert gateway[0].urn in upstream(tooling, argocd[0])
     assert spec["hostnames"] == ["argocd.tooling.example.com"]
     assert spec["rules"][0]["backendRefs"] == [{"name": gitops.ARGOCD_SERVER_SERVICE, "port": 80}]
 
@@ -538,8 +518,8 @@ def test_argocd_excludes_secrets_of_the_workload_clusters_only(
     assert cm["resource.respectRBAC"] == "normal"
     exclusions = yaml.safe_load(cm["resource.exclusions"])
     # Setting the key replaces Argo CD's defaults: they are all still there.
-    for upstream in gitops.UPSTREAM_RESOURCE_EXCLUSIONS:
-        assert upstream in exclusions
+    for default in gitops.UPSTREAM_RESOURCE_EXCLUSIONS:
+        assert default in exclusions
     [secrets] = [e for e in exclusions if "Secret" in e["kinds"]]
     assert secrets["apiGroups"] == [""] and secrets["kinds"] == ["Secret"]
     [servers] = [secrets["clusters"]]

@@ -20,6 +20,7 @@ from components.dns import record_name
 from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import Registration
+from tests.harness import upstream
 
 PlanWith = Callable[..., runner.Plan]
 
@@ -59,19 +60,6 @@ def k8s_object(reg: Registration) -> dict[str, Any]:
 
 def https_listeners(plan: runner.Plan) -> list[dict[str, Any]]:
     return [listener for listener in gateway_spec(plan)["listeners"] if listener["protocol"] == "HTTPS"]
-
-
-def upstream(plan: runner.Plan, reg: Registration) -> set[str]:
-    """Every URN ``reg`` waits for, directly or through its dependencies."""
-    by_urn = {r.urn: r for r in plan.registrations}
-    seen: set[str] = set()
-    todo = list(reg.dependencies)
-    while todo:
-        urn = todo.pop()
-        if urn not in seen:
-            seen.add(urn)
-            todo.extend(by_urn[urn].dependencies if urn in by_urn else [])
-    return seen
 
 
 def with_ingress(plan_with: PlanWith, stack: str, **changes: Any) -> runner.Plan:
