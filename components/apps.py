@@ -17,10 +17,10 @@ Per app (``platform:apps`` in the stack file), in the workload cluster:
   (whose token is no longer mounted by default);
 * an ``HTTPRoute`` on the platform Gateway for the app's hostname (the Gateway's HTTPS listener and
   certificate for it come from the front door, fed with the same hostnames);
-* through :meth:`App.deliver`, its Argo CD ``Application`` in tooling (project = environment,
-  destination = the environment's cluster and the app's namespace, source = the app's GitOps path).
-  Delivery is a second step because the cluster registration needs the namespaces first and the
-  Application needs the registration's project.
+* its delivery record (:attr:`App.delivery`, a ``components.contract.RegisteredApp``), which the
+  stack exports in its registration: the tooling stack declares the app's Argo CD ``Application``
+  from it (project = environment, destination = the environment's cluster and the app's namespace,
+  source = the app's GitOps path). This stack declares nothing in tooling.
 
 The contract with the app's GitOps path: a Service named after the app exposing ``port`` (the route's
 backend), pods reading their environment from the Secret ``<app>-env`` (``envFrom``), and the
@@ -43,6 +43,7 @@ import pulumiverse_scaleway as scaleway
 from components import kube, labels
 from components.config import DATABASE_KEYS
 from components.config import App as AppSettings
+from components.contract import RegisteredApp
 
 #: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
 DATABASE_SECRET = "platform-database"
@@ -68,11 +69,6 @@ GATE_RESOURCES: Mapping[str, Mapping[str, str]] = {
 def env_secret_name(app: str) -> str:
     """The Secret the ExternalSecret writes and the app's pods read (``envFrom``)."""
     return f"{app}-env"
-
-
-def application_name(environment: str, app: str) -> str:
-    """Argo CD Application name; the image updater's ``namePattern`` (gitops.py) relies on it."""
-    return f"{environment}-{app}"
 
 
 def remote_key(backend: str, location: str, key: str) -> str:
@@ -301,41 +297,6 @@ def route_spec(app: AppSettings, gateway: AppGateway) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, kw_only=True)
-class AppDelivery:
-    """Argo CD in tooling delivers the app from its GitOps path."""
-
-    #: Provider of the tooling cluster (its kubeconfig is a secret).
-    tooling_provider: k8s.Provider
-    argocd_namespace: str
-    #: The environment's AppProject.
-    project: str
-    #: The environment's cluster as registered with Argo CD.
-    cluster_name: str
-    repo_url: str
-    target_revision: str
-    #: The project and cluster registration the Application needs.
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
-
-
-def application_spec(app: AppSettings, delivery: AppDelivery) -> dict[str, Any]:
-    return {
-        "project": delivery.project,
-        "source": {
-            "repoURL": delivery.repo_url,
-            "targetRevision": delivery.target_revision,
-            "path": app.gitops_path,
-        },
-        "destination": {"name": delivery.cluster_name, "namespace": app.name},
-        "syncPolicy": {
-            "automated": {"prune": True, "selfHeal": True},
-            # The namespace is the platform's (with its labels and policies), never Argo CD's.
-            "syncOptions": ["CreateNamespace=false", "ServerSideApply=true"],
-            "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}},
-        },
-    }
-
-
 # --- The component -------------------------------------------------------------------------------
 
 
@@ -354,6 +315,9 @@ class AppArgs:
     registry_host: pulumi.Input[str]
     #: Secret: the read-only registry key the pull secret carries.
     registry_password: pulumi.Input[str]
+    #: How the image updater picks new tags for this app.
+    update_strategy: str = "semver"
+    update_allow_tags: str | None = None
     #: What the ExternalSecret needs first (the operator and its stores).
     secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     tags: Sequence[str] = field(default_factory=tuple)
@@ -369,14 +333,12 @@ class App(pulumi.ComponentResource):
     external_secret: k8s.apiextensions.CustomResource
     #: Keys of the app's Secret (declared, then the platform's database keys).
     keys: list[str]
-    application: k8s.apiextensions.CustomResource | None = None
+    #: What the tooling stack needs to deliver the app (exported in the stack's registration).
+    delivery: RegisteredApp
 
     def __init__(self, name: str, args: AppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("platform:apps:App", name, None, opts)
         app = args.settings
-        self._name = name
-        self._settings = app
-        self._environment = args.environment
         self.name = app.name
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
@@ -453,6 +415,13 @@ class App(pulumi.ComponentResource):
                     k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace, *args.gateway.depends_on])
                 ),
             )
+        self.delivery = RegisteredApp(
+            name=app.name,
+            path=app.gitops_path,
+            image=app.image,
+            strategy=args.update_strategy,
+            allow_tags=args.update_allow_tags,
+        )
         self.register_outputs({"namespace": app.name, "keys": self.keys})
 
     def _database_entry(self, name: str, args: AppArgs, database: AppDatabase) -> pulumi.Resource:
@@ -482,30 +451,3 @@ class App(pulumi.ComponentResource):
             region=args.vault.region,
             opts=pulumi.ResourceOptions(parent=self),
         )
-
-    def deliver(self, delivery: AppDelivery) -> k8s.apiextensions.CustomResource:
-        """The app's Argo CD Application in tooling; call once the project and registration exist."""
-        if self.application is not None:
-            raise RuntimeError(f"app {self.name} is already delivered")
-        app = self._settings
-        self.application = k8s.apiextensions.CustomResource(
-            f"{self._name}-application",
-            api_version="argoproj.io/v1alpha1",
-            kind="Application",
-            metadata={
-                "name": application_name(self._environment, app.name),
-                "namespace": delivery.argocd_namespace,
-                "labels": {labels.ENVIRONMENT: self._environment, labels.APP: app.name},
-                # Deleting the Application deletes what it deployed, not just itself.
-                "finalizers": [kube.ARGOCD_FINALIZER],
-            },
-            spec=application_spec(app, delivery),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                provider=delivery.tooling_provider,
-                # The envelope first: Argo CD's first sync needs the namespace, its policies and the
-                # synced Secret the pods (and the parity gate) read.
-                depends_on=[self.namespace, self.external_secret, *delivery.depends_on],
-            ),
-        )
-        return self.application

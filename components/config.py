@@ -37,6 +37,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from components.contract import PLATFORM_NAMESPACES, ProblemsError
+
 # --------------------------------------------------------------------------------------------
 # Facts about Scaleway used by the rules below.
 # --------------------------------------------------------------------------------------------
@@ -57,15 +59,11 @@ _MINOR_VERSION = re.compile(r"^1\.\d{2}$")
 _PATCH_VERSION = re.compile(r"^1\.\d{2}\.\d+$")
 
 
-class ConfigError(pulumi.RunError):
-    """Invalid stack configuration. ``pulumi.RunError`` makes the engine print only the message."""
+class ConfigError(ProblemsError):
+    """Invalid stack configuration."""
 
     def __init__(self, stack: str, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"stack '{stack}': {len(problems)} configuration problem(s), nothing was created:\n{lines}"
-        )
+        super().__init__(f"stack '{stack}': {len(problems)} configuration problem(s)", problems)
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,9 +218,10 @@ class Cluster(_Model):
     @field_validator("api_allowed_ranges")
     @classmethod
     def _acl_in_production(cls, ranges: list[AllowedRange], info: ValidationInfo) -> list[AllowedRange]:
-        if not ranges and _context(info).get("role") == "production":
+        role = _context(info).get("role")
+        if not ranges and role in ("production", "tooling"):
             raise ValueError(
-                "required for role production: without an ACL the Kubernetes API is open to the world"
+                f"required for role {role}: without an ACL the Kubernetes API is open to the world"
             )
         return ranges
 
@@ -348,7 +347,9 @@ class Oidc(_Model):
 
 
 class ArgoCd(_Model):
-    hostname: Hostname
+    #: Serves the UI and API on the public Gateway (requires ``oidc``). Without it, the UI is
+    #: reached with ``kubectl port-forward`` only.
+    hostname: Hostname | None = None
     ha: bool = False
     #: Single sign-on. With it, the local admin account is disabled.
     oidc: Oidc | None = None
@@ -386,8 +387,12 @@ class ImageUpdate(_Model):
         return pattern
 
 
+StackName = Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")]
+
+
 class GitOps(_Model):
-    repo_url: str
+    #: Tooling only: the GitOps repository Argo CD reads (workload stacks never touch it).
+    repo_url: str | None = None
     target_revision: Annotated[str, StringConstraints(pattern=r"^[\w./-]+$")] = "main"
     #: Username sent with the token over https (GitHub accepts any, GitLab wants oauth2).
     repo_username: str = "git"
@@ -401,7 +406,10 @@ class GitOps(_Model):
     #: Argo CD's namespace), tooling's egress IP and the registry's pull key from,
     #: as `organization/project/stack` (Pulumi Cloud) or `organization/platform/tooling` with
     #: `pulumi login --local`.
-    tooling_stack: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")] | None = None
+    tooling_stack: StackName | None = None
+    #: Tooling only: the stack of each registered environment (other than tooling), read through a
+    #: StackReference for its registration (DESIGN.md §5), e.g. ``{prod: organization/platform/prod}``.
+    stacks: dict[DnsLabel, StackName] = Field(default_factory=dict)
     #: Per-app image-updater settings; apps not listed get the defaults (semver, any tag).
     image_updates: list[ImageUpdate] = Field(default_factory=list)
 
@@ -411,10 +419,27 @@ class GitOps(_Model):
         _no_duplicates("app", [u.app for u in updates])
         return updates
 
+    @field_validator("environments", "namespaces")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        _no_duplicates("entry", names)
+        return names
+
+    @field_validator("namespaces")
+    @classmethod
+    def _not_a_platform_namespace(cls, names: list[str]) -> list[str]:
+        taken = sorted(set(names) & PLATFORM_NAMESPACES)
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)}: platform namespaces are the program's, never Argo CD's to deploy into "
+                f"(reserved: {', '.join(sorted(PLATFORM_NAMESPACES))})"
+            )
+        return names
+
     @field_validator("repo_url")
     @classmethod
-    def _https_or_ssh(cls, url: str) -> str:
-        if not _REPO_URL.fullmatch(url):
+    def _https_or_ssh(cls, url: str | None) -> str | None:
+        if url is not None and not _REPO_URL.fullmatch(url):
             raise ValueError(
                 f"must be an https:// URL or an ssh URL (ssh://git@host/path or git@host:path), got {url!r}"
             )
@@ -427,7 +452,7 @@ class GitOps(_Model):
 
     @property
     def uses_ssh(self) -> bool:
-        return not self.repo_url.startswith("https://")
+        return not (self.repo_url or "").startswith("https://")
 
     def path_for(self, environment: str) -> str:
         return f"environments/{environment}"
@@ -1072,7 +1097,9 @@ _PLATFORM_KEYS: dict[str, Any] = {
 #: Deploy-time secrets, set with `pulumi config set --secret platform:<key>`. They are read with
 #: get_secret and stay Pulumi secrets end to end; only their presence is validated here.
 SECRET_KEYS: dict[str, str] = {
-    "gitopsRepoCredential": "token or SSH private key for reading and writing back to the GitOps repository",
+    "gitopsRepoCredential": "read-only token or SSH deploy key Argo CD reads the GitOps repository with",
+    "gitopsWriteCredential": "token or SSH key the image updater pushes its write-back branches with "
+    "(write access; keep the target branch protected)",
     "argocdOidcClientSecret": "client secret of Argo CD's OIDC application",
     "onepasswordServiceAccountToken": "1Password service-account token External Secrets reads the vault with "
     "(platform:secrets.backend onepassword)",
@@ -1179,6 +1206,7 @@ def load(
             _gitops_rules(
                 role,
                 gitops,
+                stack=stack,
                 address_plan=address_plan or {},
                 apps=apps,
                 secrets=secrets,
@@ -1272,10 +1300,21 @@ def from_pulumi() -> PlatformConfig:
 
 
 def referenced_stacks(raw_platform: Mapping[str, Any]) -> list[str]:
-    """Stacks this stack reads through a StackReference (the offline plan resolves them first)."""
+    """Stacks this stack reads through a StackReference (the offline plan resolves them first):
+    a workload stack its tooling stack; tooling each registered environment's stack."""
     gitops = raw_platform.get("gitops")
     ref = gitops.get("toolingStack") if isinstance(gitops, dict) else None
-    return [ref] if isinstance(ref, str) else []
+    return ([ref] if isinstance(ref, str) else []) + registered_stacks(raw_platform)
+
+
+def registered_stacks(raw_platform: Mapping[str, Any]) -> list[str]:
+    """The workload stacks a tooling stack registers (``platform:gitops.stacks``); each may not
+    exist yet, which the hub tolerates (components.references)."""
+    gitops = raw_platform.get("gitops")
+    registered = gitops.get("stacks") if isinstance(gitops, dict) else None
+    if not isinstance(registered, dict):
+        return []
+    return [name for name in registered.values() if isinstance(name, str)]
 
 
 def _present_keys(namespace: str) -> list[str]:
@@ -1456,54 +1495,27 @@ def _gitops_rules(
     role: str,
     gitops: GitOps,
     *,
+    stack: str,
     address_plan: Mapping[str, Any],
     apps: list[App],
     secrets: Mapping[str, Any],
     problems: _Problems,
     apps_known: bool = True,
 ) -> None:
-    path = "platform:gitops"
-    # Only tooling's Argo CD and image updater use the Git credential; other stacks never hold it.
-    if role == "tooling" and "gitopsRepoCredential" not in secrets:
-        problems.add(
-            "platform:gitopsRepoCredential",
-            f"required with {path}: pulumi config set --secret platform:gitopsRepoCredential <token|key>",
-        )
     if role == "tooling":
-        if gitops.argocd is None:
-            problems.add(f"{path}.argocd", "required for role tooling (Argo CD runs in the tooling cluster)")
-        elif gitops.argocd.oidc is not None and "argocdOidcClientSecret" not in secrets:
-            problems.add(
-                "platform:argocdOidcClientSecret",
-                f"required with {path}.argocd.oidc: "
-                "pulumi config set --secret platform:argocdOidcClientSecret <secret>",
-            )
-        if gitops.tooling_stack is not None:
-            problems.add(f"{path}.toolingStack", "not allowed for role tooling (it is the tooling stack)")
-        for i, env in enumerate(gitops.environments):
-            if env not in address_plan:
-                problems.add(
-                    f"{path}.environments[{i}]",
-                    f"unknown environment '{env}' "
-                    f"(known from platform:addressPlan: {', '.join(sorted(address_plan))})",
-                )
-        if gitops.image_updates:
-            problems.add(
-                f"{path}.imageUpdates", "not allowed for role tooling (list them in the apps' stack)"
-            )
+        _tooling_gitops_rules(
+            gitops, stack=stack, address_plan=address_plan, secrets=secrets, problems=problems
+        )
     else:
-        if gitops.tooling_stack is None:
+        _workload_gitops_rules(role, gitops, stack=stack, problems=problems)
+        if apps_known and not apps and not gitops.namespaces:
+            # An empty namespace list would register the cluster for every namespace.
             problems.add(
-                f"{path}.toolingStack",
-                f"required for role {role}: the tooling stack whose Argo CD manages this environment "
-                "(e.g. organization/platform/tooling)",
+                "platform:gitops",
+                "a registered environment needs platform:apps or platform:gitops.namespaces: "
+                "Argo CD manages those namespaces only",
             )
-        if gitops.argocd is not None:
-            problems.add(f"{path}.argocd", f"not allowed for role {role} (Argo CD runs only in tooling)")
-        if gitops.environments:
-            problems.add(
-                f"{path}.environments", f"not allowed for role {role} (tooling lists the environments)"
-            )
+    path = "platform:gitops"
     declared = {app.name for app in apps}
     for i, update in enumerate(gitops.image_updates if apps_known else ()):
         if update.app not in declared:
@@ -1512,6 +1524,122 @@ def _gitops_rules(
                 f"app '{update.app}' is not declared in platform:apps "
                 f"(declared: {', '.join(sorted(declared)) or 'none'})",
             )
+
+
+def _tooling_gitops_rules(
+    gitops: GitOps,
+    *,
+    stack: str,
+    address_plan: Mapping[str, Any],
+    secrets: Mapping[str, Any],
+    problems: _Problems,
+) -> None:
+    path = "platform:gitops"
+    # Only tooling holds Git credentials: Argo CD's read-only one and the image updater's write one.
+    for key, what in (
+        ("gitopsRepoCredential", "<read-only token|deploy key>"),
+        ("gitopsWriteCredential", "<token|key>"),
+    ):
+        if key not in secrets:
+            problems.add(
+                f"platform:{key}", f"required with {path}: pulumi config set --secret platform:{key} {what}"
+            )
+    if gitops.repo_url is None:
+        problems.add(f"{path}.repoUrl", "required for role tooling (the repository Argo CD reads)")
+    if gitops.argocd is None:
+        problems.add(f"{path}.argocd", "required for role tooling (Argo CD runs in the tooling cluster)")
+    elif gitops.argocd.oidc is not None and "argocdOidcClientSecret" not in secrets:
+        problems.add(
+            "platform:argocdOidcClientSecret",
+            f"required with {path}.argocd.oidc: "
+            "pulumi config set --secret platform:argocdOidcClientSecret <secret>",
+        )
+    elif gitops.argocd.hostname is not None and gitops.argocd.oidc is None:
+        problems.add(
+            f"{path}.argocd.oidc",
+            "required with argocd.hostname: a public Argo CD UI with the local admin account is refused; "
+            "configure single sign-on, or remove hostname and reach the UI with kubectl port-forward",
+        )
+    branch = gitops.image_updater.write_back_branch
+    if branch == gitops.target_revision:
+        problems.add(
+            f"{path}.imageUpdater.writeBackBranch",
+            f"must differ from targetRevision '{gitops.target_revision}': "
+            "the image updater writes to its own "
+            "branches and a merge request brings them in",
+        )
+    for key in ("tooling_stack", "image_updates"):
+        if key in gitops.model_fields_set:
+            problems.add(
+                f"{path}.{_camel(key)}", "not allowed for role tooling (list it in the environment's stack)"
+            )
+    _registered_stacks(gitops, stack=stack, address_plan=address_plan, problems=problems)
+
+
+def _registered_stacks(
+    gitops: GitOps, *, stack: str, address_plan: Mapping[str, Any], problems: _Problems
+) -> None:
+    path = "platform:gitops"
+    for i, env in enumerate(gitops.environments):
+        if env not in address_plan:
+            problems.add(
+                f"{path}.environments[{i}]",
+                f"unknown environment '{env}' "
+                f"(known from platform:addressPlan: {', '.join(sorted(address_plan))})",
+            )
+    for env, name in sorted(gitops.stacks.items()):
+        if env not in gitops.environments or env == "tooling":
+            problems.add(
+                f"{path}.stacks.{env}",
+                f"'{env}' is not a registered workload environment "
+                "(platform:gitops.environments, tooling excepted)",
+            )
+        elif _same_stack(name, stack):
+            problems.add(f"{path}.stacks.{env}", f"'{name}' is this tooling stack itself")
+    for env in gitops.environments:
+        if env != "tooling" and env in address_plan and env not in gitops.stacks:
+            problems.add(
+                f"{path}.stacks.{env}",
+                f"required: the stack tooling reads environment '{env}' from "
+                f"(e.g. organization/platform/{env})",
+            )
+
+
+def _workload_gitops_rules(role: str, gitops: GitOps, *, stack: str, problems: _Problems) -> None:
+    path = "platform:gitops"
+    if gitops.tooling_stack is None:
+        problems.add(
+            f"{path}.toolingStack",
+            f"required for role {role}: the tooling stack whose Argo CD manages this environment "
+            "(e.g. organization/platform/tooling)",
+        )
+    elif _same_stack(gitops.tooling_stack, stack):
+        problems.add(
+            f"{path}.toolingStack", f"'{gitops.tooling_stack}' is this stack itself, not the tooling stack"
+        )
+    # The hub owns Argo CD, the repository and the image updater; a workload stack only says which
+    # namespaces and apps it offers, and how their images update.
+    for key in (
+        "argocd",
+        "environments",
+        "stacks",
+        "repo_url",
+        "repo_username",
+        "target_revision",
+        "image_updater",
+    ):
+        if key in gitops.model_fields_set:
+            problems.add(f"{path}.{_camel(key)}", f"not allowed for role {role} (the tooling stack sets it)")
+
+
+def _same_stack(reference: str, stack: str) -> bool:
+    """A stack reference (``org/project/stack``, ``project/stack`` or ``stack``) names ``stack``."""
+    return reference.rsplit("/", 1)[-1] == stack
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
 
 
 def _app_rules(

@@ -8,13 +8,15 @@ commits it to a write-back branch -> the Git host opens a merge request that mer
   registry read access, the ``platform`` AppProject, the built-in ``default`` AppProject locked
   down, one root "app of apps" per environment, and the admission policies that keep what a root
   app creates inside its environment's project.
-* ``Registrar`` (tooling stack, one per workload environment): the ``registrar-<env>`` identity the
-  environment's stack uses in tooling's ``argocd`` namespace instead of tooling's admin kubeconfig.
-* ``ClusterRegistration`` (each workload stack): an ``argocd-manager`` identity in the workload
-  cluster limited to that environment's namespaces, registered as a cluster Secret in tooling's
-  Argo CD. Platform facts travel as annotations on that Secret for ApplicationSets.
-* ``EnvironmentProject`` (each stack): the environment's AppProject (its cluster, its namespaces,
-  nothing cluster-scoped) and its ``ImageUpdater``.
+* ``ClusterRegistration`` (each workload stack, in its own cluster only): an ``argocd-manager``
+  identity limited to that environment's namespaces, and its token. The stack exports URL, CA,
+  token and platform facts (components.contract); it has no provider or resource in tooling.
+* ``RegisteredCluster`` (tooling stack, per registered environment): the Argo CD cluster Secret,
+  built by the hub from the spoke's validated exports. Platform facts travel as annotations on it
+  for ApplicationSets (the GitOps-bridge metadata).
+* ``EnvironmentProject`` (tooling stack, per environment): the AppProject (its cluster, its
+  namespaces, nothing cluster-scoped, no Secrets or RBAC), the apps' Applications and the
+  ``ImageUpdater``.
 
 Helm: ``helm.v3.Release`` for both charts. Argo CD's chart and the image updater's chart run
 Helm hooks (the image updater's CRD upgrade job, Argo CD's redis-ha secret init); ``helm.v4.Chart``
@@ -34,6 +36,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import kube, labels
+from components.contract import RegisteredApp, Registration
 
 ARGO_HELM_REPO = "https://argoproj.github.io/argo-helm"
 ARGOCD_CHART_VERSION = "10.1.1"
@@ -151,16 +154,23 @@ class RegistryAccess:
 @dataclass(frozen=True, kw_only=True)
 class ArgoCdArgs:
     provider: k8s.Provider
-    hostname: str
+    #: The UI's public hostname (on the platform Gateway), or None for port-forward only.
+    hostname: str | None
     ha: bool
     repo_url: str
     repo_username: str
     repo_uses_ssh: bool
-    #: Secret: token (https) or private key (ssh).
+    #: Secret: Argo CD's read-only token (https) or deploy key (ssh).
     repo_credential: pulumi.Input[str]
+    #: Secret: the image updater's write token or key, for its write-back branches only.
+    repo_write_credential: pulumi.Input[str]
     target_revision: str
-    #: Environments whose root app this Argo CD runs, with the repository path of each.
+    #: Environments whose root app this Argo CD runs now, with the repository path of each.
     environments: Mapping[str, str]
+    #: Every environment this Argo CD may ever serve (the admission policies know them all).
+    known_environments: Sequence[str] = ()
+    #: Applications the program declares (per-app ones); Git may not create, adopt or delete them.
+    program_owned_applications: Sequence[str] = ()
     registry: RegistryAccess
     commit_author_name: str
     commit_author_email: str
@@ -188,7 +198,7 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
     replicas = 2 if args.ha else 1
     sso = args.oidc is not None
     cm: dict[str, object] = {
-        "url": f"https://{args.hostname}",
+        **({"url": f"https://{args.hostname}"} if args.hostname else {}),
         # With SSO the local admin goes away; without it the generated initial password lives
         # only in the cluster (argocd-initial-admin-secret), never in Pulumi state.
         "admin.enabled": not sso,
@@ -215,7 +225,10 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         rbac["policy.csv"] = "".join(f"g, {group}, role:admin\n" for group in args.oidc.admin_groups)
         rbac["scopes"] = "[groups]"
     return {
-        "global": {"domain": args.hostname, "image": {"tag": ARGOCD_IMAGE_TAG}},
+        "global": {
+            **({"domain": args.hostname} if args.hostname else {}),
+            "image": {"tag": ARGOCD_IMAGE_TAG},
+        },
         "configs": {
             # TLS terminates at the platform Gateway; the server speaks plain HTTP behind it.
             "params": {"server.insecure": True},
@@ -286,133 +299,6 @@ def _template_keeps_project(template: str) -> str:
     )
 
 
-def _generator_keeps_project(generator: str, depth: int = 0) -> str:
-    """CEL: no template inside ``generator`` (at any nesting Argo CD allows) changes the project."""
-    checks = [
-        f"(!has({generator}.{kind}) || !has({generator}.{kind}.template) || "
-        f"{_template_keeps_project(f'{generator}.{kind}.template')})"
-        for kind in _LEAF_GENERATORS
-    ]
-    if depth + 1 < len(_GENERATOR_NESTING):
-        child = _GENERATOR_NESTING[depth + 1]
-        for combined in ("matrix", "merge"):
-            node = f"{generator}.{combined}"
-            checks.append(
-                f"(!has({node}) || ((!has({node}.template) || {_template_keeps_project(f'{node}.template')})"
-                f" && (!has({node}.generators) || {node}.generators.all({child}, "
-                f"{_generator_keeps_project(child, depth + 1)}))))"
-            )
-    else:
-        # Argo CD nests matrix and merge one level only; anything deeper is refused unread.
-        checks.append(f"!has({generator}.matrix) && !has({generator}.merge)")
-    return " && ".join(checks)
-
-
-def child_project_policies(environments: Sequence[str]) -> dict[str, Any]:
-    """ValidatingAdmissionPolicy specs (by resource) that keep what a root app creates in its
-    environment's project.
-
-    A root app (``<env>-root``, project ``platform``) may create Applications and ApplicationSets
-    in ``argocd``. Without this, one created from ``environments/prod`` could name project
-    ``default``, ``platform`` or ``tooling`` and deploy into tooling, where the controller is
-    cluster-admin. Objects Argo CD applied carry the tracking annotation
-    ``<app>:<group>/<kind>:<namespace>/<name>``; when it is present the creating app must be a
-    known root app and the project its environment. Objects without it (the root apps and the
-    per-app Applications Pulumi creates) are not matched.
-    """
-    known = "[" + ", ".join(f"'{env}'" for env in sorted(environments)) + "]"
-    match_conditions = [
-        {
-            "name": "applied-by-an-argo-cd-app",
-            "expression": (
-                f"has(object.metadata.annotations) && '{TRACKING_ANNOTATION}' in object.metadata.annotations"
-            ),
-        }
-    ]
-    variables = [
-        {"name": "trackingId", "expression": f"object.metadata.annotations['{TRACKING_ANNOTATION}']"},
-        {"name": "environments", "expression": known},
-    ]
-
-    def constraints(resource: str) -> dict[str, Any]:
-        return {
-            "resourceRules": [
-                {
-                    "apiGroups": ["argoproj.io"],
-                    "apiVersions": ["*"],
-                    "operations": ["CREATE", "UPDATE"],
-                    "resources": [resource],
-                }
-            ],
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ARGOCD_NAMESPACE}},
-        }
-
-    applications: dict[str, Any] = {
-        "failurePolicy": "Fail",
-        "matchConstraints": constraints("applications"),
-        "matchConditions": match_conditions,
-        "variables": variables,
-        "validations": [
-            {
-                "expression": (
-                    "has(object.spec) && has(object.spec.project) && "
-                    "object.spec.project in variables.environments && "
-                    + _same_environment("object.spec.project")
-                ),
-                "message": "an Application created by a root app (<env>-root) must use project <env>",
-                "messageExpression": (
-                    "'Application ' + object.metadata.name + ' (tracking id ' + variables.trackingId + "
-                    "') must use the project of the environment whose root app created it: "
-                    "<env>-root creates Applications in project <env> only'"
-                ),
-                "reason": "Forbidden",
-            }
-        ],
-    }
-    application_sets: dict[str, Any] = {
-        "failurePolicy": "Fail",
-        "matchConstraints": constraints("applicationsets"),
-        "matchConditions": match_conditions,
-        "variables": variables,
-        "validations": [
-            {
-                "expression": (
-                    "has(object.spec) && has(object.spec.template) && has(object.spec.template.spec) && "
-                    "has(object.spec.template.spec.project) && "
-                    "object.spec.template.spec.project in variables.environments && "
-                    + _same_environment("object.spec.template.spec.project")
-                ),
-                "message": (
-                    "an ApplicationSet created by a root app (<env>-root) must generate Applications in "
-                    "project <env>, named literally (no template)"
-                ),
-                "reason": "Forbidden",
-            },
-            {
-                "expression": "!has(object.spec.templatePatch)",
-                "message": (
-                    "an ApplicationSet created by a root app may not use templatePatch (it can rewrite "
-                    "the project)"
-                ),
-                "reason": "Forbidden",
-            },
-            {
-                "expression": (
-                    "!has(object.spec.generators) || object.spec.generators.all(g, "
-                    + _generator_keeps_project("g")
-                    + ")"
-                ),
-                "message": (
-                    "an ApplicationSet created by a root app may not set another project in a generator's "
-                    "template (nor nest matrix or merge generators deeper than Argo CD supports)"
-                ),
-                "reason": "Forbidden",
-            },
-        ],
-    }
-    return {"applications": applications, "applicationsets": application_sets}
-
-
 def image_updater_values(args: ArgoCdArgs, pull_secret: str) -> dict[str, object]:
     registry_host = f"rg.{args.registry.region}.scw.cloud"
     return {
@@ -431,17 +317,30 @@ def image_updater_values(args: ArgoCdArgs, pull_secret: str) -> dict[str, object
             ],
         },
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        # The chart's Role reads every Secret in argocd; the program declares a narrower one
+        # (ArgoCd._image_updater_rbac) for this account. argo-helm charts/argocd-image-updater
+        # templates/rbac.yaml gates both its Role and ClusterRole on rbac.enabled.
+        "rbac": {"enabled": False},
+        "createClusterRoles": False,
+        "serviceAccount": {"create": True, "name": IMAGE_UPDATER_ACCOUNT},
     }
 
 
 def repository_secret_data(args: ArgoCdArgs) -> dict[str, pulumi.Input[str]]:
-    data: dict[str, pulumi.Input[str]] = {"type": "git", "url": args.repo_url}
+    """Argo CD's repository Secret: the read-only credential."""
+    return {"type": "git", "url": args.repo_url, **_credential(args, args.repo_credential)}
+
+
+def write_credential_data(args: ArgoCdArgs) -> dict[str, pulumi.Input[str]]:
+    """The image updater's ``git:secret:`` Secret: the write credential, in the keys the updater
+    reads (``username``/``password`` over https, ``sshPrivateKey`` over ssh)."""
+    return _credential(args, args.repo_write_credential)
+
+
+def _credential(args: ArgoCdArgs, credential: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
     if args.repo_uses_ssh:
-        data["sshPrivateKey"] = args.repo_credential
-    else:
-        data["username"] = args.repo_username
-        data["password"] = args.repo_credential
-    return data
+        return {"sshPrivateKey": credential}
+    return {"username": args.repo_username, "password": credential}
 
 
 class ArgoCd(pulumi.ComponentResource):
@@ -489,8 +388,16 @@ class ArgoCd(pulumi.ComponentResource):
             string_data=pulumi.Output.secret(repository_secret_data(args)),
             opts=after_namespace,
         )
+        # No secret-type label: Argo CD must not pick the write credential up as a repository
+        # credential (its Applications would then sync with write access).
+        k8s.core.v1.Secret(
+            f"{name}-write-credential",
+            metadata={"name": WRITE_CREDENTIAL_SECRET, "namespace": ARGOCD_NAMESPACE},
+            string_data=pulumi.Output.secret(write_credential_data(args)),
+            opts=after_namespace,
+        )
 
-        pull_secret = "registry-pull"
+        pull_secret = IMAGE_UPDATER_PULL_SECRET
         docker_config: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.from_input(args.registry.secret_key).apply(
                 lambda key: kube.docker_config_json(f"rg.{args.registry.region}.scw.cloud", key)
@@ -503,6 +410,7 @@ class ArgoCd(pulumi.ComponentResource):
             string_data={".dockerconfigjson": docker_config},
             opts=after_namespace,
         )
+        updater_rbac = self._image_updater_rbac(name, args, after_namespace)
         self.image_updater = k8s.helm.v3.Release(
             f"{name}-image-updater",
             name="argocd-image-updater",
@@ -513,10 +421,11 @@ class ArgoCd(pulumi.ComponentResource):
             values=image_updater_values(args, pull_secret),
             atomic=True,
             cleanup_on_fail=True,
-            opts=after_argocd,
+            # Its own RBAC first: the chart's is switched off (image_updater_values).
+            opts=pulumi.ResourceOptions.merge(after_argocd, pulumi.ResourceOptions(depends_on=updater_rbac)),
         )
 
-        if args.gateway is not None:
+        if args.gateway is not None and args.hostname is not None:
             k8s.apiextensions.CustomResource(
                 f"{name}-route",
                 api_version="gateway.networking.k8s.io/v1",
@@ -565,25 +474,7 @@ class ArgoCd(pulumi.ComponentResource):
             spec=dict(DEFAULT_PROJECT_SPEC),
             opts=after_argocd,
         )
-        guards: list[pulumi.Resource] = [default_project]
-        for resource, spec in child_project_policies(list(args.environments)).items():
-            policy_name = f"platform-root-{resource}"
-            policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
-                f"{name}-{resource}-policy",
-                metadata={"name": policy_name},
-                spec=spec,
-                opts=k8s_opts,
-            )
-            guards.append(
-                k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
-                    f"{name}-{resource}-binding",
-                    metadata={"name": policy_name},
-                    spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpecArgs(
-                        policy_name=policy_name, validation_actions=["Deny"]
-                    ),
-                    opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[policy]),
-                )
-            )
+        guards: list[pulumi.Resource] = [default_project, *self._admission(name, args, k8s_opts)]
         for environment, path in sorted(args.environments.items()):
             k8s.apiextensions.CustomResource(
                 f"{name}-root-{environment}",
@@ -609,7 +500,7 @@ class ArgoCd(pulumi.ComponentResource):
                     },
                     "syncPolicy": {
                         "automated": {"prune": True, "selfHeal": True},
-                        "syncOptions": ["ServerSideApply=true"],
+                        "syncOptions": ["ServerSideApply=true", "FailOnSharedResource=true"],
                         "retry": {
                             "limit": 5,
                             "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"},
@@ -625,6 +516,166 @@ class ArgoCd(pulumi.ComponentResource):
         self.namespace = ARGOCD_NAMESPACE
         self.register_outputs({"namespace": self.namespace})
 
+    def _admission(
+        self, name: str, args: ArgoCdArgs, k8s_opts: pulumi.ResourceOptions
+    ) -> list[pulumi.Resource]:
+        """The admission policies on Argo CD's objects (components.argocd_admission) and on the
+        image updater's ConfigMap writes, each bound to deny; returns the bindings."""
+        # Imported here: components.argocd_admission builds on this module's constants.
+        from components import argocd_admission
+
+        specs = argocd_admission.application_policies(
+            list(args.known_environments or args.environments), list(args.program_owned_applications)
+        )
+        specs[UPDATER_CONFIGMAPS_POLICY] = image_updater_configmap_policy()
+        bindings: list[pulumi.Resource] = []
+        spec: Any
+        for policy_id, spec in specs.items():
+            policy_name = argocd_admission.policy_name(policy_id)
+            policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+                f"{name}-{policy_id}-policy", metadata={"name": policy_name}, spec=spec, opts=k8s_opts
+            )
+            bindings.append(
+                k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+                    f"{name}-{policy_id}-binding",
+                    metadata={"name": policy_name},
+                    spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpecArgs(
+                        policy_name=policy_name, validation_actions=["Deny"]
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[policy]),
+                )
+            )
+        return bindings
+
+    def _image_updater_rbac(
+        self, name: str, args: ArgoCdArgs, after: pulumi.ResourceOptions
+    ) -> list[pulumi.Resource]:
+        """The image updater's own RBAC instead of the chart's, which lets it get, list and watch
+        every Secret in ``argocd`` (cluster Secrets and Argo CD's read credential included)."""
+        subject = [
+            k8s.rbac.v1.SubjectArgs(
+                kind="ServiceAccount", name=IMAGE_UPDATER_ACCOUNT, namespace=ARGOCD_NAMESPACE
+            )
+        ]
+        cluster_role = k8s.rbac.v1.ClusterRole(
+            f"{name}-image-updater-clusterrole",
+            metadata={"name": IMAGE_UPDATER_ACCOUNT},
+            rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in image_updater_cluster_rules()],
+            opts=after,
+        )
+        role = k8s.rbac.v1.Role(
+            f"{name}-image-updater-role",
+            metadata={"name": IMAGE_UPDATER_ACCOUNT, "namespace": ARGOCD_NAMESPACE},
+            rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in image_updater_namespaced_rules()],
+            opts=after,
+        )
+        ref = "rbac.authorization.k8s.io"
+        return [
+            k8s.rbac.v1.ClusterRoleBinding(
+                f"{name}-image-updater-clusterrolebinding",
+                metadata={"name": IMAGE_UPDATER_ACCOUNT},
+                role_ref=k8s.rbac.v1.RoleRefArgs(
+                    api_group=ref, kind="ClusterRole", name=IMAGE_UPDATER_ACCOUNT
+                ),
+                subjects=subject,
+                opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[cluster_role])),
+            ),
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-image-updater-rolebinding",
+                metadata={"name": IMAGE_UPDATER_ACCOUNT, "namespace": ARGOCD_NAMESPACE},
+                role_ref=k8s.rbac.v1.RoleRefArgs(api_group=ref, kind="Role", name=IMAGE_UPDATER_ACCOUNT),
+                subjects=subject,
+                opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[role])),
+            ),
+        ]
+
+
+#: The image updater's service account (the chart's default name for release argocd-image-updater,
+#: pinned in its values so the program's RBAC binds to it).
+IMAGE_UPDATER_ACCOUNT = "argocd-image-updater"
+UPDATER_CONFIGMAPS_POLICY = "image-updater-configmaps"
+
+
+def image_updater_cluster_rules() -> list[dict[str, list[str]]]:
+    """What the controller reads and writes of its own API and reads of Argo CD's (kubebuilder RBAC
+    markers in argocd-image-updater internal/controller/imageupdater_controller.go): ImageUpdaters
+    and their status, and Applications read-only (git write-back never writes an Application).
+    Cluster-wide because releases before the namespace-scoped cache watch every namespace; neither
+    kind exists outside ``argocd`` and neither holds a secret."""
+    return [
+        {
+            "api_groups": ["argocd-image-updater.argoproj.io"],
+            "resources": ["imageupdaters"],
+            "verbs": [*_READ, "update", "patch"],
+        },
+        {
+            "api_groups": ["argocd-image-updater.argoproj.io"],
+            "resources": ["imageupdaters/status"],
+            "verbs": ["get", "update", "patch"],
+        },
+        {
+            "api_groups": ["argocd-image-updater.argoproj.io"],
+            "resources": ["imageupdaters/finalizers"],
+            "verbs": ["update"],
+        },
+        {"api_groups": ["argoproj.io"], "resources": ["applications"], "verbs": [*_READ]},
+    ]
+
+
+def image_updater_namespaced_rules() -> list[dict[str, list[str]]]:
+    """In ``argocd``: only its two Secrets, by name (registry-scanner pkg/kube GetSecretData is a
+    GET by name, no informer), events, and its leader-election lease."""
+    return [
+        {
+            "api_groups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resource_names": [WRITE_CREDENTIAL_SECRET, IMAGE_UPDATER_PULL_SECRET],
+        },
+        {"api_groups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"api_groups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "api_groups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "update"],
+            "resource_names": [IMAGE_UPDATER_LEASE],
+        },
+    ]
+
+
+#: Leader-election lease id of the controller (argocd-image-updater cmd/run.go).
+IMAGE_UPDATER_LEASE = "c21b75f2.argoproj.io"
+IMAGE_UPDATER_PULL_SECRET = "registry-pull"
+
+
+def image_updater_configmap_policy() -> dict[str, Any]:
+    """The chart's leader-election Role is rendered whatever ``rbac.enabled`` says and grants full
+    write on ConfigMaps in ``argocd`` (argocd-cm and argocd-rbac-cm among them). Values cannot remove
+    it, so admission refuses every ConfigMap write by the updater's service account."""
+    user = f"system:serviceaccount:{ARGOCD_NAMESPACE}:{IMAGE_UPDATER_ACCOUNT}"
+    return {
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "resourceRules": [
+                {
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE", "DELETE"],
+                    "resources": ["configmaps"],
+                }
+            ],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ARGOCD_NAMESPACE}},
+        },
+        "validations": [
+            {
+                "expression": f"request.userInfo.username != '{user}'",
+                "message": f"{user} may not write ConfigMaps in {ARGOCD_NAMESPACE} "
+                "(Argo CD's settings live there)",
+                "reason": "Forbidden",
+            }
+        ],
+    }
+
 
 def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, object]:
     merged = dict(base)
@@ -637,171 +688,28 @@ def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, ob
     return merged
 
 
-# --- Registrars: what a workload stack may do in tooling -----------------------------------------
-
-
-def registrar_name(environment: str) -> str:
-    return f"registrar-{environment}"
-
-
-def registrar_rules(environment: str) -> list[dict[str, list[str]]]:
-    """The Role of ``registrar-<env>`` in ``argocd``: exactly what the environment's stack declares
-    there (ClusterRegistration's cluster Secret, EnvironmentProject's AppProject and ImageUpdater,
-    App.deliver's Applications), and nothing else of Argo CD's."""
-    # RBAC cannot restrict `create` by resourceNames (the name is not known when the request is
-    # authorized), so create is granted on the kind; every other verb is pinned to the names the
-    # stack uses. Accepted: see the README (GitOps, "Registrar identities") for what that leaves.
-    named = [*_READ, "update", "patch", "delete"]
-    return [
-        {
-            "api_groups": [""],
-            "resources": ["secrets"],
-            "resource_names": [f"cluster-{environment}"],
-            "verbs": named,
-        },
-        {"api_groups": [""], "resources": ["secrets"], "verbs": ["create"]},
-        {
-            "api_groups": ["argoproj.io"],
-            "resources": ["appprojects"],
-            "resource_names": [environment],
-            "verbs": named,
-        },
-        {"api_groups": ["argoproj.io"], "resources": ["appprojects"], "verbs": ["create"]},
-        # Application names (<env>-<app>) come from the environment's own stack file, unknown here.
-        {"api_groups": ["argoproj.io"], "resources": ["applications"], "verbs": [*_READ, *_WRITE]},
-        {
-            "api_groups": ["argocd-image-updater.argoproj.io"],
-            "resources": ["imageupdaters"],
-            "resource_names": [environment],
-            "verbs": named,
-        },
-        {
-            "api_groups": ["argocd-image-updater.argoproj.io"],
-            "resources": ["imageupdaters"],
-            "verbs": ["create"],
-        },
-    ]
-
-
-def registrar_kubeconfig(*, server: str, ca_data: str, token: str, user: str) -> str:
-    """A kubeconfig for one service account of tooling, defaulting to the ``argocd`` namespace."""
-    return json.dumps(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "tooling", "cluster": {"server": server, "certificate-authority-data": ca_data}}
-            ],
-            "users": [{"name": user, "user": {"token": token}}],
-            "contexts": [
-                {
-                    "name": f"{user}@tooling",
-                    "context": {"cluster": "tooling", "user": user, "namespace": ARGOCD_NAMESPACE},
-                }
-            ],
-            "current-context": f"{user}@tooling",
-        },
-        indent=2,
-    )
-
-
-@dataclass(frozen=True, kw_only=True)
-class RegistrarArgs:
-    environment: str
-    #: Provider of the tooling cluster (this stack's own cluster).
-    provider: k8s.Provider
-    #: Tooling's API server URL and base64 PEM CA, for the kubeconfig.
-    server_url: pulumi.Input[str]
-    ca_data: pulumi.Input[str]
-    #: What creates the argocd namespace first (Argo CD's release).
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
-
-
-class Registrar(pulumi.ComponentResource):
-    """``registrar-<env>``: the identity a workload environment's stack uses in tooling's ``argocd``
-    namespace, instead of tooling's admin kubeconfig (whoever can deploy prod would otherwise be
-    cluster-admin of the management plane)."""
-
-    #: Secret: a kubeconfig for tooling with this identity's token.
-    kubeconfig: pulumi.Output[str]
-
-    def __init__(self, name: str, args: RegistrarArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("platform:gitops:Registrar", name, None, opts)
-        identity = registrar_name(args.environment)
-        in_argocd = pulumi.ResourceOptions(
-            parent=self, provider=args.provider, depends_on=list(args.depends_on)
-        )
-        meta: Any = {
-            "name": identity,
-            "namespace": ARGOCD_NAMESPACE,
-            "labels": {labels.ENVIRONMENT: args.environment},
-        }
-        account = k8s.core.v1.ServiceAccount(
-            f"{name}-account", metadata=meta, automount_service_account_token=False, opts=in_argocd
-        )
-        role = k8s.rbac.v1.Role(
-            f"{name}-role",
-            metadata=meta,
-            rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in registrar_rules(args.environment)],
-            opts=in_argocd,
-        )
-        k8s.rbac.v1.RoleBinding(
-            f"{name}-binding",
-            metadata=meta,
-            role_ref=k8s.rbac.v1.RoleRefArgs(
-                api_group="rbac.authorization.k8s.io", kind="Role", name=identity
-            ),
-            subjects=[
-                k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=identity, namespace=ARGOCD_NAMESPACE)
-            ],
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[role, account]),
-        )
-        # A long-lived token, filled in by the token controller (pulumi-kubernetes waits for it).
-        token_secret = k8s.core.v1.Secret(
-            f"{name}-token",
-            metadata={
-                "name": f"{identity}-token",
-                "namespace": ARGOCD_NAMESPACE,
-                "annotations": {"kubernetes.io/service-account.name": identity},
-            },
-            type="kubernetes.io/service-account-token",
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[account], additional_secret_outputs=["data"]
-            ),
-        )
-        self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(args.server_url, args.ca_data, token_secret.data.apply(_decode_token)).apply(
-                lambda parts: registrar_kubeconfig(
-                    server=parts[0], ca_data=parts[1], token=parts[2], user=identity
-                )
-            )
-        )
-        self.register_outputs({"kubeconfig": self.kubeconfig})
-
-
 # --- Registering a workload cluster with tooling's Argo CD ---------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterRegistrationArgs:
     environment: str
-    #: Provider of the cluster being registered.
+    #: Provider of the cluster being registered (this stack's own; never tooling's).
     provider: k8s.Provider
-    #: Provider of the tooling cluster, as this environment's registrar (kubeconfig a secret).
-    tooling_provider: k8s.Provider
-    server_url: pulumi.Input[str]
-    #: Base64 PEM of the registered cluster's CA.
-    ca_data: pulumi.Input[str]
     #: The only namespaces Argo CD may manage in this cluster (the apps' own).
     namespaces: Sequence[str]
-    #: Platform facts for ApplicationSets (database host, ingress IP, registry endpoint, ...).
-    facts: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     #: Resources that must exist first (the app namespaces the RoleBindings live in).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 class ClusterRegistration(pulumi.ComponentResource):
-    cluster_name: str
+    """The workload side of the registration, entirely in the workload cluster: ``argocd-manager``
+    bound only in the app namespaces, and its token. The stack exports the token with the API
+    server URL and CA (components.contract); the tooling stack reads them and declares the Argo CD
+    cluster Secret itself, so this stack holds nothing in the hub."""
+
+    #: Secret: the ``argocd-manager`` service account token.
+    token: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ClusterRegistrationArgs, opts: pulumi.ResourceOptions | None = None
@@ -824,7 +732,7 @@ class ClusterRegistration(pulumi.ComponentResource):
             rules=[k8s.rbac.v1.PolicyRuleArgs(**rule) for rule in manager_rules()],
             opts=target,
         )
-        bindings = [
+        for ns in sorted(args.namespaces):
             k8s.rbac.v1.RoleBinding(
                 f"{name}-binding-{ns}",
                 metadata={"name": "argocd-manager", "namespace": ns},
@@ -842,8 +750,6 @@ class ClusterRegistration(pulumi.ComponentResource):
                     parent=self, provider=args.provider, depends_on=[role, account, *args.depends_on]
                 ),
             )
-            for ns in sorted(args.namespaces)
-        ]
         # A long-lived token for the account. pulumi-kubernetes waits until the token controller
         # has filled data.token (pulumi/pulumi-kubernetes#2048), so the value below is real.
         token_secret = k8s.core.v1.Secret(
@@ -861,36 +767,74 @@ class ClusterRegistration(pulumi.ComponentResource):
                 additional_secret_outputs=["data"],
             ),
         )
-        token: pulumi.Output[str] = pulumi.Output.secret(token_secret.data.apply(_decode_token))
-        cluster_config: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(token, args.ca_data).apply(
-                lambda parts: json.dumps(
-                    {"bearerToken": parts[0], "tlsClientConfig": {"insecure": False, "caData": parts[1]}}
-                )
-            )
-        )
-        self.cluster_name = args.environment
-        k8s.core.v1.Secret(
-            f"{name}-cluster-secret",
+        self.token = pulumi.Output.secret(token_secret.data.apply(_decode_token))
+        self.register_outputs({"token": self.token})
+
+
+def cluster_secret_config(registration: Registration) -> str:
+    """The cluster Secret's ``config``: a bearer token and the CA, and nothing else. Built here from
+    validated fields, never taken whole from a spoke: Argo CD would honour ``execProviderConfig``
+    (a command run in its own pods) or ``awsAuthConfig`` in it (argo-cd
+    pkg/apis/application/v1alpha1/types.go, ``ClusterConfig``)."""
+    return json.dumps(
+        {
+            "bearerToken": registration.token,
+            "tlsClientConfig": {"insecure": False, "caData": registration.ca_data},
+        }
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisteredClusterArgs:
+    #: The workload environment, validated (components.contract.parse_registration).
+    registration: Registration
+    #: Provider of the tooling cluster (this stack's own).
+    provider: k8s.Provider
+    #: The stack it was read from, recorded on the Secret.
+    source_stack: str
+    #: What creates the argocd namespace first (Argo CD's release).
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+
+
+class RegisteredCluster(pulumi.ComponentResource):
+    """Tooling's side: the Argo CD cluster Secret of one workload environment, declared by the hub
+    from the spoke's validated exports. Platform facts travel as annotations (the GitOps-bridge
+    metadata ApplicationSets read)."""
+
+    cluster_name: str
+    secret: k8s.core.v1.Secret
+
+    def __init__(
+        self, name: str, args: RegisteredClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:gitops:RegisteredCluster", name, None, opts)
+        registration = args.registration
+        self.cluster_name = registration.environment
+        annotations = {f"platform.scw/{key}": value for key, value in sorted(registration.facts.items())}
+        annotations["platform.scw/source-stack"] = args.source_stack
+        self.secret = k8s.core.v1.Secret(
+            f"{name}-secret",
             metadata={
-                "name": f"cluster-{args.environment}",
+                "name": f"cluster-{registration.environment}",
                 "namespace": ARGOCD_NAMESPACE,
                 "labels": {
                     "argocd.argoproj.io/secret-type": "cluster",
-                    labels.ENVIRONMENT: args.environment,
+                    labels.ENVIRONMENT: registration.environment,
                 },
-                "annotations": {f"platform.scw/{key}": value for key, value in sorted(args.facts.items())},
+                "annotations": annotations,
             },
             string_data={
-                "name": args.environment,
-                "server": args.server_url,
+                "name": registration.environment,
+                "server": registration.server,
                 # Namespace-scoped registration: Argo CD watches only these namespaces and never
-                # touches cluster-scoped resources, matching the RBAC granted above.
-                "namespaces": ",".join(sorted(args.namespaces)),
+                # touches cluster-scoped resources, matching argocd-manager's RBAC in that cluster.
+                "namespaces": ",".join(registration.namespaces),
                 "clusterResources": "false",
-                "config": cluster_config,
+                "config": pulumi.Output.secret(cluster_secret_config(registration)),
             },
-            opts=pulumi.ResourceOptions(parent=self, provider=args.tooling_provider, depends_on=bindings),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=list(args.depends_on)
+            ),
         )
         self.register_outputs({"clusterName": self.cluster_name})
 
@@ -938,12 +882,75 @@ def _decode_token(data: Mapping[str, str] | None) -> str:
 # --- Per-environment project and image updates ---------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class ImageUpdateTarget:
-    app: str
-    image: str
-    strategy: str
-    allow_tags: str | None = None
+#: Kinds no environment's project may deploy from Git, on top of the envelope: Secrets come from
+#: ExternalSecrets only, and namespaced RBAC would let a commit grant itself more than argocd-manager
+#: (cluster-scoped kinds are refused by the empty clusterResourceWhitelist).
+PROJECT_BLACKLIST = (
+    *ENVELOPE_KINDS,
+    {"group": "", "kind": "Secret"},
+    {"group": "rbac.authorization.k8s.io", "kind": "*"},
+)
+#: Sync options of every Application the program declares. FailOnSharedResource: a sync fails
+#: instead of taking over an object another Application already tracks (argo-cd
+#: docs/user-guide/sync-options.md, "Fail the sync if a shared resource is found").
+SYNC_OPTIONS = ("CreateNamespace=false", "ServerSideApply=true", "FailOnSharedResource=true")
+#: Where the image updater's write credential lives (its own Secret; Argo CD's is read-only).
+WRITE_CREDENTIAL_SECRET = "gitops-write-credential"
+
+
+def application_name(environment: str, app: str) -> str:
+    """An app's Application in tooling's ``argocd`` namespace (program-owned)."""
+    return f"{environment}-{app}"
+
+
+def application_spec(
+    app: RegisteredApp, *, project: str, cluster_name: str, repo_url: str, target_revision: str
+) -> dict[str, Any]:
+    return {
+        "project": project,
+        "source": {"repoURL": repo_url, "targetRevision": target_revision, "path": app.path},
+        "destination": {"name": cluster_name, "namespace": app.name},
+        "syncPolicy": {
+            "automated": {"prune": True, "selfHeal": True},
+            # The namespace is the platform's (with its labels and policies), never Argo CD's.
+            "syncOptions": list(SYNC_OPTIONS),
+            "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}},
+        },
+    }
+
+
+def image_updater_spec(
+    environment: str, apps: Sequence[RegisteredApp], *, repo_url: str, target_revision: str, branch: str
+) -> dict[str, Any]:
+    """The environment's ImageUpdater: one entry per app, commits to write-back branches only."""
+    return {
+        "writeBackConfig": {
+            # The updater's own write credential, never Argo CD's read-only repository Secret.
+            "method": f"git:secret:{ARGOCD_NAMESPACE}/{WRITE_CREDENTIAL_SECRET}",
+            "gitConfig": {
+                "repository": repo_url,
+                # base:target — commits go to a separate branch; the Git host's merge request
+                # (merge when green) is what reaches target_revision.
+                "branch": f"{target_revision}:{branch}",
+            },
+        },
+        "applicationRefs": [
+            {
+                "namePattern": application_name(environment, app.name),
+                "images": [
+                    {
+                        "alias": app.name,
+                        "imageName": app.image,
+                        "commonUpdateSettings": {
+                            "updateStrategy": app.strategy,
+                            **({"allowTags": f"regexp:{app.allow_tags}"} if app.allow_tags else {}),
+                        },
+                    }
+                ],
+            }
+            for app in apps
+        ],
+    }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -956,12 +963,16 @@ class EnvironmentProjectArgs:
     #: Destination: the cluster name registered with Argo CD ("in-cluster" for tooling itself).
     cluster_name: str
     namespaces: Sequence[str]
-    image_updates: Sequence[ImageUpdateTarget] = ()
+    #: The apps delivered to this environment: one Application and one image-updater entry each.
+    apps: Sequence[RegisteredApp] = ()
     write_back_branch: str = "image-updater-{{.SHA256}}"
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 class EnvironmentProject(pulumi.ComponentResource):
+    """An environment's AppProject (its cluster, its namespaces, nothing cluster-scoped, no Secrets
+    or RBAC), its apps' Applications and its ImageUpdater, all in tooling's ``argocd``."""
+
     project_name: str
 
     def __init__(
@@ -972,7 +983,7 @@ class EnvironmentProject(pulumi.ComponentResource):
             parent=self, provider=args.tooling_provider, depends_on=list(args.depends_on)
         )
         self.project_name = args.environment
-        k8s.apiextensions.CustomResource(
+        project = k8s.apiextensions.CustomResource(
             f"{name}-project",
             api_version="argoproj.io/v1alpha1",
             kind="AppProject",
@@ -986,48 +997,107 @@ class EnvironmentProject(pulumi.ComponentResource):
                 # Namespaces, CRDs, RBAC and every other cluster-scoped object belong to the
                 # platform (Pulumi), not to apps.
                 "clusterResourceWhitelist": [],
-                "namespaceResourceBlacklist": list(ENVELOPE_KINDS),
+                "namespaceResourceBlacklist": list(PROJECT_BLACKLIST),
                 "orphanedResources": {"warn": True},
             },
             opts=in_tooling,
         )
-        if args.image_updates:
+        for app in args.apps:
+            k8s.apiextensions.CustomResource(
+                f"{name}-app-{app.name}",
+                api_version="argoproj.io/v1alpha1",
+                kind="Application",
+                metadata={
+                    "name": application_name(args.environment, app.name),
+                    "namespace": ARGOCD_NAMESPACE,
+                    "labels": {labels.ENVIRONMENT: args.environment, labels.APP: app.name},
+                    # Deleting the Application deletes what it deployed, not just itself.
+                    "finalizers": [kube.ARGOCD_FINALIZER],
+                },
+                spec=application_spec(
+                    app,
+                    project=self.project_name,
+                    cluster_name=args.cluster_name,
+                    repo_url=args.repo_url,
+                    target_revision=args.target_revision,
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self, provider=args.tooling_provider, depends_on=[project]
+                ),
+            )
+        if args.apps:
             k8s.apiextensions.CustomResource(
                 f"{name}-image-updater",
                 api_version="argocd-image-updater.argoproj.io/v1alpha1",
                 kind="ImageUpdater",
                 metadata={"name": args.environment, "namespace": ARGOCD_NAMESPACE},
-                spec={
-                    "writeBackConfig": {
-                        "method": "git",
-                        "gitConfig": {
-                            "repository": args.repo_url,
-                            # base:target — commits go to a separate branch; the Git host's merge
-                            # request (merge when green) is what reaches target_revision.
-                            "branch": f"{args.target_revision}:{args.write_back_branch}",
-                        },
-                    },
-                    "applicationRefs": [
-                        {
-                            "namePattern": f"{args.environment}-{update.app}",
-                            "images": [
-                                {
-                                    "alias": update.app,
-                                    "imageName": update.image,
-                                    "commonUpdateSettings": {
-                                        "updateStrategy": update.strategy,
-                                        **(
-                                            {"allowTags": f"regexp:{update.allow_tags}"}
-                                            if update.allow_tags
-                                            else {}
-                                        ),
-                                    },
-                                }
-                            ],
-                        }
-                        for update in args.image_updates
-                    ],
-                },
+                spec=image_updater_spec(
+                    args.environment,
+                    args.apps,
+                    repo_url=args.repo_url,
+                    target_revision=args.target_revision,
+                    branch=args.write_back_branch,
+                ),
                 opts=in_tooling,
             )
         self.register_outputs({"projectName": self.project_name})
+
+
+@dataclass(frozen=True, kw_only=True)
+class GitOpsNamespaceArgs:
+    name: str
+    environment: str
+    provider: k8s.Provider
+
+
+#: What one namespace listed in ``platform:gitops.namespaces`` may hold at most: no LoadBalancer or
+#: NodePort Service (the Gateway is the only way in), and a ceiling a runaway deployment hits
+#: before the node pool does.
+GITOPS_NAMESPACE_QUOTA: Mapping[str, str] = {
+    "pods": "50",
+    "requests.cpu": "8",
+    "requests.memory": "16Gi",
+    "limits.memory": "32Gi",
+    "services.loadbalancers": "0",
+    "services.nodeports": "0",
+}
+GITOPS_NAMESPACE_DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+    "default": {"memory": "512Mi"},
+}
+
+
+class GitOpsNamespace(pulumi.ComponentResource):
+    """A namespace Argo CD deploys into that is not an app's (``platform:gitops.namespaces``, e.g.
+    tooling's ``ci``), with the platform envelope: restricted Pod Security, a quota and defaults,
+    and a default deny both ways. Argo CD may not change any of it (ENVELOPE_KINDS)."""
+
+    namespace: k8s.core.v1.Namespace
+
+    def __init__(
+        self, name: str, args: GitOpsNamespaceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:gitops:GitOpsNamespace", name, None, opts)
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={
+                "name": args.name,
+                "labels": {
+                    **labels.pod_security(),
+                    labels.GITOPS_NAMESPACE: "true",
+                    labels.ENVIRONMENT: args.environment,
+                },
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+        )
+        meta: Any = {"namespace": args.name, "name": "platform"}
+        inside = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.namespace])
+        k8s.core.v1.ResourceQuota(
+            f"{name}-quota", metadata=meta, spec={"hard": dict(GITOPS_NAMESPACE_QUOTA)}, opts=inside
+        )
+        limits: Any = {
+            "limits": [{"type": "Container", **{k: dict(v) for k, v in GITOPS_NAMESPACE_DEFAULTS.items()}}]
+        }
+        k8s.core.v1.LimitRange(f"{name}-limits", metadata=meta, spec=limits, opts=inside)
+        kube.default_deny_policy(f"{name}-default-deny", metadata={"namespace": args.name}, opts=inside)
+        self.register_outputs({"namespace": args.name})

@@ -15,6 +15,9 @@ PLATFORM_NAMESPACE = "platform.scw/platform-namespace"
 #: hostname's listener by this label.
 APP = "platform.scw/app"
 ENVIRONMENT = "platform.scw/environment"
+#: Marks a namespace from ``platform:gitops.namespaces`` (e.g. tooling's ``ci``): Argo CD deploys
+#: into it, inside the platform's envelope.
+GITOPS_NAMESPACE = "platform.scw/gitops-namespace"
 
 
 def pod_security(enforce: str = "restricted") -> dict[str, str]:

@@ -10,21 +10,19 @@ the platform Gateway, cert-manager, DNS): see ``components.ingress``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
 from components import labels
-from components.apps import App, AppArgs, AppDatabase, AppDelivery, AppGateway, AppVault
+from components.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
 from components.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
 from components.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
 from components.config import PlatformConfig
+from components.contract import REGISTRATION_KEY, Registration, ToolingFacts, registration_export
 from components.database import ManagedPostgres, ManagedPostgresArgs
 from components.gitops import (
-    ARGOCD_NAMESPACE,
     ArgoCd,
     ArgoCdArgs,
     ClusterRegistration,
@@ -32,11 +30,13 @@ from components.gitops import (
     EnvironmentProject,
     EnvironmentProjectArgs,
     GatewayParent,
-    ImageUpdateTarget,
+    GitOpsNamespace,
+    GitOpsNamespaceArgs,
     OidcSettings,
-    Registrar,
-    RegistrarArgs,
+    RegisteredCluster,
+    RegisteredClusterArgs,
     RegistryAccess,
+    application_name,
 )
 from components.identity import ScopedIdentity, ScopedIdentityArgs
 from components.ingress import (
@@ -48,19 +48,19 @@ from components.ingress import (
 )
 from components.network import Network, NetworkArgs
 from components.observability import Observability, ObservabilityArgs
+from components.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
 from components.registry import Registry, RegistryArgs
 from components.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
 Exports = dict[str, Any]
 
 
-def build(cfg: PlatformConfig) -> Exports:
-    builders: dict[str, Callable[[PlatformConfig], Exports]] = {
-        "tooling": _tooling,
-        "production": _production,
-        "development": _development,
-    }
-    return builders[cfg.role](cfg)
+def build(cfg: PlatformConfig, directory: StackDirectory | None = None) -> Exports:
+    """The stack's resources and exports. ``directory`` says which registered environments' stacks
+    exist (tooling only; the Pulumi CLI's stack list by default)."""
+    if cfg.role == "tooling":
+        return _tooling(cfg, directory or CliStackDirectory())
+    return _workload(cfg)
 
 
 def _network(cfg: PlatformConfig) -> Network:
@@ -107,15 +107,16 @@ def _network_exports(network: Network) -> Exports:
 
 
 def _cluster_exports(cluster: KapsuleCluster) -> Exports:
-    return {
-        "clusterId": cluster.cluster_id,
-        "apiServerUrl": cluster.apiserver_url,
-        "kubeconfig": cluster.kubeconfig,
-    }
+    # No kubeconfig: any stack allowed to read this one would get cluster-admin with it. Operators
+    # fetch theirs with `scw k8s kubeconfig install <clusterId>` under their own IAM identity.
+    return {"clusterId": cluster.cluster_id, "apiServerUrl": cluster.apiserver_url}
 
 
-def _tooling(cfg: PlatformConfig) -> Exports:
-    assert cfg.registry is not None
+def _tooling(cfg: PlatformConfig, directory: StackDirectory) -> Exports:
+    assert cfg.registry is not None and cfg.gitops is not None
+    # Every registration is read and validated before the first resource is declared: a malformed
+    # one stops the update with nothing created.
+    registrations, pending = _registrations(cfg, directory)
     network = _network(cfg)
     cluster = _cluster(cfg, network)
     registry = Registry(
@@ -142,23 +143,61 @@ def _tooling(cfg: PlatformConfig) -> Exports:
     )
     front_door = _front_door(cfg, cluster)
     _secrets_operator(cfg, cluster)
-    argocd = _argocd(cfg, cluster, front_door)
+    _gitops_namespaces(cfg, cluster)
+    argocd = _argocd(cfg, cluster, registrations, front_door)
+    for registration in registrations:
+        _register(cfg, cluster, argocd, registration)
+    facts = ToolingFacts(
+        registry_endpoint=registry.endpoint,
+        egress_ip=network.egress_ip,
+        registry_pull_secret_key=pull.secret_key,
+    )
     return {
         "role": cfg.role,
         "environment": cfg.environment,
         **_network_exports(network),
         **_cluster_exports(cluster),
         "argocdNamespace": argocd.namespace,
-        "registrarKubeconfigs": _registrars(cfg, cluster, argocd),
+        "registeredEnvironments": sorted(r.environment for r in registrations),
+        "pendingEnvironments": {p.environment: p.reason for p in pending},
         **_front_door_exports(front_door),
-        "registryEndpoint": registry.endpoint,
+        **facts.exports(),
         **_operations(cfg, cluster),
         "ciPushAccessKey": ci_push.access_key,
         # Not the key itself: every StackReference to tooling could read an export.
         "ciPushSecretId": _ci_push_secret(cfg, ci_push).id,
         "registryPullAccessKey": pull.access_key,
-        "registryPullSecretKey": pull.secret_key,
     }
+
+
+def _registry_endpoint(cfg: PlatformConfig) -> str:
+    """``rg.<region>.scw.cloud/<namespace>``, known from config (the Registry component's output
+    is the same address once created)."""
+    assert cfg.registry is not None
+    return f"rg.{cfg.region}.scw.cloud/{cfg.registry.namespace}"
+
+
+def _registrations(
+    cfg: PlatformConfig, directory: StackDirectory
+) -> tuple[list[Registration], list[Pending]]:
+    """Each registered environment's validated registration, or why it is pending this time."""
+    assert cfg.gitops is not None
+    registered: list[Registration] = []
+    pending: list[Pending] = []
+    for environment in cfg.gitops.environments:
+        if environment == cfg.environment:
+            continue
+        found = read_registration(
+            environment,
+            cfg.gitops.stacks[environment],
+            directory=directory,
+            registry_endpoint=_registry_endpoint(cfg),
+        )
+        if isinstance(found, Pending):
+            pending.append(found)
+        else:
+            registered.append(found)
+    return registered, pending
 
 
 #: Where CI reads the registry push key: Scaleway Secret Manager, folder and secret name.
@@ -188,12 +227,38 @@ def _ci_push_secret(cfg: PlatformConfig, ci_push: ScopedIdentity) -> scaleway.se
     return secret
 
 
-def _production(cfg: PlatformConfig) -> Exports:
-    assert cfg.database is not None
+def _workload(cfg: PlatformConfig) -> Exports:
+    """One pipeline for every workload role: network, cluster, database (production), front door,
+    secrets, apps, and the registration the tooling stack reads (DESIGN.md §5)."""
     network = _network(cfg)
-    tooling = _ToolingReference(cfg) if cfg.gitops is not None else None
-    cluster = _cluster(cfg, network, tooling.api_access if tooling else ())
-    database = ManagedPostgres(
+    exports: Exports = {"role": cfg.role, "environment": cfg.environment, **_network_exports(network)}
+    if cfg.cluster is None:
+        return exports  # development may reserve its address space only
+    gitops = cfg.gitops
+    tooling = read_tooling(gitops.tooling_stack) if gitops is not None and gitops.tooling_stack else None
+    cluster = _cluster(cfg, network, _tooling_api_access(tooling) if tooling else ())
+    database = _database(cfg, network)
+    front_door = _front_door(cfg, cluster)
+    secrets = _secrets_operator(cfg, cluster)
+    apps = _apps(cfg, cluster, secrets, front_door, tooling, database)
+    exports.update(_cluster_exports(cluster))
+    if database is not None:
+        exports.update(
+            databaseHost=database.host, databasePort=database.port, databaseNames=sorted(database.credentials)
+        )
+    exports.update(_front_door_exports(front_door))
+    exports["apps"] = [app.name for app in apps]
+    exports["secretsBackend"] = secrets.backend
+    exports.update(_operations(cfg, cluster, database, tooling))
+    if tooling is not None:
+        exports[REGISTRATION_KEY] = _registration(cfg, cluster, tooling, database, front_door, apps)
+    return exports
+
+
+def _database(cfg: PlatformConfig, network: Network) -> ManagedPostgres | None:
+    if cfg.database is None:
+        return None
+    return ManagedPostgres(
         f"{cfg.environment}-postgres",
         ManagedPostgresArgs(
             environment=cfg.environment,
@@ -205,54 +270,6 @@ def _production(cfg: PlatformConfig) -> Exports:
             tags=cfg.tags,
         ),
     )
-    front_door = _front_door(cfg, cluster)
-    secrets = _secrets_operator(cfg, cluster)
-    apps = _apps(cfg, cluster, secrets, front_door, tooling, database)
-    if tooling is not None:
-        facts: dict[str, pulumi.Input[str]] = {
-            "database-host": database.host,
-            "registry-endpoint": tooling.registry_endpoint,
-        }
-        if front_door is not None:
-            facts["ingress-ip"] = front_door.ip_address
-        delivery = _register_with_tooling(cfg, cluster, tooling, facts=facts, apps=apps)
-        for app in apps:
-            app.deliver(delivery)
-    return {
-        "role": cfg.role,
-        "environment": cfg.environment,
-        **_network_exports(network),
-        **_cluster_exports(cluster),
-        "databaseHost": database.host,
-        "databasePort": database.port,
-        "databaseNames": sorted(database.credentials),
-        **_front_door_exports(front_door),
-        "apps": [app.name for app in apps],
-        "secretsBackend": secrets.backend,
-        **_operations(cfg, cluster, database, tooling),
-    }
-
-
-def _development(cfg: PlatformConfig) -> Exports:
-    network = _network(cfg)
-    exports: Exports = {"role": cfg.role, "environment": cfg.environment, **_network_exports(network)}
-    if cfg.cluster is not None:
-        tooling = _ToolingReference(cfg) if cfg.gitops is not None else None
-        cluster = _cluster(cfg, network, tooling.api_access if tooling else ())
-        front_door = _front_door(cfg, cluster)
-        secrets = _secrets_operator(cfg, cluster)
-        apps = _apps(cfg, cluster, secrets, front_door, tooling, None)
-        if tooling is not None:
-            delivery = _register_with_tooling(
-                cfg, cluster, tooling, facts={"registry-endpoint": tooling.registry_endpoint}, apps=apps
-            )
-            for app in apps:
-                app.deliver(delivery)
-        exports.update(_cluster_exports(cluster))
-        exports.update(_front_door_exports(front_door))
-        exports["secretsBackend"] = secrets.backend
-        exports.update(_operations(cfg, cluster, None, tooling))
-    return exports
 
 
 # --- Front door ----------------------------------------------------------------------------------
@@ -269,7 +286,7 @@ def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | Non
         app_hostnames=ingress.hostnames,
         platform_hostnames=ingress.platform_hostnames,
         extra_app=[app.hostname for app in cfg.apps],
-        extra_platform=[argocd.hostname] if argocd is not None else [],
+        extra_platform=[argocd.hostname] if argocd is not None and argocd.hostname is not None else [],
     )
     zone = ingress.ip_zone(cfg.zone)
     return FrontDoor(
@@ -312,10 +329,15 @@ def _front_door_exports(front_door: FrontDoor | None) -> Exports:
 # --- GitOps wiring --------------------------------------------------------------------------------
 
 
-def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor | None = None) -> ArgoCd:
+def _argocd(
+    cfg: PlatformConfig,
+    cluster: KapsuleCluster,
+    registrations: list[Registration],
+    front_door: FrontDoor | None = None,
+) -> ArgoCd:
     """Argo CD and the image updater in tooling, plus tooling's own project."""
     gitops = cfg.gitops
-    assert gitops is not None and gitops.argocd is not None
+    assert gitops is not None and gitops.argocd is not None and gitops.repo_url is not None
     updater_identity = ScopedIdentity(
         f"{cfg.environment}-image-updater",
         ScopedIdentityArgs(
@@ -326,6 +348,10 @@ def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor 
         ),
     )
     oidc = gitops.argocd.oidc
+    # Root apps only for environments that are registered now: a root app for an environment
+    # without its cluster Secret would sync child Applications into a cluster Argo CD cannot reach.
+    served = [cfg.environment, *(r.environment for r in registrations)]
+    gateway = front_door if front_door is not None and gitops.argocd.hostname is not None else None
     argocd = ArgoCd(
         "argocd",
         ArgoCdArgs(
@@ -336,8 +362,13 @@ def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor 
             repo_username=gitops.repo_username,
             repo_uses_ssh=gitops.uses_ssh,
             repo_credential=cfg.secret("gitopsRepoCredential"),
+            repo_write_credential=cfg.secret("gitopsWriteCredential"),
             target_revision=gitops.target_revision,
-            environments={env: gitops.path_for(env) for env in gitops.environments},
+            environments={env: gitops.path_for(env) for env in served},
+            known_environments=tuple(gitops.environments),
+            program_owned_applications=tuple(
+                application_name(r.environment, app.name) for r in registrations for app in r.apps
+            ),
             registry=RegistryAccess(
                 endpoint=f"rg.{cfg.region}.scw.cloud",
                 region=cfg.region,
@@ -353,11 +384,11 @@ def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor 
             )
             if oidc is not None
             else None,
-            gateway=GatewayParent(name=front_door.gateway_name, namespace=front_door.gateway_namespace)
-            if front_door is not None
+            gateway=GatewayParent(name=gateway.gateway_name, namespace=gateway.gateway_namespace)
+            if gateway is not None
             else None,
             # Its HTTPRoute needs the Gateway API CRDs and attaches to the platform Gateway.
-            depends_on=(front_door.gateway_api_crds, front_door.gateway) if front_door is not None else (),
+            depends_on=(gateway.gateway_api_crds, gateway.gateway) if gateway is not None else (),
         ),
     )
     EnvironmentProject(
@@ -376,126 +407,107 @@ def _argocd(cfg: PlatformConfig, cluster: KapsuleCluster, front_door: FrontDoor 
     return argocd
 
 
-def _registrars(
-    cfg: PlatformConfig, cluster: KapsuleCluster, argocd: ArgoCd
-) -> pulumi.Output[dict[str, str]]:
-    """One ``registrar-<env>`` identity per environment tooling's Argo CD serves (tooling itself
-    excepted), exported as a secret kubeconfig per environment for that environment's stack."""
+def _register(
+    cfg: PlatformConfig, cluster: KapsuleCluster, argocd: ArgoCd, registration: Registration
+) -> None:
+    """Tooling declares a registered environment in its own Argo CD: the cluster Secret (from the
+    validated registration only), the AppProject, the apps' Applications and the ImageUpdater."""
     gitops = cfg.gitops
-    assert gitops is not None
-    kubeconfigs = {
-        env: Registrar(
-            f"{cfg.environment}-registrar-{env}",
-            RegistrarArgs(
-                environment=env,
-                provider=cluster.provider,
-                server_url=cluster.apiserver_url,
-                ca_data=cluster.ca_certificate,
-                depends_on=(argocd.release,),
-            ),
-        ).kubeconfig
-        for env in sorted(gitops.environments)
-        if env != cfg.environment
-    }
-    if not kubeconfigs:
-        return pulumi.Output.secret({})
-    return pulumi.Output.secret(pulumi.Output.all(**kubeconfigs))
+    assert gitops is not None and gitops.repo_url is not None
+    environment = registration.environment
+    registered = RegisteredCluster(
+        f"{environment}-cluster",
+        RegisteredClusterArgs(
+            registration=registration,
+            provider=cluster.provider,
+            source_stack=gitops.stacks[environment],
+            depends_on=(argocd.release,),
+        ),
+    )
+    EnvironmentProject(
+        f"{environment}-gitops",
+        EnvironmentProjectArgs(
+            environment=environment,
+            tooling_provider=cluster.provider,
+            repo_url=gitops.repo_url,
+            target_revision=gitops.target_revision,
+            cluster_name=registered.cluster_name,
+            namespaces=registration.namespaces,
+            apps=registration.apps,
+            write_back_branch=gitops.image_updater.write_back_branch,
+            depends_on=(argocd.release, registered),
+        ),
+    )
 
 
-class _ToolingReference:
-    """What a workload stack reads from the tooling stack, and the provider to reach its cluster."""
-
-    def __init__(self, cfg: PlatformConfig) -> None:
-        assert cfg.gitops is not None and cfg.gitops.tooling_stack is not None
-        reference = pulumi.StackReference(cfg.gitops.tooling_stack)
-        self.registry_endpoint = pulumi.Output.from_input(reference.require_output("registryEndpoint")).apply(
-            str
-        )
-        egress_ip = pulumi.Output.from_input(reference.require_output("egressIp")).apply(str)
-        # Tooling's Argo CD reaches this cluster's API from tooling's single egress address.
-        self.api_access = (
-            ApiAccess(cidr=egress_ip.apply(lambda ip: f"{ip}/32"), description="tooling Argo CD egress"),
-        )
-        # The registry's read-only key, for the image pull secret of every app namespace.
-        self.registry_host = self.registry_endpoint.apply(lambda endpoint: endpoint.split("/", 1)[0])
-        self.registry_pull_secret_key = pulumi.Output.secret(
-            reference.require_output("registryPullSecretKey")
-        ).apply(str)
-        # The environment's registrar identity (argocd namespace, its own objects only), never
-        # tooling's admin `kubeconfig` export, which this stack does not read.
-        environment = cfg.environment
-        self.provider = k8s.Provider(
-            "tooling-k8s",
-            kubeconfig=pulumi.Output.secret(reference.require_output("registrarKubeconfigs")).apply(
-                lambda kubeconfigs: _registrar_kubeconfig(kubeconfigs, environment)
-            ),
-        )
+def _gitops_namespaces(cfg: PlatformConfig, cluster: KapsuleCluster) -> list[pulumi.Resource]:
+    """platform:gitops.namespaces (other than apps'), declared with the platform envelope before
+    Argo CD may deploy into them."""
+    if cfg.gitops is None:
+        return []
+    app_names = {app.name for app in cfg.apps}
+    return [
+        GitOpsNamespace(
+            f"{cfg.environment}-namespace-{name}",
+            GitOpsNamespaceArgs(name=name, environment=cfg.environment, provider=cluster.provider),
+        ).namespace
+        for name in sorted(set(cfg.gitops.namespaces) - app_names)
+    ]
 
 
-def _registrar_kubeconfig(kubeconfigs: Any, environment: str) -> str:
-    if not isinstance(kubeconfigs, dict) or environment not in kubeconfigs:
-        raise ValueError(
-            f"the tooling stack exports no registrar kubeconfig for environment {environment!r}: "
-            "list it in the tooling stack's platform:gitops.environments and deploy tooling first"
-        )
-    return str(kubeconfigs[environment])
+def _tooling_api_access(tooling: ToolingFacts) -> tuple[ApiAccess, ...]:
+    # Tooling's Argo CD reaches this cluster's API from tooling's single egress address.
+    egress_ip = pulumi.Output.from_input(tooling.egress_ip)
+    return (ApiAccess(cidr=egress_ip.apply(lambda ip: f"{ip}/32"), description="tooling Argo CD egress"),)
 
 
-def _register_with_tooling(
+def _registry_host(tooling: ToolingFacts) -> pulumi.Output[str]:
+    return pulumi.Output.from_input(tooling.registry_endpoint).apply(
+        lambda endpoint: endpoint.split("/", 1)[0]
+    )
+
+
+def _registration(  # noqa: PLR0917 - private composition helper
     cfg: PlatformConfig,
     cluster: KapsuleCluster,
-    tooling: _ToolingReference,
-    facts: dict[str, pulumi.Input[str]],
-    apps: list[App] | None = None,
-) -> AppDelivery:
+    tooling: ToolingFacts,
+    database: ManagedPostgres | None,
+    front_door: FrontDoor | None,
+    apps: list[App],
+) -> pulumi.Output[dict[str, Any]]:
+    """argocd-manager in this cluster, and the registration export tooling builds its cluster
+    Secret, project and Applications from. Nothing here acts in tooling."""
     gitops = cfg.gitops
     assert gitops is not None
     namespaces = tuple(sorted({*gitops.namespaces, *(app.name for app in cfg.apps)}))
+    extra = _gitops_namespaces(cfg, cluster)
     registration = ClusterRegistration(
         f"{cfg.environment}-registration",
         ClusterRegistrationArgs(
             environment=cfg.environment,
             provider=cluster.provider,
-            tooling_provider=tooling.provider,
-            server_url=cluster.apiserver_url,
-            ca_data=cluster.ca_certificate,
             namespaces=namespaces,
-            facts={"environment": cfg.environment, **facts},
             # Its RoleBindings live in the app namespaces.
-            depends_on=tuple(app.namespace for app in apps or ()),
+            depends_on=(*(app.namespace for app in apps), *extra),
         ),
     )
-    images = {app.name: app.image for app in cfg.apps}
-    project = EnvironmentProject(
-        f"{cfg.environment}-gitops",
-        EnvironmentProjectArgs(
-            environment=cfg.environment,
-            tooling_provider=tooling.provider,
-            repo_url=gitops.repo_url,
-            target_revision=gitops.target_revision,
-            cluster_name=registration.cluster_name,
-            namespaces=namespaces,
-            image_updates=tuple(
-                ImageUpdateTarget(
-                    app=u.app, image=images[u.app], strategy=u.strategy, allow_tags=u.allow_tags
-                )
-                for u in gitops.image_updates_for(images)
-            ),
-            write_back_branch=gitops.image_updater.write_back_branch,
-            depends_on=(registration,),
-        ),
-    )
-    return AppDelivery(
-        tooling_provider=tooling.provider,
-        argocd_namespace=ARGOCD_NAMESPACE,
-        project=project.project_name,
-        cluster_name=registration.cluster_name,
-        repo_url=gitops.repo_url,
-        target_revision=gitops.target_revision,
-        # The project (and, through it, the registration): not the registration component
-        # itself, whose children (one RoleBinding per namespace) every Application would then
-        # depend on, N x N.
-        depends_on=(project,),
+    facts: dict[str, pulumi.Input[str]] = {
+        "environment": cfg.environment,
+        "registry-endpoint": tooling.registry_endpoint,
+    }
+    if database is not None:
+        facts["database-host"] = database.host
+    if front_door is not None:
+        facts["ingress-ip"] = front_door.ip_address
+    return registration_export(
+        environment=cfg.environment,
+        server=cluster.apiserver_url,
+        ca_data=cluster.ca_certificate,
+        token=registration.token,
+        namespaces=namespaces,
+        facts=facts,
+        apps=[app.delivery for app in apps],
+        ready=[app.external_secret.id for app in apps],
     )
 
 
@@ -526,18 +538,20 @@ def _secrets_operator(cfg: PlatformConfig, cluster: KapsuleCluster) -> SecretsOp
     )
 
 
-def _apps(  # noqa: PLR0917 - private composition helper, called twice
+def _apps(  # noqa: PLR0917 - private composition helper
     cfg: PlatformConfig,
     cluster: KapsuleCluster,
     secrets: SecretsOperator,
     front_door: FrontDoor | None,
-    tooling: _ToolingReference | None,
+    tooling: ToolingFacts | None,
     database: ManagedPostgres | None,
 ) -> list[App]:
     """Every app's envelope from platform:apps (delivery by Argo CD follows the registration)."""
     if not cfg.apps:
         return []
     assert tooling is not None, "config rules require platform:gitops with platform:apps"
+    assert cfg.gitops is not None
+    updates = {u.app: u for u in cfg.gitops.image_updates_for(app.name for app in cfg.apps)}
     listeners = {listener.hostname: listener for listener in front_door.listeners} if front_door else {}
     apps: list[App] = []
     for settings in cfg.apps:
@@ -585,8 +599,10 @@ def _apps(  # noqa: PLR0917 - private composition helper, called twice
                     database=app_database,
                     gateway=gateway,
                     ingress_namespace=TRAEFIK_NAMESPACE,
-                    registry_host=tooling.registry_host,
+                    registry_host=_registry_host(tooling),
                     registry_password=tooling.registry_pull_secret_key,
+                    update_strategy=updates[settings.name].strategy,
+                    update_allow_tags=updates[settings.name].allow_tags,
                     secrets_depends_on=(secrets.release, *secrets.stores.values()),
                     tags=cfg.tags,
                 ),
@@ -602,7 +618,7 @@ def _operations(
     cfg: PlatformConfig,
     cluster: KapsuleCluster,
     database: ManagedPostgres | None = None,
-    tooling: _ToolingReference | None = None,
+    tooling: ToolingFacts | None = None,
 ) -> Exports:
     """platform:operations: the daily restore check (with the database) and observability."""
     exports: Exports = {}
@@ -624,7 +640,7 @@ def _operations(
                 namespace_labels=labels.platform_namespace(),
                 bucket_admins=tuple(check.bucket_admins),
                 # The image lives in the platform registry, read with tooling's pull key.
-                registry=RegistryPull(host=tooling.registry_host, password=tooling.registry_pull_secret_key)
+                registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
                 if tooling is not None
                 else None,
                 tags=cfg.tags,

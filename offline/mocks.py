@@ -96,6 +96,13 @@ def _fake_kubeconfig(seed: str, server: str) -> str:
     )
 
 
+def _fake_ca(seed: str) -> str:
+    """Base64 of a PEM block, as Kapsule returns a cluster's CA (the body is a marked fake)."""
+    body = base64.b64encode(fake_secret(seed + "/ca").encode()).decode()
+    pem = f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
+    return base64.b64encode(pem.encode()).decode()
+
+
 def _cluster_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
     region = inputs.get("region", "fr-par")
     server = f"https://{fake_uuid(seed)}.api.k8s.{region}.scw.cloud:6443"
@@ -106,7 +113,7 @@ def _cluster_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
             {
                 "configFile": _fake_kubeconfig(seed, server),
                 "host": server,
-                "clusterCaCertificate": fake_secret(seed + "/ca"),
+                "clusterCaCertificate": _fake_ca(seed),
                 "token": fake_secret(seed + "/token"),
             }
         ],
@@ -185,9 +192,9 @@ class PlatformMocks(pulumi_mocks.Mocks):
         return compute() if compute else {}
 
     def _stack_reference(self, name: str) -> dict[str, Any]:
-        if name not in self._stack_outputs:
-            raise KeyError(f"offline plan: stack reference '{name}' was not planned first")
-        exports = self._stack_outputs[name]
+        # A stack that was not planned (not deployed, as far as this plan knows) exports nothing;
+        # the program reports what it misses.
+        exports = self._stack_outputs.get(name, {})
         return {
             "name": name,
             "outputs": {k: rpc.wrap_rpc_secret(e.value) if e.secret else e.value for k, e in exports.items()},

@@ -14,7 +14,8 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 
-from components.config import ConfigError
+import pulumi
+
 from offline import runner
 from offline.mocks import Registration, mask_secrets
 
@@ -83,15 +84,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="also write the plan's artifacts (inventory, manifests, Helm values) into DIR/<stack>/",
     )
+    parser.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="plan as on an empty account: the stacks this one registers (tooling's environments) "
+        "do not exist yet",
+    )
     args = parser.parse_args(argv)
     try:
-        plan = runner.run(args.stack)
-    except ConfigError as exc:
+        plan = runner.run(args.stack, bootstrap=args.bootstrap)
+    except pulumi.RunError as exc:  # config errors and malformed stack references: no traceback
         print(exc, file=sys.stderr)
         return 2
     except FileNotFoundError as exc:
         print(exc, file=sys.stderr)
         return 2
+    mode = " (bootstrap: first run on an empty account)" if plan.bootstrap else ""
+    print(
+        f"Offline plan of stack {plan.stack}{mode}: the real program under mocked providers. "
+        "No cloud, no cluster, no Pulumi CLI; IDs and addresses are mocked."
+    )
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
     print("\n".join(render_tree(plan)))
     print("\nResources by type:")
     print("\n".join(render_counts(plan)))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,11 @@ class Plan:
     project: str
     registrations: list[Registration]
     exports: dict[str, Export]
+    #: Warnings the program logged (e.g. a registered environment skipped because its stack is
+    #: not deployed yet).
+    warnings: list[str] = field(default_factory=list)
+    #: Planned as on an empty account: the stacks this one registers do not exist yet.
+    bootstrap: bool = False
 
     def by_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
@@ -90,23 +96,40 @@ def run(
     root: Path = ROOT,
     *,
     placeholder_secrets: bool = True,
+    bootstrap: bool = False,
+    _visiting: frozenset[str] = frozenset(),
 ) -> Plan:
     """Run the program for ``stack``; ``config`` replaces the stack file's config when given.
 
     With ``placeholder_secrets`` (the default), deploy-time secrets that are not set get marked
     fake values, as a real operator would have set them with ``pulumi config set --secret``.
-    Stacks referenced through a StackReference are planned first and their exports served to it.
+
+    Referenced stacks are planned first and their exports served to the StackReferences: the
+    tooling stack a workload stack reads (planned as on its first run, which exports the same
+    facts), and the workload stacks tooling registers, unless ``bootstrap``: then they do not exist
+    yet, as on an empty account (the order is tooling -> workload stacks -> tooling again).
     """
     # Imported here so that importing this module never pulls in the program by accident.
     from components import config as platform_config
     from components import stacks
+    from components.references import KnownStacks
 
     project = project_name(root)
     raw = read_stack_config(stack, root) if config is None else config
-    references = {
-        ref: _referenced_exports(ref.rsplit("/", 1)[-1], root)
-        for ref in platform_config.referenced_stacks(_namespace(raw, "platform"))
-    }
+    platform_raw = _namespace(raw, "platform")
+    references: dict[str, dict[str, Export]] = {}
+    for ref in platform_config.referenced_stacks(platform_raw):
+        name = ref.rsplit("/", 1)[-1]
+        registered = ref in platform_config.registered_stacks(platform_raw)
+        if name == stack or not (root / f"Pulumi.{name}.yaml").exists():
+            continue  # not deployed: the program says what it does about that
+        if registered and not bootstrap:
+            # A registered environment, fully planned; its own tooling reference ends below.
+            references[ref] = _referenced_exports(name, root, bootstrap=False, visiting=frozenset())
+        elif not registered and name not in _visiting:
+            # The tooling stack a workload reads: its first run exports the same facts, and
+            # planning it so never plans this stack again (no cycle).
+            references[ref] = _referenced_exports(name, root, bootstrap=True, visiting=_visiting | {stack})
     flat, secret_keys = engine_config(raw, project)
     if placeholder_secrets:
         for key in platform_config.SECRET_KEYS:
@@ -123,10 +146,13 @@ def run(
     global last_monitor  # noqa: PLW0603 - a test hook, see its declaration
     monitor = last_monitor = RecordingMonitor(PlatformMocks(stack_outputs=references))
     pulumi_settings.ROOT.set(None)
-    pulumi_mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi_mocks.set_mocks(
+        monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor, logger=_WARNINGS
+    )
     pulumi_settings.SETTINGS.rpc_manager.clear()
 
     exports: dict[str, Export] = {}
+    warnings = _WARNINGS.capture()
 
     async def resolve(outputs: dict[str, Any]) -> None:
         for key, value in outputs.items():
@@ -134,7 +160,8 @@ def run(
             exports[key] = Export(await output.future(), await output.is_secret())
 
     def program() -> None:
-        _sync_await(resolve(stacks.build(platform_config.from_pulumi())))
+        cfg = platform_config.from_pulumi()
+        _sync_await(resolve(stacks.build(cfg, KnownStacks(frozenset(references)))))
 
     try:
         _sync_await(run_pulumi_func(program))
@@ -142,20 +169,45 @@ def run(
         monitor.close()
         loop.close()
     return Plan(
-        stack=stack, project=project, registrations=list(monitor.registrations.values()), exports=exports
+        stack=stack,
+        project=project,
+        registrations=list(monitor.registrations.values()),
+        exports=exports,
+        warnings=list(warnings),
+        bootstrap=bootstrap,
     )
 
 
-_REFERENCE_CACHE: dict[tuple[Path, str, str], dict[str, Export]] = {}
+class _WarningLog(logging.Logger):
+    """The mocks' engine logger: keeps the program's warnings for the plan to show."""
+
+    def __init__(self) -> None:
+        super().__init__("offline-plan", logging.WARNING)
+        self._current: list[str] = []
+
+    def capture(self) -> list[str]:
+        self._current = []
+        return self._current
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self._current.append(str(msg))
 
 
-def _referenced_exports(stack: str, root: Path) -> dict[str, Export]:
+_WARNINGS = _WarningLog()
+
+
+_REFERENCE_CACHE: dict[tuple[Path, str, str, bool], dict[str, Export]] = {}
+
+
+def _referenced_exports(
+    stack: str, root: Path, *, bootstrap: bool, visiting: frozenset[str]
+) -> dict[str, Export]:
     """A referenced stack's exports, planned once per content of its stack file: a test session
     plans prod dozens of times, and each would otherwise plan tooling again."""
     path = root / f"Pulumi.{stack}.yaml"
-    key = (root, stack, path.read_text() if path.exists() else "")
+    key = (root, stack, path.read_text() if path.exists() else "", bootstrap)
     if key not in _REFERENCE_CACHE:
-        _REFERENCE_CACHE[key] = run(stack, root=root).exports
+        _REFERENCE_CACHE[key] = run(stack, root=root, bootstrap=bootstrap, _visiting=visiting).exports
     return _REFERENCE_CACHE[key]
 
 

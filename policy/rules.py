@@ -623,7 +623,22 @@ def _unique_objects(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
 # The rule set.
 # --------------------------------------------------------------------------------------------
 
+#: Argo CD's namespace in tooling: the hub's alone (DESIGN.md §5).
+ARGOCD_NAMESPACE = "argocd"
+
+
+def _not_in_the_hub(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    """A workload stack declares nothing of Argo CD's: no object in ``argocd`` and no argoproj.io
+    kind (Applications, AppProjects, ...), whatever cluster its provider reaches. Whoever writes
+    those is an Argo CD admin."""
+    if r.metadata.get("namespace") == ARGOCD_NAMESPACE:
+        yield "metadata.namespace", f"a workload stack may not declare objects in {ARGOCD_NAMESPACE}"
+    if r.type.startswith(("kubernetes:argoproj.io/", "kubernetes:argocd-image-updater.argoproj.io/")):
+        yield "kind", f"a workload stack may not declare Argo CD objects ({r.kind}): the tooling stack does"
+
+
 _NOT_DEVELOPMENT = frozenset({"production", "tooling"})
+_WORKLOAD = frozenset({"production", "development"})
 _PRODUCTION = frozenset({"production"})
 
 RULES: tuple[Rule, ...] = (
@@ -766,6 +781,14 @@ RULES: tuple[Rule, ...] = (
         "Gateway listeners in Traefik's values: HTTPS/TLS with certificates, HTTP only to redirect.",
         _is_traefik,
         _traefik_gateway_tls,
+    ),
+    Rule(
+        "workload-stack-declares-nothing-in-argocd",
+        "A workload stack (production, development) declares no Argo CD object and nothing in "
+        "namespace argocd: the tooling stack registers environments from their exports.",
+        lambda r: r.is_kubernetes_object,
+        _not_in_the_hub,
+        roles=_WORKLOAD,
     ),
     Rule(
         "kubernetes-objects-unique",

@@ -8,17 +8,21 @@ un-awaited ``apply`` asserts nothing); assertions then run on the complete recor
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 
 from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
 from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration
-from offline.runner import Export
+from offline.runner import Export, Plan
 
 PROJECT = "platform"
 STACK = "unit"
@@ -153,3 +157,56 @@ def upstream(plan: Any, reg: Registration) -> set[str]:
             seen.add(urn)
             todo.extend(by_urn[urn].dependencies if urn in by_urn else [])
     return seen
+
+
+# --- No stack exports a kubeconfig (DESIGN.md §5) ----------------------------------------------
+# Any stack allowed to read another's exports (a StackReference) would get that cluster's admin.
+
+
+def _is_kubeconfig(document: Any) -> bool:
+    return isinstance(document, Mapping) and (
+        document.get("kind") == "Config"
+        or {"clusters", "users"} <= set(document)
+        or "current-context" in document
+    )
+
+
+def _parsed(text: str) -> list[Any]:
+    """``text`` as YAML, and its base64 decoding as YAML, where they parse to a structure."""
+    candidates = [text]
+    with contextlib.suppress(binascii.Error, ValueError):
+        candidates.append(base64.b64decode(text, validate=True).decode())
+    documents = []
+    for candidate in candidates:
+        try:
+            document = yaml.safe_load(candidate)
+        except yaml.YAMLError:
+            continue
+        if isinstance(document, Mapping | list):
+            documents.append(document)
+    return documents
+
+
+def kubeconfigs_in(value: Any, path: str) -> list[str]:
+    """Paths in an export value that name or hold a kubeconfig."""
+    if _is_kubeconfig(value):
+        return [path]
+    if isinstance(value, Mapping):
+        hits = [f"{path}.{k}" for k in value if "kubeconfig" in str(k).lower()]
+        return hits + [hit for k, v in value.items() for hit in kubeconfigs_in(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in kubeconfigs_in(v, f"{path}[{i}]")]
+    if isinstance(value, str):
+        return [hit for document in _parsed(value) for hit in kubeconfigs_in(document, path)]
+    return []
+
+
+def exported_kubeconfigs(plans: Mapping[str, Plan]) -> list[str]:
+    """``<stack>:<export path>`` of every kubeconfig any of ``plans`` exports (by name or value)."""
+    hits: list[str] = []
+    for stack, plan in plans.items():
+        for key, export in plan.exports.items():
+            if "kubeconfig" in key.lower():
+                hits.append(f"{stack}:{key}")
+            hits.extend(f"{stack}:{hit}" for hit in kubeconfigs_in(export.value, key))
+    return hits

@@ -227,10 +227,8 @@ def test_reserved_keys_match_the_apps_component() -> None:
 
 def test_apps_need_the_front_door_in_development(stack_config: StackConfig) -> None:
     raw = stack_config("dev")
-    raw["platform:gitops"] = {
-        "repoUrl": "https://gitlab.com/acme/platform-gitops.git",
-        "toolingStack": "organization/platform/tooling",
-    }
+    # A workload stack names only its tooling stack (tooling sets the repository).
+    raw["platform:gitops"] = {"toolingStack": "organization/platform/tooling"}
     raw[APPS] = [
         {
             "name": "web",

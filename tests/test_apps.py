@@ -1,10 +1,15 @@
 """One template for every app: each app of the stack file gets the whole envelope, and nothing
-more than its config allows (network, secrets, route, delivery)."""
+more than its config allows (network, secrets, route, delivery).
+
+The envelope lives in the workload stack (prod); the delivery (the app's Argo CD Application and
+image updater entry) is declared by the tooling stack from prod's registration export
+(DESIGN.md §5), so delivery assertions read the tooling plan."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ import yaml
 from components import apps as apps_component
 from components.config import DATABASE_KEYS, AppResources
 from components.config import App as AppSettings
+from components.contract import REGISTRATION_KEY
 from offline import artifacts, parity, runner, schemas, validate
 from offline.mocks import Registration
 from tests.harness import is_secret, plaintext_secrets, unwrap
@@ -31,7 +37,8 @@ APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 SM_SECRET = "scaleway:secrets/secret:Secret"
 SM_VERSION = "scaleway:secrets/version:Version"
 APP = "platform:apps:App"
-#: Every app gets these; apps with a database also get the Secret Manager entry.
+#: Every app gets these in its own cluster; apps with a database also get the Secret Manager entry.
+#: Its Argo CD Application is tooling's (see DELIVERY).
 ENVELOPE = {
     NS: 1,
     QUOTA: 1,
@@ -41,9 +48,11 @@ ENVELOPE = {
     SA_PATCH: 1,
     EXTERNAL_SECRET: 1,
     ROUTE: 1,
-    APPLICATION: 1,
 }
 DATABASE_ENTRY = {SM_SECRET: 1, SM_VERSION: 1}
+#: What tooling declares for prod's apps: the children of its ``prod-gitops`` component.
+DELIVERY = "prod-gitops"
+REGISTRY = "rg.fr-par.scw.cloud/acme-platform"
 
 needs_schemas = pytest.mark.skipif(
     not schemas.schemas_available(),
@@ -54,6 +63,12 @@ needs_schemas = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def prod(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
     return committed_plans["prod"]
+
+
+@pytest.fixture(scope="module")
+def tooling(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
+    """The hub: it declares prod's Applications, AppProject and ImageUpdater."""
+    return committed_plans["tooling"]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +99,23 @@ def _envelope(plan: runner.Plan, app: str) -> dict[str, Registration]:
     return {r.name.removeprefix(f"app-{app}-"): r for r in _children(plan, component)}
 
 
+def _applications(tooling: runner.Plan, environment: str = "prod") -> dict[str, Registration]:
+    """Tooling's Applications for ``environment``'s apps, by app name."""
+    component = _named(tooling, f"{environment}-gitops")
+    prefix = f"{environment}-gitops-app-"
+    return {
+        r.name.removeprefix(prefix): r
+        for r in _children(tooling, component)
+        if r.type == APPLICATION and r.name.startswith(prefix)
+    }
+
+
+def _registered_apps(plan: runner.Plan) -> list[dict[str, Any]]:
+    export = plan.exports[REGISTRATION_KEY]
+    assert export.secret  # it carries argocd-manager's token
+    return list(export.value["apps"])
+
+
 # --- every app, every object -------------------------------------------------------------------
 
 
@@ -100,15 +132,41 @@ def test_prod_declares_two_apps_and_each_gets_the_whole_envelope(
     assert prod.exports["apps"].value == [a["name"] for a in raw_apps]
 
 
-def test_envelope_objects_use_the_right_cluster_and_are_children_of_the_app(prod: runner.Plan) -> None:
+def test_each_app_gets_exactly_one_application_in_tooling(
+    prod: runner.Plan, tooling: runner.Plan, raw_apps: list[dict[str, Any]]
+) -> None:
+    """Delivery is the last part of the envelope: one Application per app, declared by tooling
+    from prod's registration, and none in prod itself."""
+    assert prod.by_type(APPLICATION) == []
+    assert [a["name"] for a in _registered_apps(prod)] == [a["name"] for a in raw_apps]
+    applications = _applications(tooling)
+    assert sorted(applications) == sorted(a["name"] for a in raw_apps)
+    # Every Application tooling deploys into prod's cluster is one of these: no extra, none elsewhere.
+    into_prod = [
+        r.name for r in tooling.by_type(APPLICATION) if r.inputs["spec"]["destination"].get("name") == "prod"
+    ]
+    assert sorted(into_prod) == sorted(r.name for r in applications.values())
+
+
+def test_envelope_objects_use_the_right_cluster_and_are_children_of_the_app(
+    prod: runner.Plan, tooling: runner.Plan
+) -> None:
     cluster = _named(prod, "prod-k8s").urn
-    tooling = _named(prod, "tooling-k8s").urn
+    # Prod holds no way into tooling's cluster at all.
+    assert [r.name for r in prod.registrations if r.name == "tooling-k8s"] == []
     for component in prod.by_type(APP):
-        for child in _children(prod, component):
+        children = _children(prod, component)
+        assert children, component.name
+        for child in children:
             if child.type.startswith("scaleway:"):
                 continue
-            expected = tooling if child.type == APPLICATION else cluster
-            assert child.provider_urn == expected, child.name
+            assert child.provider_urn == cluster, child.name
+    # The Applications are tooling's, on tooling's cluster, children of prod's delivery component.
+    tooling_cluster = _named(tooling, "tooling-k8s").urn
+    delivery = _named(tooling, DELIVERY)
+    for application in _applications(tooling).values():
+        assert application.provider_urn == tooling_cluster, application.name
+        assert application.parent == delivery.urn, application.name
 
 
 def test_namespace_is_a_restricted_app_namespace(prod: runner.Plan) -> None:
@@ -298,11 +356,17 @@ def test_route_attaches_to_the_listener_of_its_hostname(
 
 
 def test_argocd_application_delivers_the_gitops_path(
-    prod: runner.Plan, raw_apps: list[dict[str, Any]]
+    prod: runner.Plan, tooling: runner.Plan, raw_apps: list[dict[str, Any]]
 ) -> None:
-    project = _named(prod, "prod-gitops-project")
+    project = _named(tooling, "prod-gitops-project")
+    cluster_secret = _named(tooling, "prod-cluster-secret")
+    applications = _applications(tooling)
+    registered = {a["name"]: a for a in _registered_apps(prod)}
+    # The project waits for prod's cluster Secret, which exists only once prod has exported its
+    # registration (prod's envelope is deployed first: tooling -> prod -> tooling).
+    assert cluster_secret.urn in project.dependencies
     for raw in raw_apps:
-        application = _envelope(prod, raw["name"])["application"]
+        application = applications[raw["name"]]
         metadata = application.inputs["metadata"]
         assert metadata["name"] == f"prod-{raw['name']}"
         assert metadata["namespace"] == "argocd"
@@ -317,14 +381,18 @@ def test_argocd_application_delivers_the_gitops_path(
         }
         assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
         assert project.urn in application.dependencies
-        assert _envelope(prod, raw["name"])["env"].urn in application.dependencies
+        # Tooling delivers what prod registered: the path travels through prod's export.
+        assert registered[raw["name"]]["path"] == raw["gitopsPath"]
 
 
-def test_image_updater_matches_the_application_names(prod: runner.Plan) -> None:
-    updater = _named(prod, "prod-gitops-image-updater")
+def test_image_updater_matches_the_application_names(
+    tooling: runner.Plan, raw_apps: list[dict[str, Any]]
+) -> None:
+    updater = _named(tooling, "prod-gitops-image-updater")
     patterns = {ref["namePattern"] for ref in updater.inputs["spec"]["applicationRefs"]}
-    names = {r.inputs["metadata"]["name"] for r in prod.by_type(APPLICATION)}
+    names = {r.inputs["metadata"]["name"] for r in tooling.by_type(APPLICATION)}
     assert patterns <= names
+    assert patterns == {f"prod-{raw['name']}" for raw in raw_apps}
 
 
 def test_registration_waits_for_the_app_namespaces(prod: runner.Plan) -> None:
@@ -336,25 +404,46 @@ def test_registration_waits_for_the_app_namespaces(prod: runner.Plan) -> None:
 # --- onboarding is config only -----------------------------------------------------------------
 
 
-def test_a_third_app_is_only_config(plan_with: Callable[..., runner.Plan]) -> None:
-    config = runner.read_stack_config("prod")
-    config["platform:apps"].append(
-        {
-            "name": "members",
-            "hostname": "members.example.com",
-            "port": 3000,
-            "image": "rg.fr-par.scw.cloud/acme-platform/members",
-            "gitopsPath": "apps/members",
-            "requiredKeys": ["OIDC_CLIENT_SECRET"],
-        }
-    )
-    plan = plan_with("prod", {"platform:apps": config["platform:apps"]})
+MEMBERS = {
+    "name": "members",
+    "hostname": "members.example.com",
+    "port": 3000,
+    "image": f"{REGISTRY}/members",
+    "gitopsPath": "apps/members",
+    "requiredKeys": ["OIDC_CLIENT_SECRET"],
+}
+
+
+def test_a_third_app_is_only_config(tmp_path: Path) -> None:
+    """One more entry in prod's stack file, nothing else: prod gets the envelope and registers the
+    app, and tooling (reading that prod) delivers it."""
+    for stack_file in runner.ROOT.glob("Pulumi*.yaml"):
+        shutil.copy(stack_file, tmp_path / stack_file.name)
+    document = yaml.safe_load((tmp_path / "Pulumi.prod.yaml").read_text())
+    document["config"]["platform:apps"].append(MEMBERS)
+    (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))
+
+    plan = runner.run("prod", root=tmp_path)
     component = _named(plan, "app-members")
     assert _counts(_children(plan, component)) == ENVELOPE
     listeners = plan.one("kubernetes:gateway.networking.k8s.io/v1:Gateway").inputs["spec"]["listeners"]
     assert "members.example.com" in {listener.get("hostname") for listener in listeners}
     binding = _named(plan, "prod-registration-binding-members")
     assert binding.inputs["metadata"]["namespace"] == "members"
+    registered = {a["name"]: a for a in _registered_apps(plan)}
+    assert registered["members"]["path"] == "apps/members"
+    assert registered["members"]["image"] == MEMBERS["image"]
+    assert "members" in plan.exports[REGISTRATION_KEY].value["namespaces"]
+
+    tooling = runner.run("tooling", root=tmp_path)
+    application = _applications(tooling)["members"]
+    assert application.inputs["metadata"]["name"] == "prod-members"
+    assert application.inputs["spec"]["destination"] == {"name": "prod", "namespace": "members"}
+    assert application.inputs["spec"]["source"]["path"] == "apps/members"
+    project = _named(tooling, "prod-gitops-project")
+    assert {"name": "prod", "namespace": "members"} in project.inputs["spec"]["destinations"]
+    updater = _named(tooling, "prod-gitops-image-updater")
+    assert "prod-members" in {ref["namePattern"] for ref in updater.inputs["spec"]["applicationRefs"]}
 
 
 # --- pure helpers --------------------------------------------------------------------------------
@@ -415,6 +504,23 @@ def app_manifests(
     return out, _app_manifests(prod, out)
 
 
+@pytest.fixture(scope="module")
+def delivery_manifests(
+    tooling: runner.Plan, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, list[validate.Manifest]]:
+    """Every Kubernetes object tooling declares to deliver prod's apps, as files."""
+    out = tmp_path_factory.mktemp("app-delivery")
+    delivery = _named(tooling, DELIVERY).urn
+    manifests = []
+    for relative, (reg, obj) in artifacts.manifest_files(tooling).items():
+        if reg.parent == delivery:
+            path = out / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(artifacts.dump_yaml(obj), encoding="utf-8")
+            manifests.append(validate.Manifest(path, relative, obj))
+    return out, manifests
+
+
 def test_app_manifests_cover_every_kind(app_manifests: tuple[Path, list[validate.Manifest]]) -> None:
     kinds = {m.obj["kind"] for m in app_manifests[1]}
     assert kinds == {
@@ -426,9 +532,15 @@ def test_app_manifests_cover_every_kind(app_manifests: tuple[Path, list[validate
         "ServiceAccount",
         "ExternalSecret",
         "HTTPRoute",
-        "Application",
         "Job",
     }
+
+
+def test_delivery_manifests_cover_every_kind(
+    delivery_manifests: tuple[Path, list[validate.Manifest]], raw_apps: list[dict[str, Any]]
+) -> None:
+    kinds = [m.obj["kind"] for m in delivery_manifests[1]]
+    assert sorted(kinds) == sorted(["AppProject", "ImageUpdater", *(["Application"] * len(raw_apps))])
 
 
 def test_core_objects_pass_kubernetes_validate_strict(
@@ -446,9 +558,23 @@ def test_core_objects_pass_kubernetes_validate_strict(
 def test_custom_resources_pass_their_crd_schemas(app_manifests: tuple[Path, list[validate.Manifest]]) -> None:
     _, manifests = app_manifests
     custom = {m.group for m in manifests if schemas.is_custom_group(m.group)}
-    assert custom == {"external-secrets.io", "gateway.networking.k8s.io", "argoproj.io"}
+    assert custom == {"external-secrets.io", "gateway.networking.k8s.io"}
     result = validate.check_custom(manifests, custom, schemas.schemas_dir())
-    assert result.objects == 6
+    assert result.objects == 4
+    assert result.failures == []
+
+
+@needs_schemas
+@pytest.mark.schemas
+def test_delivery_resources_pass_their_crd_schemas(
+    delivery_manifests: tuple[Path, list[validate.Manifest]],
+) -> None:
+    _, manifests = delivery_manifests
+    custom = {m.group for m in manifests if schemas.is_custom_group(m.group)}
+    assert custom == {"argoproj.io", "argocd-image-updater.argoproj.io"}
+    result = validate.check_custom(manifests, custom, schemas.schemas_dir())
+    # Two Applications, the AppProject and the ImageUpdater.
+    assert result.objects == 4 == len(manifests)
     assert result.failures == []
 
 
@@ -467,14 +593,14 @@ def test_checkov_reports_no_failure_on_the_app_envelope(
     assert len([n for n in result.notes if "skipped inline" in n]) == 4
 
 
-def test_argocd_reads_but_never_writes_external_secrets(prod: runner.Plan) -> None:
+def test_argocd_reads_but_never_writes_external_secrets(prod: runner.Plan, tooling: runner.Plan) -> None:
     """The stores can read every app's folder: only the platform says which keys an app gets."""
     role = prod.one("kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")
     for rule in role.inputs["rules"]:
         if "externalsecrets" in rule["resources"]:
             assert rule["apiGroups"] == ["external-secrets.io"]
             assert sorted(rule["verbs"]) == ["get", "list", "watch"]
-    project = _named(prod, "prod-gitops-project")
+    project = _named(tooling, "prod-gitops-project")
     assert {"group": "external-secrets.io", "kind": "ExternalSecret"} in project.inputs["spec"][
         "namespaceResourceBlacklist"
     ]

@@ -6,7 +6,6 @@ identities and the CI push key kept out of the exports."""
 
 from __future__ import annotations
 
-import base64
 import fnmatch
 import json
 from collections.abc import Callable
@@ -16,10 +15,12 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from components import config, gitops, stacks
+from components import argocd_admission, config, contract, gitops, kube
 from components.config import ConfigError
+from components.contract import RegistrationError
+from components.references import ExportShapeError
 from offline import runner, schemas
-from offline.mocks import PlatformMocks, Registration, unwrap_secrets
+from offline.mocks import PlatformMocks, Registration, fake_secret, unwrap_secrets
 from tests.harness import upstream
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
@@ -72,8 +73,8 @@ def test_argocd_values_follow_config(
     assert values["server"]["replicas"] >= 2 and values["repoServer"]["replicas"] >= 2
     assert values["configs"]["params"]["server.insecure"] is True
     assert values["configs"]["cm"]["url"] == "https://argocd.tooling.example.com"
-    # No SSO configured: the local admin stays, with its password generated in-cluster only.
-    assert values["configs"]["cm"]["admin.enabled"] is True
+    # The UI is public, so single sign-on is on and the local admin is off.
+    assert values["configs"]["cm"]["admin.enabled"] is False
     assert "argocdServerAdminPassword" not in json.dumps(values)
 
 
@@ -173,71 +174,60 @@ def test_image_updater_reads_the_registry_with_a_read_only_identity(tooling: run
     assert auth["password"].startswith("MOCKSECRET")
 
 
-# --- Production registers itself with tooling's Argo CD ------------------------------------------
+# --- The hub registers each environment from its exports (DESIGN.md §5) --------------------------
 
 
-def test_cluster_secret_config_is_secret_json_with_token_and_ca(prod: runner.Plan) -> None:
-    secret = _named(prod, "prod-registration-cluster-secret")
+def _registration(prod: runner.Plan) -> dict[str, Any]:
+    export = prod.exports[contract.REGISTRATION_KEY]
+    assert export.secret  # it carries argocd-manager's token
+    return dict(_plain(export.value))
+
+
+def test_cluster_secret_is_built_by_tooling_from_prods_exports(
+    tooling: runner.Plan, prod: runner.Plan
+) -> None:
+    secret = _named(tooling, "prod-cluster-secret")
+    assert secret.provider_urn == _named(tooling, "tooling-k8s").urn
     assert secret.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
     assert secret.inputs["metadata"]["labels"]["argocd.argoproj.io/secret-type"] == "cluster"
-    assert rpc.is_rpc_secret(secret.inputs["stringData"])
+    assert rpc.is_rpc_secret(secret.inputs["stringData"]) or rpc.is_rpc_secret(
+        secret.inputs["stringData"]["config"]
+    )
     data = _plain(secret.inputs["stringData"])
+    registration = _registration(prod)
+    # Exactly these keys, and a config with exactly a bearer token and the CA: no exec provider.
+    assert set(data) == {"name", "server", "namespaces", "clusterResources", "config"}
     config_json = json.loads(data["config"])
+    assert config_json == {
+        "bearerToken": registration["token"],
+        "tlsClientConfig": {"insecure": False, "caData": registration["caData"]},
+    }
     assert config_json["bearerToken"].startswith("MOCKSECRET")
-    assert config_json["tlsClientConfig"]["caData"]
-    assert config_json["tlsClientConfig"]["insecure"] is False
-    assert data["server"] == prod.exports["apiServerUrl"].value
+    assert data["server"] == registration["server"] == prod.exports["apiServerUrl"].value
     assert data["name"] == "prod"
-    assert data["namespaces"] == "newsletter,website"
+    assert data["namespaces"] == "newsletter,website" == ",".join(registration["namespaces"])
     assert data["clusterResources"] == "false"
 
 
-def test_cluster_secret_is_created_in_tooling_and_carries_platform_facts(prod: runner.Plan) -> None:
-    secret = _named(prod, "prod-registration-cluster-secret")
-    tooling_provider = _named(prod, "tooling-k8s")
-    assert secret.provider_urn == tooling_provider.urn
-    assert rpc.is_rpc_secret(tooling_provider.inputs["kubeconfig"])
-    annotations = secret.inputs["metadata"]["annotations"]
+def test_cluster_secret_carries_platform_facts(tooling: runner.Plan, prod: runner.Plan) -> None:
+    annotations = _named(tooling, "prod-cluster-secret").inputs["metadata"]["annotations"]
     assert annotations["platform.scw/environment"] == "prod"
     assert annotations["platform.scw/database-host"] == prod.exports["databaseHost"].value
+    assert annotations["platform.scw/ingress-ip"] == prod.exports["ingressIp"].value
     assert annotations["platform.scw/registry-endpoint"] == "rg.fr-par.scw.cloud/acme-platform"
+    assert annotations["platform.scw/source-stack"] == "organization/platform/prod"
 
 
-def test_argocd_manager_is_limited_to_the_app_namespaces(prod: runner.Plan) -> None:
-    prod_provider = _named(prod, "prod-k8s")
-    bindings = prod.by_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
-    assert {b.inputs["metadata"]["namespace"] for b in bindings} == {"website", "newsletter"}
-    assert not prod.by_type("kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")
-    role = _named(prod, "prod-registration-role")
-    assert role.provider_urn == prod_provider.urn
-    for rule in role.inputs["rules"]:
-        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
-        assert not {"namespaces", "clusterroles", "clusterrolebindings", "networkpolicies"} & set(
-            rule["resources"]
-        )
+def test_prod_declares_nothing_in_tooling(prod: runner.Plan) -> None:
+    providers = {r.urn for r in prod.by_type("pulumi:providers:kubernetes")}
+    assert {p.rsplit("::", 1)[-1] for p in providers} == {"prod-k8s"}
+    assert not [r for r in prod.registrations if r.inputs.get("metadata", {}).get("namespace") == "argocd"]
+    assert not prod.by_type(APPLICATION) and not prod.by_type(APP_PROJECT) and not prod.by_type(IMAGE_UPDATER)
 
 
-def test_token_secret_is_bound_to_the_service_account(prod: runner.Plan) -> None:
-    token = _named(prod, "prod-registration-token")
-    assert token.inputs["type"] == "kubernetes.io/service-account-token"
-    assert token.inputs["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "argocd-manager"}
-    assert "data" in token.additional_secret_outputs
-    assert _named(prod, "prod-registration-account").urn in token.dependencies
-
-
-def test_prod_api_acl_admits_tooling_egress(
-    committed_plans: dict[str, runner.Plan], prod: runner.Plan
-) -> None:
-    egress = committed_plans["tooling"].exports["egressIp"].value
-    rules = _named(prod, "prod-acl").inputs["aclRules"]
-    assert {"ip": f"{egress}/32", "description": "tooling Argo CD egress"} in rules
-    reference = _named(prod, "organization/platform/tooling")
-    assert reference.type == "pulumi:pulumi:StackReference" and reference.read
-
-
-def test_environment_project_is_restricted_to_its_cluster_and_namespaces(prod: runner.Plan) -> None:
-    project = _named(prod, "prod-gitops-project")
-    assert project.provider_urn == _named(prod, "tooling-k8s").urn
+def test_environment_project_is_restricted_to_its_cluster_and_namespaces(tooling: runner.Plan) -> None:
+    project = _named(tooling, "prod-gitops-project")
+    assert project.provider_urn == _named(tooling, "tooling-k8s").urn
     spec = project.inputs["spec"]
     assert spec["sourceRepos"] == ["https://gitlab.com/acme/platform-gitops.git"]
     assert spec["destinations"] == [
@@ -245,19 +235,62 @@ def test_environment_project_is_restricted_to_its_cluster_and_namespaces(prod: r
         {"name": "prod", "namespace": "website"},
     ]
     assert spec["clusterResourceWhitelist"] == []
-    assert {k["kind"] for k in spec["namespaceResourceBlacklist"]} == {
-        "ResourceQuota",
-        "LimitRange",
-        "NetworkPolicy",
-        "ExternalSecret",
+    assert {(k["group"], k["kind"]) for k in spec["namespaceResourceBlacklist"]} == {
+        ("", "ResourceQuota"),
+        ("", "LimitRange"),
+        ("networking.k8s.io", "NetworkPolicy"),
+        ("external-secrets.io", "ExternalSecret"),
+        ("", "Secret"),
+        ("rbac.authorization.k8s.io", "*"),
     }
-    # Depending on the registration component waits for all of its children, the cluster Secret too.
-    assert _named(prod, "prod-registration-cluster-secret").urn in project.dependencies
+    # Depending on the registered cluster component waits for its children, the cluster Secret.
+    assert _named(tooling, "prod-cluster-secret").urn in project.dependencies
 
 
-def test_image_updater_lists_the_configured_apps_and_writes_to_a_branch(prod: runner.Plan) -> None:
-    spec = _named(prod, "prod-gitops-image-updater").inputs["spec"]
-    assert spec["writeBackConfig"]["method"] == "git"
+def test_tooling_project_allows_no_secrets_nor_rbac(tooling: runner.Plan) -> None:
+    spec = _named(tooling, "tooling-gitops-project").inputs["spec"]
+    assert spec["destinations"] == [{"name": "in-cluster", "namespace": "ci"}]
+    blacklist = {(k["group"], k["kind"]) for k in spec["namespaceResourceBlacklist"]}
+    assert {("", "Secret"), ("rbac.authorization.k8s.io", "*")} <= blacklist
+    assert spec["clusterResourceWhitelist"] == []
+
+
+def test_ci_namespace_is_declared_with_the_platform_envelope(tooling: runner.Plan) -> None:
+    namespace = _named(tooling, "tooling-namespace-ci-namespace")
+    assert namespace.inputs["metadata"]["name"] == "ci"
+    assert namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    deny = _named(tooling, "tooling-namespace-ci-default-deny")
+    assert deny.inputs["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    quota = _named(tooling, "tooling-namespace-ci-quota").inputs["spec"]["hard"]
+    assert quota["services.loadbalancers"] == "0" and quota["services.nodeports"] == "0"
+    project = _named(tooling, "tooling-gitops-project")
+    # Argo CD may deploy into ci only once the envelope is there.
+    for part in ("namespace", "quota", "limits", "default-deny"):
+        assert (
+            _named(tooling, f"tooling-namespace-ci-{part}").provider_urn == _named(tooling, "tooling-k8s").urn
+        )
+    assert project.inputs["spec"]["namespaceResourceBlacklist"]
+
+
+def test_app_applications_are_declared_by_tooling(tooling: runner.Plan) -> None:
+    apps = {a.inputs["metadata"]["name"]: a for a in tooling.by_type(APPLICATION)}
+    for app, path in (("website", "apps/website"), ("newsletter", "apps/newsletter")):
+        application = apps[f"prod-{app}"]
+        spec = application.inputs["spec"]
+        assert spec["project"] == "prod"
+        assert spec["destination"] == {"name": "prod", "namespace": app}
+        assert spec["source"]["path"] == path
+        assert "FailOnSharedResource=true" in spec["syncPolicy"]["syncOptions"]
+        assert application.inputs["metadata"]["finalizers"] == [kube.ARGOCD_FINALIZER]
+        assert _named(tooling, "prod-gitops-project").urn in application.dependencies
+    for root in (r for r in tooling.by_type(APPLICATION) if r.name.startswith("argocd-root-")):
+        assert "FailOnSharedResource=true" in root.inputs["spec"]["syncPolicy"]["syncOptions"]
+
+
+def test_image_updater_lists_the_configured_apps_and_writes_to_a_branch(tooling: runner.Plan) -> None:
+    spec = _named(tooling, "prod-gitops-image-updater").inputs["spec"]
+    # Its own write credential, never Argo CD's read-only repository Secret.
+    assert spec["writeBackConfig"]["method"] == "git:secret:argocd/gitops-write-credential"
     assert spec["writeBackConfig"]["gitConfig"]["branch"] == "main:image-updater-{{.SHA256}}"
     refs = {ref["namePattern"]: ref["images"][0] for ref in spec["applicationRefs"]}
     assert set(refs) == {"prod-website", "prod-newsletter"}
@@ -265,6 +298,17 @@ def test_image_updater_lists_the_configured_apps_and_writes_to_a_branch(prod: ru
     assert refs["prod-website"]["commonUpdateSettings"]["updateStrategy"] == "semver"
     assert refs["prod-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+$"
     assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "digest"}
+
+
+def test_git_credentials_are_split(tooling: runner.Plan) -> None:
+    read = _plain(_named(tooling, "argocd-repository").inputs["stringData"])
+    write_secret = _named(tooling, "argocd-write-credential")
+    write = _plain(write_secret.inputs["stringData"])
+    assert read["password"] == fake_secret("platform:gitopsRepoCredential")
+    assert write == {"username": "oauth2", "password": fake_secret("platform:gitopsWriteCredential")}
+    assert rpc.is_rpc_secret(write_secret.inputs["stringData"])
+    # Argo CD never picks the write credential up as a repository credential.
+    assert "labels" not in write_secret.inputs["metadata"]
 
 
 # --- The default project and the projects a root app's children may use --------------------------
@@ -292,11 +336,28 @@ def test_default_project_is_locked_down(tooling: runner.Plan) -> None:
     assert not spec.get("namespaceResourceWhitelist") and not spec.get("clusterResourceBlacklist")
 
 
-def test_child_project_policies_are_bound_before_the_root_apps(tooling: runner.Plan) -> None:
+def test_admission_policies_are_bound_before_the_root_apps(tooling: runner.Plan) -> None:
     policies = {p.inputs["metadata"]["name"]: p for p in tooling.by_type(POLICY)}
     bindings = {b.inputs["metadata"]["name"]: b for b in tooling.by_type(POLICY_BINDING)}
-    assert set(policies) == set(bindings) == {"platform-root-applications", "platform-root-applicationsets"}
+    expected = {
+        f"platform-root-{pid}"
+        for pid in (
+            "applications",
+            "applicationsets",
+            "program-owned",
+            "program-owned-delete",
+            "image-updater-configmaps",
+        )
+    }
+    assert set(policies) == set(bindings) == expected
     tooling_provider = _named(tooling, "tooling-k8s").urn
+    operations = {
+        "applications": ["CREATE", "UPDATE"],
+        "applicationsets": ["CREATE", "UPDATE"],
+        "program-owned": ["CREATE", "UPDATE"],
+        "program-owned-delete": ["DELETE"],
+        "image-updater-configmaps": ["CREATE", "UPDATE", "DELETE"],
+    }
     for name, policy in policies.items():
         spec = policy.inputs["spec"]
         assert spec["failurePolicy"] == "Fail"
@@ -305,12 +366,20 @@ def test_child_project_policies_are_bound_before_the_root_apps(tooling: runner.P
             "matchLabels": {"kubernetes.io/metadata.name": gitops.ARGOCD_NAMESPACE}
         }
         [rule] = constraints["resourceRules"]
-        assert rule["apiGroups"] == ["argoproj.io"] and rule["operations"] == ["CREATE", "UPDATE"]
-        assert rule["resources"] == [name.removeprefix("platform-root-")]
+        assert rule["operations"] == operations[name.removeprefix("platform-root-")], name
         binding = bindings[name]
         assert binding.inputs["spec"] == {"policyName": name, "validationActions": ["Deny"]}
         assert policy.urn in binding.dependencies
         assert policy.provider_urn == binding.provider_urn == tooling_provider
+    # The program-owned names the policies protect are exactly the Applications tooling declares.
+    owned = policies["platform-root-program-owned"].inputs["spec"]
+    declared = {
+        a.inputs["metadata"]["name"]
+        for a in tooling.by_type(APPLICATION)
+        if a.name.startswith("prod-gitops-app-")
+    }
+    assert declared == {"prod-website", "prod-newsletter"}
+    assert all(name in json.dumps(owned) for name in declared)
     guards = {b.urn for b in bindings.values()} | {_named(tooling, "argocd-default-project").urn}
     for root in (r for r in tooling.by_type(APPLICATION) if r.name.startswith("argocd-root-")):
         # A root app starts creating Applications as soon as it exists: the guards come first.
@@ -318,7 +387,9 @@ def test_child_project_policies_are_bound_before_the_root_apps(tooling: runner.P
 
 
 def _policy_spec(resource: str) -> dict[str, Any]:
-    spec: dict[str, Any] = gitops.child_project_policies(["prod", "tooling"])[resource]
+    spec: dict[str, Any] = argocd_admission.application_policies(["prod", "tooling"], ["prod-website"])[
+        resource
+    ]
     return spec
 
 
@@ -327,7 +398,10 @@ def _tracked(owner: str, kind: str = "Application", name: str = "child") -> dict
 
 
 def _application(project: Any, annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"name": "child", "namespace": "argocd"}
+    # Named after the creating root app's environment, as the admission policies require.
+    owner = (annotations or {}).get(gitops.TRACKING_ANNOTATION, "prod-root:").split(":", 1)[0]
+    env = owner.removesuffix("-root").split("-", 1)[0]
+    metadata: dict[str, Any] = {"name": f"{env}-child", "namespace": "argocd"}
     if annotations is not None:
         metadata["annotations"] = annotations
     spec: dict[str, Any] = {"destination": {"name": "prod", "namespace": "website"}}
@@ -340,7 +414,7 @@ def _application_set(project: str, generators: list[Any] | None = None, **extra:
     spec: dict[str, Any] = {
         "generators": generators if generators is not None else [{"list": {"elements": [{"a": "b"}]}}],
         "template": {
-            "metadata": {"name": "{{.a}}"},
+            "metadata": {"name": "prod-{{.a}}"},
             "spec": {"project": project, "destination": {"name": "prod", "namespace": "website"}},
         },
         **extra,
@@ -349,7 +423,7 @@ def _application_set(project: str, generators: list[Any] | None = None, **extra:
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
         "metadata": {
-            "name": "set",
+            "name": "prod-set",
             "namespace": "argocd",
             "annotations": _tracked("prod-root", "ApplicationSet"),
         },
@@ -375,15 +449,15 @@ def _admitted(spec: dict[str, Any], obj: dict[str, Any]) -> bool:
             return False
         return isinstance(result, celpy.celtypes.BoolType) and bool(result)
 
-    activation: dict[str, Any] = {"object": celpy.json_to_cel(obj)}
+    request = {"operation": "CREATE", "userInfo": {"username": "system:serviceaccount:argocd:controller"}}
+    activation: dict[str, Any] = {"object": celpy.json_to_cel(obj), "request": celpy.json_to_cel(request)}
     if not all(holds(c["expression"], activation) for c in spec["matchConditions"]):
         return True
-    activation["variables"] = celpy.celtypes.MapType(
-        {
-            celpy.celtypes.StringType(v["name"]): evaluate(v["expression"], activation)
-            for v in spec["variables"]
-        }
-    )
+    # Variables are evaluated in order; a later one may use an earlier one.
+    variables = celpy.celtypes.MapType({})
+    activation["variables"] = variables
+    for v in spec["variables"]:
+        variables[celpy.celtypes.StringType(v["name"])] = evaluate(v["expression"], activation)
     for validation in spec["validations"]:
         if not holds(validation["expression"], activation):
             return False
@@ -562,127 +636,188 @@ def _allows(rules: list[dict[str, Any]], verb: str, group: str, resource: str, n
     return False
 
 
-def test_registrar_role_is_limited_to_argocd_and_named_objects(tooling: runner.Plan) -> None:
-    roles = {r.inputs["metadata"]["name"]: r for r in tooling.by_type(ROLE)}
-    role = roles["registrar-prod"]
-    # One registrar per environment tooling serves, none for tooling itself.
-    assert not [r for r in roles if r.startswith("registrar-") and r != "registrar-prod"]
-    assert role.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
-    assert role.provider_urn == _named(tooling, "tooling-k8s").urn
-    rules = role.inputs["rules"]
-    for rule in rules:
-        assert "*" not in rule["apiGroups"] + rule["resources"] + rule["verbs"], rule
-    secret_rules = [r for r in rules if "secrets" in r["resources"]]
-    assert all(r.get("resourceNames") == ["cluster-prod"] or r["verbs"] == ["create"] for r in secret_rules)
-    assert not _allows(rules, "get", "", "secrets", "gitops-repository")
-    assert not _allows(rules, "get", "", "secrets", "cluster-dev")
+_ROLE_KINDS = ("Role", "ClusterRole")
+_BINDING_KINDS = ("RoleBinding", "ClusterRoleBinding")
+
+
+def test_no_declared_identity_can_write_argo_cd_objects(tooling: runner.Plan) -> None:
+    """Argo CD's admins are whoever can write Applications, AppProjects or cluster Secrets in its
+    namespace: among the RBAC the program declares in tooling, nothing grants that (Argo CD's own
+    roles come with its chart)."""
+    rules = [
+        rule
+        for kind in _ROLE_KINDS
+        for role in tooling.by_type(f"kubernetes:rbac.authorization.k8s.io/v1:{kind}")
+        for rule in role.inputs["rules"]
+    ]
+    assert rules  # the image updater's own roles, at least
+    for kind, (group, resource) in PLURALS.items():
+        for verb in ("create", "update", "patch", "delete"):
+            # The image updater updates its own ImageUpdater objects (status, finalizers), nothing else.
+            allowed = kind == "ImageUpdater" and verb in ("update", "patch")
+            assert _allows(rules, verb, group, resource, "cluster-prod") is allowed, (verb, resource)
     assert not _allows(rules, "list", "", "secrets", "")
-    assert not _allows(rules, "patch", "argoproj.io", "appprojects", "platform")
-    assert not _allows(rules, "patch", "argoproj.io", "appprojects", "default")
-    assert not _allows(rules, "delete", "argocd-image-updater.argoproj.io", "imageupdaters", "tooling")
-    # Nothing outside argocd: no cluster-wide grant for a registrar.
-    for kind in ("ClusterRole", "ClusterRoleBinding"):
-        found = tooling.by_type(f"kubernetes:rbac.authorization.k8s.io/v1:{kind}")
-        assert not [r for r in found if "registrar" in r.name], kind
-    [binding] = [
-        b
-        for b in tooling.by_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
-        if b.inputs["metadata"]["name"] == "registrar-prod"
-    ]
-    assert binding.inputs["metadata"]["namespace"] == gitops.ARGOCD_NAMESPACE
-    assert binding.inputs["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": "registrar-prod",
+    assert not _allows(rules, "get", "", "secrets", "cluster-prod")
+    assert not _allows(rules, "get", "", "secrets", "gitops-repository")
+    bound = {
+        (s["kind"], s.get("namespace"), s["name"])
+        for kind in _BINDING_KINDS
+        for b in tooling.by_type(f"kubernetes:rbac.authorization.k8s.io/v1:{kind}")
+        for s in b.inputs["subjects"]
     }
-    assert binding.inputs["subjects"] == [
-        {"kind": "ServiceAccount", "name": "registrar-prod", "namespace": gitops.ARGOCD_NAMESPACE}
-    ]
+    assert not [s for s in bound if "registrar" in s[2]]
 
 
-def test_registrar_role_covers_what_prod_declares_in_tooling(tooling: runner.Plan, prod: runner.Plan) -> None:
-    rules = _named(tooling, "tooling-registrar-prod-role").inputs["rules"]
-    declared = [r for r in prod.registrations if r.provider_urn == _named(prod, "tooling-k8s").urn]
-    assert {r.inputs["kind"] if "kind" in r.inputs else r.type.rsplit(":", 1)[-1] for r in declared} == set(
-        PLURALS
+def _tooling_with_prod_exports(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[dict[str, Any]], Any]
+) -> None:
+    """Serve tooling's StackReference to prod a changed copy of prod's registration."""
+    original = PlatformMocks._stack_reference
+
+    def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
+        state = original(self, name)
+        if name != "organization/platform/prod":
+            return state
+        outputs = dict(state["outputs"])
+        registration = dict(_plain(outputs[contract.REGISTRATION_KEY]))
+        changed = change(registration)
+        outputs[contract.REGISTRATION_KEY] = rpc.wrap_rpc_secret(registration if changed is None else changed)
+        return {**state, "outputs": outputs}
+
+    monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda registration: registration.__setitem__(key, value)
+
+
+def test_image_updater_reads_only_its_own_secrets(tooling: runner.Plan) -> None:
+    values = _plain(_named(tooling, "argocd-image-updater").inputs["values"])
+    # The chart's RBAC (get/list/watch on every Secret in argocd) is off; the program's replaces it.
+    assert values["rbac"] == {"enabled": False} and values["createClusterRoles"] is False
+    assert values["serviceAccount"] == {"create": True, "name": gitops.IMAGE_UPDATER_ACCOUNT}
+    subject = {"kind": "ServiceAccount", "name": gitops.IMAGE_UPDATER_ACCOUNT, "namespace": "argocd"}
+    rules = []
+    for kind in _BINDING_KINDS:
+        for binding in tooling.by_type(f"kubernetes:rbac.authorization.k8s.io/v1:{kind}"):
+            if subject in binding.inputs["subjects"]:
+                role_kind = binding.inputs["roleRef"]["kind"]
+                [role] = [
+                    r
+                    for r in tooling.by_type(f"kubernetes:rbac.authorization.k8s.io/v1:{role_kind}")
+                    if r.inputs["metadata"]["name"] == binding.inputs["roleRef"]["name"]
+                ]
+                rules += role.inputs["rules"]
+    assert _allows(rules, "get", "", "secrets", "gitops-write-credential")
+    assert _allows(rules, "get", "", "secrets", "registry-pull")
+    for name in ("gitops-repository", "cluster-prod", "argocd-secret", "argocd-initial-admin-secret"):
+        assert not _allows(rules, "get", "", "secrets", name), name
+    assert not _allows(rules, "list", "", "secrets", "") and not _allows(rules, "watch", "", "secrets", "")
+    assert not _allows(rules, "update", "argoproj.io", "applications", "prod-website")
+    assert not _allows(rules, "update", "", "configmaps", "argocd-cm")
+    release = _named(tooling, "argocd-image-updater")
+    assert _named(tooling, "argocd-image-updater-rolebinding").urn in release.dependencies
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (_set("server", "https://kubernetes.default.svc"), "argocdRegistration.server"),
+        (_set("server", "https://10.10.0.1:6443"), "argocdRegistration.server"),
+        (
+            _set("server", "http://f139b375-575b-5b1e-b69e-3a542ce806b2.api.k8s.fr-par.scw.cloud:6443"),
+            ".server",
+        ),
+        (
+            _set("execProviderConfig", {"command": "sh", "args": ["-c", "id"]}),
+            "argocdRegistration.execProviderConfig",
+        ),
+        (_set("config", {"execProviderConfig": {"command": "sh"}}), "argocdRegistration.config"),
+        (_set("environment", "dev"), "argocdRegistration.environment"),
+        (_set("namespaces", ["website", "argocd"]), "argocdRegistration.namespaces[1]"),
+        (_set("namespaces", []), "argocdRegistration.namespaces"),
+        (_set("caData", "bm90IGEgY2VydA=="), "argocdRegistration.caData"),
+        (_set("token", "a b"), "argocdRegistration.token"),
+        (lambda r: r.pop("token") and None, "argocdRegistration.token"),
+        (lambda r: r["apps"][0].__setitem__("image", "docker.io/evil/website"), "apps[0].image"),
+        (lambda r: r["apps"][0].__setitem__("path", "apps/../environments/tooling"), "apps[0].path"),
+        (lambda r: r["apps"][0].__setitem__("name", "kube-system"), "apps[0].name"),
+        (lambda r: r["facts"].__setitem__("x", "a b"), "argocdRegistration.facts.x"),
+        (lambda r: "not a map", "argocdRegistration:"),
+    ],
+)
+def test_a_malicious_registration_is_refused_and_nothing_is_created(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[dict[str, Any]], Any], key: str
+) -> None:
+    _tooling_with_prod_exports(monkeypatch, change)
+    with pytest.raises(RegistrationError) as caught:
+        runner.run("tooling")
+    message = str(caught.value)
+    assert "stack 'organization/platform/prod'" in message and "nothing was created" in message
+    assert key in message, message
+    assert runner.last_monitor is not None
+    assert not [r for r in runner.last_monitor.registrations.values() if not r.read]
+
+
+def test_the_plan_exits_2_naming_the_stack_and_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offline import plan as plan_cli
+
+    _tooling_with_prod_exports(monkeypatch, _set("server", "https://kubernetes.default.svc"))
+    assert plan_cli.main(["tooling"]) == 2
+    captured = capsys.readouterr()
+    assert (
+        "organization/platform/prod:argocdRegistration.server: must be a Kapsule API server" in captured.err
     )
-    for reg in declared:
-        kind = reg.inputs.get("kind") or reg.type.rsplit(":", 1)[-1]
-        group, resource = PLURALS[kind]
-        metadata = reg.inputs["metadata"]
-        assert metadata["namespace"] == gitops.ARGOCD_NAMESPACE, reg.name
-        for verb in ("create", "get", "patch", "delete"):
-            assert _allows(rules, verb, group, resource, metadata["name"]), (verb, reg.name)
+    assert "Traceback" not in captured.err + captured.out
 
 
-def test_registrar_kubeconfig_export_is_a_secret_for_tooling(tooling: runner.Plan) -> None:
-    export = tooling.exports["registrarKubeconfigs"]
-    assert export.secret
-    assert set(export.value) == {"prod"}
-    kubeconfig = yaml.safe_load(export.value["prod"])
-    [cluster] = kubeconfig["clusters"]
-    assert cluster["cluster"]["server"] == tooling.exports["apiServerUrl"].value
-    assert cluster["cluster"]["certificate-authority-data"]
-    [user] = kubeconfig["users"]
-    token_secret = _named(tooling, "tooling-registrar-prod-token")
-    assert token_secret.inputs["type"] == "kubernetes.io/service-account-token"
-    assert token_secret.inputs["metadata"]["annotations"] == {
-        "kubernetes.io/service-account.name": "registrar-prod"
-    }
-    assert "data" in token_secret.additional_secret_outputs
-    token = base64.b64decode(_plain(token_secret.state["data"])["token"]).decode()
-    assert user["user"] == {"token": token}
-    [context] = kubeconfig["contexts"]
-    assert context["context"]["namespace"] == gitops.ARGOCD_NAMESPACE
-    # Not the admin kubeconfig under another name.
-    assert export.value["prod"] != tooling.exports["kubeconfig"].value
+def test_a_stack_without_a_registration_is_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = PlatformMocks._stack_reference
+
+    def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
+        state = original(self, name)
+        if name == "organization/platform/prod":
+            return {**state, "outputs": {}, "secretOutputNames": []}
+        return state
+
+    monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
+    plan = runner.run("tooling")
+    [warning] = plan.warnings
+    assert "organization/platform/prod" in warning and "exports no argocdRegistration" in warning
+    assert "pulumi up --stack organization/platform/prod" in warning
+    assert plan.exports["registeredEnvironments"].value == []
+    assert not [r for r in plan.registrations if r.name.startswith("prod-")]
+    assert not [r for r in plan.registrations if r.name == "argocd-root-prod"]
 
 
-def test_prod_reaches_tooling_with_its_registrar_never_the_admin_kubeconfig(
-    tooling: runner.Plan, prod: runner.Plan
+def test_bootstrap_plan_registers_nothing_and_says_what_to_run(
+    committed_plans: dict[str, runner.Plan],
 ) -> None:
-    provider = _named(prod, "tooling-k8s")
-    assert rpc.is_rpc_secret(provider.inputs["kubeconfig"])
-    kubeconfig = _plain(provider.inputs["kubeconfig"])
-    assert kubeconfig == tooling.exports["registrarKubeconfigs"].value["prod"]
-    assert kubeconfig != tooling.exports["kubeconfig"].value
+    plan = runner.run("tooling", bootstrap=True)
+    assert plan.bootstrap
+    [warning] = plan.warnings
+    assert "stack 'organization/platform/prod' does not exist yet" in warning
+    assert set(plan.exports["pendingEnvironments"].value) == {"prod"}
+    assert not [r for r in plan.registrations if r.name.startswith(("prod-", "organization/platform/prod"))]
+    # The steady-state plan (prod deployed) registers it.
+    steady = committed_plans["tooling"]
+    assert steady.exports["registeredEnvironments"].value == ["prod"]
+    assert _named(steady, "argocd-root-prod")
 
 
-@pytest.fixture
-def tooling_exports_without(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    """Serve prod's StackReference a tooling stack whose exports lack some keys."""
+def test_prod_names_a_tooling_stack_that_exports_the_wrong_shape(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = PlatformMocks._stack_reference
 
-    def hide(*keys: str) -> None:
-        original = PlatformMocks._stack_reference
+    def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
+        state = original(self, name)
+        outputs = {k: v for k, v in state["outputs"].items() if k != "registryEndpoint"}
+        return {**state, "outputs": outputs}
 
-        def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
-            state = original(self, name)
-            outputs = {k: v for k, v in state["outputs"].items() if k not in keys}
-            return {**state, "outputs": outputs}
-
-        monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
-
-    return hide
-
-
-def test_prod_plans_without_the_admin_kubeconfig_export(
-    tooling_exports_without: Callable[..., None], tooling: runner.Plan
-) -> None:
-    tooling_exports_without("kubeconfig")
-    plan = runner.run("prod")
-    kubeconfig = _plain(_named(plan, "tooling-k8s").inputs["kubeconfig"])
-    assert kubeconfig == tooling.exports["registrarKubeconfigs"].value["prod"]
-
-
-@pytest.mark.parametrize("exported", [{"dev": "apiVersion: v1"}, {}, None])
-def test_a_missing_registrar_is_a_clear_error(exported: Any) -> None:
-    # What the prod stack makes of tooling's `registrarKubeconfigs` export (run inside the
-    # provider's kubeconfig Output, so a plan fails with this message).
-    with pytest.raises(
-        ValueError, match=r"no registrar kubeconfig for environment 'prod'.*gitops\.environments"
-    ):
-        stacks._registrar_kubeconfig(exported, "prod")
-    assert stacks._registrar_kubeconfig({"prod": "kubeconfig"}, "prod") == "kubeconfig"
+    monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
+    with pytest.raises(ExportShapeError, match=r"organization/platform/tooling:registryEndpoint: missing"):
+        runner.run("prod")
 
 
 def test_ci_push_key_is_in_secret_manager_not_in_an_export(tooling: runner.Plan) -> None:
@@ -708,7 +843,7 @@ def test_ci_push_key_is_in_secret_manager_not_in_an_export(tooling: runner.Plan)
 
 
 @pytest.mark.schemas
-@pytest.mark.parametrize("stack", ["tooling", "prod"])
+@pytest.mark.parametrize("stack", ["tooling"])
 def test_argo_objects_validate_against_the_upstream_crds(
     committed_plans: dict[str, runner.Plan], stack: str
 ) -> None:
@@ -750,7 +885,11 @@ def test_schema_check_catches_a_broken_application() -> None:
 def _load(raw: dict[str, Any], *, secrets: dict[str, str] | None = None) -> config.PlatformConfig:
     platform = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("platform:")}
     scaleway = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("scaleway:")}
-    default = {"gitopsRepoCredential": "token"}
+    default = {
+        "gitopsRepoCredential": "token",
+        "gitopsWriteCredential": "token",
+        "argocdOidcClientSecret": "s",
+    }
     return config.load(
         platform, scaleway, stack="t", project="platform", secrets=default if secrets is None else secrets
     )
@@ -851,7 +990,121 @@ def test_argocd_only_in_tooling_and_tooling_needs_it(stack_config: Callable[[str
 def test_oidc_needs_its_client_secret(stack_config: Callable[[str], dict[str, Any]]) -> None:
     raw = stack_config("tooling")
     raw["platform:gitops"]["argocd"]["oidc"] = {"issuer": "https://sso.example.com", "clientId": "argocd"}
-    assert "platform:argocdOidcClientSecret: required with platform:gitops.argocd.oidc" in _problems(raw)
+    without = {"gitopsRepoCredential": "t", "gitopsWriteCredential": "t"}
+    assert "platform:argocdOidcClientSecret: required with platform:gitops.argocd.oidc" in _problems(
+        raw, secrets=without
+    )
+
+
+def _tooling_gitops(stack_config: Callable[[str], dict[str, Any]], **changes: Any) -> dict[str, Any]:
+    raw = stack_config("tooling")
+    raw["platform:gitops"].update(changes)
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"imageUpdater": {"writeBackBranch": "main"}},
+            "platform:gitops.imageUpdater.writeBackBranch: must differ from targetRevision 'main'",
+        ),
+        ({"namespaces": ["ci", "argocd"]}, "platform:gitops.namespaces: argocd: platform namespaces"),
+        (
+            {"namespaces": ["ci", "kube-system"]},
+            "platform:gitops.namespaces: kube-system: platform namespaces",
+        ),
+        (
+            {"environments": ["tooling", "prod", "prod"]},
+            "platform:gitops.environments: duplicate entry 'prod'",
+        ),
+        ({"stacks": {}}, "platform:gitops.stacks.prod: required: the stack tooling reads environment 'prod'"),
+        (
+            {"stacks": {"prod": "organization/platform/prod", "dev": "organization/platform/dev"}},
+            "platform:gitops.stacks.dev: 'dev' is not a registered workload environment",
+        ),
+        (
+            {"stacks": {"prod": "organization/platform/t"}},
+            "platform:gitops.stacks.prod: 'organization/platform/t' is this tooling stack itself",
+        ),
+        (
+            {"toolingStack": "organization/platform/tooling"},
+            "platform:gitops.toolingStack: not allowed for role tooling",
+        ),
+        ({"repoUrl": None}, "platform:gitops.repoUrl: required for role tooling"),
+    ],
+)
+def test_tooling_gitops_rules(
+    stack_config: Callable[[str], dict[str, Any]], changes: dict[str, Any], expected: str
+) -> None:
+    raw = _tooling_gitops(stack_config, **changes)
+    if changes.get("repoUrl", "") is None:
+        del raw["platform:gitops"]["repoUrl"]
+    assert expected in _problems(raw)
+
+
+def test_tooling_needs_its_write_credential(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    problems = _problems(
+        stack_config("tooling"), secrets={"gitopsRepoCredential": "t", "argocdOidcClientSecret": "s"}
+    )
+    assert "platform:gitopsWriteCredential: required with platform:gitops" in problems
+
+
+def test_a_public_argocd_ui_needs_single_sign_on(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    del raw["platform:gitops"]["argocd"]["oidc"]
+    assert "platform:gitops.argocd.oidc: required with argocd.hostname" in _problems(raw)
+    # Without a hostname (port-forward only) the local admin is acceptable.
+    del raw["platform:gitops"]["argocd"]["hostname"]
+    assert _load(raw).gitops is not None
+
+
+def test_tooling_needs_an_api_acl(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    raw["platform:cluster"]["apiAllowedRanges"] = []
+    assert "platform:cluster.apiAllowedRanges: required for role tooling" in _problems(raw)
+    del raw["platform:cluster"]["apiAllowedRanges"]
+    assert "platform:cluster.apiAllowedRanges: required for role tooling" in _problems(raw)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("repoUrl", "https://gitlab.com/acme/x.git"),
+        ("targetRevision", "main"),
+        ("repoUsername", "git"),
+        ("imageUpdater", {"writeBackBranch": "x"}),
+        ("stacks", {"dev": "organization/platform/dev"}),
+    ],
+)
+def test_workload_stacks_leave_the_repository_to_tooling(
+    stack_config: Callable[[str], dict[str, Any]], key: str, value: Any
+) -> None:
+    raw = stack_config("prod")
+    raw["platform:gitops"][key] = value
+    assert f"platform:gitops.{key}: not allowed for role production (the tooling stack sets it)" in _problems(
+        raw
+    )
+
+
+def test_a_registered_environment_names_its_namespaces(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("prod")
+    raw["platform:apps"] = []
+    raw["platform:gitops"].pop("imageUpdates")
+    raw["platform:operations"].pop("restoreCheck")
+    assert "platform:gitops: a registered environment needs platform:apps or platform:gitops.namespaces" in (
+        _problems(raw)
+    )
+    raw["platform:gitops"]["namespaces"] = ["jobs"]
+    assert _load(raw).gitops is not None
+
+
+def test_a_workload_stack_cannot_name_itself_as_tooling(
+    stack_config: Callable[[str], dict[str, Any]],
+) -> None:
+    raw = stack_config("prod")
+    raw["platform:gitops"]["toolingStack"] = "organization/platform/t"
+    assert "platform:gitops.toolingStack: 'organization/platform/t' is this stack itself" in _problems(raw)
 
 
 def test_every_app_gets_an_image_updater_entry(
@@ -861,7 +1114,14 @@ def test_every_app_gets_an_image_updater_entry(
     raw["platform:gitops"]["imageUpdates"] = [
         u for u in raw["platform:gitops"]["imageUpdates"] if u["app"] == "website"
     ]
-    spec = _named(plan_with("prod", raw), "prod-gitops-image-updater").inputs["spec"]
+    exported = _registration(plan_with("prod", raw))
+    registration = contract.parse_registration(
+        exported, stack="p", environment="prod", registry_endpoint="rg.fr-par.scw.cloud/acme-platform"
+    )
+    # What tooling's ImageUpdater for prod is built from.
+    spec = gitops.image_updater_spec(
+        "prod", registration.apps, repo_url="https://example.com/r.git", target_revision="main", branch="b"
+    )
     refs = {ref["namePattern"]: ref["images"][0] for ref in spec["applicationRefs"]}
     assert set(refs) == {"prod-website", "prod-newsletter"}
     # Not listed in imageUpdates: the defaults (semver, any tag).

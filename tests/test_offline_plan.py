@@ -15,6 +15,12 @@ from offline import runner
 from offline.mocks import SECRET_MARKER
 
 ROOT = runner.ROOT
+#: The first line of every plan: what it is, so nobody takes it for a preview of the real account.
+HEADER = re.compile(
+    r"Offline plan of stack (?P<stack>[a-z0-9-]+)(?P<bootstrap> \(bootstrap: [^)]*\))?: "
+    r"the real program under mocked providers\. No cloud, no cluster, no Pulumi CLI; "
+    r"IDs and addresses are mocked\."
+)
 
 
 def plan(stack: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -38,9 +44,25 @@ def test_prod_plan_succeeds(prod: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in prod.stderr
 
 
+def _tree(stdout: str, stack: str) -> list[str]:
+    """The tree's lines: from the ``stack`` root line to the blank line before the counts."""
+    lines = stdout.split("\nResources by type:\n", 1)[0].splitlines()
+    return lines[lines.index(f"stack platform/{stack}") :]
+
+
+def test_prod_plan_says_it_is_offline_and_mocked(prod: subprocess.CompletedProcess[str]) -> None:
+    first = prod.stdout.splitlines()[0]
+    header = HEADER.fullmatch(first)
+    assert header, first
+    assert header["stack"] == "prod"
+    assert header["bootstrap"] is None
+
+
 def test_prod_plan_prints_the_tree(prod: subprocess.CompletedProcess[str]) -> None:
     lines = prod.stdout.splitlines()
-    assert lines[0] == "stack platform/prod"
+    assert HEADER.fullmatch(lines[0]), lines[0]
+    # Prod has nothing to skip: no warning line between the header and the tree.
+    assert lines[1] == "stack platform/prod"
     assert "├─ prod (platform:network:Network)" in prod.stdout
     assert re.search(r"│  [├└]─ prod-pn \(scaleway:network/privateNetwork:PrivateNetwork\)", prod.stdout)
     assert re.search(
@@ -49,19 +71,25 @@ def test_prod_plan_prints_the_tree(prod: subprocess.CompletedProcess[str]) -> No
 
 
 def test_prod_plan_counts_match_the_tree(prod: subprocess.CompletedProcess[str]) -> None:
-    tree, rest = prod.stdout.split("\nResources by type:\n", 1)
+    head, rest = prod.stdout.split("\nResources by type:\n", 1)
     counts = rest.split("\nExports:\n", 1)[0].splitlines()
     total = re.fullmatch(r"\s*(\d+)  resources in total", counts[-1])
     assert total, counts[-1]
     per_type = [int(line.split()[0]) for line in counts[:-1]]
     assert sum(per_type) == int(total.group(1))
-    assert len(tree.splitlines()) - 1 == int(total.group(1))  # one tree line per resource
+    tree = _tree(prod.stdout, "prod")
+    # Above the tree only the header line (no warning for prod); one tree line per resource.
+    assert len(head.splitlines()) == len(tree) + 1
+    assert len(tree) - 1 == int(total.group(1))
     assert any(line.split()[1] == "scaleway:databases/instance:Instance" for line in counts[:-1])
 
 
 def test_prod_plan_masks_secrets(prod: subprocess.CompletedProcess[str]) -> None:
     exports = prod.stdout.split("\nExports:\n", 1)[1]
-    assert "kubeconfig = [secret]" in exports
+    # The registration carries argocd-manager's token: shown as secret, never its value.
+    assert re.search(r"^argocdRegistration = \[secret\]$", exports, re.MULTILINE)
+    # No stack exports a kubeconfig any more (DESIGN.md §5).
+    assert "kubeconfig" not in exports.lower()
     assert re.search(r"^databaseHost = 10\.20\.\d+\.\d+$", exports, re.MULTILINE)
     assert SECRET_MARKER not in prod.stdout
     assert SECRET_MARKER not in prod.stderr
@@ -104,3 +132,48 @@ def test_unknown_stack_exits_2_naming_the_stacks(capsys: pytest.CaptureFixture[s
     assert captured.out == ""
     assert "no stack file Pulumi.staging.yaml (stacks here: " in captured.err
     assert "prod" in captured.err
+
+
+def test_tooling_plan_warns_about_nothing_when_prod_is_deployed(capsys: pytest.CaptureFixture[str]) -> None:
+    from offline import plan as offline_plan
+
+    assert offline_plan.main(["tooling"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = HEADER.fullmatch(lines[0])
+    assert header and header["stack"] == "tooling" and header["bootstrap"] is None, lines[0]
+    assert lines[1] == "stack platform/tooling"
+    assert not any(line.startswith("warning:") for line in lines)
+    tree = _tree(out, "tooling")
+    assert any(re.search(r"[├└]─ prod-cluster \(platform:gitops:RegisteredCluster\)$", line) for line in tree)
+
+
+def test_tooling_bootstrap_plan_says_prod_is_pending_and_what_to_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On an empty account tooling runs before prod: prod is skipped with a warning that names
+    prod's stack and the next commands, and nothing of prod's is declared."""
+    from offline import plan as offline_plan
+
+    assert offline_plan.main(["tooling", "--bootstrap"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    header = HEADER.fullmatch(lines[0])
+    assert header and header["stack"] == "tooling" and header["bootstrap"], lines[0]
+    assert "empty account" in header["bootstrap"]
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: environment 'prod' is not registered with Argo CD: stack 'organization/platform/prod' "
+        "does not exist yet. Run `pulumi up --stack organization/platform/prod`, then `pulumi up` on "
+        "this stack again."
+    ]
+    # The warning comes before the tree, right under the header.
+    assert lines[1] == warnings[0]
+    assert lines[2] == "stack platform/tooling"
+    tree = "\n".join(_tree(captured.out, "tooling"))
+    for name in ("prod-cluster", "prod-gitops", "argocd-root-prod", "organization/platform/prod"):
+        assert f"─ {name} (" not in tree, name
+    exports = captured.out.split("\nExports:\n", 1)[1].splitlines()
+    assert "registeredEnvironments = []" in exports
+    assert any(line.startswith("pendingEnvironments = {'prod': ") for line in exports), exports
+    assert "Traceback" not in captured.err

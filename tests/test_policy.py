@@ -156,6 +156,10 @@ HTTPS = {"name": "a", "protocol": "HTTPS", "port": 8443, "tls": {"certificateRef
 
 # --- One failing and one passing case per rule ----------------------------------------------
 
+UPDATER = k8s(
+    "ImageUpdater", "u", {"metadata": {"name": "dev"}}, api="argocd-image-updater.argoproj.io/v1alpha1"
+)
+
 Case = tuple[StackView, StackView]
 CASES: dict[str, list[Case]] = {
     "rdb-private-endpoint-only": [
@@ -390,6 +394,27 @@ CASES: dict[str, list[Case]] = {
                 )
             ),
         ),
+    ],
+    "workload-stack-declares-nothing-in-argocd": [
+        (
+            stack(k8s("Secret", "c", {"metadata": {"name": "cluster-prod", "namespace": "argocd"}})),
+            stack(
+                k8s("Secret", "c", {"metadata": {"name": "cluster-prod", "namespace": "argocd"}}),
+                role="tooling",
+            ),
+        ),
+        (
+            stack(
+                k8s(
+                    "Application",
+                    "a",
+                    {"metadata": {"name": "prod-x", "namespace": "x"}},
+                    api="argoproj.io/v1alpha1",
+                )
+            ),
+            stack(k8s("ConfigMap", "a", {"metadata": {"name": "prod-x", "namespace": "x"}})),
+        ),
+        (stack(UPDATER, role="development"), stack(UPDATER, role="tooling")),
     ],
     "kubernetes-objects-unique": [
         (

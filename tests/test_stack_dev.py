@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from offline import runner
+from tests.harness import exported_kubeconfigs
 
 NETWORK_TYPES = {
     "platform:network:Network",
@@ -36,14 +37,19 @@ def test_network_uses_the_dev_subnet(plan: runner.Plan, raw: dict[str, Any]) -> 
     assert pn.inputs["ipv4Subnet"] == {"subnet": raw["platform:addressPlan"]["dev"]}
 
 
-def test_optional_cluster_as_configured(plan: runner.Plan, raw: dict[str, Any]) -> None:
+def test_optional_cluster_as_configured(
+    plan: runner.Plan, raw: dict[str, Any], committed_plans: dict[str, runner.Plan]
+) -> None:
     assert "platform:cluster" in raw, "the committed dev file asks for a cluster"
     cluster = plan.one("scaleway:kubernetes/cluster:Cluster")
     assert cluster.inputs["privateNetworkId"] == plan.one("scaleway:network/privateNetwork:PrivateNetwork").id
     (spec,) = raw["platform:cluster"]["pools"]
     pool = plan.one("scaleway:kubernetes/pool:Pool")
     assert (pool.inputs["nodeType"], pool.inputs["size"]) == (spec["nodeType"], spec["size"])
-    assert plan.exports["kubeconfig"].secret
+    # The cluster is reachable by operators through their own IAM identity, never through an
+    # export: no stack exports a kubeconfig (DESIGN.md §5).
+    assert plan.exports["clusterId"].value == cluster.id
+    assert exported_kubeconfigs(committed_plans) == []
 
 
 def test_no_database_and_no_registry(plan: runner.Plan) -> None:

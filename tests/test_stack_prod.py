@@ -3,12 +3,15 @@ private network. No registry (that is tooling's)."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from typing import Any
 
 import pytest
 
+from components.contract import REGISTRATION_FIELDS, REGISTRATION_KEY
 from offline import runner
+from tests.harness import exported_kubeconfigs, kubeconfigs_in
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +22,28 @@ def plan(committed_plans: dict[str, runner.Plan]) -> runner.Plan:
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
     return runner.read_stack_config("prod")
+
+
+def test_the_kubeconfig_detector_finds_kubeconfigs() -> None:
+    """The check below is only as good as this detector: it must see a kubeconfig in any guise."""
+    kubeconfig = (
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://x:6443\n"
+        "users:\n- name: u\n  user:\n    token: t\ncurrent-context: c\n"
+    )
+    encoded = base64.b64encode(kubeconfig.encode()).decode()
+    assert kubeconfigs_in(kubeconfig, "a") == ["a"]
+    assert kubeconfigs_in(encoded, "a") == ["a"]
+    assert kubeconfigs_in({"prod": kubeconfig}, "a") == ["a.prod"]
+    assert kubeconfigs_in({"registrarKubeconfigs": {}}, "a") == ["a.registrarKubeconfigs"]
+    assert kubeconfigs_in(["x", {"kind": "Config"}], "a") == ["a[1]"]
+    plan = runner.Plan("s", "p", [], {"kubeconfig": runner.Export("", True)})
+    assert exported_kubeconfigs({"s": plan}) == ["s:kubeconfig"]
+    for harmless in ("https://x:6443", "10.20.0.5", "", "a: b", ["newsletter"], {"server": "x"}):
+        assert kubeconfigs_in(harmless, "a") == [], harmless
+
+
+def test_no_stack_exports_a_kubeconfig(committed_plans: dict[str, runner.Plan]) -> None:
+    assert exported_kubeconfigs(committed_plans) == []
 
 
 def test_role_components(plan: runner.Plan) -> None:
@@ -84,10 +109,46 @@ def test_database_host_is_inside_the_prod_subnet(plan: runner.Plan, raw: dict[st
     assert plan.exports["databasePort"].value == 5432
 
 
-def test_exports(plan: runner.Plan) -> None:
+def test_exports(plan: runner.Plan, committed_plans: dict[str, runner.Plan]) -> None:
     assert plan.exports["role"].value == "production"
-    assert plan.exports["kubeconfig"].secret
     assert not plan.exports["egressIp"].secret
+    # What tooling reads to register prod: one secret export (it carries argocd-manager's token).
+    registration = plan.exports[REGISTRATION_KEY]
+    assert registration.secret
+    assert set(registration.value) == set(REGISTRATION_FIELDS)
+    assert registration.value["environment"] == "prod"
+    assert registration.value["server"] == plan.exports["apiServerUrl"].value
+    # No kubeconfig, from this stack or any other.
+    assert exported_kubeconfigs(committed_plans) == []
+
+
+def test_prod_declares_nothing_outside_its_own_cluster(
+    plan: runner.Plan, committed_plans: dict[str, runner.Plan]
+) -> None:
+    """Prod writes nothing into tooling: every resource is on prod's own cluster provider or a
+    default Scaleway/random provider, and there is no provider for tooling's cluster at all."""
+    providers = [r for r in plan.registrations if r.type.startswith("pulumi:providers:")]
+    assert [(r.name, r.type) for r in providers] == [("prod-k8s", "pulumi:providers:kubernetes")]
+    assert "tooling-k8s" not in {r.name for r in plan.registrations}
+    own = providers[0].urn
+    elsewhere = [
+        r.name
+        for r in plan.registrations
+        if r.custom
+        and not r.read
+        and not r.type.startswith("pulumi:providers:")
+        and r.provider_urn != own
+        and not (r.provider_urn == "" and r.type.split(":", 1)[0] in {"scaleway", "random"})
+    ]
+    assert elsewhere == []
+    assert plan.by_type("kubernetes:core/v1:Namespace")  # the check above saw prod's cluster objects
+    # The only read is tooling's facts (a StackReference: reading, not writing).
+    reads = [(r.type, r.name) for r in plan.registrations if r.read]
+    assert reads == [("pulumi:pulumi:StackReference", "organization/platform/tooling")]
+    # And nothing prod declares points at tooling's cluster.
+    tooling = committed_plans["tooling"].exports
+    for key in ("apiServerUrl", "clusterId"):
+        assert tooling[key].value not in repr([r.inputs for r in plan.registrations]), key
 
 
 def test_api_acl_admits_the_clusters_own_nodes(plan: runner.Plan) -> None:

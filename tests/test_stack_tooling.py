@@ -4,13 +4,16 @@ registry-pull identities, exporting what the other stacks need."""
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from components.contract import REGISTRATION_KEY
 from offline import runner
 from offline.mocks import SECRET_MARKER
+from tests.harness import exported_kubeconfigs, is_secret, unwrap
 
 StackConfig = Callable[[str], dict[str, Any]]
 
@@ -85,12 +88,46 @@ def test_identities_have_one_permission_set_in_the_project(
     assert policy.parent == named(plan, identity).urn
 
 
-def test_exports_for_the_other_stacks(plan: runner.Plan, raw: dict[str, Any]) -> None:
+#: Everything tooling exports. Nothing here acts in tooling: no kubeconfig, no registrar identity.
+TOOLING_EXPORTS = {
+    "role",
+    "environment",
+    "vpcId",
+    "privateNetworkId",
+    "egressIp",
+    "clusterId",
+    "apiServerUrl",
+    "argocdNamespace",
+    "registeredEnvironments",
+    "pendingEnvironments",
+    "ingressIp",
+    "ingressIpId",
+    "gatewayName",
+    "gatewayNamespace",
+    "ingressHostnames",
+    "registryEndpoint",
+    "registryPullSecretKey",
+    "observabilityBackend",
+    "cockpitLogsSource",
+    "cockpitMetricsSource",
+    "ciPushAccessKey",
+    "ciPushSecretId",
+    "registryPullAccessKey",
+}
+
+
+def test_exports_for_the_other_stacks(
+    plan: runner.Plan, raw: dict[str, Any], committed_plans: dict[str, runner.Plan]
+) -> None:
     exports = plan.exports
     assert exports["role"].value == "tooling"
 
-    assert exports["kubeconfig"].secret
-    assert "kind: Config" in exports["kubeconfig"].value
+    # No stack exports a kubeconfig (DESIGN.md §5): this one's would be the hub's admin.
+    assert set(exports) == TOOLING_EXPORTS
+    assert exported_kubeconfigs(committed_plans) == []
+    # prod is deployed in the committed plans: registered, nothing pending.
+    assert exports["registeredEnvironments"].value == ["prod"]
+    assert exports["pendingEnvironments"].value == {}
 
     endpoint = exports["registryEndpoint"]
     assert endpoint.value == f"rg.fr-par.scw.cloud/{raw['platform:registry']['namespace']}"
@@ -108,3 +145,35 @@ def test_exported_keys_secret_key_is_secret(plan: runner.Plan, prefix: str) -> N
     assert SECRET_MARKER in secret.value  # it is the key's real secret, only masked
     assert not access.secret
     assert SECRET_MARKER not in access.value
+
+
+def test_prod_cluster_secret_comes_from_prods_registration(
+    plan: runner.Plan, committed_plans: dict[str, runner.Plan]
+) -> None:
+    """Tooling builds prod's Argo CD cluster Secret itself, from what prod exported, and from
+    nothing else: server, CA and token only (no exec provider), namespaces as registered."""
+    registration = committed_plans["prod"].exports[REGISTRATION_KEY].value
+    secret = named(plan, "prod-cluster-secret")
+    assert secret.parent == named(plan, "prod-cluster").urn
+    assert secret.provider_urn == named(plan, "tooling-k8s").urn
+    metadata = secret.inputs["metadata"]
+    assert metadata["namespace"] == plan.exports["argocdNamespace"].value
+    assert metadata["labels"]["argocd.argoproj.io/secret-type"] == "cluster"
+    assert metadata["annotations"]["platform.scw/source-stack"] == "organization/platform/prod"
+    for fact, value in registration["facts"].items():
+        assert metadata["annotations"][f"platform.scw/{fact}"] == value, fact
+
+    assert is_secret(secret.inputs["stringData"])  # it carries the token
+    data = unwrap(secret.inputs["stringData"])
+    assert set(data) == {"name", "server", "namespaces", "clusterResources", "config"}
+    assert data["name"] == "prod"
+    assert data["server"] == registration["server"]
+    assert data["server"] == committed_plans["prod"].exports["apiServerUrl"].value
+    assert data["server"] != plan.exports["apiServerUrl"].value  # never tooling's own API
+    assert data["namespaces"].split(",") == registration["namespaces"]
+    assert data["clusterResources"] == "false"
+    config = json.loads(data["config"])
+    assert config == {
+        "bearerToken": registration["token"],
+        "tlsClientConfig": {"insecure": False, "caData": registration["caData"]},
+    }

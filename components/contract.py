@@ -1,0 +1,363 @@
+"""The contracts between stacks (DESIGN.md §5: the hub pulls, spokes hold nothing in the hub).
+
+Two directions, each defined once here and used on both sides:
+
+* :class:`ToolingFacts`: what a workload stack reads from the tooling stack (the registry endpoint,
+  tooling's egress address, the registry's read-only pull key). Nothing in it acts in tooling:
+  tooling exports no kubeconfig and no identity of its own cluster.
+* :class:`Registration`: what the tooling stack reads from each workload stack, as one secret
+  export (:data:`REGISTRATION_KEY`): the API server URL, its CA, the ``argocd-manager`` token,
+  the namespaces Argo CD may manage, the platform facts and the apps to deliver. Tooling builds
+  the Argo CD cluster Secret itself, from these validated fields only, so a spoke can neither name
+  an exec provider (Argo CD runs ``execProviderConfig`` commands inside its own pods) nor point
+  ``server`` at tooling's in-cluster API.
+
+:func:`parse_registration` is the hub's guard: anything a workload stack exports is untrusted
+input, refused with every problem named by stack and key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+#: The one export a workload stack offers its hub; a secret, because it carries the token.
+REGISTRATION_KEY = "argocdRegistration"
+#: Bumped when the shape changes; the hub refuses shapes it does not know.
+REGISTRATION_VERSION = 1
+REGISTRATION_FIELDS = ("version", "environment", "server", "caData", "token", "namespaces", "facts", "apps")
+APP_FIELDS = ("name", "path", "image", "strategy", "allowTags")
+UPDATE_STRATEGIES = ("semver", "digest", "newest-build", "alphabetical")
+
+#: Namespaces that belong to the platform's own controllers: never a destination Argo CD may
+#: deploy apps into (DESIGN.md §7: a commit reaches app namespaces only).
+PLATFORM_NAMESPACES = frozenset(
+    {
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "argocd",
+        "argocd-manager",
+        "traefik",
+        "cert-manager",
+        "external-secrets",
+        "monitoring",
+        "restore-check",
+    }
+)
+
+#: A Kapsule API server: ``https://<cluster uuid>.api.k8s.<region>.scw.cloud:6443``. Anything else
+#: (``https://kubernetes.default.svc``, a loopback or private address, a plain-http URL) is refused:
+#: Argo CD serves an in-cluster URL with its own controller's credentials.
+_KAPSULE_SERVER = re.compile(
+    r"^https://[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"\.api\.k8s\.(fr-par|nl-ams|pl-waw)\.scw\.cloud:6443$"
+)
+_DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,8192}$")
+_REPO_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+_FACT_VALUE = re.compile(r"^[^\s]{0,253}$")
+_PEM_HEADER = b"-----BEGIN CERTIFICATE-----"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolingFacts:
+    """What workload stacks read from tooling. The keys are the tooling stack's export names."""
+
+    registry_endpoint: pulumi.Input[str]
+    egress_ip: pulumi.Input[str]
+    #: Secret: the read-only registry key for image pull Secrets.
+    registry_pull_secret_key: pulumi.Input[str]
+
+    KEYS = ("registryEndpoint", "egressIp", "registryPullSecretKey")
+
+    def exports(self) -> dict[str, pulumi.Input[str]]:
+        return {
+            "registryEndpoint": self.registry_endpoint,
+            "egressIp": self.egress_ip,
+            "registryPullSecretKey": pulumi.Output.secret(self.registry_pull_secret_key),
+        }
+
+    @classmethod
+    def read(cls, reference: pulumi.StackReference) -> ToolingFacts:
+        def text(key: str) -> pulumi.Output[str]:
+            return pulumi.Output.from_input(reference.require_output(key)).apply(str)
+
+        return cls(
+            registry_endpoint=text("registryEndpoint"),
+            egress_ip=text("egressIp"),
+            registry_pull_secret_key=pulumi.Output.secret(text("registryPullSecretKey")),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RegisteredApp:
+    """An app the hub delivers to a workload environment (its Application and image updates)."""
+
+    name: str
+    #: The app's directory in the GitOps repository.
+    path: str
+    image: str
+    strategy: str = "semver"
+    allow_tags: str | None = None
+
+    def export(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "image": self.image,
+            "strategy": self.strategy,
+            "allowTags": self.allow_tags,
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registration:
+    """A workload environment as the hub sees it, validated (see :func:`parse_registration`)."""
+
+    environment: str
+    server: str
+    #: Base64 PEM of the cluster's CA.
+    ca_data: str
+    #: Secret: the ``argocd-manager`` service account's token. Keep it in ``pulumi.Output.secret``.
+    token: str
+    namespaces: tuple[str, ...]
+    facts: Mapping[str, str]
+    apps: tuple[RegisteredApp, ...]
+
+
+def registration_export(
+    *,
+    environment: str,
+    server: pulumi.Input[str],
+    ca_data: pulumi.Input[str],
+    token: pulumi.Input[str],
+    namespaces: Sequence[str],
+    facts: Mapping[str, pulumi.Input[str]],
+    apps: Sequence[RegisteredApp],
+    ready: Sequence[pulumi.Input[Any]] = (),
+) -> pulumi.Output[dict[str, Any]]:
+    """The workload stack's side: the :data:`REGISTRATION_KEY` export (a secret). It resolves only
+    once every value in ``ready`` has (e.g. the apps' ExternalSecrets: Argo CD's first sync needs
+    the Secret its pods and the parity gate read), so the hub never delivers an app whose envelope
+    is not there yet."""
+    return pulumi.Output.secret(
+        pulumi.Output.all(
+            server=server,
+            ca=ca_data,
+            token=token,
+            facts=pulumi.Output.all(**facts) if facts else {},
+            ready=pulumi.Output.all(*ready),
+        ).apply(
+            lambda parts: {
+                "version": REGISTRATION_VERSION,
+                "environment": environment,
+                "server": parts["server"],
+                "caData": parts["ca"],
+                "token": parts["token"],
+                "namespaces": sorted(namespaces),
+                "facts": dict(sorted(parts["facts"].items())),
+                "apps": [app.export() for app in apps],
+            }
+        )
+    )
+
+
+class _Problems:
+    """Collects ``<stack>:argocdRegistration.<key>: message`` lines."""
+
+    def __init__(self, stack: str) -> None:
+        self.stack = stack
+        self.items: list[str] = []
+
+    def __call__(self, key: str, message: str) -> None:
+        self.items.append(f"{self.stack}:{REGISTRATION_KEY}{'.' + key if key else ''}: {message}")
+
+
+class ProblemsError(pulumi.RunError):
+    """Every problem of one input, listed under a headline. ``pulumi.RunError`` makes the engine
+    print only the message (no traceback); the offline tools exit 2 on it."""
+
+    def __init__(self, headline: str, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{headline}, nothing was created:\n{lines}")
+
+
+class RegistrationError(ProblemsError):
+    """A workload stack's registration export is malformed; the hub registers nothing from it."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        super().__init__(
+            f"stack '{stack}' exports an invalid {REGISTRATION_KEY}: {len(problems)} problem(s)", problems
+        )
+
+
+def parse_registration(
+    value: Any, *, stack: str, environment: str, registry_endpoint: str, tooling_server: str | None = None
+) -> Registration:
+    """Validate what ``stack`` exported under :data:`REGISTRATION_KEY` for ``environment``.
+
+    Every problem is reported (``<stack>:argocdRegistration.<key>: ...``); any problem raises
+    :class:`RegistrationError`. ``registry_endpoint`` (``rg.<region>.scw.cloud/<namespace>``) is
+    the only registry an app's image may come from: the image updater logs in to it alone.
+    """
+    problem = _Problems(stack)
+    problems = problem.items
+    if not isinstance(value, Mapping):
+        problem("", f"must be a map with keys {', '.join(REGISTRATION_FIELDS)}, got {type(value).__name__}")
+        raise RegistrationError(stack, problems)
+    _exact_keys(value, REGISTRATION_FIELDS, "", problem)
+    if value.get("version") != REGISTRATION_VERSION:
+        problem("version", f"must be {REGISTRATION_VERSION}, got {value.get('version')!r}")
+    if value.get("environment") != environment:
+        problem("environment", f"must be {environment!r} (the environment this stack is registered as)")
+    server = _server(value.get("server"), tooling_server, problem)
+    ca_data = _ca_data(value.get("caData"), problem)
+    token = value.get("token")
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        problem("token", "must be a service account token (1-8192 characters of A-Z a-z 0-9 . _ -)")
+    namespaces = _namespaces(value.get("namespaces"), problem)
+    facts = _facts(value.get("facts"), problem)
+    apps = _apps(value.get("apps"), set(namespaces), registry_endpoint, problem)
+    if problems:
+        raise RegistrationError(stack, problems)
+    return Registration(
+        environment=environment,
+        server=server,
+        ca_data=ca_data,
+        token=str(token),
+        namespaces=tuple(sorted(namespaces)),
+        facts=facts,
+        apps=tuple(apps),
+    )
+
+
+def _exact_keys(
+    value: Mapping[str, Any],
+    allowed: Sequence[str],
+    path: str,
+    problem: _Problems,
+    optional: Sequence[str] = (),
+) -> None:
+    prefix = f"{path}." if path else ""
+    for key in sorted(set(value) - set(allowed), key=str):
+        problem(f"{prefix}{key}", f"unknown key (allowed: {', '.join(allowed)})")
+    for key in allowed:
+        if key not in value and key not in optional:
+            problem(f"{prefix}{key}", "missing")
+
+
+def _server(server: Any, tooling_server: str | None, problem: _Problems) -> str:
+    if not isinstance(server, str) or not _KAPSULE_SERVER.fullmatch(server):
+        problem(
+            "server",
+            "must be a Kapsule API server URL https://<cluster-id>.api.k8s.<region>.scw.cloud:6443 "
+            f"(never an in-cluster, private or plain-http address), got {str(server)[:80]!r}",
+        )
+        return ""
+    if tooling_server is not None and server == tooling_server:
+        problem("server", "is the tooling cluster's own API server: an environment registers its own cluster")
+    return server
+
+
+def _ca_data(ca_data: Any, problem: _Problems) -> str:
+    try:
+        decoded = base64.b64decode(str(ca_data), validate=True) if isinstance(ca_data, str) else b""
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if not decoded.startswith(_PEM_HEADER):
+        problem("caData", "must be the base64 of a PEM certificate (-----BEGIN CERTIFICATE-----)")
+        return ""
+    return str(ca_data)
+
+
+def _namespaces(namespaces: Any, problem: _Problems) -> list[str]:
+    if not isinstance(namespaces, list) or not namespaces:
+        problem("namespaces", "must be a non-empty list of namespace names")
+        return []
+    valid: list[str] = []
+    for i, ns in enumerate(namespaces):
+        if not isinstance(ns, str) or not _DNS_LABEL.fullmatch(ns):
+            problem(f"namespaces[{i}]", f"must be a DNS label (a-z, 0-9, -), got {str(ns)[:80]!r}")
+        elif ns in PLATFORM_NAMESPACES:
+            problem(f"namespaces[{i}]", f"'{ns}' is a platform namespace: Argo CD never deploys there")
+        elif ns in valid:
+            problem(f"namespaces[{i}]", f"'{ns}' is listed twice")
+        else:
+            valid.append(ns)
+    return valid
+
+
+def _facts(facts: Any, problem: _Problems) -> dict[str, str]:
+    if not isinstance(facts, Mapping):
+        problem("facts", "must be a map of fact name to text")
+        return {}
+    valid: dict[str, str] = {}
+    for key, fact in sorted(facts.items(), key=lambda item: str(item[0])):
+        if not isinstance(key, str) or not _DNS_LABEL.fullmatch(key):
+            problem(f"facts.{key}", "fact names are DNS labels (a-z, 0-9, -)")
+        elif not isinstance(fact, str) or not _FACT_VALUE.fullmatch(fact):
+            problem(f"facts.{key}", "must be text of at most 253 characters without white space")
+        else:
+            valid[key] = fact
+    return valid
+
+
+def _apps(apps: Any, namespaces: set[str], registry_endpoint: str, problem: _Problems) -> list[RegisteredApp]:
+    if not isinstance(apps, list):
+        problem("apps", "must be a list")
+        return []
+    valid: list[RegisteredApp] = []
+    for i, app in enumerate(apps):
+        parsed = _app(app, f"apps[{i}]", namespaces, registry_endpoint, problem)
+        if parsed is not None and parsed.name in {a.name for a in valid}:
+            problem(f"apps[{i}].name", f"app '{parsed.name}' is listed twice")
+        elif parsed is not None:
+            valid.append(parsed)
+    return valid
+
+
+def _app(
+    app: Any, path: str, namespaces: set[str], registry_endpoint: str, problem: _Problems
+) -> RegisteredApp | None:
+    if not isinstance(app, Mapping):
+        problem(path, "must be a map")
+        return None
+    before = len(problem.items)
+    # A null allowTags does not survive an export (Pulumi drops null map values): optional.
+    _exact_keys(app, APP_FIELDS, path, problem, optional=("allowTags",))
+    name, repo_path, image = app.get("name"), app.get("path"), app.get("image")
+    if not isinstance(name, str) or name not in namespaces:
+        problem(f"{path}.name", "must be one of the registered namespaces (an app runs in its own)")
+    if not isinstance(repo_path, str) or not _REPO_PATH.fullmatch(repo_path) or ".." in repo_path.split("/"):
+        problem(f"{path}.path", "must be a relative path in the GitOps repository, without '..'")
+    if not isinstance(image, str) or not image.startswith(f"{registry_endpoint}/"):
+        problem(f"{path}.image", f"must be an image of the platform registry {registry_endpoint}/")
+    strategy, allow_tags = app.get("strategy"), app.get("allowTags")
+    if strategy not in UPDATE_STRATEGIES:
+        problem(f"{path}.strategy", f"must be one of {', '.join(UPDATE_STRATEGIES)}")
+    if allow_tags is not None and not _compiles(allow_tags):
+        problem(f"{path}.allowTags", "must be a regular expression (or null)")
+    if len(problem.items) != before:
+        return None
+    return RegisteredApp(
+        name=str(name), path=str(repo_path), image=str(image), strategy=str(strategy), allow_tags=allow_tags
+    )
+
+
+def _compiles(pattern: Any) -> bool:
+    if not isinstance(pattern, str) or not pattern:
+        return False
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
