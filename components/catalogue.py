@@ -1,0 +1,393 @@
+"""The catalogue of Scaleway commercial types the platform may use (``catalogue/scaleway.yaml``).
+
+Every entry is a dated public fact: it carries the https URL of the page that states it and the
+date of the fact (``checked``), set on the entry or as its section's default. Loading validates the
+whole file and raises one :class:`CatalogueError` that lists every problem, each naming its section
+and entry. Models forbid unknown keys, so a typo (``vcpu:``) is an error, not a silently missing
+fact. Facts that could not be confirmed are absent (``None``), never guessed.
+
+Config validation asks::
+
+    from components import catalogue
+
+    node = catalogue.kapsule_node_type("PRO2-S")  # NodeType | None, on the committed catalogue
+    if node is None:
+        raise ValueError(f"unknown node type 'DEV1-XXL' ({catalogue.hint('kapsuleNodeTypes')})")
+
+Lookups ignore case (the Scaleway APIs themselves list database and load-balancer types in lower
+case); ``entry.name`` is the catalogue's spelling. Each entry may carry a ``prices`` block
+(:class:`Price`, monthly EUR excluding VAT, with its own source and date); none is recorded yet.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic.alias_generators import to_camel
+
+from components.contract import ProblemsError
+
+#: The committed catalogue, found relative to this file (components/ -> repository root).
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "catalogue" / "scaleway.yaml"
+
+SectionName = Literal["kapsuleNodeTypes", "rdbNodeTypes", "loadBalancerTypes", "publicGatewayTypes"]
+SECTIONS: tuple[SectionName, ...] = get_args(SectionName)
+
+_SECTION_KEYS = frozenset({"source", "checked", "membership", "notes", "entries"})
+_TOP_LEVEL_KEYS = frozenset({"retrieved", *SECTIONS})
+
+
+class CatalogueError(ProblemsError):
+    """The catalogue is invalid; ``problems`` lists every problem found, each naming its entry."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__(f"invalid Scaleway catalogue, {len(problems)} problem(s)", problems)
+
+
+# --------------------------------------------------------------------------------------------
+# Field types
+# --------------------------------------------------------------------------------------------
+
+
+def _iso_date(value: object) -> date:
+    # YAML turns 2026-06-23 into a date; a timestamp or a number is not a date of a fact.
+    if isinstance(value, datetime) or not isinstance(value, date | str):
+        raise ValueError("must be an ISO date (YYYY-MM-DD)")
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in value):
+        raise ValueError("must be a public https:// URL")
+    return value
+
+
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+HttpsUrl = Annotated[str, Field(strict=True), AfterValidator(_https_url)]
+TypeName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")]
+Text = Annotated[str, StringConstraints(strict=True, min_length=1)]
+Count = Annotated[int, Field(strict=True, gt=0)]
+Size = Annotated[int, Field(strict=True, ge=0)]
+Quantity = Annotated[float, Field(strict=True, gt=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, extra="forbid", frozen=True)
+
+
+class Price(_Model):
+    """A monthly list price in EUR excluding VAT, with the page and date it was read from."""
+
+    monthly_eur: Quantity
+    source: HttpsUrl
+    checked: IsoDate
+    region: Text | None = None
+    notes: Text | None = None
+
+
+class Membership(_Model):
+    """Why the entries belong in their section (e.g. which Instance types Kapsule accepts)."""
+
+    rule: Text
+    source: HttpsUrl
+    checked: IsoDate
+
+
+class Entry(_Model):
+    """Fields every catalogue entry has: its name, its provenance and an optional price."""
+
+    name: TypeName
+    family: TypeName | None = None
+    source: HttpsUrl
+    checked: IsoDate
+    notes: Text | None = None
+    prices: Price | None = None
+
+
+class NodeType(Entry):
+    """An Instance commercial type usable in a Kapsule pool."""
+
+    family: TypeName
+    vcpus: Count | None = None
+    memory_gib: Quantity | None = Field(default=None, alias="memoryGiB")
+    max_local_storage_gb: Size | None = Field(default=None, alias="maxLocalStorageGB")
+    bandwidth_mbps: Count | None = None
+
+
+class DatabaseNodeType(Entry):
+    """A Managed Database for PostgreSQL node type (memory in decimal GB, as the API states it)."""
+
+    family: TypeName
+    vcpus: Count | None = None
+    memory_gb: Quantity | None = Field(default=None, alias="memoryGB")
+    max_connections: Count | None = None
+    instance_range: Text | None = None
+    generation: Text | None = None
+    ha_required: Annotated[bool, Field(strict=True)] | None = None
+    local_storage_gb: Count | None = Field(default=None, alias="localStorageGB")
+
+
+class LoadBalancerType(Entry):
+    """A Load Balancer commercial type."""
+
+    bandwidth_mbps: Count | None = None
+    max_connections: Count | None = None
+
+
+class PublicGatewayType(Entry):
+    """A Public Gateway commercial type."""
+
+    bandwidth_mbps: Count | None = None
+
+
+_ENTRY_MODELS: dict[SectionName, type[Entry]] = {
+    "kapsuleNodeTypes": NodeType,
+    "rdbNodeTypes": DatabaseNodeType,
+    "loadBalancerTypes": LoadBalancerType,
+    "publicGatewayTypes": PublicGatewayType,
+}
+
+E = TypeVar("E", bound=Entry)
+
+
+# --------------------------------------------------------------------------------------------
+# The loaded catalogue
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Catalogue:
+    """The validated catalogue: one tuple of entries per section, in file order."""
+
+    retrieved: date
+    kapsule_node_types: tuple[NodeType, ...]
+    rdb_node_types: tuple[DatabaseNodeType, ...]
+    load_balancer_types: tuple[LoadBalancerType, ...]
+    public_gateway_types: tuple[PublicGatewayType, ...]
+
+    def section(self, section: SectionName) -> tuple[Entry, ...]:
+        """The entries of a section, by its YAML name (``"kapsuleNodeTypes"``, ...)."""
+        sections: dict[str, tuple[Entry, ...]] = {
+            "kapsuleNodeTypes": self.kapsule_node_types,
+            "rdbNodeTypes": self.rdb_node_types,
+            "loadBalancerTypes": self.load_balancer_types,
+            "publicGatewayTypes": self.public_gateway_types,
+        }
+        if section not in sections:
+            raise ValueError(f"unknown catalogue section {section!r} (sections: {', '.join(SECTIONS)})")
+        return sections[section]
+
+    def kapsule_node_type(self, name: str) -> NodeType | None:
+        return _find(self.kapsule_node_types, name)
+
+    def rdb_node_type(self, name: str) -> DatabaseNodeType | None:
+        return _find(self.rdb_node_types, name)
+
+    def load_balancer_type(self, name: str) -> LoadBalancerType | None:
+        return _find(self.load_balancer_types, name)
+
+    def public_gateway_type(self, name: str) -> PublicGatewayType | None:
+        return _find(self.public_gateway_types, name)
+
+    def names(self, section: SectionName) -> list[str]:
+        """Every entry name of a section, in file order."""
+        return [entry.name for entry in self.section(section)]
+
+    def families(self, section: SectionName) -> list[str]:
+        """The families of a section in order of first appearance ([] where entries have none)."""
+        return list(dict.fromkeys(e.family for e in self.section(section) if e.family is not None))
+
+    def hint(self, section: SectionName, examples: int = 3) -> str:
+        """What an error message can tell the user: the allowed families and a few names."""
+        entries = self.section(section)
+        families = self.families(section)
+        if not families:
+            return f"allowed: {', '.join(e.name for e in entries)}"
+        firsts = [next(e.name for e in entries if e.family == f) for f in families[:examples]]
+        return f"allowed families: {', '.join(families)}; e.g. {', '.join(firsts)}"
+
+
+def _find(entries: Iterable[E], name: str) -> E | None:
+    wanted = name.casefold()
+    return next((entry for entry in entries if entry.name.casefold() == wanted), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and validation
+# --------------------------------------------------------------------------------------------
+
+
+def load(path: Path | None = None) -> Catalogue:
+    """Load and validate a catalogue; without ``path``, the committed one (loaded once, cached)."""
+    return _load_default() if path is None else _parse(path)
+
+
+@functools.cache
+def _load_default() -> Catalogue:
+    return _parse(DEFAULT_PATH)
+
+
+def _parse(path: Path) -> Catalogue:
+    document = _read(path)
+    problems = [f"unknown top-level key {key!r}" for key in document if key not in _TOP_LEVEL_KEYS]
+    retrieved = _retrieved(document.get("retrieved"), problems)
+    sections = {name: _section(name, document.get(name), retrieved, problems) for name in SECTIONS}
+    if problems:
+        raise CatalogueError(problems)
+    assert retrieved is not None  # a missing or invalid date is a problem above
+    return Catalogue(
+        retrieved=retrieved,
+        kapsule_node_types=_only(NodeType, sections["kapsuleNodeTypes"]),
+        rdb_node_types=_only(DatabaseNodeType, sections["rdbNodeTypes"]),
+        load_balancer_types=_only(LoadBalancerType, sections["loadBalancerTypes"]),
+        public_gateway_types=_only(PublicGatewayType, sections["publicGatewayTypes"]),
+    )
+
+
+def _read(path: Path) -> Mapping[str, Any]:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CatalogueError([f"{path}: cannot be read as YAML: {exc}"]) from exc
+    if not isinstance(document, dict):
+        raise CatalogueError([f"{path}: must be a mapping with 'retrieved' and the sections"])
+    return document
+
+
+def _retrieved(value: object, problems: list[str]) -> date | None:
+    try:
+        return _iso_date(value)
+    except ValueError:
+        problems.append("retrieved: must be the ISO date (YYYY-MM-DD) the catalogue was compiled")
+        return None
+
+
+def _section(name: SectionName, raw: object, retrieved: date | None, problems: list[str]) -> list[Entry]:
+    if not isinstance(raw, dict):
+        problems.append(f"{name}: missing, or not a mapping with 'entries'")
+        return []
+    problems.extend(f"{name}: unknown key {key!r}" for key in raw if key not in _SECTION_KEYS)
+    if "membership" in raw:
+        _validate(Membership, raw["membership"], f"{name}: membership", problems)
+    items = raw.get("entries")
+    if not isinstance(items, list) or not items:
+        problems.append(f"{name}: 'entries' must be a non-empty list")
+        return []
+    defaults = {key: raw[key] for key in ("source", "checked") if key in raw}
+    entries = [_entry(name, index, item, defaults, problems) for index, item in enumerate(items)]
+    valid = [entry for entry in entries if entry is not None]
+    problems.extend(_duplicates(name, valid))
+    problems.extend(_after_retrieved(name, valid, retrieved))
+    return valid
+
+
+def _entry(
+    section: SectionName, index: int, item: object, defaults: Mapping[str, Any], problems: list[str]
+) -> Entry | None:
+    label = item.get("name") if isinstance(item, dict) else None
+    where = f"{section}: entry {label!r}" if isinstance(label, str) else f"{section}: entry #{index + 1}"
+    if not isinstance(item, dict):
+        problems.append(f"{where}: must be a mapping")
+        return None
+    entry = _validate(_ENTRY_MODELS[section], {**defaults, **item}, where, problems)
+    return entry if isinstance(entry, Entry) else None
+
+
+def _validate(model: type[BaseModel], data: object, where: str, problems: list[str]) -> BaseModel | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_describe(where, error) for error in exc.errors())
+        return None
+
+
+def _describe(where: str, error: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key {field!r}"
+    if error["type"] == "missing" and field in ("source", "checked"):
+        return (
+            f"{where}: no {field} (every fact needs its public https source and the date it was "
+            "checked, on the entry or as the section default)"
+        )
+    return f"{where}: {field}: {error['msg']}"
+
+
+def _duplicates(section: SectionName, entries: Sequence[Entry]) -> list[str]:
+    seen: dict[str, str] = {}
+    problems: list[str] = []
+    for entry in entries:
+        key = entry.name.casefold()
+        if key in seen:
+            problems.append(f"{section}: entry {entry.name!r}: duplicate name (also listed as {seen[key]!r})")
+        seen.setdefault(key, entry.name)
+    return problems
+
+
+def _after_retrieved(section: SectionName, entries: Sequence[Entry], retrieved: date | None) -> list[str]:
+    if retrieved is None:
+        return []
+    problems: list[str] = []
+    for entry in entries:
+        dates = {"checked": entry.checked, "prices.checked": entry.prices.checked if entry.prices else None}
+        problems.extend(
+            f"{section}: entry {entry.name!r}: {field} {value} is after the catalogue's retrieved "
+            f"date {retrieved}"
+            for field, value in dates.items()
+            if value is not None and value > retrieved
+        )
+    return problems
+
+
+def _only(model: type[E], entries: Sequence[Entry]) -> tuple[E, ...]:
+    return tuple(entry for entry in entries if isinstance(entry, model))
+
+
+# --------------------------------------------------------------------------------------------
+# The same questions, asked of the committed catalogue
+# --------------------------------------------------------------------------------------------
+
+
+def kapsule_node_type(name: str) -> NodeType | None:
+    return load().kapsule_node_type(name)
+
+
+def rdb_node_type(name: str) -> DatabaseNodeType | None:
+    return load().rdb_node_type(name)
+
+
+def load_balancer_type(name: str) -> LoadBalancerType | None:
+    return load().load_balancer_type(name)
+
+
+def public_gateway_type(name: str) -> PublicGatewayType | None:
+    return load().public_gateway_type(name)
+
+
+def names(section: SectionName) -> list[str]:
+    return load().names(section)
+
+
+def families(section: SectionName) -> list[str]:
+    return load().families(section)
+
+
+def hint(section: SectionName) -> str:
+    return load().hint(section)
