@@ -17,10 +17,15 @@ CHECKOV_VERSION := 3.3.30
 
 .PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps
 
+# First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "== 1/3 creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@echo "== 2/3 upgrading pip"
+	$(PY) -m pip install --progress-bar on --upgrade pip
+	@echo "== 3/3 installing requirements-dev.txt (Pulumi SDKs, test and lint tools)"
+	$(PY) -m pip install --progress-bar on -r requirements-dev.txt
+	@echo "== $(VENV) is ready"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -66,6 +71,7 @@ parity: setup
 	$(PY) -m offline.parity $(STACK)
 
 gates: setup
+	@test -n "$(GITOPS)" || { echo "make gates needs GITOPS=<checkout of your GitOps repository>, e.g. make gates STACK=prod GITOPS=../platform-gitops" >&2; exit 2; }
 	$(PY) -m offline.parity $(STACK) --render-hooks $(GITOPS)
 
 bench-apps: setup

@@ -6,10 +6,10 @@ Keys are camelCase in YAML and snake_case in Python. Unknown keys are errors (a 
 silently ignored). Every problem is collected and reported at once, each with its key path and
 what is allowed, before a single resource is registered.
 
-Address plan: every stack file declares the same ``platform:addressPlan`` (environment name ->
-private subnet). A stack's own subnet is the entry for its ``platform:environment``; declaring the
-whole plan in each file is what lets a single stack prove its subnet overlaps no other
-environment's. ``tests/test_config.py`` checks that the committed files agree on the plan.
+Environments: ``environments.yaml`` (components.environments) lists every environment with its
+role, subnet, Scaleway project, stack, DNS zone and hostnames. A stack file names its own with
+``platform:environment``; its role, subnet and references to other stacks come from that list,
+whose rules between environments every stack's plan checks.
 """
 
 from __future__ import annotations
@@ -34,10 +34,14 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from components import catalogue
+from components import environments as env_list
 from components.contract import PLATFORM_NAMESPACES, ProblemsError
+from components.environments import Environments, Hostname
 
 # --------------------------------------------------------------------------------------------
 # Facts about Scaleway used by the rules below.
@@ -137,6 +141,36 @@ class UpgradePolicy(_Model):
     max_surge: int = Field(default=1, ge=0, le=10)
     max_unavailable: int = Field(default=0, ge=0, le=10)
 
+    @model_validator(mode="after")
+    def _some_progress(self) -> UpgradePolicy:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: a node upgrade could never start")
+        return self
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def label_problems(key: str, value: str) -> list[str]:
+    """Kubernetes label syntax (apimachinery validation: an optional DNS-subdomain prefix of at most
+    253 characters, a name and a value of at most 63 from [A-Za-z0-9-_.]), and no node label under
+    kubernetes.io or k8s.io, which the kubelet may not set (NodeRestriction)."""
+    prefix, _, name = key.rpartition("/")
+    problems = []
+    if not _LABEL_NAME.fullmatch(name) or (
+        prefix and (len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix))
+    ):
+        problems.append(f"label key {key[:80]!r} is not a valid Kubernetes label key")
+    elif prefix == "kubernetes.io" or prefix.endswith((".kubernetes.io", ".k8s.io")) or prefix == "k8s.io":
+        problems.append(f"label key {key[:80]!r} uses a prefix reserved for Kubernetes")
+    if value and not _LABEL_NAME.fullmatch(value):
+        problems.append(
+            f"label {key[:80]!r}: value {value[:80]!r} is not a valid label value "
+            "(at most 63 of A-Z a-z 0-9 - _ .)"
+        )
+    return problems
+
 
 def _zone_of_region(zone: str | None, info: ValidationInfo) -> str | None:
     region = _context(info).get("region")
@@ -148,7 +182,7 @@ def _zone_of_region(zone: str | None, info: ValidationInfo) -> str | None:
 class Pool(_Model):
     # Field order matters: each size check sees the fields declared before it.
     name: DnsLabel
-    node_type: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9][A-Z0-9-]+$")]
+    node_type: str
     max_size: int = Field(ge=1, le=150)
     size: int = Field(ge=0, le=150)
     min_size: int = Field(ge=0, le=150)
@@ -160,6 +194,19 @@ class Pool(_Model):
     zone: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     upgrade_policy: UpgradePolicy = UpgradePolicy()
+
+    @field_validator("labels")
+    @classmethod
+    def _kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problems = [p for key, value in labels.items() for p in label_problems(key, value)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return labels
+
+    @field_validator("node_type")
+    @classmethod
+    def _kapsule_type(cls, name: str) -> str:
+        return _catalogued("kapsuleNodeTypes", name)
 
     @field_validator("size")
     @classmethod
@@ -253,14 +300,30 @@ class Backups(_Model):
         return days
 
 
+#: Role and database names an app may not take: PostgreSQL's own (and every ``pg_`` name), the
+#: instance's admin (components.database.ADMIN_USER) and common administrator names.
+RESERVED_DATABASE_NAMES = frozenset(
+    {"postgres", "public", "platform_admin", "admin", "root", "rdb", "template0", "template1", "none"}
+)
+
+
+def _not_reserved(name: str) -> str:
+    if name.lower() in RESERVED_DATABASE_NAMES or name.lower().startswith("pg_"):
+        raise ValueError(
+            f"{name!r} is reserved (PostgreSQL's own names, pg_*, "
+            f"and {', '.join(sorted(RESERVED_DATABASE_NAMES))})"
+        )
+    return name
+
+
 class AppDatabase(_Model):
-    name: PgIdentifier
-    user: PgIdentifier
+    name: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
+    user: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
 
 
 class Database(_Model):
     engine: Annotated[str, StringConstraints(pattern=r"^PostgreSQL-1[4-9]$")] = "PostgreSQL-16"
-    node_type: Annotated[str, StringConstraints(pattern=r"^(?i:db)-[A-Z0-9-]+$")]
+    node_type: str
     ha_cluster: bool = True
     zone: str | None = None
     volume_type: Literal["sbs_5k", "sbs_15k", "lssd", "bssd"] = "sbs_15k"
@@ -270,6 +333,11 @@ class Database(_Model):
     #: Declared so that asking for one gives a clear refusal instead of "unknown key".
     public_endpoint: bool = False
     databases: list[AppDatabase] = Field(default_factory=list)
+
+    @field_validator("node_type")
+    @classmethod
+    def _rdb_type(cls, name: str) -> str:
+        return _catalogued("rdbNodeTypes", name)
 
     @field_validator("ha_cluster")
     @classmethod
@@ -316,6 +384,17 @@ class Database(_Model):
         return databases
 
 
+def _catalogued(section: catalogue.SectionName, name: str) -> str:
+    """A commercial type the catalogue of Scaleway types lists (catalogue/scaleway.yaml)."""
+    if _find_in(catalogue.load().section(section), name) is None:
+        raise ValueError(f"unknown type {name!r} ({catalogue.hint(section)})")
+    return name
+
+
+def _find_in(entries: Iterable[catalogue.Entry], name: str) -> catalogue.Entry | None:
+    return next((e for e in entries if e.name.lower() == name.lower()), None)
+
+
 def _no_duplicates(what: str, values: list[str]) -> None:
     duplicates = sorted({v for v in values if values.count(v) > 1})
     if duplicates:
@@ -323,7 +402,12 @@ def _no_duplicates(what: str, values: list[str]) -> None:
 
 
 class Network(_Model):
-    public_gateway_type: Literal["VPC-GW-S", "VPC-GW-M", "VPC-GW-L", "VPC-GW-XL"] = "VPC-GW-S"
+    public_gateway_type: str = Field(default="VPC-GW-S", validate_default=True)
+
+    @field_validator("public_gateway_type")
+    @classmethod
+    def _gateway_type(cls, name: str) -> str:
+        return _catalogued("publicGatewayTypes", name)
 
 
 class Registry(_Model):
@@ -334,9 +418,6 @@ class Registry(_Model):
 
 _REPO_URL = re.compile(r"^(https://[^\s/]+/\S+|ssh://[^\s@]+@[^\s/]+/\S+|[\w.-]+@[\w.-]+:\S+)$")
 EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
-Hostname = Annotated[
-    str, StringConstraints(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-]
 
 
 class Oidc(_Model):
@@ -373,8 +454,9 @@ class ImageUpdater(_Model):
 class ImageUpdate(_Model):
     app: DnsLabel
     strategy: Literal["semver", "digest", "newest-build", "alphabetical"] = "semver"
-    #: Regular expression of tags the updater may pick (e.g. only release tags).
-    allow_tags: str | None = None
+    #: Regular expression of tags the updater may pick (e.g. only release tags); never empty (an
+    #: empty pattern would silently allow every tag).
+    allow_tags: Annotated[str, StringConstraints(min_length=1)] | None = None
 
     @field_validator("allow_tags")
     @classmethod
@@ -387,29 +469,16 @@ class ImageUpdate(_Model):
         return pattern
 
 
-StackName = Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")]
-
-
 class GitOps(_Model):
     #: Tooling only: the GitOps repository Argo CD reads (workload stacks never touch it).
     repo_url: str | None = None
     target_revision: Annotated[str, StringConstraints(pattern=r"^[\w./-]+$")] = "main"
     #: Username sent with the token over https (GitHub accepts any, GitLab wants oauth2).
     repo_username: str = "git"
-    #: Tooling only: the environments whose root "app of apps" this Argo CD runs.
-    environments: list[DnsLabel] = Field(default_factory=list)
     #: Namespaces of this environment that Argo CD may deploy to besides the apps' own.
     namespaces: list[DnsLabel] = Field(default_factory=list)
     argocd: ArgoCd | None = None
     image_updater: ImageUpdater = ImageUpdater()
-    #: Non-tooling roles: the tooling stack to read this environment's registrar kubeconfig (for
-    #: Argo CD's namespace), tooling's egress IP and the registry's pull key from,
-    #: as `organization/project/stack` (Pulumi Cloud) or `organization/platform/tooling` with
-    #: `pulumi login --local`.
-    tooling_stack: StackName | None = None
-    #: Tooling only: the stack of each registered environment (other than tooling), read through a
-    #: StackReference for its registration (DESIGN.md §5), e.g. ``{prod: organization/platform/prod}``.
-    stacks: dict[DnsLabel, StackName] = Field(default_factory=dict)
     #: Per-app image-updater settings; apps not listed get the defaults (semver, any tag).
     image_updates: list[ImageUpdate] = Field(default_factory=list)
 
@@ -419,7 +488,7 @@ class GitOps(_Model):
         _no_duplicates("app", [u.app for u in updates])
         return updates
 
-    @field_validator("environments", "namespaces")
+    @field_validator("namespaces")
     @classmethod
     def _once_each(cls, names: list[str]) -> list[str]:
         _no_duplicates("entry", names)
@@ -468,17 +537,41 @@ class AppResources(_Model):
     memory_limit: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "512Mi"
 
 
+#: The widest app egress entry accepted.
+MIN_EGRESS_PREFIX = 16
+#: Never an app's egress destination: every private and special-purpose range. Apps reach their
+#: database through the platform's own rule and cluster services by selector, never by address;
+#: Kapsule's pod range sits in carrier-grade NAT space and its service range in RFC 1918 space.
+NOT_EGRESS: Mapping[str, str] = {
+    "0.0.0.0/8": "this network",
+    "10.0.0.0/8": "private, RFC 1918: the VPCs and the cluster's service range",
+    "172.16.0.0/12": "private, RFC 1918",
+    "192.168.0.0/16": "private, RFC 1918",
+    "100.64.0.0/10": "carrier-grade NAT: the cluster's pod range",
+    "127.0.0.0/8": "loopback",
+    "169.254.0.0/16": "link-local: the metadata service",
+    "224.0.0.0/4": "multicast",
+    "240.0.0.0/4": "reserved",
+}
+
+
 class AppEgress(_Model):
-    #: Checked against every environment's subnet in _app_rules: apps never reach another VPC.
+    #: Public ranges only (NOT_EGRESS): apps never reach another VPC, the pods or the metadata.
     cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(_strict_cidr)]
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1)
     description: Annotated[str, StringConstraints(min_length=1)]
 
     @field_validator("cidr")
     @classmethod
-    def _not_everything(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-        if value.prefixlen == 0:
-            raise ValueError("0.0.0.0/0 would undo the app's default-deny egress; list the ranges it needs")
+    def _public_and_narrow(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if value.prefixlen < MIN_EGRESS_PREFIX:
+            raise ValueError(
+                f"{value} is wider than /{MIN_EGRESS_PREFIX}: it would all but undo the app's default-deny "
+                "egress; list the ranges it needs"
+            )
+        for blocked, why in NOT_EGRESS.items():
+            if value.overlaps(ipaddress.IPv4Network(blocked)):
+                raise ValueError(f"{value} overlaps {blocked} ({why}): app egress lists public ranges only")
         return value
 
     @field_validator("ports")
@@ -503,6 +596,12 @@ _ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 #: A Scaleway Secret Manager folder (``/prod/website``) or a 1Password item title (``prod-website``).
 _SCALEWAY_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 _ONEPASSWORD_ITEM = re.compile(r"^[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*$")
+
+
+def _relative_path(path: str) -> str:
+    if ".." in path.split("/") or "." in path.split("/"):
+        raise ValueError(f"{path!r}: a path inside the GitOps repository, without '.' or '..' segments")
+    return path
 
 
 def _app_name(name: str) -> str:
@@ -533,7 +632,9 @@ class App(_Model):
     port: int = Field(ge=1, le=65535)
     #: Image repository without tag (the tag is Git's business: the image updater writes it).
     image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
-    gitops_path: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+)*$")]
+    gitops_path: Annotated[
+        str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+)*$"), AfterValidator(_relative_path)
+    ]
     #: An app database declared under platform:database.databases.
     database: PgIdentifier | None = None
     #: Environment keys the app needs; a missing one fails the rollout, naming it.
@@ -609,9 +710,14 @@ class Ingress(_Model):
     #: Adopt an existing flexible IP instead of reserving a new one (the cutover, see README).
     adopt_ip_id: str | None = None
     replicas: int = Field(default=2, ge=1, le=20)
-    load_balancer_type: Literal["LB-S", "LB-GP-M", "LB-GP-L", "LB-GP-XL"] = "LB-S"
+    load_balancer_type: str = "LB-S"
 
     _zone = field_validator("zone")(_zone_of_region)
+
+    @field_validator("load_balancer_type")
+    @classmethod
+    def _lb_type(cls, name: str) -> str:
+        return _catalogued("loadBalancerTypes", name)
 
     @field_validator("hostnames")
     @classmethod
@@ -1037,6 +1143,22 @@ class PlatformConfig:
     operations: Operations = field(default_factory=Operations)
     #: Deploy-time secrets by key (see SECRET_KEYS); values are Pulumi secrets.
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    #: Every environment (environments.yaml), this one included.
+    environments: Environments = field(default_factory=env_list.load_file)
+
+    @property
+    def tooling_stack(self) -> str | None:
+        """A workload environment's tooling stack (the environment that registers it)."""
+        managed_by = self.environments.entries[self.environment].managed_by
+        return self.environments.entries[managed_by].stack if managed_by is not None else None
+
+    @property
+    def registered_stacks(self) -> dict[str, str]:
+        """Tooling: the stack of each environment its Argo CD registers, by environment."""
+        return {
+            env: self.environments.entries[env].stack
+            for env in self.environments.registered_by(self.environment)
+        }
 
     def app_secrets_path(self, app: App) -> str:
         """Where ``app``'s keys live in the configured vault (see :func:`app_secrets_path`)."""
@@ -1078,9 +1200,7 @@ class PlatformConfig:
 
 #: The ``platform:`` keys and the model each must parse into (None: a plain value checked below).
 _PLATFORM_KEYS: dict[str, Any] = {
-    "role": None,
     "environment": None,
-    "addressPlan": None,
     "network": Network,
     "cluster": Cluster,
     "database": Database,
@@ -1125,12 +1245,16 @@ def load(
     stack: str,
     project: str,
     secrets: Mapping[str, pulumi.Input[str]] | None = None,
+    environments: Environments | None = None,
 ) -> PlatformConfig:
     """Validate raw config values (strings or parsed structures) into a :class:`PlatformConfig`.
+    ``environments`` is the list of environments (the committed environments.yaml by default).
 
     Raises :class:`ConfigError` listing every problem found.
     """
     problems = _Problems([])
+    environments = environments or env_list.load_file()
+    raw_platform = _without_moved_keys(raw_platform, problems)
 
     secrets = dict(secrets or {})
     allowed = [*_PLATFORM_KEYS, *SECRET_KEYS]
@@ -1142,30 +1266,16 @@ def load(
         else:
             problems.add(f"platform:{key}", f"unknown key (allowed: {', '.join(allowed)})")
 
-    role = _plain_choice(raw_platform.get("role"), "platform:role", _ROLES, problems)
-    environment = raw_platform.get("environment")
-    if environment is None:
-        problems.add("platform:environment", "required (a DNS label naming this environment, e.g. prod)")
-    elif not isinstance(environment, str) or not re.fullmatch(r"[a-z][a-z0-9-]{0,19}", environment):
-        problems.add(
-            "platform:environment",
-            f"must be a lowercase DNS label of at most 20 characters (got {environment!r})",
-        )
-        environment = None
-
+    environment = _environment(raw_platform.get("environment"), environments, problems)
+    role = environments.entries[environment].role if environment is not None else None
     region = _plain_choice(raw_scaleway.get("region"), "scaleway:region", _REGIONS, problems)
     zone = raw_scaleway.get("zone")
     if region is not None:
         zone = zone or DEFAULT_ZONE[region]
         if not re.fullmatch(rf"{region}-[1-3]", str(zone)):
             problems.add("scaleway:zone", f"must be a zone of region {region} ({region}-1..3), got {zone!r}")
-    project_id = raw_scaleway.get("projectId")
-    if project_id is None:
-        problems.add("scaleway:projectId", "required (the Scaleway project UUID every identity is scoped to)")
-    elif not _UUID.fullmatch(str(project_id)):
-        problems.add("scaleway:projectId", f"must be a project UUID (got {project_id!r})")
-
-    address_plan = _address_plan(raw_platform.get("addressPlan"), problems)
+    project_id = _project_id(raw_scaleway.get("projectId"), environment, environments, problems)
+    address_plan = environments.subnets()
 
     context = {"role": role, "region": region}
     parsed: dict[str, Any] = {}
@@ -1185,29 +1295,29 @@ def load(
     dns: Dns | None = parsed.get("dns")
     vault: Secrets = parsed.get("secrets") or Secrets()
 
-    # An entry that is declared but invalid already has its own message.
-    declared = raw_platform.get("addressPlan") or {}
-    if environment is not None and address_plan is not None and environment not in declared:
-        problems.add(
-            "platform:addressPlan",
-            f"has no subnet for this stack's environment '{environment}' "
-            f"(declared: {', '.join(sorted(address_plan)) or 'none'})",
-        )
-
     # Only check presence when the key itself was absent; a present but invalid key already
     # produced its own message above.
     presence = {
         k: raw_platform.get(k) is not None
         for k in ("cluster", "database", "registry", "gitops", "apps", "ingress")
     }
-    if role is not None:
+    if role is not None and environment is not None:
         _role_rules(role, presence, problems)
+        _served_hostnames(
+            environment, environments, apps=apps, ingress=ingress, gitops=gitops, problems=problems
+        )
+        if environments.entries[environment].managed_by is not None and gitops is None:
+            problems.add(
+                environments.key(environment, "managedBy"),
+                "set, but this stack has no platform:gitops: its tooling environment would wait for a "
+                "registration it never exports",
+            )
         if gitops is not None:
             _gitops_rules(
                 role,
                 gitops,
-                stack=stack,
-                address_plan=address_plan or {},
+                environment=environment,
+                environments=environments,
                 apps=apps,
                 secrets=secrets,
                 problems=problems,
@@ -1220,7 +1330,6 @@ def load(
         database,
         problems,
         databases_known=database is not None or not presence["database"],
-        address_plan=address_plan,
     )
     if raw_platform.get("secrets") is None or parsed.get("secrets") is not None:
         _secrets_rules(
@@ -1248,6 +1357,7 @@ def load(
         },
         secrets=secrets,
         problems=problems,
+        role=role,
     )
 
     if problems.items:
@@ -1276,10 +1386,11 @@ def load(
         dns=dns,
         vault=vault,
         operations=operations,
+        environments=environments,
     )
 
 
-def from_pulumi() -> PlatformConfig:
+def from_pulumi(environments: Environments | None = None) -> PlatformConfig:
     """Read the running stack's configuration. The program's single entry into ``pulumi.Config``."""
     platform = pulumi.Config("platform")
     scaleway = pulumi.Config("scaleway")
@@ -1296,25 +1407,28 @@ def from_pulumi() -> PlatformConfig:
         stack=pulumi.get_stack(),
         project=pulumi.get_project(),
         secrets=secrets,
+        environments=environments,
     )
 
 
-def referenced_stacks(raw_platform: Mapping[str, Any]) -> list[str]:
+def referenced_stacks(raw_platform: Mapping[str, Any], environments: Environments) -> list[str]:
     """Stacks this stack reads through a StackReference (the offline plan resolves them first):
     a workload stack its tooling stack; tooling each registered environment's stack."""
-    gitops = raw_platform.get("gitops")
-    ref = gitops.get("toolingStack") if isinstance(gitops, dict) else None
-    return ([ref] if isinstance(ref, str) else []) + registered_stacks(raw_platform)
-
-
-def registered_stacks(raw_platform: Mapping[str, Any]) -> list[str]:
-    """The workload stacks a tooling stack registers (``platform:gitops.stacks``); each may not
-    exist yet, which the hub tolerates (components.references)."""
-    gitops = raw_platform.get("gitops")
-    registered = gitops.get("stacks") if isinstance(gitops, dict) else None
-    if not isinstance(registered, dict):
+    entry = environments.entries.get(str(raw_platform.get("environment")))
+    if entry is None:
         return []
-    return [name for name in registered.values() if isinstance(name, str)]
+    if entry.managed_by is not None and entry.managed_by in environments.entries:
+        return [environments.entries[entry.managed_by].stack]
+    return registered_stacks(raw_platform, environments)
+
+
+def registered_stacks(raw_platform: Mapping[str, Any], environments: Environments) -> list[str]:
+    """The workload stacks a tooling stack registers; each may not exist yet, which the hub
+    tolerates (components.references)."""
+    name = str(raw_platform.get("environment"))
+    if name not in environments.entries or environments.entries[name].role != "tooling":
+        return []
+    return [environments.entries[env].stack for env in environments.registered_by(name)]
 
 
 def _present_keys(namespace: str) -> list[str]:
@@ -1353,36 +1467,74 @@ def _plain_choice(value: Any, path: str, allowed: Iterable[str], problems: _Prob
     return value
 
 
-def _address_plan(raw: Any, problems: _Problems) -> dict[str, ipaddress.IPv4Network] | None:
-    path = "platform:addressPlan"
+def _environment(raw: Any, environments: Environments, problems: _Problems) -> str | None:
+    """``platform:environment``: one of the environments of environments.yaml."""
+    declared = ", ".join(sorted(environments.entries))
     if raw is None:
-        problems.add(path, "required (environment name -> private IPv4 subnet, the same in every stack)")
+        problems.add(
+            "platform:environment",
+            f"required: this stack's environment in {environments.source} ({declared})",
+        )
         return None
-    if not isinstance(raw, dict) or not raw:
-        problems.add(path, f"must be a non-empty map of environment name -> subnet (got {raw!r})")
+    if not isinstance(raw, str) or raw not in environments.entries:
+        problems.add(
+            "platform:environment",
+            f"must be an environment of {environments.source} ({declared}), got {str(raw)[:80]!r}",
+        )
         return None
-    plan: dict[str, ipaddress.IPv4Network] = {}
-    for env, cidr in raw.items():
-        try:
-            net = ipaddress.IPv4Network(str(cidr), strict=True)
-        except ValueError as exc:
-            problems.add(f"{path}.{env}", f"must be an IPv4 network in CIDR notation ({exc})")
-            continue
-        # Not ``is_private``: that also admits loopback, link-local and documentation ranges.
-        if not any(net.subnet_of(block) for block in _RFC1918):
-            problems.add(f"{path}.{env}", f"must be a private (RFC 1918) range, got {net}")
-        elif not 16 <= net.prefixlen <= 28:
-            problems.add(f"{path}.{env}", f"prefix length must be between /16 and /28, got /{net.prefixlen}")
-        plan[str(env)] = net
-    names = sorted(plan)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if plan[a].overlaps(plan[b]):
-                problems.add(
-                    f"{path}.{b}",
-                    f"{plan[b]} overlaps {a}'s {plan[a]}; environments must not share addresses",
-                )
-    return plan
+    return raw
+
+
+def _project_id(
+    raw: Any, environment: str | None, environments: Environments, problems: _Problems
+) -> str | None:
+    """``scaleway:projectId`` (the provider's default project) is the environment's own project."""
+    if raw is None:
+        problems.add("scaleway:projectId", "required (the Scaleway project UUID every identity is scoped to)")
+        return None
+    if not _UUID.fullmatch(str(raw)):
+        problems.add("scaleway:projectId", f"must be a project UUID (got {str(raw)[:80]!r})")
+        return None
+    if environment is not None and raw != environments.entries[environment].project_id:
+        problems.add(
+            "scaleway:projectId",
+            f"must be {environments.key(environment, 'projectId')} "
+            f"({environments.entries[environment].project_id}): one project per environment",
+        )
+    return str(raw)
+
+
+def _served_hostnames(
+    environment: str,
+    environments: Environments,
+    *,
+    apps: list[App],
+    ingress: Ingress | None,
+    gitops: GitOps | None,
+    problems: _Problems,
+) -> None:
+    """Every hostname the stack serves is one environments.yaml gives its environment, so no two
+    environments can claim the same name (the list checks that across environments)."""
+    entry = environments.entries[environment]
+    listed = set(entry.dns.hostnames) if entry.dns is not None else set()
+    served: list[tuple[str, str]] = [
+        (f"platform:apps[{i}].hostname", app.hostname) for i, app in enumerate(apps)
+    ]
+    if ingress is not None:
+        served += [(f"platform:ingress.hostnames[{i}]", h) for i, h in enumerate(ingress.hostnames)]
+        served += [
+            (f"platform:ingress.platformHostnames[{i}]", h) for i, h in enumerate(ingress.platform_hostnames)
+        ]
+        served += [(f"platform:ingress.redirects.{h}", h) for h in ingress.redirects]
+    if gitops is not None and gitops.argocd is not None and gitops.argocd.hostname is not None:
+        served.append(("platform:gitops.argocd.hostname", gitops.argocd.hostname))
+    for path, hostname in served:
+        if not any(env_list.matches(pattern, hostname) for pattern in listed):
+            problems.add(
+                path,
+                f"{hostname} is not one of {environments.key(environment, 'dns.hostnames')} "
+                f"({', '.join(sorted(listed)) or 'none'}): list it there first",
+            )
 
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
@@ -1495,19 +1647,22 @@ def _gitops_rules(
     role: str,
     gitops: GitOps,
     *,
-    stack: str,
-    address_plan: Mapping[str, Any],
+    environment: str,
+    environments: Environments,
     apps: list[App],
     secrets: Mapping[str, Any],
     problems: _Problems,
     apps_known: bool = True,
 ) -> None:
     if role == "tooling":
-        _tooling_gitops_rules(
-            gitops, stack=stack, address_plan=address_plan, secrets=secrets, problems=problems
-        )
+        _tooling_gitops_rules(gitops, secrets=secrets, problems=problems)
     else:
-        _workload_gitops_rules(role, gitops, stack=stack, problems=problems)
+        if environments.entries[environment].managed_by is None:
+            problems.add(
+                environments.key(environment, "managedBy"),
+                "required with platform:gitops: the tooling environment whose Argo CD registers this one",
+            )
+        _workload_gitops_rules(role, gitops, problems=problems)
         if apps_known and not apps and not gitops.namespaces:
             # An empty namespace list would register the cluster for every namespace.
             problems.add(
@@ -1526,14 +1681,7 @@ def _gitops_rules(
             )
 
 
-def _tooling_gitops_rules(
-    gitops: GitOps,
-    *,
-    stack: str,
-    address_plan: Mapping[str, Any],
-    secrets: Mapping[str, Any],
-    problems: _Problems,
-) -> None:
+def _tooling_gitops_rules(gitops: GitOps, *, secrets: Mapping[str, Any], problems: _Problems) -> None:
     path = "platform:gitops"
     # Only tooling holds Git credentials: Argo CD's read-only one and the image updater's write one.
     for key, what in (
@@ -1560,81 +1708,48 @@ def _tooling_gitops_rules(
             "required with argocd.hostname: a public Argo CD UI with the local admin account is refused; "
             "configure single sign-on, or remove hostname and reach the UI with kubectl port-forward",
         )
-    branch = gitops.image_updater.write_back_branch
-    if branch == gitops.target_revision:
+    if gitops.image_updater.write_back_branch == gitops.target_revision:
         problems.add(
             f"{path}.imageUpdater.writeBackBranch",
             f"must differ from targetRevision '{gitops.target_revision}': "
-            "the image updater writes to its own "
-            "branches and a merge request brings them in",
+            "the image updater writes to its own branches and a merge request brings them in",
         )
-    for key in ("tooling_stack", "image_updates"):
-        if key in gitops.model_fields_set:
-            problems.add(
-                f"{path}.{_camel(key)}", "not allowed for role tooling (list it in the environment's stack)"
-            )
-    _registered_stacks(gitops, stack=stack, address_plan=address_plan, problems=problems)
-
-
-def _registered_stacks(
-    gitops: GitOps, *, stack: str, address_plan: Mapping[str, Any], problems: _Problems
-) -> None:
-    path = "platform:gitops"
-    for i, env in enumerate(gitops.environments):
-        if env not in address_plan:
-            problems.add(
-                f"{path}.environments[{i}]",
-                f"unknown environment '{env}' "
-                f"(known from platform:addressPlan: {', '.join(sorted(address_plan))})",
-            )
-    for env, name in sorted(gitops.stacks.items()):
-        if env not in gitops.environments or env == "tooling":
-            problems.add(
-                f"{path}.stacks.{env}",
-                f"'{env}' is not a registered workload environment "
-                "(platform:gitops.environments, tooling excepted)",
-            )
-        elif _same_stack(name, stack):
-            problems.add(f"{path}.stacks.{env}", f"'{name}' is this tooling stack itself")
-    for env in gitops.environments:
-        if env != "tooling" and env in address_plan and env not in gitops.stacks:
-            problems.add(
-                f"{path}.stacks.{env}",
-                f"required: the stack tooling reads environment '{env}' from "
-                f"(e.g. organization/platform/{env})",
-            )
-
-
-def _workload_gitops_rules(role: str, gitops: GitOps, *, stack: str, problems: _Problems) -> None:
-    path = "platform:gitops"
-    if gitops.tooling_stack is None:
+    if "image_updates" in gitops.model_fields_set:
         problems.add(
-            f"{path}.toolingStack",
-            f"required for role {role}: the tooling stack whose Argo CD manages this environment "
-            "(e.g. organization/platform/tooling)",
+            f"{path}.imageUpdates", "not allowed for role tooling (list it in the environment's stack)"
         )
-    elif _same_stack(gitops.tooling_stack, stack):
-        problems.add(
-            f"{path}.toolingStack", f"'{gitops.tooling_stack}' is this stack itself, not the tooling stack"
-        )
+
+
+def _workload_gitops_rules(role: str, gitops: GitOps, *, problems: _Problems) -> None:
+    path = "platform:gitops"
     # The hub owns Argo CD, the repository and the image updater; a workload stack only says which
     # namespaces and apps it offers, and how their images update.
-    for key in (
-        "argocd",
-        "environments",
-        "stacks",
-        "repo_url",
-        "repo_username",
-        "target_revision",
-        "image_updater",
-    ):
+    for key in ("argocd", "repo_url", "repo_username", "target_revision", "image_updater"):
         if key in gitops.model_fields_set:
             problems.add(f"{path}.{_camel(key)}", f"not allowed for role {role} (the tooling stack sets it)")
 
 
-def _same_stack(reference: str, stack: str) -> bool:
-    """A stack reference (``org/project/stack``, ``project/stack`` or ``stack``) names ``stack``."""
-    return reference.rsplit("/", 1)[-1] == stack
+#: Keys that moved to environments.yaml, with where they live now.
+_MOVED: Mapping[str, str] = {
+    "platform:role": "<environment>.role",
+    "platform:addressPlan": "<environment>.subnet",
+    "platform:gitops.toolingStack": "<environment>.managedBy (the tooling environment's stack is read)",
+    "platform:gitops.environments": "<environment>.managedBy of each environment tooling registers",
+    "platform:gitops.stacks": "<environment>.stack",
+}
+
+
+def _without_moved_keys(raw_platform: Mapping[str, Any], problems: _Problems) -> dict[str, Any]:
+    """``raw_platform`` without the keys that moved to environments.yaml, each reported."""
+    raw = {k: v for k, v in raw_platform.items() if f"platform:{k}" not in _MOVED}
+    gitops = raw_platform.get("gitops")
+    if isinstance(gitops, dict):
+        raw["gitops"] = {k: v for k, v in gitops.items() if f"platform:gitops.{k}" not in _MOVED}
+    for key, now in _MOVED.items():
+        head, _, sub = key.removeprefix("platform:").partition(".")
+        if (sub and isinstance(gitops, dict) and sub in gitops) or (not sub and head in raw_platform):
+            problems.add(key, f"moved to {env_list.FILE_NAME}: {now}")
+    return raw
 
 
 def _camel(snake: str) -> str:
@@ -1648,7 +1763,6 @@ def _app_rules(
     problems: _Problems,
     *,
     databases_known: bool = True,
-    address_plan: Mapping[str, ipaddress.IPv4Network] | None = None,
 ) -> None:
     databases = {d.name for d in database.databases} if database else set()
     names = [a.name for a in apps]
@@ -1662,14 +1776,6 @@ def _app_rules(
                 f"{path}.hostname",
                 f"duplicate hostname '{app.hostname}' (also used by {names[hostnames.index(app.hostname)]})",
             )
-        for j, egress in enumerate(app.egress):
-            for env, subnet in sorted((address_plan or {}).items()):
-                if egress.cidr.overlaps(subnet):
-                    problems.add(
-                        f"{path}.egress[{j}].cidr",
-                        f"{egress.cidr} overlaps environment {env}'s private subnet {subnet}: apps reach "
-                        "the private network only through the platform's database rule",
-                    )
         if databases_known and app.database is not None and app.database not in databases:
             problems.add(
                 f"{path}.database",
@@ -1686,6 +1792,7 @@ def _operations_rules(
     present: Mapping[str, bool],
     secrets: Mapping[str, Any],
     problems: _Problems,
+    role: str | None = None,
 ) -> None:
     """platform:operations: what the restore check and observability need from other keys."""
     path = "platform:operations"
@@ -1708,6 +1815,20 @@ def _operations_rules(
                         f"database '{name}' is not declared in platform:database.databases "
                         f"(declared: {', '.join(sorted(declared)) or 'none'})",
                     )
+    if role == "production":
+        # Production's data and pager are not optional: a backup nobody restores is a hope, and an
+        # alert with no contact point reaches nobody.
+        if raw_check is None:
+            problems.add(
+                f"{path}.restoreCheck", "required for role production (the daily restore-tested backup)"
+            )
+        if observability is None:
+            problems.add(f"{path}.observability", "required for role production (metrics, logs and alerts)")
+        elif not observability.contact_points:
+            problems.add(
+                f"{path}.observability.contactPoints",
+                "at least one contact point for role production: alerts must reach someone",
+            )
     if observability is None:
         return
     opath = f"{path}.observability"

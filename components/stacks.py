@@ -184,12 +184,10 @@ def _registrations(
     assert cfg.gitops is not None
     registered: list[Registration] = []
     pending: list[Pending] = []
-    for environment in cfg.gitops.environments:
-        if environment == cfg.environment:
-            continue
+    for environment, stack in sorted(cfg.registered_stacks.items()):
         found = read_registration(
             environment,
-            cfg.gitops.stacks[environment],
+            stack,
             directory=directory,
             registry_endpoint=_registry_endpoint(cfg),
         )
@@ -235,7 +233,7 @@ def _workload(cfg: PlatformConfig) -> Exports:
     if cfg.cluster is None:
         return exports  # development may reserve its address space only
     gitops = cfg.gitops
-    tooling = read_tooling(gitops.tooling_stack) if gitops is not None and gitops.tooling_stack else None
+    tooling = read_tooling(cfg.tooling_stack) if gitops is not None and cfg.tooling_stack else None
     cluster = _cluster(cfg, network, _tooling_api_access(tooling) if tooling else ())
     database = _database(cfg, network)
     front_door = _front_door(cfg, cluster)
@@ -365,7 +363,7 @@ def _argocd(
             repo_write_credential=cfg.secret("gitopsWriteCredential"),
             target_revision=gitops.target_revision,
             environments={env: gitops.path_for(env) for env in served},
-            known_environments=tuple(gitops.environments),
+            known_environments=(cfg.environment, *cfg.registered_stacks),
             program_owned_applications=tuple(
                 application_name(r.environment, app.name) for r in registrations for app in r.apps
             ),
@@ -420,7 +418,7 @@ def _register(
         RegisteredClusterArgs(
             registration=registration,
             provider=cluster.provider,
-            source_stack=gitops.stacks[environment],
+            source_stack=cfg.registered_stacks[environment],
             depends_on=(argocd.release,),
         ),
     )

@@ -19,8 +19,10 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
+import re
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,13 +137,22 @@ def _token_secret_outputs(seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"data": {"token": token, "ca.crt": ca}}
 
 
+#: What a made-up value looks like: a UUID (IDs, cluster and Cockpit hosts) or an IPv4 address.
+_MADE_UP = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|^\d{1,3}(\.\d{1,3}){3}$")
+
+
 class PlatformMocks(pulumi_mocks.Mocks):
     """Plausible outputs for the resource types the platform declares."""
 
-    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, stack_outputs: dict[str, dict[str, Any]] | None = None, mocked: Iterable[str] = ()
+    ) -> None:
         self._by_id: dict[str, dict[str, Any]] = {}
         #: Exports of referenced stacks, by reference name: objects with ``value`` and ``secret``.
         self._stack_outputs = stack_outputs or {}
+        #: Every ID, address and URL these mocks made up (the referenced stacks' included), so the
+        #: plan can mark them: they read like live values and are not.
+        self.mocked: set[str] = set(mocked)
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         if args.token == "scaleway:observability/getSource:getSource":
@@ -149,7 +160,9 @@ class PlatformMocks(pulumi_mocks.Mocks):
             # without the program; it reads them by origin and type.
             inputs = dict(args.args)
             seed = f"{args.token}::{inputs.get('origin')}/{inputs.get('type')}/{inputs.get('projectId')}"
-            return {**inputs, **_cockpit_source_outputs(seed, inputs)}, []
+            computed = _cockpit_source_outputs(seed, inputs)
+            self._remember(computed)
+            return {**inputs, **computed}, []
         raise NotImplementedError(
             f"the offline plan mocks one invoke (getSource); the program called {args.token}"
         )
@@ -162,10 +175,25 @@ class PlatformMocks(pulumi_mocks.Mocks):
         location = inputs.get("zone") or inputs.get("region") or "fr-par"
         resource_id = f"{location}/{fake_uuid(seed)}" if args.typ.startswith("scaleway:") else fake_uuid(seed)
         # An imported resource (`import_`) keeps the ID it is imported by, as with the engine.
+        if not args.resource_id:
+            self.mocked.add(resource_id)
         resource_id = args.resource_id or resource_id
-        state = {**inputs, **self._computed(args.typ, seed, inputs)}
+        computed = self._computed(args.typ, seed, inputs)
+        self._remember(computed)
+        state = {**inputs, **computed}
         self._by_id[resource_id] = state
         return resource_id, state
+
+    def _remember(self, computed: Any) -> None:
+        """Made-up IDs, addresses and URLs (not names or zones the config chose)."""
+        if isinstance(computed, dict):
+            for value in computed.values():
+                self._remember(value)
+        elif isinstance(computed, list):
+            for value in computed:
+                self._remember(value)
+        elif isinstance(computed, str) and _MADE_UP.search(computed) and SECRET_MARKER not in computed:
+            self.mocked.add(computed)
 
     def _computed(self, typ: str, seed: str, inputs: dict[str, Any]) -> dict[str, Any]:
         compute = {

@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import pulumi
 
@@ -50,7 +51,7 @@ def render_tree(plan: runner.Plan) -> list[str]:
             walk(children.get(reg.urn, []), indent + below)
 
     walk(roots, "")
-    return lines
+    return [line + MOCKED if is_mocked(line, plan.mocked) else line for line in lines]
 
 
 def _describe(reg: Registration) -> str:
@@ -70,8 +71,23 @@ def render_counts(plan: runner.Plan) -> list[str]:
     return lines
 
 
+MOCKED = "  (mocked)"
+
+
+def is_mocked(value: Any, mocked: frozenset[str]) -> bool:
+    """``value`` shows an ID, address or URL the mocks made up."""
+    text = str(value)
+    return any(made_up in text for made_up in mocked)
+
+
 def render_exports(plan: runner.Plan) -> list[str]:
-    return [f"{k} = {'[secret]' if e.secret else mask_secrets(e.value)}" for k, e in plan.exports.items()]
+    lines = []
+    for key, export in plan.exports.items():
+        shown = "[secret]" if export.secret else mask_secrets(export.value)
+        lines.append(
+            f"{key} = {shown}{MOCKED if not export.secret and is_mocked(shown, plan.mocked) else ''}"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = " (bootstrap: first run on an empty account)" if plan.bootstrap else ""
     print(
         f"Offline plan of stack {plan.stack}{mode}: the real program under mocked providers. "
-        "No cloud, no cluster, no Pulumi CLI; IDs and addresses are mocked."
+        "No cloud, no cluster, no Pulumi CLI; values marked (mocked) are made up by the mocks."
     )
     for warning in plan.warnings:
         print(f"warning: {warning}")

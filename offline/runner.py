@@ -21,6 +21,8 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from components.contract import ProblemsError
+from components.environments import Environments, load_yaml, yaml_problem
 from offline.mocks import PlatformMocks, RecordingMonitor, Registration, fake_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,8 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     #: Planned as on an empty account: the stacks this one registers do not exist yet.
     bootstrap: bool = False
+    #: IDs, addresses and URLs the mocks made up (the plan marks them in its output).
+    mocked: frozenset[str] = frozenset()
 
     def by_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
@@ -66,12 +70,25 @@ def stack_names(root: Path = ROOT) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
+class StackFileError(ProblemsError):
+    """A stack file that is not valid YAML, or not a map with a ``config:`` map."""
+
+    def __init__(self, name: str, problems: list[str]) -> None:
+        super().__init__(f"{name}: {len(problems)} problem(s)", problems)
+
+
 def read_stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
     path = root / f"Pulumi.{stack}.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name} (stacks here: {', '.join(stack_names(root))})")
-    document = yaml.safe_load(path.read_text()) or {}
-    return dict(document.get("config") or {})
+    try:
+        document = load_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise StackFileError(path.name, [yaml_problem(exc)]) from None
+    config = document.get("config") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or not isinstance(config, dict | None):
+        raise StackFileError(path.name, ["must be a map whose config: key holds a map of settings"])
+    return dict(config or {})
 
 
 def engine_config(raw: dict[str, Any], project: str) -> tuple[dict[str, str], list[str]]:
@@ -97,6 +114,7 @@ def run(
     *,
     placeholder_secrets: bool = True,
     bootstrap: bool = False,
+    environments: Environments | None = None,
     _visiting: frozenset[str] = frozenset(),
 ) -> Plan:
     """Run the program for ``stack``; ``config`` replaces the stack file's config when given.
@@ -108,28 +126,37 @@ def run(
     tooling stack a workload stack reads (planned as on its first run, which exports the same
     facts), and the workload stacks tooling registers, unless ``bootstrap``: then they do not exist
     yet, as on an empty account (the order is tooling -> workload stacks -> tooling again).
+    ``environments`` replaces ``root``'s environments.yaml when given (this stack only).
     """
     # Imported here so that importing this module never pulls in the program by accident.
     from components import config as platform_config
+    from components import environments as env_list
     from components import stacks
     from components.references import KnownStacks
 
+    environments = environments or env_list.load_file(root / env_list.FILE_NAME)
     project = project_name(root)
     raw = read_stack_config(stack, root) if config is None else config
     platform_raw = _namespace(raw, "platform")
     references: dict[str, dict[str, Export]] = {}
-    for ref in platform_config.referenced_stacks(platform_raw):
+    referenced_mocked: set[str] = set()
+    registered_refs = platform_config.registered_stacks(platform_raw, environments)
+    for ref in platform_config.referenced_stacks(platform_raw, environments):
         name = ref.rsplit("/", 1)[-1]
-        registered = ref in platform_config.registered_stacks(platform_raw)
+        registered = ref in registered_refs
         if name == stack or not (root / f"Pulumi.{name}.yaml").exists():
             continue  # not deployed: the program says what it does about that
         if registered and not bootstrap:
             # A registered environment, fully planned; its own tooling reference ends below.
-            references[ref] = _referenced_exports(name, root, bootstrap=False, visiting=frozenset())
+            references[ref], mocked = _referenced_exports(name, root, bootstrap=False, visiting=frozenset())
+            referenced_mocked |= mocked
         elif not registered and name not in _visiting:
             # The tooling stack a workload reads: its first run exports the same facts, and
             # planning it so never plans this stack again (no cycle).
-            references[ref] = _referenced_exports(name, root, bootstrap=True, visiting=_visiting | {stack})
+            references[ref], mocked = _referenced_exports(
+                name, root, bootstrap=True, visiting=_visiting | {stack}
+            )
+            referenced_mocked |= mocked
     flat, secret_keys = engine_config(raw, project)
     if placeholder_secrets:
         for key in platform_config.SECRET_KEYS:
@@ -144,7 +171,8 @@ def run(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     global last_monitor  # noqa: PLW0603 - a test hook, see its declaration
-    monitor = last_monitor = RecordingMonitor(PlatformMocks(stack_outputs=references))
+    mocks = PlatformMocks(stack_outputs=references, mocked=referenced_mocked)
+    monitor = last_monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi_mocks.set_mocks(
         monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor, logger=_WARNINGS
@@ -160,7 +188,7 @@ def run(
             exports[key] = Export(await output.future(), await output.is_secret())
 
     def program() -> None:
-        cfg = platform_config.from_pulumi()
+        cfg = platform_config.from_pulumi(environments)
         _sync_await(resolve(stacks.build(cfg, KnownStacks(frozenset(references)))))
 
     try:
@@ -175,6 +203,7 @@ def run(
         exports=exports,
         warnings=list(warnings),
         bootstrap=bootstrap,
+        mocked=frozenset(mocks.mocked),
     )
 
 
@@ -196,18 +225,19 @@ class _WarningLog(logging.Logger):
 _WARNINGS = _WarningLog()
 
 
-_REFERENCE_CACHE: dict[tuple[Path, str, str, bool], dict[str, Export]] = {}
+_REFERENCE_CACHE: dict[tuple[Path, str, str, bool], tuple[dict[str, Export], frozenset[str]]] = {}
 
 
 def _referenced_exports(
     stack: str, root: Path, *, bootstrap: bool, visiting: frozenset[str]
-) -> dict[str, Export]:
+) -> tuple[dict[str, Export], frozenset[str]]:
     """A referenced stack's exports, planned once per content of its stack file: a test session
     plans prod dozens of times, and each would otherwise plan tooling again."""
     path = root / f"Pulumi.{stack}.yaml"
     key = (root, stack, path.read_text() if path.exists() else "", bootstrap)
     if key not in _REFERENCE_CACHE:
-        _REFERENCE_CACHE[key] = run(stack, root=root, bootstrap=bootstrap, _visiting=visiting).exports
+        planned = run(stack, root=root, bootstrap=bootstrap, _visiting=visiting)
+        _REFERENCE_CACHE[key] = (planned.exports, planned.mocked)
     return _REFERENCE_CACHE[key]
 
 

@@ -397,12 +397,17 @@ def render(stack: str, root: Path, results: list[CheckResult], header: str) -> s
 
 
 def stack_settings(stack: str) -> tuple[str | None, str | None]:
-    """(role, cluster Kubernetes version) from the committed stack file."""
+    """(role, cluster Kubernetes version): the role from environments.yaml's entry for the stack
+    file's environment, the version from the stack file."""
+    from components import environments
+
     config = runner.read_stack_config(stack)
     cluster = config.get("platform:cluster")
     version = cluster.get("version") if isinstance(cluster, dict) else None
-    role = config.get("platform:role")
-    return (str(role) if role else None), (str(version) if version else None)
+    entry = environments.load_file(runner.ROOT / environments.FILE_NAME).entries.get(
+        str(config.get("platform:environment"))
+    )
+    return (entry.role if entry else None), (str(version) if version else None)
 
 
 def validate_stack(stack: str, out: Path = BUILD, no_skips: bool = False) -> tuple[bool, str]:

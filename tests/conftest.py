@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from components.environments import Environments
 from offline import runner
 
 
@@ -37,13 +38,19 @@ def committed_plans() -> dict[str, runner.Plan]:
 
 @pytest.fixture
 def plan_with() -> Callable[..., runner.Plan]:
-    """Plan a stack with its config altered: ``plan_with("prod", {"platform:cluster": ...})``."""
+    """Plan a stack with its config altered: ``plan_with("prod", {"platform:cluster": ...})``;
+    ``environments`` (``tests.harness.environments_with``) replaces the committed environments.yaml."""
 
-    def plan(stack: str, changes: dict[str, Any] | None = None, remove: tuple[str, ...] = ()) -> runner.Plan:
+    def plan(
+        stack: str,
+        changes: dict[str, Any] | None = None,
+        remove: tuple[str, ...] = (),
+        environments: Environments | None = None,
+    ) -> runner.Plan:
         config = runner.read_stack_config(stack)
         config.update(changes or {})
         for key in remove:
             config.pop(key, None)
-        return runner.run(stack, config=config)
+        return runner.run(stack, config=config, environments=environments)
 
     return plan

@@ -11,6 +11,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import copy
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,9 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 
+from components import environments as env_list
 from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from components.environments import Environments
 from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration
 from offline.runner import Export, Plan
 
@@ -108,41 +112,93 @@ def unwrap(value: Any) -> Any:
     return value["value"] if rpc.is_rpc_secret(value) else value
 
 
+# --- environments.yaml, changed for one test ----------------------------------------------------
+
+#: Per environment: the fields to set (a field set to None is removed), or None to remove the
+#: environment; a name not in the committed file is a new environment.
+EnvironmentChanges = Mapping[str, Mapping[str, Any] | None]
+
+
+@functools.cache
+def _committed_environments_document() -> Any:
+    return yaml.safe_load(env_list.DEFAULT_PATH.read_text())
+
+
+def environments_document(changes: EnvironmentChanges | None = None) -> dict[str, Any]:
+    """A deep copy of the committed environments.yaml document with ``changes`` applied (not parsed,
+    so a test can hand a broken one to ``components.environments.parse``)."""
+    document = copy.deepcopy(_committed_environments_document())
+    entries = document["environments"]
+    for name, fields in (changes or {}).items():
+        if fields is None:
+            entries.pop(name, None)
+            continue
+        entry = entries.setdefault(name, {})
+        for key, value in copy.deepcopy(dict(fields)).items():
+            if value is None:
+                entry.pop(key, None)
+            else:
+                entry[key] = value
+    return document
+
+
+def environments_with(changes: EnvironmentChanges) -> Environments:
+    """The committed environments.yaml with ``changes`` applied, parsed: every rule between
+    environments holds for what is returned (``parse`` raises otherwise)."""
+    return env_list.parse(environments_document(changes))
+
+
 # --- Config cases: committed stack files, mutated, through the real loader ---------------------
 
 StackConfig = Callable[[str], dict[str, Any]]
 Mutation = Callable[[dict[str, Any]], None]
 
 
-def load_config(stack: str, raw: dict[str, Any], secrets: Mapping[str, str] | None = None) -> PlatformConfig:
+def load_config(
+    stack: str,
+    raw: dict[str, Any],
+    secrets: Mapping[str, str] | None = None,
+    environments: Environments | None = None,
+) -> PlatformConfig:
     """``components.config.load`` on a stack file's ``config:`` map. Deploy-time secrets are never in
-    a stack file (an operator sets them with --secret): placeholders stand in unless given."""
+    a stack file (an operator sets them with --secret): placeholders stand in unless given.
+    ``environments`` replaces the committed environments.yaml (see :func:`environments_with`)."""
     platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
     scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
     if secrets is None:
         secrets = {key: f"placeholder-{key}" for key in SECRET_KEYS}
-    return load(platform, scaleway, stack=stack, project=PROJECT, secrets=secrets)
+    return load(platform, scaleway, stack=stack, project=PROJECT, secrets=secrets, environments=environments)
 
 
-def config_problems(stack: str, raw: dict[str, Any], secrets: Mapping[str, str] | None = None) -> list[str]:
+def config_problems(
+    stack: str,
+    raw: dict[str, Any],
+    secrets: Mapping[str, str] | None = None,
+    environments: Environments | None = None,
+) -> list[str]:
     """Every problem ``load`` reports, or [] when the config is valid."""
     try:
-        load_config(stack, raw, secrets)
+        load_config(stack, raw, secrets, environments)
     except ConfigError as exc:
         return exc.problems
     return []
 
 
 def new_problems(
-    stack_config: StackConfig, stack: str, mutate: Mutation, secrets: Mapping[str, str] | None = None
+    stack_config: StackConfig,
+    stack: str,
+    mutate: Mutation,
+    secrets: Mapping[str, str] | None = None,
+    environments: Environments | None = None,
 ) -> list[str]:
-    """The problems a mutation of a committed stack file causes. The committed file itself must be
-    valid, so every problem returned comes from the mutation."""
+    """The problems a mutation of a committed stack file causes (with ``environments`` instead of
+    the committed environments.yaml, when given). The committed file itself must be valid with the
+    committed environments.yaml, so every problem returned comes from the changes."""
     committed = config_problems(stack, stack_config(stack))
     assert committed == [], f"the committed Pulumi.{stack}.yaml is invalid: {committed}"
     raw = stack_config(stack)
     mutate(raw)
-    return config_problems(stack, raw, secrets)
+    return config_problems(stack, raw, secrets, environments)
 
 
 def upstream(plan: Any, reg: Registration) -> set[str]:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from components.config import DATABASE_KEYS, SECRET_KEYS
-from tests.harness import Mutation, StackConfig
+from tests.harness import Mutation, StackConfig, environments_with
 from tests.harness import config_problems as _problems
 from tests.harness import load_config as _load
 
@@ -226,18 +226,22 @@ def test_reserved_keys_match_the_apps_component() -> None:
 
 
 def test_apps_need_the_front_door_in_development(stack_config: StackConfig) -> None:
+    # Registered by tooling (managedBy in environments.yaml; tooling sets the repository), serving
+    # names of its own: the stack file adds only platform:gitops and the app.
+    environments = environments_with(
+        {"dev": {"managedBy": "tooling", "dns": {"zone": "example.com", "hostnames": ["*.dev.example.com"]}}}
+    )
     raw = stack_config("dev")
-    # A workload stack names only its tooling stack (tooling sets the repository).
-    raw["platform:gitops"] = {"toolingStack": "organization/platform/tooling"}
+    raw["platform:gitops"] = {}
     raw[APPS] = [
         {
             "name": "web",
-            "hostname": "web.example.com",
+            "hostname": "web.dev.example.com",
             "port": 8080,
             "image": "rg.fr-par.scw.cloud/acme-platform/web",
             "gitopsPath": "apps/web",
         }
     ]
-    assert _problems("dev", raw) == [
+    assert _problems("dev", raw, environments=environments) == [
         "platform:ingress: required with platform:apps: each app's route attaches to the platform Gateway"
     ]

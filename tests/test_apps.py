@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from components import apps as apps_component
+from components import environments
 from components.config import DATABASE_KEYS, AppResources
 from components.config import App as AppSettings
 from components.contract import REGISTRATION_KEY
@@ -419,6 +420,8 @@ def test_a_third_app_is_only_config(tmp_path: Path) -> None:
     app, and tooling (reading that prod) delivers it."""
     for stack_file in runner.ROOT.glob("Pulumi*.yaml"):
         shutil.copy(stack_file, tmp_path / stack_file.name)
+    # The one list of environments every stack reads (roles, subnets, which stacks tooling registers).
+    shutil.copy(runner.ROOT / environments.FILE_NAME, tmp_path / environments.FILE_NAME)
     document = yaml.safe_load((tmp_path / "Pulumi.prod.yaml").read_text())
     document["config"]["platform:apps"].append(MEMBERS)
     (tmp_path / "Pulumi.prod.yaml").write_text(yaml.safe_dump(document))

@@ -2,23 +2,30 @@
 each offending key path and what is allowed there, and nothing is created.
 
 Most cases call ``components.config.load`` directly on a mutated committed stack file (fast); the
-last group runs the whole program through ``offline.runner`` to prove an invalid stack registers
-no resource at all.
+rules between environments (subnets, roles, names) are cases of ``components.environments.parse``
+on a changed copy of the committed environments.yaml; the last group runs the whole program through
+``offline.runner`` to prove an invalid stack, or an invalid environments.yaml, registers no resource
+at all.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pydantic
 import pytest
+import yaml
 
+from components import environments as env_list
 from components.config import ConfigError
+from components.environments import EnvironmentsError
 from offline import runner
-from tests.harness import Mutation, StackConfig, new_problems
+from tests.harness import EnvironmentChanges, Mutation, StackConfig, environments_document, new_problems
 from tests.harness import load_config as load_raw
 
 
@@ -68,6 +75,12 @@ def apps_without_databases(raw: dict[str, Any]) -> None:
 CLUSTER, DATABASE, PLAN = "platform:cluster", "platform:database", "platform:addressPlan"
 POOL0 = (CLUSTER, "pools", 0)
 
+#: The committed environments.yaml: the values a stack file held before they moved there.
+COMMITTED = env_list.load_file()
+#: How a message lists the environments of environments.yaml.
+DECLARED = ", ".join(sorted(COMMITTED.entries))
+MOVED = "moved to environments.yaml: "
+
 
 # (id, stack file, mutation, offending key path, what the message must say is allowed)
 INVALID: list[tuple[str, str, Mutation, str, str]] = [
@@ -77,7 +90,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "prod",
         put("platform:databse", value={"nodeType": "DB-DEV-S"}),
         "platform:databse",
-        "unknown key (allowed: role, environment, addressPlan, network, cluster, database, registry",
+        "unknown key (allowed: environment, network, cluster, database, registry",
     ),
     (
         "typo-in-pool",
@@ -129,49 +142,68 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "platform:cluster.pools",
         "valid list",
     ),
-    # the address plan
+    # keys that moved to environments.yaml: an old stack file is refused, naming the new home
     (
-        "invalid-cidr",
-        "dev",
-        put(PLAN, "dev", value="10.30.0.0/33"),
-        "platform:addressPlan.dev",
-        "must be an IPv4 network in CIDR notation",
-    ),
-    (
-        "host-bits-set",
+        "address-plan-in-the-stack-file",
         "prod",
-        put(PLAN, "prod", value="10.20.0.1/20"),
-        "platform:addressPlan.prod",
-        "has host bits set",
+        put(PLAN, value={name: str(net) for name, net in COMMITTED.subnets().items()}),
+        "platform:addressPlan",
+        f"{MOVED}<environment>.subnet",
     ),
     (
-        "public-subnet",
-        "dev",
-        put(PLAN, "dev", value="51.15.0.0/20"),
-        "platform:addressPlan.dev",
-        "must be a private (RFC 1918) range",
-    ),
-    (
-        # ``is_private`` alone admits link-local; it is not RFC 1918 and not routable in a VPC.
-        "link-local-subnet",
-        "dev",
-        put(PLAN, "dev", value="169.254.0.0/20"),
-        "platform:addressPlan.dev",
-        "must be a private (RFC 1918) range",
-    ),
-    (
-        "overlapping-subnets",
+        "role-in-the-stack-file",
         "prod",
-        put(PLAN, "dev", value="10.20.8.0/24"),
-        "platform:addressPlan.prod",
-        "10.20.0.0/20 overlaps dev's 10.20.8.0/24; environments must not share addresses",
+        put("platform:role", value=COMMITTED.entries["prod"].role),
+        "platform:role",
+        f"{MOVED}<environment>.role",
     ),
     (
-        "environment-missing-from-plan",
+        "tooling-stack-in-the-stack-file",
+        "prod",
+        put("platform:gitops", "toolingStack", value=COMMITTED.entries["tooling"].stack),
+        "platform:gitops.toolingStack",
+        f"{MOVED}<environment>.managedBy (the tooling environment's stack is read)",
+    ),
+    (
+        "registered-environments-in-the-stack-file",
+        "tooling",
+        put("platform:gitops", "environments", value=["tooling", *COMMITTED.registered_by("tooling")]),
+        "platform:gitops.environments",
+        f"{MOVED}<environment>.managedBy of each environment tooling registers",
+    ),
+    (
+        "registered-stacks-in-the-stack-file",
+        "tooling",
+        put(
+            "platform:gitops",
+            "stacks",
+            value={env: COMMITTED.entries[env].stack for env in COMMITTED.registered_by("tooling")},
+        ),
+        "platform:gitops.stacks",
+        f"{MOVED}<environment>.stack",
+    ),
+    # the stack's environment is one of environments.yaml, with its own Scaleway project
+    (
+        "environment-not-in-environments-yaml",
         "prod",
         put("platform:environment", value="staging"),
-        "platform:addressPlan",
-        "no subnet for this stack's environment 'staging' (declared: dev, prod, tooling)",
+        "platform:environment",
+        f"must be an environment of environments.yaml ({DECLARED}), got 'staging'",
+    ),
+    (
+        "environment-missing",
+        "prod",
+        drop("platform:environment"),
+        "platform:environment",
+        f"required: this stack's environment in environments.yaml ({DECLARED})",
+    ),
+    (
+        "project-of-another-environment",
+        "prod",
+        put("scaleway:projectId", value=COMMITTED.entries["tooling"].project_id),
+        "scaleway:projectId",
+        f"must be environments.yaml: prod.projectId ({COMMITTED.entries['prod'].project_id}): "
+        "one project per environment",
     ),
     # pool sizes
     (
@@ -317,21 +349,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "platform:cluster.apiAllowedRanges[0].cidr",
         "has host bits set",
     ),
-    # roles and what each requires or forbids
-    (
-        "missing-role",
-        "prod",
-        drop("platform:role"),
-        "platform:role",
-        "required (one of: tooling, production, development)",
-    ),
-    (
-        "unknown-role",
-        "prod",
-        put("platform:role", value="staging"),
-        "platform:role",
-        "must be one of: tooling, production, development (got 'staging')",
-    ),
+    # roles (from environments.yaml) and what each requires or forbids
     (
         "tooling-without-registry",
         "tooling",
@@ -409,7 +427,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "prod",
         put("platform:environment", value="Prod_1"),
         "platform:environment",
-        "must be a lowercase DNS label",
+        f"must be an environment of environments.yaml ({DECLARED}), got 'Prod_1'",
     ),
     # "not open to the world" means more than refusing /0
     (
@@ -427,7 +445,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
             "platform:apps", 0, "egress", value=[{"cidr": "0.0.0.0/0", "ports": [443], "description": "all"}]
         ),
         "platform:apps[0].egress[0].cidr",
-        "would undo the app's default-deny egress",
+        "would all but undo the app's default-deny egress",
     ),
     (
         "app-egress-into-tooling",
@@ -436,7 +454,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
             "platform:apps", 0, "egress", value=[{"cidr": "10.10.0.0/24", "ports": [22], "description": "x"}]
         ),
         "platform:apps[0].egress[0].cidr",
-        "overlaps environment tooling's private subnet 10.10.0.0/20",
+        "10.10.0.0/24 overlaps 10.0.0.0/8 (private, RFC 1918: the VPCs and the cluster's service range)",
     ),
     (
         "app-egress-port-out-of-range",
@@ -471,11 +489,82 @@ def test_there_are_at_least_25_invalid_cases() -> None:
     assert len({c[0] for c in INVALID}) == len(INVALID), "case ids must be unique"
 
 
+# -- environments.yaml: the rules of one environment and between environments ---------------------
+
+# (id, changes to the committed environments.yaml, the one problem reported, exactly)
+INVALID_ENVIRONMENTS: list[tuple[str, EnvironmentChanges, str]] = [
+    (
+        "invalid-cidr",
+        {"dev": {"subnet": "10.30.0.0/33"}},
+        "dev.subnet: must be an IPv4 network in CIDR notation ('33' is not a valid netmask)",
+    ),
+    (
+        "host-bits-set",
+        {"prod": {"subnet": "10.20.0.1/20"}},
+        "prod.subnet: must be an IPv4 network in CIDR notation (10.20.0.1/20 has host bits set)",
+    ),
+    (
+        "public-subnet",
+        {"dev": {"subnet": "51.15.0.0/20"}},
+        "dev.subnet: must be a private (RFC 1918) range, got 51.15.0.0/20",
+    ),
+    (
+        # ``is_private`` alone admits link-local; it is not RFC 1918 and not routable in a VPC.
+        "link-local-subnet",
+        {"dev": {"subnet": "169.254.0.0/20"}},
+        "dev.subnet: must be a private (RFC 1918) range, got 169.254.0.0/20",
+    ),
+    (
+        "prefix-shorter-than-16",
+        {"dev": {"subnet": "10.64.0.0/15"}},
+        "dev.subnet: prefix length must be between /16 and /28, got /15",
+    ),
+    (
+        "prefix-longer-than-28",
+        {"dev": {"subnet": "10.30.0.0/29"}},
+        "dev.subnet: prefix length must be between /16 and /28, got /29",
+    ),
+    (
+        # The entry below the one it clashes with is named (prod is above dev in the file).
+        "overlapping-subnets",
+        {"dev": {"subnet": "10.20.8.0/24"}},
+        "dev.subnet: 10.20.8.0/24 overlaps prod's 10.20.0.0/20; environments share no address",
+    ),
+    ("missing-role", {"prod": {"role": None}}, "prod.role: Field required"),
+    (
+        "unknown-role",
+        {"prod": {"role": "staging"}},
+        "prod.role: Input should be 'tooling', 'production' or 'development'",
+    ),
+    (
+        "environment-not-a-dns-label",
+        {"Prod_1": {"role": "development"}},
+        "Prod_1: environment names are lowercase DNS labels of at most 20 characters",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [c[1:] for c in INVALID_ENVIRONMENTS],
+    ids=[c[0] for c in INVALID_ENVIRONMENTS],
+)
+def test_invalid_environments_yaml_names_key_and_what_is_allowed(
+    changes: EnvironmentChanges, expected: str
+) -> None:
+    env_list.parse(environments_document())  # the committed list is valid: the change is the problem
+    with pytest.raises(EnvironmentsError) as caught:
+        env_list.parse(environments_document(changes))
+    assert caught.value.problems == [expected]
+    assert str(caught.value).startswith("environments.yaml: 1 problem(s), nothing was created:\n")
+
+
 def test_all_problems_are_reported_together(stack_config: StackConfig) -> None:
     raw = stack_config("prod")
     both(
         put("platform:clustr", value={}),
-        put(PLAN, "dev", value="10.20.0.0/16"),
+        put(PLAN, value={name: str(net) for name, net in COMMITTED.subnets().items()}),
+        put("scaleway:projectId", value=COMMITTED.entries["dev"].project_id),
         put(*POOL0, "minSize", value=12),
         put(CLUSTER, "apiAllowedRanges", 0, "cidr", value="0.0.0.0/0"),
         put(DATABASE, "publicEndpoint", value=True),
@@ -484,12 +573,13 @@ def test_all_problems_are_reported_together(stack_config: StackConfig) -> None:
     with pytest.raises(ConfigError) as caught:
         load_raw("prod", raw)
     error = caught.value
-    assert len(error.problems) == 6, error.problems
+    assert len(error.problems) == 7, error.problems
     message = str(error)
-    assert message.startswith("stack 'prod': 6 configuration problem(s), nothing was created:")
+    assert message.startswith("stack 'prod': 7 configuration problem(s), nothing was created:")
     for path in (
         "platform:clustr",
-        "platform:addressPlan.prod",
+        "platform:addressPlan",
+        "scaleway:projectId",
         "platform:cluster.pools[0].minSize",
         "platform:cluster.apiAllowedRanges[0].cidr",
         "platform:database.publicEndpoint",
@@ -586,14 +676,19 @@ def test_development_may_have_public_pool_and_no_acl(stack_config: StackConfig) 
     assert cfg.cluster.api_allowed_ranges == []
 
 
-def test_committed_stack_files_share_one_address_plan(stack_config: StackConfig) -> None:
-    plans = {stack: stack_config(stack)[PLAN] for stack in runner.stack_names()}
-    assert len(plans) >= 3
-    first = next(iter(plans.values()))
-    assert all(plan == first for plan in plans.values()), plans
-    environments = [stack_config(stack)["platform:environment"] for stack in plans]
-    assert len(set(environments)) == len(environments), "two stacks claim the same environment"
-    assert set(environments) <= set(first)
+def test_committed_stack_files_and_environments_yaml_agree(stack_config: StackConfig) -> None:
+    """One stack file per environment of environments.yaml, each naming its own: the stack its entry
+    gives (what other stacks reference it by) is that file's, with the entry's Scaleway project."""
+    listed = env_list.load_file()
+    environments = {stack: stack_config(stack)["platform:environment"] for stack in runner.stack_names()}
+    assert len(environments) >= 3
+    assert len(set(environments.values())) == len(environments), "two stacks claim the same environment"
+    assert set(environments.values()) == set(listed.entries), environments
+    for stack, name in environments.items():
+        entry = listed.entries[name]
+        assert entry.stack.rsplit("/", 1)[-1] == stack, (stack, entry.stack)
+        assert stack_config(stack)["scaleway:projectId"] == entry.project_id, stack
+        assert PLAN not in stack_config(stack) and "platform:role" not in stack_config(stack), stack
 
 
 # -- through the whole program: an invalid stack registers nothing ------------------------------
@@ -601,10 +696,10 @@ def test_committed_stack_files_share_one_address_plan(stack_config: StackConfig)
 BAD_STACKS: list[tuple[str, str, Mutation, str]] = [
     ("typo", "prod", put("platform:clustr", value={"version": "1.34"}), "platform:clustr: unknown key"),
     (
-        "overlapping-subnets",
+        "moved-address-plan",
         "tooling",
-        put(PLAN, "prod", value="10.10.0.0/16"),
-        "platform:addressPlan.tooling: 10.10.0.0/20 overlaps prod's",
+        put(PLAN, value={"tooling": "10.10.0.0/20", "prod": "10.10.0.0/16"}),
+        "platform:addressPlan: moved to environments.yaml",
     ),
     ("impossible-pool", "tooling", put(CLUSTER, "pools", 0, "minSize", value=5), "pools[0].minSize"),
     ("public-database", "prod", put(DATABASE, "publicEndpoint", value=True), "database.publicEndpoint"),
@@ -631,6 +726,43 @@ def test_invalid_stack_registers_no_resource(
     monitor = runner.last_monitor
     assert monitor is not None
     assert monitor.registrations == {}
+
+
+BAD_ENVIRONMENTS: list[tuple[str, str, EnvironmentChanges, str]] = [
+    (
+        "overlapping-subnets",
+        "tooling",
+        {"prod": {"subnet": "10.10.0.0/16"}},
+        "prod.subnet: 10.10.0.0/16 overlaps tooling's 10.10.0.0/20",
+    ),
+    (
+        "managed-by-a-workload-environment",
+        "prod",
+        {"prod": {"managedBy": "dev"}},
+        "prod.managedBy: must name an environment of role tooling",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("stack", "changes", "expected"), [c[1:] for c in BAD_ENVIRONMENTS], ids=[c[0] for c in BAD_ENVIRONMENTS]
+)
+def test_invalid_environments_yaml_registers_no_resource(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: str, changes: EnvironmentChanges, expected: str
+) -> None:
+    """Every stack reads the whole list: a rule between environments broken in environments.yaml
+    stops any stack's plan before the program starts."""
+    for stack_file in runner.ROOT.glob("Pulumi*.yaml"):
+        shutil.copy(stack_file, tmp_path / stack_file.name)
+    (tmp_path / env_list.FILE_NAME).write_text(
+        yaml.safe_dump(environments_document(changes), sort_keys=False)
+    )
+    monkeypatch.setattr(runner, "last_monitor", None)
+    with pytest.raises(EnvironmentsError) as caught:
+        runner.run(stack, root=tmp_path)
+    assert expected in str(caught.value)
+    # No program ran (the hook is set when one starts, see the test below): nothing registered.
+    assert runner.last_monitor is None
 
 
 def test_last_monitor_records_a_valid_run(stack_config: StackConfig) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from components.config import ConfigError
 from offline import runner
-from tests.harness import Mutation, StackConfig, new_problems
+from tests.harness import Mutation, StackConfig, environments_with, new_problems
 from tests.harness import load_config as _load
 
 UUID = "0b9c6a1e-5d4f-4e2a-9c3b-7a8d9e0f1a2b"
@@ -53,6 +53,14 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         "prod",
         setting("ingress", hostnames=["notexample.com"]),
         "platform:ingress.hostnames[0]: notexample.com is outside the configured domain example.com",
+    ),
+    (
+        # Tooling's name: every hostname a stack serves is its own environment's (environments.yaml).
+        "hostname-of-another-environment",
+        "prod",
+        setting("ingress", hostnames=["www.example.com", "argocd.tooling.example.com"]),
+        "platform:ingress.hostnames[1]: argocd.tooling.example.com is not one of environments.yaml: "
+        "prod.dns.hostnames",
     ),
     (
         "malformed-hostname",
@@ -273,9 +281,11 @@ def test_issuer_defaults_per_role(stack_config: StackConfig) -> None:
     assert tooling.tls is not None and tooling.tls.cluster_issuer == "letsencrypt-production"
 
     raw = stack_config("dev")
-    raw["platform:ingress"] = {"domain": "example.com", "hostnames": ["dev.example.com"], "replicas": 1}
+    raw["platform:ingress"] = {"domain": "example.com", "hostnames": ["www.dev.example.com"], "replicas": 1}
     raw["platform:tls"] = {"acmeEmail": "platform@example.com"}
-    dev = _load("dev", raw)
+    # Every hostname a stack serves is its environment's in environments.yaml.
+    serving = environments_with({"dev": {"dns": {"zone": "example.com", "hostnames": ["*.dev.example.com"]}}})
+    dev = _load("dev", raw, environments=serving)
     assert dev.tls is not None and dev.tls.cluster_issuer == "letsencrypt-staging"
     assert dev.ingress is not None and dev.ingress.replicas == 1
 

@@ -16,12 +16,14 @@ import yaml
 from pulumi.runtime import rpc
 
 from components import argocd_admission, config, contract, gitops, kube
+from components import environments as env_list
 from components.config import ConfigError
 from components.contract import RegistrationError
+from components.environments import Environments, EnvironmentsError
 from components.references import ExportShapeError
 from offline import runner, schemas
 from offline.mocks import PlatformMocks, Registration, fake_secret, unwrap_secrets
-from tests.harness import upstream
+from tests.harness import EnvironmentChanges, environments_document, environments_with, upstream
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
@@ -882,7 +884,9 @@ def test_schema_check_catches_a_broken_application() -> None:
 # --- Bad input -----------------------------------------------------------------------------------
 
 
-def _load(raw: dict[str, Any], *, secrets: dict[str, str] | None = None) -> config.PlatformConfig:
+def _load(
+    raw: dict[str, Any], *, secrets: dict[str, str] | None = None, environments: Environments | None = None
+) -> config.PlatformConfig:
     platform = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("platform:")}
     scaleway = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("scaleway:")}
     default = {
@@ -891,7 +895,12 @@ def _load(raw: dict[str, Any], *, secrets: dict[str, str] | None = None) -> conf
         "argocdOidcClientSecret": "s",
     }
     return config.load(
-        platform, scaleway, stack="t", project="platform", secrets=default if secrets is None else secrets
+        platform,
+        scaleway,
+        stack="t",
+        project="platform",
+        secrets=default if secrets is None else secrets,
+        environments=environments,
     )
 
 
@@ -899,6 +908,26 @@ def _problems(raw: dict[str, Any], **kwargs: Any) -> str:
     with pytest.raises(ConfigError) as caught:
         _load(raw, **kwargs)
     return str(caught.value)
+
+
+def _problem_list(raw: dict[str, Any], **kwargs: Any) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        _load(raw, **kwargs)
+    return caught.value.problems
+
+
+def _environments_problems(changes: EnvironmentChanges) -> list[str]:
+    """What ``components.environments.parse`` reports on the committed list with ``changes``."""
+    env_list.parse(environments_document())  # the committed list is valid: the change is the problem
+    with pytest.raises(EnvironmentsError) as caught:
+        env_list.parse(environments_document(changes))
+    return caught.value.problems
+
+
+#: The committed environments.yaml, and how a message lists its environments of role tooling.
+COMMITTED = env_list.load_file()
+TOOLING = ", ".join(sorted(name for name, entry in COMMITTED.entries.items() if entry.role == "tooling"))
+MOVED = "moved to environments.yaml: "
 
 
 @pytest.mark.parametrize(
@@ -927,29 +956,52 @@ def test_https_and_ssh_urls_are_accepted(stack_config: Callable[[str], dict[str,
 
 
 def test_unknown_environment_is_rejected(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    """Tooling registers the environments whose managedBy names it (environments.yaml): one managed
+    by an environment the list does not have is refused there; a stack file's list is not read."""
+    assert _environments_problems({"prod": {"managedBy": "staging"}}) == [
+        f"prod.managedBy: must name an environment of role tooling (here: {TOOLING})"
+    ]
     raw = stack_config("tooling")
     raw["platform:gitops"]["environments"] = ["tooling", "staging"]
-    message = _problems(raw)
-    assert "platform:gitops.environments[1]: unknown environment 'staging'" in message
-    assert "dev, prod, tooling" in message
+    assert _problem_list(raw) == [
+        f"platform:gitops.environments: {MOVED}<environment>.managedBy of each environment tooling registers"
+    ]
 
 
 def test_missing_tooling_stack_reference_is_a_clear_error(
     stack_config: Callable[[str], dict[str, Any]],
 ) -> None:
-    raw = stack_config("prod")
-    del raw["platform:gitops"]["toolingStack"]
-    assert "platform:gitops.toolingStack: required for role production" in _problems(raw)
+    """A workload stack with platform:gitops reads its tooling stack from its entry's managedBy."""
+    unmanaged = environments_with({"prod": {"managedBy": None}})
+    assert _problem_list(stack_config("prod"), environments=unmanaged) == [
+        "environments.yaml: prod.managedBy: required with platform:gitops: the tooling environment whose "
+        "Argo CD registers this one"
+    ]
 
 
 def test_production_plan_fails_without_the_tooling_reference(
-    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+    plan_with: Callable[..., runner.Plan], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    raw = stack_config("prod")
-    del raw["platform:gitops"]["toolingStack"]
-    with pytest.raises(ConfigError, match=r"platform:gitops\.toolingStack"):
-        plan_with("prod", raw)
+    monkeypatch.setattr(runner, "last_monitor", None)
+    with pytest.raises(
+        ConfigError, match=r"environments\.yaml: prod\.managedBy: required with platform:gitops"
+    ):
+        plan_with("prod", environments=environments_with({"prod": {"managedBy": None}}))
     assert runner.last_monitor is not None and not runner.last_monitor.registrations
+
+
+def test_an_environment_registered_without_gitops_is_refused(
+    stack_config: Callable[[str], dict[str, Any]],
+) -> None:
+    """managedBy makes tooling read the environment's registration: its stack must export one."""
+    raw = stack_config("dev")
+    assert "platform:gitops" not in raw, "the committed dev stack is not registered"
+    managed = environments_with({"dev": {"managedBy": "tooling"}})
+    assert "dev" in managed.registered_by("tooling")
+    assert _problem_list(raw, environments=managed) == [
+        "environments.yaml: dev.managedBy: set, but this stack has no platform:gitops: its tooling "
+        "environment would wait for a registration it never exports"
+    ]
 
 
 def test_image_update_for_an_undeclared_app(stack_config: Callable[[str], dict[str, Any]]) -> None:
@@ -1014,23 +1066,6 @@ def _tooling_gitops(stack_config: Callable[[str], dict[str, Any]], **changes: An
             {"namespaces": ["ci", "kube-system"]},
             "platform:gitops.namespaces: kube-system: platform namespaces",
         ),
-        (
-            {"environments": ["tooling", "prod", "prod"]},
-            "platform:gitops.environments: duplicate entry 'prod'",
-        ),
-        ({"stacks": {}}, "platform:gitops.stacks.prod: required: the stack tooling reads environment 'prod'"),
-        (
-            {"stacks": {"prod": "organization/platform/prod", "dev": "organization/platform/dev"}},
-            "platform:gitops.stacks.dev: 'dev' is not a registered workload environment",
-        ),
-        (
-            {"stacks": {"prod": "organization/platform/t"}},
-            "platform:gitops.stacks.prod: 'organization/platform/t' is this tooling stack itself",
-        ),
-        (
-            {"toolingStack": "organization/platform/tooling"},
-            "platform:gitops.toolingStack: not allowed for role tooling",
-        ),
         ({"repoUrl": None}, "platform:gitops.repoUrl: required for role tooling"),
     ],
 )
@@ -1041,6 +1076,56 @@ def test_tooling_gitops_rules(
     if changes.get("repoUrl", "") is None:
         del raw["platform:gitops"]["repoUrl"]
     assert expected in _problems(raw)
+
+
+@pytest.mark.parametrize(
+    ("stack", "key", "value", "now"),
+    [
+        ("tooling", "toolingStack", "organization/platform/tooling", "<environment>.managedBy"),
+        ("tooling", "stacks", {"prod": "organization/platform/prod"}, "<environment>.stack"),
+        ("prod", "toolingStack", "organization/platform/tooling", "<environment>.managedBy"),
+        ("prod", "stacks", {"dev": "organization/platform/dev"}, "<environment>.stack"),
+        ("prod", "environments", ["prod"], "<environment>.managedBy of each environment tooling registers"),
+    ],
+)
+def test_gitops_keys_that_moved_to_environments_yaml_are_refused(
+    stack_config: Callable[[str], dict[str, Any]], stack: str, key: str, value: Any, now: str
+) -> None:
+    """Who registers whom, and from which stack, is environments.yaml's: the stack file's old keys
+    are an error naming the new home, never silently ignored."""
+    raw = stack_config(stack)
+    raw["platform:gitops"][key] = value
+    [problem] = _problem_list(raw)
+    assert problem.startswith(f"platform:gitops.{key}: {MOVED}{now}"), problem
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # tooling reads each registered environment from its own stack, never from itself
+        (
+            {"prod": {"stack": COMMITTED.entries["tooling"].stack}},
+            f"prod.stack: {COMMITTED.entries['tooling'].stack} is tooling's too (one stack each)",
+        ),
+        ({"prod": {"stack": None}}, "prod.stack: Field required"),
+        (
+            {"dev": {"projectId": COMMITTED.entries["prod"].project_id}},
+            f"dev.projectId: {COMMITTED.entries['prod'].project_id} is prod's too "
+            "(one Scaleway project per environment)",
+        ),
+        (
+            {"tooling": {"managedBy": "tooling"}},
+            "tooling.managedBy: an environment of role tooling registers others, not itself",
+        ),
+        (
+            {"prod": {"managedBy": "dev"}},
+            f"prod.managedBy: must name an environment of role tooling (here: {TOOLING})",
+        ),
+    ],
+    ids=["stack-of-tooling", "stack-missing", "project-of-prod", "tooling-manages-itself", "managed-by-dev"],
+)
+def test_registration_rules_of_environments_yaml(changes: EnvironmentChanges, expected: str) -> None:
+    assert _environments_problems(changes) == [expected]
 
 
 def test_tooling_needs_its_write_credential(stack_config: Callable[[str], dict[str, Any]]) -> None:
@@ -1074,7 +1159,6 @@ def test_tooling_needs_an_api_acl(stack_config: Callable[[str], dict[str, Any]])
         ("targetRevision", "main"),
         ("repoUsername", "git"),
         ("imageUpdater", {"writeBackBranch": "x"}),
-        ("stacks", {"dev": "organization/platform/dev"}),
     ],
 )
 def test_workload_stacks_leave_the_repository_to_tooling(
@@ -1091,7 +1175,6 @@ def test_a_registered_environment_names_its_namespaces(stack_config: Callable[[s
     raw = stack_config("prod")
     raw["platform:apps"] = []
     raw["platform:gitops"].pop("imageUpdates")
-    raw["platform:operations"].pop("restoreCheck")
     assert "platform:gitops: a registered environment needs platform:apps or platform:gitops.namespaces" in (
         _problems(raw)
     )
@@ -1099,12 +1182,10 @@ def test_a_registered_environment_names_its_namespaces(stack_config: Callable[[s
     assert _load(raw).gitops is not None
 
 
-def test_a_workload_stack_cannot_name_itself_as_tooling(
-    stack_config: Callable[[str], dict[str, Any]],
-) -> None:
-    raw = stack_config("prod")
-    raw["platform:gitops"]["toolingStack"] = "organization/platform/t"
-    assert "platform:gitops.toolingStack: 'organization/platform/t' is this stack itself" in _problems(raw)
+def test_a_workload_stack_cannot_name_itself_as_tooling() -> None:
+    assert _environments_problems({"prod": {"managedBy": "prod"}}) == [
+        f"prod.managedBy: must name an environment of role tooling (here: {TOOLING})"
+    ]
 
 
 def test_every_app_gets_an_image_updater_entry(

@@ -20,7 +20,7 @@ from components.dns import record_name
 from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import Registration
-from tests.harness import upstream
+from tests.harness import environments_document, environments_with, upstream
 
 PlanWith = Callable[..., runner.Plan]
 
@@ -182,9 +182,17 @@ def test_development_front_door_is_not_protected(plan_with: PlanWith) -> None:
     plan = plan_with(
         "dev",
         {
-            "platform:ingress": {"domain": "example.com", "hostnames": ["dev.example.com"], "replicas": 1},
+            "platform:ingress": {
+                "domain": "example.com",
+                "hostnames": ["www.dev.example.com"],
+                "replicas": 1,
+            },
             "platform:tls": {"acmeEmail": "platform@example.com"},
         },
+        # The hostnames a stack serves are its environment's in environments.yaml.
+        environments=environments_with(
+            {"dev": {"dns": {"zone": "example.com", "hostnames": ["*.dev.example.com"]}}}
+        ),
     )
     ip = plan.one(IP)
     assert not ip.protect and not ip.retain_on_delete, "dev is rebuilt at will"
@@ -334,7 +342,14 @@ def test_wildcard_listener_names_are_valid(plan_with: PlanWith) -> None:
     config = runner.read_stack_config("prod")
     ingress_settings = {**config["platform:ingress"], "hostnames": ["*.apps.example.com"]}
     tls = {**config["platform:tls"], "dns01": True}
-    plan = plan_with("prod", {"platform:ingress": ingress_settings, "platform:tls": tls})
+    # The wildcard is prod's in environments.yaml, next to the names prod already serves.
+    dns = environments_document()["environments"]["prod"]["dns"]
+    serving = environments_with(
+        {"prod": {"dns": {**dns, "hostnames": [*dns["hostnames"], "*.apps.example.com"]}}}
+    )
+    plan = plan_with(
+        "prod", {"platform:ingress": ingress_settings, "platform:tls": tls}, environments=serving
+    )
     wildcard = next(item for item in https_listeners(plan) if item["hostname"] == "*.apps.example.com")
     assert wildcard["name"] == "https-wildcard.apps.example.com"
     assert wildcard["tls"]["certificateRefs"][0]["name"] == "wildcard.apps.example.com-tls"

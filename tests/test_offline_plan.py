@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components import environments
 from offline import runner
 from offline.mocks import SECRET_MARKER
 
@@ -19,7 +20,7 @@ ROOT = runner.ROOT
 HEADER = re.compile(
     r"Offline plan of stack (?P<stack>[a-z0-9-]+)(?P<bootstrap> \(bootstrap: [^)]*\))?: "
     r"the real program under mocked providers\. No cloud, no cluster, no Pulumi CLI; "
-    r"IDs and addresses are mocked\."
+    r"values marked \(mocked\) are made up by the mocks\."
 )
 
 
@@ -90,24 +91,30 @@ def test_prod_plan_masks_secrets(prod: subprocess.CompletedProcess[str]) -> None
     assert re.search(r"^argocdRegistration = \[secret\]$", exports, re.MULTILINE)
     # No stack exports a kubeconfig any more (DESIGN.md §5).
     assert "kubeconfig" not in exports.lower()
-    assert re.search(r"^databaseHost = 10\.20\.\d+\.\d+$", exports, re.MULTILINE)
+    # A made-up address, and marked as one.
+    assert re.search(r"^databaseHost = 10\.20\.\d+\.\d+  \(mocked\)$", exports, re.MULTILINE)
     assert SECRET_MARKER not in prod.stdout
     assert SECRET_MARKER not in prod.stderr
 
 
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The program and stack files in a scratch directory, so a broken stack file never lands in the
-    repository (where every other test would pick it up)."""
+    """The program, the files it reads (stack files, environments.yaml, its data) in a scratch
+    directory, so a broken stack file never lands in the repository (where every other test would
+    pick it up)."""
     root = tmp_path_factory.mktemp("repo")
-    for package in ROOT.iterdir():
-        if package.is_dir() and (package / "__init__.py").exists() and package.name != "tests":
-            shutil.copytree(package, root / package.name, ignore=shutil.ignore_patterns("__pycache__"))
-    for stack_file in ROOT.glob("Pulumi*.yaml"):
-        shutil.copy(stack_file, root / stack_file.name)
+    for entry in ROOT.iterdir():
+        if entry.name.startswith(".") or entry.name in ("tests", "build", "__pycache__"):
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, root / entry.name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(entry, root / entry.name)
     broken = runner.read_stack_config("dev")
     broken["platform:clustr"] = broken.pop("platform:cluster")
-    broken["platform:addressPlan"]["dev"] = "10.20.4.0/24"
+    # An address plan as stack files held it before environments.yaml, with dev overlapping prod.
+    subnets = {name: str(net) for name, net in environments.load_file().subnets().items()}
+    broken["platform:addressPlan"] = {**subnets, "dev": "10.20.4.0/24"}
     broken["scaleway:projectId"] = "my-project"
     (root / "Pulumi.broken.yaml").write_text(yaml.safe_dump({"config": broken}))
     return root
@@ -120,7 +127,11 @@ def test_bad_stack_file_exits_2_with_every_problem_and_no_traceback(repo_copy: P
     assert result.stdout == ""  # not a single resource line
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("stack 'broken': 3 configuration problem(s), nothing was created:\n")
-    for path in ("platform:clustr: unknown key", "platform:addressPlan.prod:", "scaleway:projectId:"):
+    for path in (
+        "platform:clustr: unknown key",
+        "platform:addressPlan: moved to environments.yaml: <environment>.subnet",
+        "scaleway:projectId: must be a project UUID",
+    ):
         assert f"  - {path}" in result.stderr, path
 
 

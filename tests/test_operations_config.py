@@ -332,7 +332,8 @@ def test_committed_operations_config(stack_config: StackConfig) -> None:
 def test_defaults(stack_config: StackConfig) -> None:
     raw = stack_config("prod")
     raw[OPS] = {
-        "observability": {},
+        # A contact point is the one thing production may not leave to a default.
+        "observability": {"contactPoints": [{"name": "oncall", "email": "oncall@example.com"}]},
         "restoreCheck": {
             "image": "rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "a" * 64,
             "databases": [{"database": "website"}],
@@ -347,5 +348,13 @@ def test_defaults(stack_config: StackConfig) -> None:
     assert cfg.operations.restore_check.schedule == "30 3 * * *"
     assert cfg.operations.restore_check.retention_days >= 7
 
+    # Optional elsewhere, not in production: a backup nobody restores and alerts nobody receives
+    # are the holes the fresh-clone issue listed.
     raw.pop(OPS)
-    assert _load("prod", raw).operations.restore_check is None, "operations are optional"
+    with pytest.raises(ConfigError) as caught:
+        _load("prod", raw)
+    assert "platform:operations.restoreCheck: required for role production" in str(caught.value)
+    assert "platform:operations.observability: required for role production" in str(caught.value)
+    dev = stack_config("dev")
+    dev.pop(OPS, None)
+    assert _load("dev", dev).operations.restore_check is None, "operations are optional in development"

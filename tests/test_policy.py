@@ -23,7 +23,7 @@ from pulumi_policy import (
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyProviderResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components import labels
+from components import environments, labels
 from offline import runner
 from policy import crossguard, rules
 from policy.rules import ResourceView, StackView
@@ -478,7 +478,10 @@ def test_committed_stacks_pass_every_rule(stack_name: str, committed_plans: dict
     from offline import artifacts
 
     inventory = json.loads(json.dumps(artifacts.inventory(committed_plans[stack_name])))
-    role = runner.read_stack_config(stack_name)["platform:role"]
+    # The role is the stack's environment's, in environments.yaml.
+    environment = runner.read_stack_config(stack_name)["platform:environment"]
+    role = environments.load_file().entries[environment].role
+    assert committed_plans[stack_name].exports["role"].value == role
     view = rules.inventory_view(inventory, role)
     assert view.role == role
     assert rules.evaluate(view) == []

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from components import environments
 from offline import runner
-from tests.harness import exported_kubeconfigs
+from tests.harness import environments_with, exported_kubeconfigs
 
 NETWORK_TYPES = {
     "platform:network:Network",
@@ -34,7 +35,15 @@ def raw() -> dict[str, Any]:
 def test_network_uses_the_dev_subnet(plan: runner.Plan, raw: dict[str, Any]) -> None:
     assert [r.name for r in plan.by_type("platform:network:Network")] == ["dev"]
     pn = plan.one("scaleway:network/privateNetwork:PrivateNetwork")
-    assert pn.inputs["ipv4Subnet"] == {"subnet": raw["platform:addressPlan"]["dev"]}
+    subnet = environments.load_file().entries[raw["platform:environment"]].subnet
+    assert pn.inputs["ipv4Subnet"] == {"subnet": subnet}
+
+
+def test_the_subnet_is_the_one_environments_yaml_gives(plan_with: Callable[..., runner.Plan]) -> None:
+    """Not a copy in the stack file: change the entry and the network follows."""
+    moved = plan_with("dev", environments=environments_with({"dev": {"subnet": "10.31.0.0/20"}}))
+    pn = moved.one("scaleway:network/privateNetwork:PrivateNetwork")
+    assert pn.inputs["ipv4Subnet"] == {"subnet": "10.31.0.0/20"}
 
 
 def test_optional_cluster_as_configured(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components import environments
 from components.contract import REGISTRATION_FIELDS, REGISTRATION_KEY
 from offline import runner
 from tests.harness import exported_kubeconfigs, kubeconfigs_in
@@ -54,9 +55,14 @@ def test_role_components(plan: runner.Plan) -> None:
     assert plan.by_type("scaleway:registry/namespace:Namespace") == []
 
 
+def _subnet(raw: dict[str, Any]) -> str:
+    """The subnet environments.yaml gives the stack file's environment."""
+    return environments.load_file().entries[raw["platform:environment"]].subnet
+
+
 def test_network_uses_the_prod_subnet(plan: runner.Plan, raw: dict[str, Any]) -> None:
     pn = plan.one("scaleway:network/privateNetwork:PrivateNetwork")
-    assert pn.inputs["ipv4Subnet"] == {"subnet": raw["platform:addressPlan"]["prod"]}
+    assert pn.inputs["ipv4Subnet"] == {"subnet": _subnet(raw)}
     assert plan.one("scaleway:kubernetes/cluster:Cluster").inputs["privateNetworkId"] == pn.id
 
 
@@ -105,7 +111,7 @@ def test_app_databases_from_the_stack_file(plan: runner.Plan, raw: dict[str, Any
 
 def test_database_host_is_inside_the_prod_subnet(plan: runner.Plan, raw: dict[str, Any]) -> None:
     host = plan.exports["databaseHost"].value
-    assert ipaddress.ip_address(host) in ipaddress.ip_network(raw["platform:addressPlan"]["prod"])
+    assert ipaddress.ip_address(host) in ipaddress.ip_network(_subnet(raw))
     assert plan.exports["databasePort"].value == 5432
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from components import environments
 from components.contract import REGISTRATION_KEY
 from offline import runner
 from offline.mocks import SECRET_MARKER
@@ -47,7 +48,8 @@ def test_role_components(plan: runner.Plan) -> None:
 
 def test_network_uses_the_tooling_subnet(plan: runner.Plan, raw: dict[str, Any]) -> None:
     pn = plan.one("scaleway:network/privateNetwork:PrivateNetwork")
-    assert pn.inputs["ipv4Subnet"] == {"subnet": raw["platform:addressPlan"]["tooling"]}
+    subnet = environments.load_file().entries[raw["platform:environment"]].subnet
+    assert pn.inputs["ipv4Subnet"] == {"subnet": subnet}
     assert plan.one("scaleway:network/publicGateway:PublicGateway").inputs["type"] == "VPC-GW-S"
     cluster = plan.one("scaleway:kubernetes/cluster:Cluster")
     assert cluster.inputs["privateNetworkId"] == pn.id
