@@ -186,9 +186,9 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
     (
         "environment-not-in-environments-yaml",
         "prod",
-        put("platform:environment", value="staging"),
+        put("platform:environment", value="no-such-env"),
         "platform:environment",
-        f"must be an environment of environments.yaml ({DECLARED}), got 'staging'",
+        f"must be an environment of environments.yaml ({DECLARED}), got 'no-such-env'",
     ),
     (
         "environment-missing",

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from components import argocd_admission, config, contract, gitops, kube
+from components import argocd_admission, config, contract, environments, gitops, kube
 from components import environments as env_list
 from components.config import ConfigError
 from components.contract import RegistrationError
@@ -136,8 +136,10 @@ def test_one_root_app_per_environment_with_its_path(tooling: runner.Plan) -> Non
         for r in tooling.by_type(APPLICATION)
         if r.name.startswith("argocd-root-")
     }
-    assert set(roots) == {"tooling-root", "prod-root"}
-    for env in ("tooling", "prod"):
+    served = ["tooling", *environments.load_file().registered_by("tooling")]
+    assert "prod" in served
+    assert set(roots) == {f"{env}-root" for env in served}
+    for env in served:
         root = roots[f"{env}-root"]
         spec = root.inputs["spec"]
         assert spec["source"]["path"] == f"environments/{env}"
@@ -789,7 +791,8 @@ def test_a_stack_without_a_registration_is_pending(monkeypatch: pytest.MonkeyPat
     [warning] = plan.warnings
     assert "organization/platform/prod" in warning and "exports no argocdRegistration" in warning
     assert "pulumi up --stack organization/platform/prod" in warning
-    assert plan.exports["registeredEnvironments"].value == []
+    others = [env for env in environments.load_file().registered_by("tooling") if env != "prod"]
+    assert plan.exports["registeredEnvironments"].value == others
     assert not [r for r in plan.registrations if r.name.startswith("prod-")]
     assert not [r for r in plan.registrations if r.name == "argocd-root-prod"]
 
@@ -799,13 +802,16 @@ def test_bootstrap_plan_registers_nothing_and_says_what_to_run(
 ) -> None:
     plan = runner.run("tooling", bootstrap=True)
     assert plan.bootstrap
-    [warning] = plan.warnings
-    assert "stack 'organization/platform/prod' does not exist yet" in warning
-    assert set(plan.exports["pendingEnvironments"].value) == {"prod"}
+    registered = environments.load_file().registered_by("tooling")
+    # One warning per environment tooling manages, prod's among them.
+    assert len(plan.warnings) == len(registered)
+    assert any("stack 'organization/platform/prod' does not exist yet" in w for w in plan.warnings)
+    assert "prod" in registered
+    assert set(plan.exports["pendingEnvironments"].value) == set(registered)
     assert not [r for r in plan.registrations if r.name.startswith(("prod-", "organization/platform/prod"))]
     # The steady-state plan (prod deployed) registers it.
     steady = committed_plans["tooling"]
-    assert steady.exports["registeredEnvironments"].value == ["prod"]
+    assert steady.exports["registeredEnvironments"].value == registered
     assert _named(steady, "argocd-root-prod")
 
 

@@ -138,10 +138,10 @@ def test_bad_stack_file_exits_2_with_every_problem_and_no_traceback(repo_copy: P
 def test_unknown_stack_exits_2_naming_the_stacks(capsys: pytest.CaptureFixture[str]) -> None:
     from offline import plan as offline_plan
 
-    assert offline_plan.main(["staging"]) == 2
+    assert offline_plan.main(["no-such-stack"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "no stack file Pulumi.staging.yaml (stacks here: " in captured.err
+    assert "no stack file Pulumi.no-such-stack.yaml (stacks here: " in captured.err
     assert "prod" in captured.err
 
 
@@ -173,14 +173,16 @@ def test_tooling_bootstrap_plan_says_prod_is_pending_and_what_to_run(
     assert header and header["stack"] == "tooling" and header["bootstrap"], lines[0]
     assert "empty account" in header["bootstrap"]
     warnings = [line for line in lines if line.startswith("warning: ")]
-    assert warnings == [
+    managed = environments.load_file().registered_by("tooling")
+    assert len(warnings) == len(managed)  # one per environment tooling manages
+    assert (
         "warning: environment 'prod' is not registered with Argo CD: stack 'organization/platform/prod' "
         "does not exist yet. Run `pulumi up --stack organization/platform/prod`, then `pulumi up` on "
         "this stack again."
-    ]
-    # The warning comes before the tree, right under the header.
-    assert lines[1] == warnings[0]
-    assert lines[2] == "stack platform/tooling"
+    ) in warnings
+    # The warnings come before the tree, right under the header.
+    assert lines[1 : 1 + len(warnings)] == warnings
+    assert lines[1 + len(warnings)] == "stack platform/tooling"
     tree = "\n".join(_tree(captured.out, "tooling"))
     for name in ("prod-cluster", "prod-gitops", "argocd-root-prod", "organization/platform/prod"):
         assert f"─ {name} (" not in tree, name

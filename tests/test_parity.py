@@ -98,8 +98,8 @@ def test_no_credentials_is_not_a_pass(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_unknown_stack_is_not_a_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    assert parity.main(["staging"], env={}) == 2
-    assert "no stack file Pulumi.staging.yaml" in capsys.readouterr().err
+    assert parity.main(["no-such-stack"], env={}) == 2
+    assert "no stack file Pulumi.no-such-stack.yaml" in capsys.readouterr().err
 
 
 def test_unreadable_vault_file_is_not_a_pass(tmp_path: Path) -> None:

@@ -140,11 +140,10 @@ def test_every_cluster_has_its_own_identity(committed_plans: dict[str, runner.Pl
         ]
         for stack, plan in committed_plans.items()
     }
-    assert names == {
-        "tooling": ["tooling-secrets-scaleway"],
-        "prod": ["prod-secrets-scaleway"],
-        "dev": ["dev-secrets-scaleway"],
-    }
+    # Every committed stack with a cluster: one identity, named after its own environment.
+    with_cluster = {s for s, p in committed_plans.items() if p.by_type("scaleway:kubernetes/cluster:Cluster")}
+    assert {"tooling", "prod", "dev"} <= with_cluster
+    assert names == {stack: [f"{stack}-secrets-scaleway"] for stack in with_cluster}
 
 
 def test_onepassword_backend_adds_its_store(onepassword_prod: runner.Plan) -> None:
@@ -198,7 +197,8 @@ def test_both_backends_render_stores_the_crd_accepts(
             obj = artifacts.kubernetes_object(store)
             assert schemas.validate_custom_resource(obj) == [], (plan.stack, store.name)
             checked += 1
-    assert checked == 5  # one per committed cluster, two with 1Password
+    clusters = sum(1 for p in committed_plans.values() if p.by_type("scaleway:kubernetes/cluster:Cluster"))
+    assert checked == clusters + 2  # one per committed cluster, two with 1Password
 
 
 @needs_schemas

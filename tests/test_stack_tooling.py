@@ -127,8 +127,9 @@ def test_exports_for_the_other_stacks(
     # No stack exports a kubeconfig (DESIGN.md §5): this one's would be the hub's admin.
     assert set(exports) == TOOLING_EXPORTS
     assert exported_kubeconfigs(committed_plans) == []
-    # prod is deployed in the committed plans: registered, nothing pending.
-    assert exports["registeredEnvironments"].value == ["prod"]
+    # Every environment tooling manages is deployed in the committed plans: registered, none pending.
+    assert exports["registeredEnvironments"].value == environments.load_file().registered_by("tooling")
+    assert "prod" in exports["registeredEnvironments"].value
     assert exports["pendingEnvironments"].value == {}
 
     endpoint = exports["registryEndpoint"]

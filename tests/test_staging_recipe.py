@@ -5,7 +5,9 @@ registers it), validate the plan and check the invariants every committed stack 
 from __future__ import annotations
 
 import copy
+import ipaddress
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,19 @@ from components import environments
 from offline import artifacts, runner, validate
 from tests import test_invariants as invariants
 
-STAGING_PROJECT = "0b7e4c2a-5d1f-4e8a-9c3b-7a6d2e1f0c94"
+#: The environment the recipe adds: "staging", unless the repository already has one.
+_COMMITTED = environments.load_file().entries
+NAME = next(n for n in ("staging", "staging2", "staging3") if n not in _COMMITTED)
+#: Its own Scaleway project (a UUID no committed environment uses).
+STAGING_PROJECT = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{NAME}.recipe.platform.invalid"))
+_TAKEN = [ipaddress.IPv4Network(e.subnet) for e in _COMMITTED.values()]
+SUBNET = str(
+    next(
+        net
+        for net in ipaddress.IPv4Network("10.0.0.0/8").subnets(new_prefix=20)
+        if not any(net.overlaps(t) for t in _TAKEN)
+    )
+)
 
 
 def _copy_repository(root: Path) -> None:
@@ -30,24 +44,24 @@ def _add_staging(root: Path) -> None:
     """The recipe (README, "Adding an environment"), step by step."""
     # 1. One entry in environments.yaml: its own subnet, project, stack and hostnames.
     listing = yaml.safe_load((root / environments.FILE_NAME).read_text())
-    listing["environments"]["staging"] = {
+    listing["environments"][NAME] = {
         "role": "production",
-        "subnet": "10.40.0.0/20",
+        "subnet": SUBNET,
         "projectId": STAGING_PROJECT,
-        "stack": "organization/platform/staging",
+        "stack": f"organization/platform/{NAME}",
         "managedBy": "tooling",
-        "dns": {"zone": "example.com", "hostnames": ["*.staging.example.com"]},
+        "dns": {"zone": "example.com", "hostnames": [f"*.{NAME}.example.com"]},
     }
     (root / environments.FILE_NAME).write_text(yaml.safe_dump(listing, sort_keys=False))
     # 2. One stack file, here started from prod's: its environment, project and hostnames.
     document = yaml.safe_load((root / "Pulumi.prod.yaml").read_text())
     config: dict[str, Any] = copy.deepcopy(document["config"])
-    config["platform:environment"] = "staging"
+    config["platform:environment"] = NAME
     config["scaleway:projectId"] = STAGING_PROJECT
     for app in config["platform:apps"]:
-        app["hostname"] = app["hostname"].replace(".example.com", ".staging.example.com")
+        app["hostname"] = app["hostname"].replace(".example.com", f".{NAME}.example.com")
     config["platform:ingress"]["redirects"] = {}
-    (root / "Pulumi.staging.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    (root / f"Pulumi.{NAME}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +74,7 @@ def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def staging(repository: Path) -> runner.Plan:
-    return runner.run("staging", root=repository)
+    return runner.run(NAME, root=repository)
 
 
 def test_the_recipe_touches_one_entry_and_one_file(repository: Path) -> None:
@@ -69,12 +83,12 @@ def test_the_recipe_touches_one_entry_and_one_file(repository: Path) -> None:
         for p in repository.iterdir()
         if not (runner.ROOT / p.name).exists() or (runner.ROOT / p.name).read_bytes() != p.read_bytes()
     )
-    assert changed == sorted([environments.FILE_NAME, "Pulumi.staging.yaml"])
+    assert changed == sorted([environments.FILE_NAME, f"Pulumi.{NAME}.yaml"])
 
 
 def test_staging_plans_in_its_own_network_and_project(staging: runner.Plan) -> None:
     [network] = staging.by_type("scaleway:network/privateNetwork:PrivateNetwork")
-    assert network.inputs["ipv4Subnet"] == {"subnet": "10.40.0.0/20"}
+    assert network.inputs["ipv4Subnet"] == {"subnet": SUBNET}
     policies = staging.by_type("scaleway:iam/policy:Policy")
     assert policies and all(
         rule["projectIds"] == [STAGING_PROJECT] for p in policies for rule in p.inputs["rules"]
@@ -85,10 +99,12 @@ def test_staging_plans_in_its_own_network_and_project(staging: runner.Plan) -> N
 
 def test_tooling_registers_staging_next_to_prod(repository: Path) -> None:
     tooling = runner.run("tooling", root=repository)
-    assert tooling.exports["registeredEnvironments"].value == ["prod", "staging"]
+    assert tooling.exports["registeredEnvironments"].value == sorted(
+        [*environments.load_file().registered_by("tooling"), NAME]
+    )
     names = {r.name for r in tooling.registrations}
-    assert {"staging-cluster-secret", "staging-gitops-project", "argocd-root-staging"} <= names
-    assert {"staging-gitops-app-website", "staging-gitops-app-newsletter"} <= names
+    assert {f"{NAME}-cluster-secret", f"{NAME}-gitops-project", f"argocd-root-{NAME}"} <= names
+    assert {f"{NAME}-gitops-app-website", f"{NAME}-gitops-app-newsletter"} <= names
 
 
 def test_staging_passes_the_offline_validation(staging: runner.Plan, tmp_path: Path) -> None:
@@ -108,11 +124,11 @@ def test_staging_holds_the_stack_invariants(staging: runner.Plan) -> None:
 
 def test_reusing_prods_project_or_hostnames_is_refused(repository: Path) -> None:
     listing = yaml.safe_load((repository / environments.FILE_NAME).read_text())
-    entry = listing["environments"]["staging"]
+    entry = listing["environments"][NAME]
     entry["projectId"] = listing["environments"]["prod"]["projectId"]
     entry["dns"]["hostnames"] = ["www.example.com"]
     with pytest.raises(environments.EnvironmentsError) as caught:
         environments.parse(listing)
     message = str(caught.value)
-    assert "staging.projectId:" in message and "one Scaleway project per environment" in message
-    assert "staging.dns.hostnames[0]: www.example.com overlaps prod's *.example.com" in message
+    assert f"{NAME}.projectId:" in message and "one Scaleway project per environment" in message
+    assert f"{NAME}.dns.hostnames[0]: www.example.com overlaps prod's *.example.com" in message
