@@ -109,8 +109,11 @@ class Autoscaler(_Model):
 
 
 def _strict_cidr(value: Any) -> Any:
-    # "10.0.0.1/24" has host bits set: almost always a typo for a host or a network.
-    return ipaddress.IPv4Network(value, strict=True) if isinstance(value, str) else value
+    # "10.0.0.1/24" has host bits set: almost always a typo for a host or a network. Only text: an
+    # integer (or true, which YAML hands over as 1) would silently become 0.0.0.1/32.
+    if not isinstance(value, str):
+        raise ValueError(f"must be an IPv4 network in CIDR notation like 203.0.113.0/28, got {value!r}")
+    return ipaddress.IPv4Network(value, strict=True)
 
 
 #: The broadest API-server ACL entry accepted: anything wider (0.0.0.0/1 and its like included)
@@ -270,6 +273,12 @@ class Cluster(_Model):
             raise ValueError(
                 f"required for role {role}: without an ACL the Kubernetes API is open to the world"
             )
+        return ranges
+
+    @field_validator("api_allowed_ranges")
+    @classmethod
+    def _acl_once_each(cls, ranges: list[AllowedRange]) -> list[AllowedRange]:
+        _no_duplicates("range", [str(r.cidr) for r in ranges])
         return ranges
 
     @field_validator("pools")
@@ -456,7 +465,7 @@ class ImageUpdate(_Model):
     strategy: Literal["semver", "digest", "newest-build", "alphabetical"] = "semver"
     #: Regular expression of tags the updater may pick (e.g. only release tags); never empty (an
     #: empty pattern would silently allow every tag).
-    allow_tags: Annotated[str, StringConstraints(min_length=1)] | None = None
+    allow_tags: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
 
     @field_validator("allow_tags")
     @classmethod
@@ -631,9 +640,11 @@ class App(_Model):
     hostname: Hostname
     port: int = Field(ge=1, le=65535)
     #: Image repository without tag (the tag is Git's business: the image updater writes it).
-    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
+    image: Annotated[str, StringConstraints(max_length=255, pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
     gitops_path: Annotated[
-        str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+)*$"), AfterValidator(_relative_path)
+        str,
+        StringConstraints(max_length=255, pattern=r"^[\w.-]+(/[\w.-]+)*$"),
+        AfterValidator(_relative_path),
     ]
     #: An app database declared under platform:database.databases.
     database: PgIdentifier | None = None
@@ -964,9 +975,21 @@ class RestoreCheckDatabase(_Model):
     database: PgIdentifier
     #: Tables that must exist.
     tables: list[PgTable] = Field(default_factory=list)
-    #: Table -> minimum row count.
-    min_rows: dict[PgTable, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    #: Table -> minimum row count (a whole number, never a boolean).
+    min_rows: dict[PgTable, Annotated[int, Field(strict=True, ge=0, le=10**12)]] = Field(default_factory=dict)
     freshness: list[FreshnessCheck] = Field(default_factory=list)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables_once(cls, tables: list[str]) -> list[str]:
+        _no_duplicates("table", tables)
+        return tables
+
+    @field_validator("freshness")
+    @classmethod
+    def _freshness_once(cls, checks: list[FreshnessCheck]) -> list[FreshnessCheck]:
+        _no_duplicates("freshness check", [f"{c.table}.{c.column}" for c in checks])
+        return checks
 
 
 class RestoreCheck(_Model):
@@ -996,6 +1019,7 @@ class RestoreCheck(_Model):
     @field_validator("bucket_admins")
     @classmethod
     def _admins_in_production(cls, admins: list[str], info: ValidationInfo) -> list[str]:
+        _no_duplicates("bucket admin", admins)
         if not admins and _context(info).get("role") == "production":
             raise ValueError(
                 "required for role production: the principals that keep full access to the backup bucket "

@@ -83,7 +83,7 @@ class Entry(_Model):
     #: The Scaleway project every identity of the environment is scoped to.
     project_id: Annotated[str, StringConstraints(pattern=_UUID)]
     #: The Pulumi stack (``organization/project/stack``) other stacks reference it by.
-    stack: Annotated[str, StringConstraints(pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")]
+    stack: Annotated[str, StringConstraints(max_length=200, pattern=r"^[\w.-]+(/[\w.-]+){0,2}$")]
     #: Workload environments: the environment of role tooling whose Argo CD registers this one.
     managed_by: str | None = None
     dns: Dns | None = None

@@ -70,6 +70,15 @@ def stack_names(root: Path = ROOT) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
+def _is_file(path: Path) -> bool:
+    """``path.exists()`` that says no, instead of raising, for a name the file system refuses
+    (longer than 255 bytes, say)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 class StackFileError(ProblemsError):
     """A stack file that is not valid YAML, or not a map with a ``config:`` map."""
 
@@ -79,7 +88,7 @@ class StackFileError(ProblemsError):
 
 def read_stack_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
     path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
+    if not _is_file(path):
         raise FileNotFoundError(f"no stack file {path.name} (stacks here: {', '.join(stack_names(root))})")
     try:
         document = load_yaml(path.read_text()) or {}
@@ -144,7 +153,7 @@ def run(
     for ref in platform_config.referenced_stacks(platform_raw, environments):
         name = ref.rsplit("/", 1)[-1]
         registered = ref in registered_refs
-        if name == stack or not (root / f"Pulumi.{name}.yaml").exists():
+        if name == stack or not _is_file(root / f"Pulumi.{name}.yaml"):
             continue  # not deployed: the program says what it does about that
         if registered and not bootstrap:
             # A registered environment, fully planned; its own tooling reference ends below.

@@ -87,6 +87,49 @@ def _egress(cidr: str) -> Change:
             "uses a prefix reserved for Kubernetes",
         ),
         (
+            lambda raw: raw["platform:cluster"]["apiAllowedRanges"][0].__setitem__("cidr", True),
+            "platform:cluster.apiAllowedRanges[0].cidr",
+            "must be an IPv4 network in CIDR notation like 203.0.113.0/28, got True",
+        ),
+        (
+            lambda raw: raw["platform:cluster"]["apiAllowedRanges"][0].__setitem__("cidr", 1),
+            "platform:cluster.apiAllowedRanges[0].cidr",
+            "got 1",
+        ),
+        (
+            lambda raw: raw["platform:cluster"]["apiAllowedRanges"].append(
+                dict(raw["platform:cluster"]["apiAllowedRanges"][0])
+            ),
+            "platform:cluster.apiAllowedRanges",
+            "duplicate range '203.0.113.0/28'",
+        ),
+        (
+            lambda raw: raw["platform:apps"][0].__setitem__("gitopsPath", "a/" * 200 + "a"),
+            "platform:apps[0].gitopsPath",
+            "at most 255 characters",
+        ),
+        (
+            lambda raw: raw["platform:operations"]["restoreCheck"]["databases"][0]["tables"].append(
+                "members"
+            ),
+            "platform:operations.restoreCheck.databases[0].tables",
+            "duplicate table 'members'",
+        ),
+        (
+            lambda raw: raw["platform:operations"]["restoreCheck"]["databases"][0]["minRows"].__setitem__(
+                "members", True
+            ),
+            "platform:operations.restoreCheck.databases[0].minRows.members",
+            "valid integer",
+        ),
+        (
+            lambda raw: raw["platform:operations"]["restoreCheck"]["bucketAdmins"].append(
+                raw["platform:operations"]["restoreCheck"]["bucketAdmins"][0]
+            ),
+            "platform:operations.restoreCheck.bucketAdmins",
+            "duplicate bucket admin",
+        ),
+        (
             _pool(upgradePolicy={"maxSurge": 0, "maxUnavailable": 0}),
             "platform:cluster.pools[0].upgradePolicy",
             "both be 0",
@@ -176,3 +219,21 @@ def test_the_tooling_stack_also_needs_its_acl(stack_config: Callable[[str], dict
     raw = stack_config("tooling")
     raw["platform:cluster"]["apiAllowedRanges"] = []
     assert "platform:cluster.apiAllowedRanges: required for role tooling" in _problems(raw)
+
+
+def test_a_stack_name_the_file_system_refuses_is_a_clear_error() -> None:
+    from offline import runner
+
+    with pytest.raises(FileNotFoundError, match="no stack file"):
+        runner.read_stack_config("x" * 5000)
+
+
+def test_an_overlong_stack_reference_is_refused() -> None:
+    from components import environments
+    from tests.harness import environments_document
+
+    document = environments_document({"tooling": {"stack": "organization/platform/" + "x" * 300}})
+    with pytest.raises(
+        environments.EnvironmentsError, match=r"tooling\.stack: String should have at most 200"
+    ):
+        environments.parse(document)
