@@ -7,6 +7,7 @@
 #   make parity STACK=prod      every app's declared keys against the vault (before pulumi up)
 #   make gates STACK=prod GITOPS=../platform-gitops   render each app's PreSync parity gate
 #   make bench-apps             plan prod with 1, 10 and 100 generated apps
+#   make urns [UPDATE=1]        compare (or refresh) the committed URN snapshots of every stack
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -15,7 +16,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps
+.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns
 
 # First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -76,6 +77,10 @@ gates: setup
 
 bench-apps: setup
 	$(PY) scripts/bench_apps.py
+
+# The committed URN snapshots (tests/urns): compare, or refresh after a deliberate rename.
+urns: setup
+	$(PY) -m offline.urns $(if $(UPDATE),--update)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
