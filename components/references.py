@@ -117,15 +117,15 @@ class ExportShapeError(ProblemsError):
 
 
 def read_tooling(name: str) -> ToolingFacts:
-    """The tooling stack's facts, checked to be there (a wrong ``toolingStack`` names the key)."""
+    """The tooling stack's facts, checked to be there (a stack that is not tooling's names the key)."""
     reference = pulumi.StackReference(name)
     missing = [key for key in ToolingFacts.KEYS if not isinstance(_details(reference, key), str)]
     if missing:
         raise ExportShapeError(
             name,
             [
-                f"{name}:{key}: missing or not text (is platform:gitops.toolingStack the tooling stack, "
-                "and deployed?)"
+                f"{name}:{key}: missing or not text (is it the stack of a tooling environment, and "
+                "deployed? environments.yaml, managedBy)"
                 for key in missing
             ],
         )
