@@ -129,7 +129,7 @@ def _cel_list(values: Iterable[str]) -> str:
 
 def _checked(values: Iterable[str], pattern: re.Pattern[str], what: str) -> list[str]:
     values = list(values)
-    bad = [value for value in values if not isinstance(value, str) or not pattern.match(value)]
+    bad = [value for value in values if not isinstance(value, str) or not pattern.fullmatch(value)]
     if bad:
         raise ValueError(f"not a valid {what}: {bad!r}")
     return values
@@ -211,7 +211,13 @@ def _tracked_policy(resource: str, variables: list[dict[str, str]], validations:
         "failurePolicy": "Fail",
         "matchConstraints": _constraints(resource, ("CREATE", "UPDATE")),
         "matchConditions": [
-            {"name": "applied-by-an-argo-cd-app", "expression": f"({_TRACKED}) || ({_WAS_TRACKED})"}
+            {"name": "applied-by-an-argo-cd-app", "expression": f"({_TRACKED}) || ({_WAS_TRACKED})"},
+            # An object being deleted only loses finalizers: judging it would keep the children of
+            # an environment that left the list from ever finishing their deletion.
+            {
+                "name": "not-being-deleted",
+                "expression": "request.operation != 'UPDATE' || !has(oldObject.metadata.deletionTimestamp)",
+            },
         ],
         "variables": variables,
         "validations": [{**validation, "reason": "Forbidden"} for validation in validations],
@@ -307,6 +313,28 @@ def generator_templates(generator: str, check: Callable[[str], str], depth: int 
     return " && ".join(checks)
 
 
+#: Generators an ApplicationSet from Git may use. scmProvider and pullRequest call an API the
+#: ApplicationSet author names, with a token from any Secret in argocd (tokenRef): a commit could
+#: send the cluster Secrets or the write credential anywhere. plugin calls an author-named service
+#: too, and clusterDecisionResource reads an arbitrary resource. Refused at every nesting level.
+SAFE_GENERATORS = ("list", "clusters", "git", "matrix", "merge")
+UNSAFE_GENERATORS = ("scmProvider", "pullRequest", "plugin", "clusterDecisionResource")
+
+
+def generators_safe(generator: str, depth: int = 0) -> str:
+    """CEL: ``generator``, and every generator nested in its matrix or merge, is a safe kind."""
+    checks = [f"!has({generator}.{kind})" for kind in UNSAFE_GENERATORS]
+    if depth + 1 < len(_GENERATOR_NESTING):
+        child = _GENERATOR_NESTING[depth + 1]
+        for combined in ("matrix", "merge"):
+            node = f"{generator}.{combined}"
+            checks.append(
+                f"(!has({node}) || !has({node}.generators) || "
+                f"{node}.generators.all({child}, {generators_safe(child, depth + 1)}))"
+            )
+    return " && ".join(checks)
+
+
 def _template_name_allowed(template: str) -> str:
     name = f"{template}.metadata.name"
     return f"({_in_environment(name)} && !{_reserved(name)})"
@@ -344,6 +372,16 @@ def _application_set_validations() -> list[dict[str, str]]:
                 "spec.generators[].template.spec.project: an ApplicationSet created by a root app may not "
                 "set another project in a generator's template (nor nest matrix or merge generators "
                 "deeper than Argo CD supports)"
+            ),
+        },
+        {
+            "expression": "!has(object.spec.generators) || object.spec.generators.all(g, "
+            + generators_safe("g")
+            + ")",
+            "message": (
+                "spec.generators: an ApplicationSet created by a root app may use only the "
+                f"{', '.join(SAFE_GENERATORS)} generators ({', '.join(UNSAFE_GENERATORS)} call services "
+                "the author chooses, with tokens from Secrets in argocd)"
             ),
         },
         *_name_validations("ApplicationSet"),

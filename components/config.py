@@ -432,8 +432,10 @@ EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 class Oidc(_Model):
     issuer: Annotated[str, StringConstraints(pattern=r"^https://\S+$")]
     client_id: Annotated[str, StringConstraints(min_length=1)]
-    #: Identity-provider groups mapped to Argo CD's admin role; everyone else is read-only.
+    #: Identity-provider groups mapped to Argo CD's admin role.
     admin_groups: list[str] = Field(default_factory=list)
+    #: Groups that may read (Applications, manifests, logs); anyone else signed in sees nothing.
+    readonly_groups: list[str] = Field(default_factory=list)
 
 
 class ArgoCd(_Model):
@@ -1270,9 +1272,11 @@ def load(
     project: str,
     secrets: Mapping[str, pulumi.Input[str]] | None = None,
     environments: Environments | None = None,
+    running_stack: str | None = None,
 ) -> PlatformConfig:
     """Validate raw config values (strings or parsed structures) into a :class:`PlatformConfig`.
-    ``environments`` is the list of environments (the committed environments.yaml by default).
+    ``environments`` is the list of environments (the committed environments.yaml by default);
+    ``running_stack`` (the program's stack) must be the environment's own.
 
     Raises :class:`ConfigError` listing every problem found.
     """
@@ -1291,6 +1295,15 @@ def load(
             problems.add(f"platform:{key}", f"unknown key (allowed: {', '.join(allowed)})")
 
     environment = _environment(raw_platform.get("environment"), environments, problems)
+    if environment is not None and running_stack is not None:
+        own = environments.entries[environment].stack
+        if own.rsplit("/", 1)[-1] != running_stack.rsplit("/", 1)[-1]:
+            problems.add(
+                "platform:environment",
+                f"'{environment}' is stack {own} ({environments.key(environment, 'stack')}), not this "
+                f"stack '{running_stack}': a copied stack file names its own environment",
+            )
+            environment = None
     role = environments.entries[environment].role if environment is not None else None
     region = _plain_choice(raw_scaleway.get("region"), "scaleway:region", _REGIONS, problems)
     zone = raw_scaleway.get("zone")
@@ -1432,6 +1445,7 @@ def from_pulumi(environments: Environments | None = None) -> PlatformConfig:
         project=pulumi.get_project(),
         secrets=secrets,
         environments=environments,
+        running_stack=pulumi.get_stack(),
     )
 
 
@@ -1732,11 +1746,18 @@ def _tooling_gitops_rules(gitops: GitOps, *, secrets: Mapping[str, Any], problem
             "required with argocd.hostname: a public Argo CD UI with the local admin account is refused; "
             "configure single sign-on, or remove hostname and reach the UI with kubectl port-forward",
         )
-    if gitops.image_updater.write_back_branch == gitops.target_revision:
+    branch = gitops.image_updater.write_back_branch
+    if branch == gitops.target_revision or not branch.startswith(WRITE_BACK_PREFIX):
         problems.add(
             f"{path}.imageUpdater.writeBackBranch",
-            f"must differ from targetRevision '{gitops.target_revision}': "
-            "the image updater writes to its own branches and a merge request brings them in",
+            f"must start with {WRITE_BACK_PREFIX} (the prefix the GitOps repository's pipeline checks, "
+            f"README) and differ from targetRevision '{gitops.target_revision}': the image updater "
+            "writes to its own branches and a merge request brings them in",
+        )
+    if gitops.target_revision == "HEAD" or gitops.target_revision.startswith("refs/"):
+        problems.add(
+            f"{path}.targetRevision",
+            "must name the protected branch itself (e.g. main), not HEAD or a refs/ path",
         )
     if "image_updates" in gitops.model_fields_set:
         problems.add(
@@ -1752,6 +1773,9 @@ def _workload_gitops_rules(role: str, gitops: GitOps, *, problems: _Problems) ->
         if key in gitops.model_fields_set:
             problems.add(f"{path}.{_camel(key)}", f"not allowed for role {role} (the tooling stack sets it)")
 
+
+#: Every write-back branch starts with this (README, "The image updater's branches").
+WRITE_BACK_PREFIX = "image-updater-"
 
 #: Keys that moved to environments.yaml, with where they live now.
 _MOVED: Mapping[str, str] = {

@@ -65,6 +65,13 @@ _TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,8192}$")
 _REPO_PATH = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _FACT_VALUE = re.compile(r"^[^\s]{0,253}$")
 _PEM_HEADER = b"-----BEGIN CERTIFICATE-----"
+_PEM_FOOTER = b"-----END CERTIFICATE-----"
+#: Bounds on what a spoke may hand over: the cluster Secret must stay far below etcd's 1.5 MiB.
+_MAX_CA = 16_384
+_MAX_NAMESPACES = 200
+_MAX_APPS = 500
+_MAX_FACTS = 32
+_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,9 +207,7 @@ class RegistrationError(ProblemsError):
         )
 
 
-def parse_registration(
-    value: Any, *, stack: str, environment: str, registry_endpoint: str, tooling_server: str | None = None
-) -> Registration:
+def parse_registration(value: Any, *, stack: str, environment: str, registry_endpoint: str) -> Registration:
     """Validate what ``stack`` exported under :data:`REGISTRATION_KEY` for ``environment``.
 
     Every problem is reported (``<stack>:argocdRegistration.<key>: ...``); any problem raises
@@ -219,7 +224,7 @@ def parse_registration(
         problem("version", f"must be {REGISTRATION_VERSION}, got {value.get('version')!r}")
     if value.get("environment") != environment:
         problem("environment", f"must be {environment!r} (the environment this stack is registered as)")
-    server = _server(value.get("server"), tooling_server, problem)
+    server = _server(value.get("server"), problem)
     ca_data = _ca_data(value.get("caData"), problem)
     token = value.get("token")
     if not isinstance(token, str) or not _TOKEN.fullmatch(token):
@@ -255,7 +260,7 @@ def _exact_keys(
             problem(f"{prefix}{key}", "missing")
 
 
-def _server(server: Any, tooling_server: str | None, problem: _Problems) -> str:
+def _server(server: Any, problem: _Problems) -> str:
     if not isinstance(server, str) or not _KAPSULE_SERVER.fullmatch(server):
         problem(
             "server",
@@ -263,25 +268,28 @@ def _server(server: Any, tooling_server: str | None, problem: _Problems) -> str:
             f"(never an in-cluster, private or plain-http address), got {str(server)[:80]!r}",
         )
         return ""
-    if tooling_server is not None and server == tooling_server:
-        problem("server", "is the tooling cluster's own API server: an environment registers its own cluster")
     return server
 
 
 def _ca_data(ca_data: Any, problem: _Problems) -> str:
+    text = ca_data if isinstance(ca_data, str) and len(ca_data) <= _MAX_CA else ""
     try:
-        decoded = base64.b64decode(str(ca_data), validate=True) if isinstance(ca_data, str) else b""
+        decoded = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         decoded = b""
-    if not decoded.startswith(_PEM_HEADER):
-        problem("caData", "must be the base64 of a PEM certificate (-----BEGIN CERTIFICATE-----)")
+    if not (decoded.startswith(_PEM_HEADER) and decoded.rstrip().endswith(_PEM_FOOTER)):
+        problem(
+            "caData",
+            "must be the base64 of PEM certificates (-----BEGIN CERTIFICATE----- ... "
+            f"-----END CERTIFICATE-----), at most {_MAX_CA} characters",
+        )
         return ""
-    return str(ca_data)
+    return text
 
 
 def _namespaces(namespaces: Any, problem: _Problems) -> list[str]:
-    if not isinstance(namespaces, list) or not namespaces:
-        problem("namespaces", "must be a non-empty list of namespace names")
+    if not isinstance(namespaces, list) or not 0 < len(namespaces) <= _MAX_NAMESPACES:
+        problem("namespaces", f"must be a list of 1 to {_MAX_NAMESPACES} namespace names")
         return []
     valid: list[str] = []
     for i, ns in enumerate(namespaces):
@@ -297,8 +305,8 @@ def _namespaces(namespaces: Any, problem: _Problems) -> list[str]:
 
 
 def _facts(facts: Any, problem: _Problems) -> dict[str, str]:
-    if not isinstance(facts, Mapping):
-        problem("facts", "must be a map of fact name to text")
+    if not isinstance(facts, Mapping) or len(facts) > _MAX_FACTS:
+        problem("facts", f"must be a map of at most {_MAX_FACTS} fact names to text")
         return {}
     valid: dict[str, str] = {}
     for key, fact in sorted(facts.items(), key=lambda item: str(item[0])):
@@ -312,8 +320,8 @@ def _facts(facts: Any, problem: _Problems) -> dict[str, str]:
 
 
 def _apps(apps: Any, namespaces: set[str], registry_endpoint: str, problem: _Problems) -> list[RegisteredApp]:
-    if not isinstance(apps, list):
-        problem("apps", "must be a list")
+    if not isinstance(apps, list) or len(apps) > _MAX_APPS:
+        problem("apps", f"must be a list of at most {_MAX_APPS} apps")
         return []
     valid: list[RegisteredApp] = []
     for i, app in enumerate(apps):
@@ -335,11 +343,22 @@ def _app(
     # A null allowTags does not survive an export (Pulumi drops null map values): optional.
     _exact_keys(app, APP_FIELDS, path, problem, optional=("allowTags",))
     name, repo_path, image = app.get("name"), app.get("path"), app.get("image")
-    if not isinstance(name, str) or name not in namespaces:
-        problem(f"{path}.name", "must be one of the registered namespaces (an app runs in its own)")
-    if not isinstance(repo_path, str) or not _REPO_PATH.fullmatch(repo_path) or ".." in repo_path.split("/"):
-        problem(f"{path}.path", "must be a relative path in the GitOps repository, without '..'")
-    if not isinstance(image, str) or not image.startswith(f"{registry_endpoint}/"):
+    if not isinstance(name, str) or name not in namespaces or name == "root":
+        problem(
+            f"{path}.name", "must be one of the registered namespaces (an app runs in its own), never root"
+        )
+    if (
+        not isinstance(repo_path, str)
+        or len(repo_path) > 255
+        or not _REPO_PATH.fullmatch(repo_path)
+        or {".", ".."} & set(repo_path.split("/"))
+    ):
+        problem(f"{path}.path", "must be a relative path in the GitOps repository, without '.' or '..'")
+    if (
+        not isinstance(image, str)
+        or not _IMAGE.fullmatch(image)
+        or not image.startswith(f"{registry_endpoint}/")
+    ):
         problem(f"{path}.image", f"must be an image of the platform registry {registry_endpoint}/")
     strategy, allow_tags = app.get("strategy"), app.get("allowTags")
     if strategy not in UPDATE_STRATEGIES:

@@ -29,7 +29,10 @@ DEFAULT_PATH = Path(__file__).resolve().parent.parent / FILE_NAME
 
 Role = Literal["tooling", "production", "development"]
 _RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
+#: Names Argo CD or the platform already use: the root apps' project, Argo CD's built-in project
+#: and in-cluster destination.
+RESERVED_NAMES = frozenset({"platform", "default", "in-cluster"})
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 Hostname = Annotated[
@@ -168,6 +171,11 @@ def parse(document: Any, source: str = FILE_NAME) -> Environments:
     for name, value in raw.items():
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             problems.append(f"{name}: environment names are lowercase DNS labels of at most 20 characters")
+            continue
+        if name in RESERVED_NAMES:
+            problems.append(
+                f"{name}: reserved ({', '.join(sorted(RESERVED_NAMES))} are Argo CD's or the platform's)"
+            )
             continue
         try:
             entries[name] = Entry.model_validate(value)

