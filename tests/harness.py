@@ -25,7 +25,7 @@ from pulumi.runtime import settings as pulumi_settings
 from components import environments as env_list
 from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
 from components.environments import Environments
-from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration
+from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration, unwrap_secrets
 from offline.runner import Export, Plan
 
 PROJECT = "platform"
@@ -266,3 +266,25 @@ def exported_kubeconfigs(plans: Mapping[str, Plan]) -> list[str]:
                 hits.append(f"{stack}:{key}")
             hits.extend(f"{stack}:{hit}" for hit in kubeconfigs_in(export.value, key))
     return hits
+
+
+def serve_changed_registration(
+    monkeypatch: Any, change: Callable[[dict[str, Any]], Any], stack: str = "organization/platform/prod"
+) -> None:
+    """Serve the StackReference to ``stack`` a changed deep copy of its registration export
+    (``change`` edits it in place, or returns a replacement): the cached plan stays untouched."""
+    from components import contract
+
+    original = PlatformMocks._stack_reference
+
+    def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
+        state = original(self, name)
+        if name != stack:
+            return state
+        outputs = dict(state["outputs"])
+        registration = copy.deepcopy(unwrap_secrets(outputs[contract.REGISTRATION_KEY]))
+        changed = change(registration)
+        outputs[contract.REGISTRATION_KEY] = rpc.wrap_rpc_secret(registration if changed is None else changed)
+        return {**state, "outputs": outputs}
+
+    monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)

@@ -23,7 +23,13 @@ from components.environments import Environments, EnvironmentsError
 from components.references import ExportShapeError
 from offline import runner, schemas
 from offline.mocks import PlatformMocks, Registration, fake_secret, unwrap_secrets
-from tests.harness import EnvironmentChanges, environments_document, environments_with, upstream
+from tests.harness import (
+    EnvironmentChanges,
+    environments_document,
+    environments_with,
+    serve_changed_registration,
+    upstream,
+)
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
@@ -678,25 +684,6 @@ def test_no_declared_identity_can_write_argo_cd_objects(tooling: runner.Plan) ->
     assert not [s for s in bound if "registrar" in s[2]]
 
 
-def _tooling_with_prod_exports(
-    monkeypatch: pytest.MonkeyPatch, change: Callable[[dict[str, Any]], Any]
-) -> None:
-    """Serve tooling's StackReference to prod a changed copy of prod's registration."""
-    original = PlatformMocks._stack_reference
-
-    def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
-        state = original(self, name)
-        if name != "organization/platform/prod":
-            return state
-        outputs = dict(state["outputs"])
-        registration = dict(_plain(outputs[contract.REGISTRATION_KEY]))
-        changed = change(registration)
-        outputs[contract.REGISTRATION_KEY] = rpc.wrap_rpc_secret(registration if changed is None else changed)
-        return {**state, "outputs": outputs}
-
-    monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
-
-
 def _set(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return lambda registration: registration.__setitem__(key, value)
 
@@ -759,7 +746,7 @@ def test_image_updater_reads_only_its_own_secrets(tooling: runner.Plan) -> None:
 def test_a_malicious_registration_is_refused_and_nothing_is_created(
     monkeypatch: pytest.MonkeyPatch, change: Callable[[dict[str, Any]], Any], key: str
 ) -> None:
-    _tooling_with_prod_exports(monkeypatch, change)
+    serve_changed_registration(monkeypatch, change)
     with pytest.raises(RegistrationError) as caught:
         runner.run("tooling")
     message = str(caught.value)
@@ -774,7 +761,7 @@ def test_the_plan_exits_2_naming_the_stack_and_key(
 ) -> None:
     from offline import plan as plan_cli
 
-    _tooling_with_prod_exports(monkeypatch, _set("server", "https://kubernetes.default.svc"))
+    serve_changed_registration(monkeypatch, _set("server", "https://kubernetes.default.svc"))
     assert plan_cli.main(["tooling"]) == 2
     captured = capsys.readouterr()
     assert (

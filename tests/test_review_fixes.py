@@ -17,7 +17,7 @@ from components.contract import ProblemsError, RegistrationError
 from components.environments import EnvironmentsError, parse
 from offline import runner
 from offline.mocks import PlatformMocks, unwrap_secrets
-from tests.harness import environments_document, load_config
+from tests.harness import environments_document, load_config, serve_changed_registration
 
 
 def _named(plan: runner.Plan, name: str) -> Any:
@@ -37,31 +37,12 @@ def test_unsafe_generators_are_named_in_the_policy() -> None:
         assert f"has(g.{kind})" in text and f"has(c.{kind})" in text and f"has(n.{kind})" in text, kind
 
 
-def _serve(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
-    """Serve tooling's StackReference to prod a changed copy of prod's registration."""
-    original = PlatformMocks._stack_reference
-
-    def reference(self: PlatformMocks, name: str) -> dict[str, Any]:
-        state = original(self, name)
-        if name != "organization/platform/prod":
-            return state
-        from pulumi.runtime import rpc
-
-        outputs = dict(state["outputs"])
-        registration = copy.deepcopy(unwrap_secrets(outputs[contract.REGISTRATION_KEY]))
-        change(registration)
-        outputs[contract.REGISTRATION_KEY] = rpc.wrap_rpc_secret(registration)
-        return {**state, "outputs": outputs}
-
-    monkeypatch.setattr(PlatformMocks, "_stack_reference", reference)
-
-
 def test_an_app_named_root_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     def rename(registration: dict[str, Any]) -> None:
         registration["namespaces"] = [*registration["namespaces"], "root"]
         registration["apps"][0]["name"] = "root"
 
-    _serve(monkeypatch, rename)
+    serve_changed_registration(monkeypatch, rename)
     with pytest.raises(RegistrationError, match=r"apps\[0\]\.name: .*never root"):
         runner.run("tooling")
 
@@ -183,7 +164,7 @@ def test_the_hub_overrides_facts_it_knows(monkeypatch: pytest.MonkeyPatch) -> No
         registration["facts"]["registry-endpoint"] = "evil.example.com"
         registration["facts"]["environment"] = "tooling"
 
-    _serve(monkeypatch, lie)
+    serve_changed_registration(monkeypatch, lie)
     annotations = _named(runner.run("tooling"), "prod-cluster-secret").inputs["metadata"]["annotations"]
     assert annotations["platform.scw/registry-endpoint"] == "rg.fr-par.scw.cloud/acme-platform"
     assert annotations["platform.scw/environment"] == "prod"
