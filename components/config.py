@@ -40,7 +40,7 @@ from pydantic.alias_generators import to_camel
 
 from components import catalogue
 from components import environments as env_list
-from components.contract import PLATFORM_NAMESPACES, ProblemsError
+from components.contract import PLATFORM_NAMESPACES, ProblemsError, tag_pattern_problem
 from components.environments import Environments, Hostname
 
 # --------------------------------------------------------------------------------------------
@@ -472,11 +472,9 @@ class ImageUpdate(_Model):
     @field_validator("allow_tags")
     @classmethod
     def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"must be a valid regular expression ({exc})") from None
+        problem = tag_pattern_problem(pattern) if pattern is not None else None
+        if problem is not None:
+            raise ValueError(problem)
         return pattern
 
 

@@ -372,11 +372,23 @@ def _app(
     )
 
 
-def _compiles(pattern: Any) -> bool:
-    if not isinstance(pattern, str) or not pattern:
-        return False
+#: What Python's re accepts and Go's regexp (RE2, which the image updater compiles the pattern
+#: with) refuses: look-arounds and backreferences.
+NOT_RE2 = re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+
+
+def tag_pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a tag pattern both Python and the image updater (Go) accept."""
     try:
         re.compile(pattern)
-    except re.error:
-        return False
-    return True
+    except re.error as exc:
+        return f"must be a valid regular expression ({exc})"
+    if NOT_RE2.search(pattern):
+        return (
+            "must be an RE2 expression, as the image updater (Go) reads it: no look-arounds or backreferences"
+        )
+    return None
+
+
+def _compiles(pattern: Any) -> bool:
+    return isinstance(pattern, str) and bool(pattern) and tag_pattern_problem(pattern) is None

@@ -52,6 +52,11 @@ def _egress(cidr: str) -> Change:
             "at least 1 character",
         ),
         (
+            lambda raw: raw["platform:gitops"]["imageUpdates"][0].__setitem__("allowTags", r"^v(?!0)\d+$"),
+            "platform:gitops.imageUpdates[0].allowTags",
+            "must be an RE2 expression",
+        ),
+        (
             _pool(nodeType="DEV1-XXL"),
             "platform:cluster.pools[0].nodeType",
             "unknown type 'DEV1-XXL' (allowed families:",
