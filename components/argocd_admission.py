@@ -292,8 +292,7 @@ def _applications(variables: list[dict[str, str]]) -> Any:
 def generator_templates(generator: str, check: Callable[[str], str], depth: int = 0) -> str:
     """CEL: ``check`` holds for every template inside ``generator`` at any nesting Argo CD allows
     (leaf generators' ``template``, matrix/merge ``template`` and their children); a matrix or merge
-    nested deeper than Argo CD supports is refused unread. With ``_template_keeps_project`` this is
-    exactly ``gitops._generator_keeps_project``."""
+    nested deeper than Argo CD supports is refused unread."""
     checks = [
         f"(!has({generator}.{kind}) || !has({generator}.{kind}.template) || "
         f"{check(f'{generator}.{kind}.template')})"
@@ -481,10 +480,8 @@ def application_policies(
     in its environment, under its environment's names, and never takes, adopts or deletes an
     Application of the program. ``environments``: every environment with a root app;
     ``program_owned``: the names of the Applications the program declares (``<env>-<app>``; the
-    root apps are covered by their suffix). A superset of ``gitops.child_project_policies``: the
-    ``applications`` and ``applicationsets`` ids keep its matchConstraints and validation
-    expressions (and match objects that carried the annotation before an UPDATE dropped it); bind
-    each id as :func:`binding_specs` says, under :func:`policy_name`."""
+    root apps are covered by their suffix). Bind each id as :func:`binding_specs` says, under
+    :func:`policy_name`."""
     envs = _checked(environments, _DNS_LABEL, "environment name")
     owned = _checked(program_owned, _DNS_SUBDOMAIN, "Application name")
     variables = _tracked_variables(envs, owned)

@@ -194,6 +194,10 @@ class Catalogue:
             raise ValueError(f"unknown catalogue section {section!r} (sections: {', '.join(SECTIONS)})")
         return sections[section]
 
+    def find(self, section: SectionName, name: str) -> Entry | None:
+        """The entry of ``section`` named ``name`` (case-insensitive), if any."""
+        return _find(self.section(section), name)
+
     def kapsule_node_type(self, name: str) -> NodeType | None:
         return _find(self.kapsule_node_types, name)
 
@@ -379,6 +383,10 @@ def load_balancer_type(name: str) -> LoadBalancerType | None:
 
 def public_gateway_type(name: str) -> PublicGatewayType | None:
     return load().public_gateway_type(name)
+
+
+def find(section: SectionName, name: str) -> Entry | None:
+    return load().find(section, name)
 
 
 def names(section: SectionName) -> list[str]:

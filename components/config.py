@@ -40,7 +40,7 @@ from pydantic.alias_generators import to_camel
 
 from components import catalogue
 from components import environments as env_list
-from components.contract import PLATFORM_NAMESPACES, ProblemsError, tag_pattern_problem
+from components.contract import IMAGE_PATTERN, PLATFORM_NAMESPACES, ProblemsError, tag_pattern_problem
 from components.environments import Environments, Hostname
 
 # --------------------------------------------------------------------------------------------
@@ -395,13 +395,9 @@ class Database(_Model):
 
 def _catalogued(section: catalogue.SectionName, name: str) -> str:
     """A commercial type the catalogue of Scaleway types lists (catalogue/scaleway.yaml)."""
-    if _find_in(catalogue.load().section(section), name) is None:
+    if catalogue.find(section, name) is None:
         raise ValueError(f"unknown type {name!r} ({catalogue.hint(section)})")
     return name
-
-
-def _find_in(entries: Iterable[catalogue.Entry], name: str) -> catalogue.Entry | None:
-    return next((e for e in entries if e.name.lower() == name.lower()), None)
 
 
 def _no_duplicates(what: str, values: list[str]) -> None:
@@ -640,7 +636,7 @@ class App(_Model):
     hostname: Hostname
     port: int = Field(ge=1, le=65535)
     #: Image repository without tag (the tag is Git's business: the image updater writes it).
-    image: Annotated[str, StringConstraints(max_length=255, pattern=r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")]
+    image: Annotated[str, StringConstraints(max_length=255, pattern=IMAGE_PATTERN)]
     gitops_path: Annotated[
         str,
         StringConstraints(max_length=255, pattern=r"^[\w.-]+(/[\w.-]+)*$"),
@@ -1173,16 +1169,12 @@ class PlatformConfig:
     @property
     def tooling_stack(self) -> str | None:
         """A workload environment's tooling stack (the environment that registers it)."""
-        managed_by = self.environments.entries[self.environment].managed_by
-        return self.environments.entries[managed_by].stack if managed_by is not None else None
+        return self.environments.tooling_stack_of(self.environment)
 
     @property
     def registered_stacks(self) -> dict[str, str]:
         """Tooling: the stack of each environment its Argo CD registers, by environment."""
-        return {
-            env: self.environments.entries[env].stack
-            for env in self.environments.registered_by(self.environment)
-        }
+        return self.environments.registered_stacks_of(self.environment)
 
     def app_secrets_path(self, app: App) -> str:
         """Where ``app``'s keys live in the configured vault (see :func:`app_secrets_path`)."""
@@ -1295,7 +1287,7 @@ def load(
     environment = _environment(raw_platform.get("environment"), environments, problems)
     if environment is not None and running_stack is not None:
         own = environments.entries[environment].stack
-        if own.rsplit("/", 1)[-1] != running_stack.rsplit("/", 1)[-1]:
+        if not env_list.same_stack(own, running_stack):
             problems.add(
                 "platform:environment",
                 f"'{environment}' is stack {own} ({environments.key(environment, 'stack')}), not this "
@@ -1450,12 +1442,11 @@ def from_pulumi(environments: Environments | None = None) -> PlatformConfig:
 def referenced_stacks(raw_platform: Mapping[str, Any], environments: Environments) -> list[str]:
     """Stacks this stack reads through a StackReference (the offline plan resolves them first):
     a workload stack its tooling stack; tooling each registered environment's stack."""
-    entry = environments.entries.get(str(raw_platform.get("environment")))
-    if entry is None:
+    name = str(raw_platform.get("environment"))
+    if name not in environments.entries:
         return []
-    if entry.managed_by is not None and entry.managed_by in environments.entries:
-        return [environments.entries[entry.managed_by].stack]
-    return registered_stacks(raw_platform, environments)
+    tooling = environments.tooling_stack_of(name)
+    return [tooling] if tooling is not None else registered_stacks(raw_platform, environments)
 
 
 def registered_stacks(raw_platform: Mapping[str, Any], environments: Environments) -> list[str]:
@@ -1464,7 +1455,7 @@ def registered_stacks(raw_platform: Mapping[str, Any], environments: Environment
     name = str(raw_platform.get("environment"))
     if name not in environments.entries or environments.entries[name].role != "tooling":
         return []
-    return [environments.entries[env].stack for env in environments.registered_by(name)]
+    return list(environments.registered_stacks_of(name).values())
 
 
 def _present_keys(namespace: str) -> list[str]:

@@ -71,7 +71,9 @@ _MAX_CA = 16_384
 _MAX_NAMESPACES = 200
 _MAX_APPS = 500
 _MAX_FACTS = 32
-_IMAGE = re.compile(r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$")
+#: An image repository without tag: the image updater writes the tag (config's apps[].image too).
+IMAGE_PATTERN = r"^[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+$"
+_IMAGE = re.compile(IMAGE_PATTERN)
 
 
 @dataclass(frozen=True, kw_only=True)

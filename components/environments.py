@@ -108,9 +108,32 @@ class Environments:
         """The environments ``tooling``'s Argo CD registers, by name."""
         return sorted(name for name, entry in self.entries.items() if entry.managed_by == tooling)
 
+    def tooling_stack_of(self, name: str) -> str | None:
+        """The stack of the tooling environment that registers ``name`` (None: not registered)."""
+        managed_by = self.entries[name].managed_by
+        return self.entries[managed_by].stack if managed_by is not None else None
+
+    def registered_stacks_of(self, tooling: str) -> dict[str, str]:
+        """The stack of each environment ``tooling`` registers, by environment."""
+        return {env: self.entries[env].stack for env in self.registered_by(tooling)}
+
     def key(self, name: str, field: str) -> str:
         """A key path into the file, for messages: ``environments.yaml: prod.managedBy``."""
         return f"{self.source}: {name}.{field}"
+
+
+def same_stack(listed: str, wanted: str) -> bool:
+    """``org/project/stack`` names compared on the parts both spell out. A backend may list a stack
+    as ``stack``, ``org/stack`` or ``org/project/stack``; a two-part name is taken as either
+    ``org/stack`` or ``project/stack``, since the directory only decides whether to read a stack
+    (a wrong yes ends in the engine's own "unknown stack" error, never in a skipped environment)."""
+    a, b = listed.split("/"), wanted.split("/")
+    if a[-1] != b[-1]:
+        return False
+    short, full = sorted((a, b), key=len)
+    if len(short) == 1 or len(short) == len(full):
+        return short == full[-len(short) :]
+    return short[0] in full[:-1]
 
 
 def load_file(path: Path = DEFAULT_PATH) -> Environments:

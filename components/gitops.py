@@ -541,10 +541,13 @@ class ArgoCd(pulumi.ComponentResource):
             list(args.known_environments or args.environments), list(args.program_owned_applications)
         )
         specs[UPDATER_CONFIGMAPS_POLICY] = image_updater_configmap_policy()
+        binding_specs = argocd_admission.binding_specs(specs)
         bindings: list[pulumi.Resource] = []
         spec: Any
+        binding: Any
         for policy_id, spec in specs.items():
             policy_name = argocd_admission.policy_name(policy_id)
+            binding = binding_specs[policy_id]
             policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
                 f"{name}-{policy_id}-policy", metadata={"name": policy_name}, spec=spec, opts=k8s_opts
             )
@@ -552,9 +555,7 @@ class ArgoCd(pulumi.ComponentResource):
                 k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
                     f"{name}-{policy_id}-binding",
                     metadata={"name": policy_name},
-                    spec=k8s.admissionregistration.v1.ValidatingAdmissionPolicyBindingSpecArgs(
-                        policy_name=policy_name, validation_actions=["Deny"]
-                    ),
+                    spec=binding,
                     opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[policy]),
                 )
             )

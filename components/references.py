@@ -31,24 +31,11 @@ from components.contract import (
     ToolingFacts,
     parse_registration,
 )
+from components.environments import same_stack
 
 
 class StackDirectory(Protocol):
     def exists(self, stack: str) -> bool: ...
-
-
-def same_stack(listed: str, wanted: str) -> bool:
-    """``org/project/stack`` names compared on the parts both spell out. A backend may list a stack
-    as ``stack``, ``org/stack`` or ``org/project/stack``; a two-part name is taken as either
-    ``org/stack`` or ``project/stack``, since the directory only decides whether to read a stack
-    (a wrong yes ends in the engine's own "unknown stack" error, never in a skipped environment)."""
-    a, b = listed.split("/"), wanted.split("/")
-    if a[-1] != b[-1]:
-        return False
-    short, full = sorted((a, b), key=len)
-    if len(short) == 1 or len(short) == len(full):
-        return short == full[-len(short) :]
-    return short[0] in full[:-1]
 
 
 @dataclass(frozen=True)
@@ -129,6 +116,7 @@ def read_tooling(name: str) -> ToolingFacts:
                 for key in missing
             ],
         )
+    # Outputs of the reference itself (one read), so what uses them depends on it as before.
     return ToolingFacts.read(reference)
 
 

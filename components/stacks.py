@@ -399,11 +399,7 @@ def _argocd(
             repo_write_credential=cfg.secret("gitopsWriteCredential"),
             target_revision=gitops.target_revision,
             environments={env: gitops.path_for(env) for env in served},
-            retained_environments=tuple(
-                r.environment
-                for r in registrations
-                if cfg.environments.entries[r.environment].role == "production"
-            ),
+            retained_environments=tuple(r.environment for r in registrations if _kept(cfg, r.environment)),
             known_environments=(cfg.environment, *cfg.registered_stacks),
             program_owned_applications=tuple(
                 application_name(r.environment, app.name) for r in registrations for app in r.apps
@@ -463,7 +459,7 @@ def _register(
             provider=cluster.provider,
             source_stack=cfg.registered_stacks[environment],
             hub_facts={"registry-endpoint": _registry_endpoint(cfg)},
-            retain_on_delete=cfg.environments.entries[environment].role == "production",
+            retain_on_delete=_kept(cfg, environment),
             depends_on=(argocd.release,),
         ),
     )
@@ -478,10 +474,16 @@ def _register(
             namespaces=registration.namespaces,
             apps=registration.apps,
             write_back_branch=gitops.image_updater.write_back_branch,
-            retain_on_delete=cfg.environments.entries[environment].role == "production",
+            retain_on_delete=_kept(cfg, environment),
             depends_on=(argocd.release, registered),
         ),
     )
+
+
+def _kept(cfg: PlatformConfig, environment: str) -> bool:
+    """A production environment's registration stays in the cluster if the program ever drops it
+    (components.gitops.RegisteredClusterArgs.retain_on_delete)."""
+    return cfg.environments.entries[environment].role == "production"
 
 
 def _gitops_namespaces(cfg: PlatformConfig, cluster: KapsuleCluster) -> list[pulumi.Resource]:

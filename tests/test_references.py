@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components import contract, references
+from components import contract, environments, references
 from components.contract import RegistrationError, parse_registration
 
 SERVER = "https://f139b375-575b-5b1e-b69e-3a542ce806b2.api.k8s.fr-par.scw.cloud:6443"
@@ -91,14 +91,14 @@ def test_only_a_kapsule_api_server_is_accepted(server: Any) -> None:
 
 
 def test_same_stack_compares_the_parts_both_spell_out() -> None:
-    assert references.same_stack("organization/platform/prod", "organization/platform/prod")
-    assert references.same_stack("prod", "organization/platform/prod")
-    assert references.same_stack("acme/prod", "acme/platform/prod")
-    assert not references.same_stack("organization/platform/prod", "organization/platform/dev")
-    assert not references.same_stack("other/platform/prod", "organization/platform/prod")
-    assert not references.same_stack("organization/platform/preprod", "organization/platform/prod")
-    assert not references.same_stack("acme/dev", "acme/platform/prod")
-    assert not references.same_stack("other/prod", "acme/platform/prod")
+    assert environments.same_stack("organization/platform/prod", "organization/platform/prod")
+    assert environments.same_stack("prod", "organization/platform/prod")
+    assert environments.same_stack("acme/prod", "acme/platform/prod")
+    assert not environments.same_stack("organization/platform/prod", "organization/platform/dev")
+    assert not environments.same_stack("other/platform/prod", "organization/platform/prod")
+    assert not environments.same_stack("organization/platform/preprod", "organization/platform/prod")
+    assert not environments.same_stack("acme/dev", "acme/platform/prod")
+    assert not environments.same_stack("other/prod", "acme/platform/prod")
 
 
 def _fake_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
