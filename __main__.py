@@ -1,5 +1,5 @@
 """Entry point for `pulumi preview` / `pulumi up`: config -> composition -> exports."""
 
-from components import config, stacks
+from program import config, stacks
 
 stacks.export_all(stacks.build(config.from_pulumi()))

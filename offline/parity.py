@@ -51,10 +51,10 @@ from typing import Any, Protocol
 
 import yaml
 
-from components import config as platform_config
-from components.apps import GATE_RESOURCES, cpu, env_secret_name, mebibytes, memory, millicores, synced_keys
-from components.config import App, ConfigError, PlatformConfig
 from offline import runner
+from program import config as platform_config
+from program.config import App, ConfigError, PlatformConfig
+from scw_platform.apps import GATE_RESOURCES, cpu, env_secret_name, mebibytes, memory, millicores, synced_keys
 
 #: Pinned by tag; ``--gate-image`` pins a digest too (``busybox:1.37.0@sha256:...``).
 GATE_IMAGE = "docker.io/library/busybox:1.37.0"

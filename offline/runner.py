@@ -21,9 +21,9 @@ from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from components.contract import ProblemsError
-from components.environments import Environments, load_yaml, yaml_problem
 from offline.mocks import PlatformMocks, RecordingMonitor, Registration, fake_secret
+from program.environments import Environments, load_yaml, yaml_problem
+from scw_platform.contract import ProblemsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -138,10 +138,10 @@ def run(
     ``environments`` replaces ``root``'s environments.yaml when given (this stack only).
     """
     # Imported here so that importing this module never pulls in the program by accident.
-    from components import config as platform_config
-    from components import environments as env_list
-    from components import stacks
-    from components.references import KnownStacks
+    from program import config as platform_config
+    from program import environments as env_list
+    from program import stacks
+    from program.references import KnownStacks
 
     environments = environments or env_list.load_file(root / env_list.FILE_NAME)
     project = project_name(root)

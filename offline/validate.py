@@ -399,7 +399,7 @@ def render(stack: str, root: Path, results: list[CheckResult], header: str) -> s
 def stack_settings(stack: str) -> tuple[str | None, str | None]:
     """(role, cluster Kubernetes version): the role from environments.yaml's entry for the stack
     file's environment, the version from the stack file."""
-    from components import environments
+    from program import environments
 
     config = runner.read_stack_config(stack)
     cluster = config.get("platform:cluster")

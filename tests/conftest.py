@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from components.environments import Environments
 from offline import runner
+from program.environments import Environments
 
 
 @pytest.fixture(scope="session")

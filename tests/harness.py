@@ -22,11 +22,11 @@ import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as pulumi_settings
 
-from components import environments as env_list
-from components.config import SECRET_KEYS, ConfigError, PlatformConfig, load
-from components.environments import Environments
 from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration, unwrap_secrets
 from offline.runner import Export, Plan
+from program import environments as env_list
+from program.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from program.environments import Environments
 
 PROJECT = "platform"
 STACK = "unit"
@@ -126,7 +126,7 @@ def _committed_environments_document() -> Any:
 
 def environments_document(changes: EnvironmentChanges | None = None) -> dict[str, Any]:
     """A deep copy of the committed environments.yaml document with ``changes`` applied (not parsed,
-    so a test can hand a broken one to ``components.environments.parse``)."""
+    so a test can hand a broken one to ``program.environments.parse``)."""
     document = copy.deepcopy(_committed_environments_document())
     entries = document["environments"]
     for name, fields in (changes or {}).items():
@@ -160,7 +160,7 @@ def load_config(
     secrets: Mapping[str, str] | None = None,
     environments: Environments | None = None,
 ) -> PlatformConfig:
-    """``components.config.load`` on a stack file's ``config:`` map. Deploy-time secrets are never in
+    """``program.config.load`` on a stack file's ``config:`` map. Deploy-time secrets are never in
     a stack file (an operator sets them with --secret): placeholders stand in unless given.
     ``environments`` replaces the committed environments.yaml (see :func:`environments_with`)."""
     platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
@@ -273,7 +273,7 @@ def serve_changed_registration(
 ) -> None:
     """Serve the StackReference to ``stack`` a changed deep copy of its registration export
     (``change`` edits it in place, or returns a replacement): the cached plan stays untouched."""
-    from components import contract
+    from scw_platform import contract
 
     original = PlatformMocks._stack_reference
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.backup import RESTORE_CHECK_CRONJOB, RESTORE_CHECK_NAMESPACE
 from ops.restore_check import restore_check
+from scw_platform.backup import RESTORE_CHECK_CRONJOB, RESTORE_CHECK_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTS = ROOT / "ops" / "alerts"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.config import DATABASE_KEYS, SECRET_KEYS
+from program.config import DATABASE_KEYS, SECRET_KEYS
 from tests.harness import Mutation, StackConfig, environments_with
 from tests.harness import config_problems as _problems
 from tests.harness import load_config as _load
@@ -220,7 +220,7 @@ def test_all_app_problems_are_reported_together(stack_config: StackConfig) -> No
 
 
 def test_reserved_keys_match_the_apps_component() -> None:
-    from components.apps import DATABASE_PROPERTIES
+    from scw_platform.apps import DATABASE_PROPERTIES
 
     assert tuple(DATABASE_PROPERTIES) == DATABASE_KEYS
 

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 import yaml
 
-from components import apps as apps_component
-from components import environments
-from components.config import DATABASE_KEYS, AppResources
-from components.config import App as AppSettings
-from components.contract import REGISTRATION_KEY
 from offline import artifacts, parity, runner, schemas, validate
 from offline.mocks import Registration
+from program import environments
+from program.config import DATABASE_KEYS, AppResources
+from program.config import App as AppSettings
+from scw_platform import apps as apps_component
+from scw_platform.contract import REGISTRATION_KEY
 from tests.harness import is_secret, plaintext_secrets, unwrap
 
 NS = "kubernetes:core/v1:Namespace"

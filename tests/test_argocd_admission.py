@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from components import argocd_admission as admission
-from components import gitops
+from scw_platform import argocd_admission as admission
+from scw_platform import gitops
 
 ENVIRONMENTS = ("dev", "prod", "prod-eu", "tooling")
 PROGRAM_OWNED = ("dev-website", "prod-api", "prod-website", "tooling-docs")

@@ -19,13 +19,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
-from components import backup
-from components.config import RestoreCheck as RestoreCheckSettings
-from components.database import DatabaseCredentials
 from offline import runner
 from offline.mocks import Registration
 from ops.restore_check import restore_check
 from policy.rules import image_problem
+from program.config import RestoreCheck as RestoreCheckSettings
+from scw_platform import backup
+from scw_platform.database import DatabaseCredentials
 from tests.harness import Recording, is_secret, plaintext_secrets, record, unwrap
 
 CRONJOB = "kubernetes:batch/v1:CronJob"

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from components import catalogue
-from components.catalogue import SECTIONS, Catalogue, CatalogueError, Entry
+from scw_platform import catalogue
+from scw_platform.catalogue import SECTIONS, Catalogue, CatalogueError, Entry
 
 REPO = Path(__file__).resolve().parents[1]
-COMMITTED = REPO / "catalogue" / "scaleway.yaml"
+COMMITTED = REPO / "scw_platform" / "data" / "scaleway.yaml"
 SOURCE = "https://example.org/scaleway/specs"
 
 

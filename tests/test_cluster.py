@@ -9,10 +9,10 @@ from typing import Any
 import pulumi
 import pytest
 
-from components.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
-from components.config import Cluster as ClusterSettings
-from components.network import Network, NetworkArgs
 from offline.mocks import SECRET_MARKER
+from program.config import Cluster as ClusterSettings
+from scw_platform.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
+from scw_platform.network import Network, NetworkArgs
 from tests.harness import Recording, is_secret, record, unwrap
 
 CLUSTER = "scaleway:kubernetes/cluster:Cluster"

@@ -1,8 +1,8 @@
 """Stack configuration: every invalid stack file is refused with one readable error that names
 each offending key path and what is allowed there, and nothing is created.
 
-Most cases call ``components.config.load`` directly on a mutated committed stack file (fast); the
-rules between environments (subnets, roles, names) are cases of ``components.environments.parse``
+Most cases call ``program.config.load`` directly on a mutated committed stack file (fast); the
+rules between environments (subnets, roles, names) are cases of ``program.environments.parse``
 on a changed copy of the committed environments.yaml; the last group runs the whole program through
 ``offline.runner`` to prove an invalid stack, or an invalid environments.yaml, registers no resource
 at all.
@@ -21,10 +21,10 @@ import pydantic
 import pytest
 import yaml
 
-from components import environments as env_list
-from components.config import ConfigError
-from components.environments import EnvironmentsError
 from offline import runner
+from program import environments as env_list
+from program.config import ConfigError
+from program.environments import EnvironmentsError
 from tests.harness import EnvironmentChanges, Mutation, StackConfig, environments_document, new_problems
 from tests.harness import load_config as load_raw
 

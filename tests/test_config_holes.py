@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from components import config
-from components.config import ConfigError
+from program import config
+from program.config import ConfigError
 
 SECRETS = dict.fromkeys(("gitopsRepoCredential", "gitopsWriteCredential", "argocdOidcClientSecret"), "s")
 
@@ -234,7 +234,7 @@ def test_a_stack_name_the_file_system_refuses_is_a_clear_error() -> None:
 
 
 def test_an_overlong_stack_reference_is_refused() -> None:
-    from components import environments
+    from program import environments
     from tests.harness import environments_document
 
     document = environments_document({"tooling": {"stack": "organization/platform/" + "x" * 300}})

@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from components.contract import REGISTRATION_KEY, ToolingFacts
 from offline import runner
+from scw_platform.contract import REGISTRATION_KEY, ToolingFacts
 
 T = TypeVar("T")
 KeyPath = tuple[str | int, ...]

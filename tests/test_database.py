@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from components.config import Database as DatabaseSettings
-from components.database import ADMIN_USER, ManagedPostgres, ManagedPostgresArgs
-from components.network import Network, NetworkArgs
 from offline.mocks import SECRET_MARKER
+from program.config import Database as DatabaseSettings
+from scw_platform.database import ADMIN_USER, ManagedPostgres, ManagedPostgresArgs
+from scw_platform.network import Network, NetworkArgs
 from tests.harness import Recording, is_secret, record, unwrap
 
 INSTANCE = "scaleway:databases/instance:Instance"

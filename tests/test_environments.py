@@ -12,10 +12,10 @@ import pulumi
 import pytest
 import yaml
 
-from components import environments
-from components.environments import EnvironmentsError
 from offline import plan as plan_cli
 from offline import runner
+from program import environments
+from program.environments import EnvironmentsError
 
 COMMITTED = yaml.safe_load(environments.DEFAULT_PATH.read_text())
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError
 from offline import runner
+from program.config import ConfigError
 from tests.harness import Mutation, StackConfig, environments_with, new_problems
 from tests.harness import load_config as _load
 

@@ -15,14 +15,15 @@ import pytest
 import yaml
 from pulumi.runtime import rpc
 
-from components import argocd_admission, config, contract, environments, gitops, kube
-from components import environments as env_list
-from components.config import ConfigError
-from components.contract import RegistrationError
-from components.environments import Environments, EnvironmentsError
-from components.references import ExportShapeError
 from offline import runner, schemas
 from offline.mocks import PlatformMocks, Registration, fake_secret, unwrap_secrets
+from program import config, environments
+from program import environments as env_list
+from program.config import ConfigError
+from program.environments import Environments, EnvironmentsError
+from program.references import ExportShapeError
+from scw_platform import argocd_admission, contract, gitops, kube
+from scw_platform.contract import RegistrationError
 from tests.harness import (
     EnvironmentChanges,
     environments_document,
@@ -916,7 +917,7 @@ def _problem_list(raw: dict[str, Any], **kwargs: Any) -> list[str]:
 
 
 def _environments_problems(changes: EnvironmentChanges) -> list[str]:
-    """What ``components.environments.parse`` reports on the committed list with ``changes``."""
+    """What ``program.environments.parse`` reports on the committed list with ``changes``."""
     env_list.parse(environments_document())  # the committed list is valid: the change is the problem
     with pytest.raises(EnvironmentsError) as caught:
         env_list.parse(environments_document(changes))

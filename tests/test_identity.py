@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from components.identity import PERMISSION_SETS, ScopedIdentity, ScopedIdentityArgs
 from offline.mocks import SECRET_MARKER
+from scw_platform.identity import PERMISSION_SETS, ScopedIdentity, ScopedIdentityArgs
 from tests.harness import Recording, is_secret, record
 
 PROJECT = "6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41"

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from components import ingress, labels
-from components.dns import record_name
 from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import Registration
+from scw_platform import ingress, labels
+from scw_platform.dns import record_name
 from tests.harness import environments_document, environments_with, upstream
 
 PlanWith = Callable[..., runner.Plan]
@@ -263,7 +263,7 @@ def test_routes_only_through_the_gateway_api(committed_plans: dict[str, runner.P
 
 
 def test_production_rejects_a_single_traefik_replica(plan_with: PlanWith) -> None:
-    from components.config import ConfigError
+    from program.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"platform:ingress\.replicas: must be >= 2 for role production"):
         with_ingress(plan_with, "prod", replicas=1)

@@ -7,7 +7,7 @@ import ipaddress
 
 import pytest
 
-from components.network import Network, NetworkArgs
+from scw_platform.network import Network, NetworkArgs
 from tests.harness import Recording, record
 
 ARGS = NetworkArgs(

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from components import labels
-from components import observability as obs
 from offline import runner
 from offline.mocks import Registration
 from policy.rules import ResourceView, image_problem, is_default_deny
+from scw_platform import labels
+from scw_platform import observability as obs
 from tests.harness import is_secret, plaintext_secrets, unwrap
 
 SOURCE = "scaleway:observability/source:Source"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import environments
 from offline import runner
 from offline.mocks import SECRET_MARKER
+from program import environments
 
 ROOT = runner.ROOT
 #: The first line of every plan: what it is, so nobody takes it for a preview of the real account.

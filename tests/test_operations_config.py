@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from components.config import SECRET_KEYS, ConfigError
 from offline import runner
+from program.config import SECRET_KEYS, ConfigError
 from tests.harness import Mutation, StackConfig, new_problems
 from tests.harness import config_problems as _problems
 from tests.harness import load_config as _load

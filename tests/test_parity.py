@@ -25,8 +25,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from components.config import DATABASE_KEYS, AppResources, PlatformConfig
 from offline import parity
+from program.config import DATABASE_KEYS, AppResources, PlatformConfig
 
 PROJECT = "6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41"
 TOKEN = "scw-test-token"

@@ -23,10 +23,11 @@ from pulumi_policy import (
 from pulumi_policy.policy import PolicyCustomTimeouts, PolicyProviderResource
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 
-from components import environments, labels
 from offline import runner
 from policy import crossguard, rules
 from policy.rules import ResourceView, StackView
+from program import environments
+from scw_platform import labels
 
 ROOT = Path(__file__).resolve().parent.parent
 P = "urn:pulumi:test::platform::"

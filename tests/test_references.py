@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from components import contract, environments, references
-from components.contract import RegistrationError, parse_registration
+from program import environments, references
+from scw_platform import contract
+from scw_platform.contract import RegistrationError, parse_registration
 
 SERVER = "https://f139b375-575b-5b1e-b69e-3a542ce806b2.api.k8s.fr-par.scw.cloud:6443"
 CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").decode()

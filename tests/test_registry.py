@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.registry import Registry, RegistryArgs
+from scw_platform.registry import Registry, RegistryArgs
 from tests.harness import Recording, record
 
 NAMESPACE = "scaleway:registry/namespace:Namespace"

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from components import argocd_admission, contract, gitops
-from components.contract import ProblemsError, RegistrationError
-from components.environments import EnvironmentsError, parse
 from offline import runner
 from offline.mocks import PlatformMocks, unwrap_secrets
+from program.environments import EnvironmentsError, parse
+from scw_platform import argocd_admission, contract, gitops
+from scw_platform.contract import ProblemsError, RegistrationError
 from tests.harness import environments_document, load_config, serve_changed_registration
 
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from components import secrets as secrets_component
 from offline import runner, schemas
 from offline.mocks import Registration, fake_secret
+from scw_platform import secrets as secrets_component
 from tests.harness import is_secret, unwrap
 
 RELEASE = "kubernetes:helm.sh/v3:Release"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from components import environments
 from offline import runner
+from program import environments
 from tests.harness import environments_with, exported_kubeconfigs
 
 NETWORK_TYPES = {

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components import environments
-from components.contract import REGISTRATION_FIELDS, REGISTRATION_KEY
 from offline import runner
+from program import environments
+from scw_platform.contract import REGISTRATION_FIELDS, REGISTRATION_KEY
 from tests.harness import exported_kubeconfigs, kubeconfigs_in
 
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from components import environments
-from components.contract import REGISTRATION_KEY
 from offline import runner
 from offline.mocks import SECRET_MARKER
+from program import environments
+from scw_platform.contract import REGISTRATION_KEY
 from tests.harness import exported_kubeconfigs, is_secret, unwrap
 
 StackConfig = Callable[[str], dict[str, Any]]

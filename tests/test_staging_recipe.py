@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import environments
 from offline import artifacts, runner, validate
+from program import environments
 from tests import test_invariants as invariants
 
 #: The environment the recipe adds: "staging", unless the repository already has one.

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from pulumi.runtime import rpc
 
-from components import tls
 from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import SECRET_MARKER, Registration
+from scw_platform import tls
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CLUSTER_ISSUER = "kubernetes:cert-manager.io/v1:ClusterIssuer"

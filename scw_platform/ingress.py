@@ -1,5 +1,5 @@
 """One front door: a reserved public IP, Traefik with the Kubernetes Gateway API, the platform
-Gateway, cert-manager (``components.tls``) and DNS (``components.dns``).
+Gateway, cert-manager (``scw_platform.tls``) and DNS (``scw_platform.dns``).
 
 Order, each step explicit (``depends_on``) because nothing in the inputs implies it:
 
@@ -39,9 +39,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
-from components import labels
-from components.dns import DnsRecords, DnsRecordsArgs, resource_suffix
-from components.tls import CertManager, CertManagerArgs, Dns01Args, GatewayRef
+from scw_platform import labels
+from scw_platform.dns import DnsRecords, DnsRecordsArgs, resource_suffix
+from scw_platform.tls import CertManager, CertManagerArgs, Dns01Args, GatewayRef
 
 GATEWAY_API_VERSION = "v1.6.1"
 #: The standard channel bundle of the pinned release (CRDs plus the safe-upgrades admission policy).

@@ -81,7 +81,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from components.gitops import (
+from scw_platform.gitops import (
     _GENERATOR_NESTING,
     _LEAF_GENERATORS,
     ARGOCD_NAMESPACE,

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
-from components.config import Cluster as ClusterSettings
+from program.config import Cluster as ClusterSettings
 
 
 @dataclass(frozen=True, kw_only=True)

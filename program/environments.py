@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
-from components.contract import ProblemsError
+from scw_platform.contract import ProblemsError
 
 #: The file, at the repository root (next to Pulumi.yaml).
 FILE_NAME = "environments.yaml"

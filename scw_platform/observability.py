@@ -55,9 +55,9 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 import yaml
 
-from components import kube, labels
-from components.config import Observability as ObservabilitySettings
-from components.ingress import TRAEFIK_NAMESPACE, WEBSECURE_PORT
+from program.config import Observability as ObservabilitySettings
+from scw_platform import kube, labels
+from scw_platform.ingress import TRAEFIK_NAMESPACE, WEBSECURE_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_FILE = ROOT / "ops" / "alerts" / "platform-rules.yaml"

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
-from components.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform import labels
+from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 CERT_MANAGER_CHART_VERSION = "v1.21.1"

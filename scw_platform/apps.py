@@ -17,7 +17,7 @@ Per app (``platform:apps`` in the stack file), in the workload cluster:
   (whose token is no longer mounted by default);
 * an ``HTTPRoute`` on the platform Gateway for the app's hostname (the Gateway's HTTPS listener and
   certificate for it come from the front door, fed with the same hostnames);
-* its delivery record (:attr:`App.delivery`, a ``components.contract.RegisteredApp``), which the
+* its delivery record (:attr:`App.delivery`, a ``scw_platform.contract.RegisteredApp``), which the
   stack exports in its registration: the tooling stack declares the app's Argo CD ``Application``
   from it (project = environment, destination = the environment's cluster and the app's namespace,
   source = the app's GitOps path). This stack declares nothing in tooling.
@@ -40,10 +40,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
-from components import kube, labels
-from components.config import DATABASE_KEYS
-from components.config import App as AppSettings
-from components.contract import RegisteredApp
+from program.config import DATABASE_KEYS
+from program.config import App as AppSettings
+from scw_platform import kube, labels
+from scw_platform.contract import RegisteredApp
 
 #: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
 DATABASE_SECRET = "platform-database"

@@ -37,11 +37,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 
-from components import kube
-from components.config import RestoreCheck as RestoreCheckSettings
-from components.config import RestoreCheckDatabase
-from components.database import DatabaseCredentials
-from components.identity import ScopedIdentity, ScopedIdentityArgs
+from program.config import RestoreCheck as RestoreCheckSettings
+from program.config import RestoreCheckDatabase
+from scw_platform import kube
+from scw_platform.database import DatabaseCredentials
+from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "ops" / "restore_check" / "restore_check.py"

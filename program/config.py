@@ -6,7 +6,7 @@ Keys are camelCase in YAML and snake_case in Python. Unknown keys are errors (a 
 silently ignored). Every problem is collected and reported at once, each with its key path and
 what is allowed, before a single resource is registered.
 
-Environments: ``environments.yaml`` (components.environments) lists every environment with its
+Environments: ``environments.yaml`` (program.environments) lists every environment with its
 role, subnet, Scaleway project, stack, DNS zone and hostnames. A stack file names its own with
 ``platform:environment``; its role, subnet and references to other stacks come from that list,
 whose rules between environments every stack's plan checks.
@@ -38,10 +38,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components import catalogue
-from components import environments as env_list
-from components.contract import IMAGE_PATTERN, PLATFORM_NAMESPACES, ProblemsError, tag_pattern_problem
-from components.environments import Environments, Hostname
+from program import environments as env_list
+from program.environments import Environments, Hostname
+from scw_platform import catalogue
+from scw_platform.contract import IMAGE_PATTERN, PLATFORM_NAMESPACES, ProblemsError, tag_pattern_problem
 
 # --------------------------------------------------------------------------------------------
 # Facts about Scaleway used by the rules below.
@@ -310,7 +310,7 @@ class Backups(_Model):
 
 
 #: Role and database names an app may not take: PostgreSQL's own (and every ``pg_`` name), the
-#: instance's admin (components.database.ADMIN_USER) and common administrator names.
+#: instance's admin (scw_platform.database.ADMIN_USER) and common administrator names.
 RESERVED_DATABASE_NAMES = frozenset(
     {"postgres", "public", "platform_admin", "admin", "root", "rdb", "template0", "template1", "none"}
 )
@@ -394,7 +394,7 @@ class Database(_Model):
 
 
 def _catalogued(section: catalogue.SectionName, name: str) -> str:
-    """A commercial type the catalogue of Scaleway types lists (catalogue/scaleway.yaml)."""
+    """A commercial type the catalogue of Scaleway types lists (scw_platform/data/scaleway.yaml)."""
     if catalogue.find(section, name) is None:
         raise ValueError(f"unknown type {name!r} ({catalogue.hint(section)})")
     return name
@@ -1451,7 +1451,7 @@ def referenced_stacks(raw_platform: Mapping[str, Any], environments: Environment
 
 def registered_stacks(raw_platform: Mapping[str, Any], environments: Environments) -> list[str]:
     """The workload stacks a tooling stack registers; each may not exist yet, which the hub
-    tolerates (components.references)."""
+    tolerates (program.references)."""
     name = str(raw_platform.get("environment"))
     if name not in environments.entries or environments.entries[name].role != "tooling":
         return []

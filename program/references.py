@@ -24,14 +24,14 @@ from typing import Any, Protocol
 import pulumi
 from pulumi.runtime.sync_await import _sync_await
 
-from components.contract import (
+from program.environments import same_stack
+from scw_platform.contract import (
     REGISTRATION_KEY,
     ProblemsError,
     Registration,
     ToolingFacts,
     parse_registration,
 )
-from components.environments import same_stack
 
 
 class StackDirectory(Protocol):
@@ -134,7 +134,7 @@ def read_registration(
 ) -> Registration | Pending:
     """Environment ``environment``'s registration from ``stack``, validated; or why it is pending
     (stack not deployed yet, or deployed without GitOps). Malformed exports raise
-    :class:`components.contract.RegistrationError`."""
+    :class:`scw_platform.contract.RegistrationError`."""
     if not directory.exists(stack):
         return _pending(environment, stack, "does not exist yet")
     value = _details(pulumi.StackReference(stack), REGISTRATION_KEY)

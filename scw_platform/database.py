@@ -14,7 +14,7 @@ import pulumi
 import pulumi_random as random
 import pulumiverse_scaleway as scaleway
 
-from components.config import Database as DatabaseSettings
+from program.config import Database as DatabaseSettings
 
 ADMIN_USER = "platform_admin"
 # Characters that survive unescaped in connection URIs and shell environments.

@@ -10,7 +10,7 @@ commits it to a write-back branch -> the Git host opens a merge request that mer
   app creates inside its environment's project.
 * ``ClusterRegistration`` (each workload stack, in its own cluster only): an ``argocd-manager``
   identity limited to that environment's namespaces, and its token. The stack exports URL, CA,
-  token and platform facts (components.contract); it has no provider or resource in tooling.
+  token and platform facts (scw_platform.contract); it has no provider or resource in tooling.
 * ``RegisteredCluster`` (tooling stack, per registered environment): the Argo CD cluster Secret,
   built by the hub from the spoke's validated exports. Platform facts travel as annotations on it
   for ApplicationSets (the GitOps-bridge metadata).
@@ -35,8 +35,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components import kube, labels
-from components.contract import RegisteredApp, Registration
+from scw_platform import kube, labels
+from scw_platform.contract import RegisteredApp, Registration
 
 ARGO_HELM_REPO = "https://argoproj.github.io/argo-helm"
 ARGOCD_CHART_VERSION = "10.1.1"
@@ -532,10 +532,10 @@ class ArgoCd(pulumi.ComponentResource):
     def _admission(
         self, name: str, args: ArgoCdArgs, k8s_opts: pulumi.ResourceOptions
     ) -> list[pulumi.Resource]:
-        """The admission policies on Argo CD's objects (components.argocd_admission) and on the
+        """The admission policies on Argo CD's objects (scw_platform.argocd_admission) and on the
         image updater's ConfigMap writes, each bound to deny; returns the bindings."""
-        # Imported here: components.argocd_admission builds on this module's constants.
-        from components import argocd_admission
+        # Imported here: scw_platform.argocd_admission builds on this module's constants.
+        from scw_platform import argocd_admission
 
         specs = argocd_admission.application_policies(
             list(args.known_environments or args.environments), list(args.program_owned_applications)
@@ -729,7 +729,7 @@ class ClusterRegistrationArgs:
 class ClusterRegistration(pulumi.ComponentResource):
     """The workload side of the registration, entirely in the workload cluster: ``argocd-manager``
     bound only in the app namespaces, and its token. The stack exports the token with the API
-    server URL and CA (components.contract); the tooling stack reads them and declares the Argo CD
+    server URL and CA (scw_platform.contract); the tooling stack reads them and declares the Argo CD
     cluster Secret itself, so this stack holds nothing in the hub."""
 
     #: Secret: the ``argocd-manager`` service account token.
@@ -810,7 +810,7 @@ def cluster_secret_config(registration: Registration) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class RegisteredClusterArgs:
-    #: The workload environment, validated (components.contract.parse_registration).
+    #: The workload environment, validated (scw_platform.contract.parse_registration).
     registration: Registration
     #: Provider of the tooling cluster (this stack's own).
     provider: k8s.Provider

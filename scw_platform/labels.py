@@ -7,7 +7,7 @@ namespaces by them, Argo CD's registration is limited to the app namespaces and 
 
 from __future__ import annotations
 
-#: Marks a namespace that belongs to one app (created by ``components.apps``).
+#: Marks a namespace that belongs to one app (created by ``scw_platform.apps``).
 APP_NAMESPACE = "platform.scw/app-namespace"
 #: Marks a namespace of the platform itself (Traefik, Argo CD, cert-manager, ...).
 PLATFORM_NAMESPACE = "platform.scw/platform-namespace"
@@ -48,5 +48,5 @@ CERT_MANAGER_METRICS_PORT = 9402
 def scrape(port: int) -> dict[str, str]:
     """Annotations asking for a Service's metrics to be scraped. The Cockpit agent (k8s-monitoring's
     annotation autodiscovery) reads them as is; the in-cluster Prometheus backend has a scrape job
-    for the same annotations (components.observability), so one convention serves both."""
+    for the same annotations (scw_platform.observability), so one convention serves both."""
     return {"k8s.grafana.com/scrape": "true", "k8s.grafana.com/metrics.portNumber": str(port)}

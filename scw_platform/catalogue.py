@@ -1,4 +1,5 @@
-"""The catalogue of Scaleway commercial types the platform may use (``catalogue/scaleway.yaml``).
+"""The catalogue of Scaleway commercial types the platform may use (``scw_platform/data/scaleway.yaml``,
+shipped with the library: they are facts about Scaleway, not about one organisation).
 
 Every entry is a dated public fact: it carries the https URL of the page that states it and the
 date of the fact (``checked``), set on the entry or as its section's default. Loading validates the
@@ -8,7 +9,7 @@ fact. Facts that could not be confirmed are absent (``None``), never guessed.
 
 Config validation asks::
 
-    from components import catalogue
+    from scw_platform import catalogue
 
     node = catalogue.kapsule_node_type("PRO2-S")  # NodeType | None, on the committed catalogue
     if node is None:
@@ -41,10 +42,10 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from components.contract import ProblemsError
+from scw_platform.contract import ProblemsError
 
-#: The committed catalogue, found relative to this file (components/ -> repository root).
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "catalogue" / "scaleway.yaml"
+#: The catalogue the library ships (package data, so ``pip install .`` carries it).
+DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "scaleway.yaml"
 
 SectionName = Literal["kapsuleNodeTypes", "rdbNodeTypes", "loadBalancerTypes", "publicGatewayTypes"]
 SECTIONS: tuple[SectionName, ...] = get_args(SectionName)

@@ -35,8 +35,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import labels
-from components.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform import labels
+from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 
 EXTERNAL_SECRETS_REPO = "https://charts.external-secrets.io"
 EXTERNAL_SECRETS_CHART_VERSION = "2.9.0"

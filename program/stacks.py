@@ -5,7 +5,7 @@ production  network + production cluster + managed PostgreSQL
 development network (a reserved address space) + an optional small cluster
 
 Every role with a cluster and ``platform:ingress`` also gets the front door (reserved IP, Traefik,
-the platform Gateway, cert-manager, DNS): see ``components.ingress``.
+the platform Gateway, cert-manager, DNS): see ``scw_platform.ingress``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ from typing import Any
 import pulumi
 import pulumiverse_scaleway as scaleway
 
-from components import labels
-from components.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
-from components.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
-from components.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
-from components.config import PlatformConfig
-from components.contract import (
+from program.config import PlatformConfig
+from program.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
+from scw_platform import labels
+from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
+from scw_platform.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
+from scw_platform.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
+from scw_platform.contract import (
     REGISTRATION_KEY,
     ProblemsError,
     Registration,
     ToolingFacts,
     registration_export,
 )
-from components.database import ManagedPostgres, ManagedPostgresArgs
-from components.gitops import (
+from scw_platform.database import ManagedPostgres, ManagedPostgresArgs
+from scw_platform.gitops import (
     TOOLING_ALLOWED_KINDS,
     ArgoCd,
     ArgoCdArgs,
@@ -46,19 +47,18 @@ from components.gitops import (
     application_name,
     root_app_name,
 )
-from components.identity import ScopedIdentity, ScopedIdentityArgs
-from components.ingress import (
+from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.ingress import (
     TRAEFIK_NAMESPACE,
     DnsZone,
     FrontDoor,
     FrontDoorArgs,
     hostnames_by_kind,
 )
-from components.network import Network, NetworkArgs
-from components.observability import Observability, ObservabilityArgs
-from components.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
-from components.registry import Registry, RegistryArgs
-from components.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
+from scw_platform.network import Network, NetworkArgs
+from scw_platform.observability import Observability, ObservabilityArgs
+from scw_platform.registry import Registry, RegistryArgs
+from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
 Exports = dict[str, Any]
 
@@ -482,7 +482,7 @@ def _register(
 
 def _kept(cfg: PlatformConfig, environment: str) -> bool:
     """A production environment's registration stays in the cluster if the program ever drops it
-    (components.gitops.RegisteredClusterArgs.retain_on_delete)."""
+    (scw_platform.gitops.RegisteredClusterArgs.retain_on_delete)."""
     return cfg.environments.entries[environment].role == "production"
 
 

@@ -1,1 +1,0 @@
-"""Platform capabilities, one ComponentResource per module, composed per stack by ``stacks``."""
