@@ -53,8 +53,18 @@ import yaml
 
 from offline import runner
 from program import config as platform_config
-from program.config import App, ConfigError, PlatformConfig
-from scw_platform.apps import GATE_RESOURCES, cpu, env_secret_name, mebibytes, memory, millicores, synced_keys
+from program.config import ConfigError
+from program.model import SECRET_KEYS, PlatformConfig
+from scw_platform.apps import (
+    GATE_RESOURCES,
+    AppSettings,
+    cpu,
+    env_secret_name,
+    mebibytes,
+    memory,
+    millicores,
+    synced_keys,
+)
 
 #: Pinned by tag; ``--gate-image`` pins a digest too (``busybox:1.37.0@sha256:...``).
 GATE_IMAGE = "docker.io/library/busybox:1.37.0"
@@ -317,7 +327,7 @@ def load_stack(stack: str, root: Path = runner.ROOT) -> PlatformConfig:
     raw = runner.read_stack_config(stack, root)
     platform = {k.removeprefix("platform:"): v for k, v in raw.items() if k.startswith("platform:")}
     scaleway = {k.removeprefix("scaleway:"): v for k, v in raw.items() if k.startswith("scaleway:")}
-    placeholders = dict.fromkeys(platform_config.SECRET_KEYS, "parity-gate-placeholder")
+    placeholders = dict.fromkeys(SECRET_KEYS, "parity-gate-placeholder")
     return platform_config.load(
         platform, scaleway, stack=stack, project=runner.project_name(root), secrets=placeholders
     )
@@ -360,7 +370,7 @@ def gate_script(app: str, keys: Sequence[str]) -> str:
     return "\n".join([*checks, f'echo "parity gate: all {len(keys)} key(s) of Secret {secret} present"'])
 
 
-def gate_resources(app: App) -> dict[str, dict[str, str]]:
+def gate_resources(app: AppSettings) -> dict[str, dict[str, str]]:
     """The gate's own small budget, never above the app's LimitRange maximum (its limits)."""
     cpu_limit = min(millicores(GATE_RESOURCES["limits"]["cpu"]), millicores(app.resources.cpu_limit))
     memory_limit = min(mebibytes(GATE_RESOURCES["limits"]["memory"]), mebibytes(app.resources.memory_limit))
@@ -373,7 +383,7 @@ def gate_resources(app: App) -> dict[str, dict[str, str]]:
     }
 
 
-def gate_job(app: App, *, with_database: bool, image: str = GATE_IMAGE) -> dict[str, Any]:
+def gate_job(app: AppSettings, *, with_database: bool, image: str = GATE_IMAGE) -> dict[str, Any]:
     """The PreSync hook Job for ``app`` (plain data, rendered to YAML by :func:`render_hooks`)."""
     keys = synced_keys(app, with_database=with_database)
     secret = env_secret_name(app.name)

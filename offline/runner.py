@@ -141,6 +141,7 @@ def run(
     from program import config as platform_config
     from program import environments as env_list
     from program import stacks
+    from program.model import SECRET_KEYS
     from program.references import KnownStacks
 
     environments = environments or env_list.load_file(root / env_list.FILE_NAME)
@@ -168,7 +169,7 @@ def run(
             referenced_mocked |= mocked
     flat, secret_keys = engine_config(raw, project)
     if placeholder_secrets:
-        for key in platform_config.SECRET_KEYS:
+        for key in SECRET_KEYS:
             full = f"platform:{key}"
             if full not in flat:
                 flat[full] = fake_secret(full)

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from pydantic.alias_generators import to_camel
 
 from scw_platform.contract import ProblemsError
+from scw_platform.settings import Hostname
 
 #: The file, at the repository root (next to Pulumi.yaml).
 FILE_NAME = "environments.yaml"
@@ -35,9 +36,6 @@ _NAME = re.compile(r"^[a-z]([a-z0-9-]{0,18}[a-z0-9])?$")
 RESERVED_NAMES = frozenset({"platform", "default", "in-cluster"})
 _UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
-Hostname = Annotated[
-    str, StringConstraints(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-]
 #: A hostname, or ``*.<domain>``: any name one label below the domain (as a DNS or TLS wildcard).
 HostPattern = Annotated[
     str,

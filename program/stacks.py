@@ -15,12 +15,21 @@ from typing import Any
 import pulumi
 import pulumiverse_scaleway as scaleway
 
-from program.config import PlatformConfig
+from program.model import (
+    Delivery,
+    DevelopmentConfig,
+    PlatformConfig,
+    ProductionConfig,
+    StackConfig,
+    ToolingConfig,
+    WorkloadConfig,
+)
+from program.paths import ALERT_RULES, RESTORE_CHECK_SCRIPT
 from program.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
 from scw_platform import labels
 from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
 from scw_platform.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
-from scw_platform.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
+from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.contract import (
     REGISTRATION_KEY,
     ProblemsError,
@@ -40,7 +49,8 @@ from scw_platform.gitops import (
     GatewayParent,
     GitOpsNamespace,
     GitOpsNamespaceArgs,
-    OidcSettings,
+    GitOpsSettings,
+    OidcClient,
     RegisteredCluster,
     RegisteredClusterArgs,
     RegistryAccess,
@@ -48,15 +58,9 @@ from scw_platform.gitops import (
     root_app_name,
 )
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
-from scw_platform.ingress import (
-    TRAEFIK_NAMESPACE,
-    DnsZone,
-    FrontDoor,
-    FrontDoorArgs,
-    hostnames_by_kind,
-)
+from scw_platform.ingress import TRAEFIK_NAMESPACE, DnsZone, FrontDoor, FrontDoorArgs, hostnames_by_kind
 from scw_platform.network import Network, NetworkArgs
-from scw_platform.observability import Observability, ObservabilityArgs
+from scw_platform.observability import Observability, ObservabilityArgs, load_rule_groups
 from scw_platform.registry import Registry, RegistryArgs
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
@@ -66,12 +70,12 @@ Exports = dict[str, Any]
 def build(cfg: PlatformConfig, directory: StackDirectory | None = None) -> Exports:
     """The stack's resources and exports. ``directory`` says which registered environments' stacks
     exist (tooling only; the Pulumi CLI's stack list by default)."""
-    if cfg.role == "tooling":
+    if isinstance(cfg, ToolingConfig):
         return _tooling(cfg, directory or CliStackDirectory())
     return _workload(cfg)
 
 
-def _network(cfg: PlatformConfig) -> Network:
+def _network(cfg: StackConfig) -> Network:
     return Network(
         cfg.environment,
         NetworkArgs(
@@ -87,9 +91,11 @@ def _network(cfg: PlatformConfig) -> Network:
 
 
 def _cluster(
-    cfg: PlatformConfig, network: Network, extra_api_access: tuple[ApiAccess, ...] = ()
+    cfg: StackConfig,
+    settings: ClusterSettings,
+    network: Network,
+    extra_api_access: tuple[ApiAccess, ...] = (),
 ) -> KapsuleCluster:
-    assert cfg.cluster is not None
     return KapsuleCluster(
         cfg.environment,
         KapsuleClusterArgs(
@@ -99,7 +105,7 @@ def _cluster(
             private_network_id=network.private_network_id,
             egress=network.egress,
             own_egress_ip=network.egress_ip,
-            settings=cfg.cluster,
+            settings=settings,
             extra_api_access=extra_api_access,
             tags=cfg.tags,
         ),
@@ -120,13 +126,12 @@ def _cluster_exports(cluster: KapsuleCluster) -> Exports:
     return {"clusterId": cluster.cluster_id, "apiServerUrl": cluster.apiserver_url}
 
 
-def _tooling(cfg: PlatformConfig, directory: StackDirectory) -> Exports:
-    assert cfg.registry is not None and cfg.gitops is not None
+def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
     # Every registration is read and validated before the first resource is declared: a malformed
     # one stops the update with nothing created.
     registrations, pending = _registrations(cfg, directory)
     network = _network(cfg)
-    cluster = _cluster(cfg, network)
+    cluster = _cluster(cfg, cfg.cluster, network)
     registry = Registry(
         "registry",
         RegistryArgs(namespace=cfg.registry.namespace, region=cfg.region, protect=cfg.protect_stateful),
@@ -151,7 +156,7 @@ def _tooling(cfg: PlatformConfig, directory: StackDirectory) -> Exports:
     )
     front_door = _front_door(cfg, cluster)
     _secrets_operator(cfg, cluster)
-    _gitops_namespaces(cfg, cluster)
+    _gitops_namespaces(cfg, cfg.gitops, cluster)
     argocd = _argocd(cfg, cluster, registrations, front_door)
     for registration in registrations:
         _register(cfg, cluster, argocd, registration)
@@ -170,7 +175,7 @@ def _tooling(cfg: PlatformConfig, directory: StackDirectory) -> Exports:
         "pendingEnvironments": {p.environment: p.reason for p in pending},
         **_front_door_exports(front_door),
         **facts.exports(),
-        **_operations(cfg, cluster),
+        **_observability(cfg, cluster),
         "ciPushAccessKey": ci_push.access_key,
         # Not the key itself: every StackReference to tooling could read an export.
         "ciPushSecretId": _ci_push_secret(cfg, ci_push).id,
@@ -178,18 +183,14 @@ def _tooling(cfg: PlatformConfig, directory: StackDirectory) -> Exports:
     }
 
 
-def _registry_endpoint(cfg: PlatformConfig) -> str:
+def _registry_endpoint(cfg: ToolingConfig) -> str:
     """``rg.<region>.scw.cloud/<namespace>``, known from config (the Registry component's output
     is the same address once created)."""
-    assert cfg.registry is not None
     return f"rg.{cfg.region}.scw.cloud/{cfg.registry.namespace}"
 
 
-def _registrations(
-    cfg: PlatformConfig, directory: StackDirectory
-) -> tuple[list[Registration], list[Pending]]:
+def _registrations(cfg: ToolingConfig, directory: StackDirectory) -> tuple[list[Registration], list[Pending]]:
     """Each registered environment's validated registration, or why it is pending this time."""
-    assert cfg.gitops is not None
     registered: list[Registration] = []
     pending: list[Pending] = []
     for environment, stack in sorted(cfg.registered_stacks.items()):
@@ -207,7 +208,7 @@ def _registrations(
     return registered, pending
 
 
-def _distinct(registered: list[Registration], cfg: PlatformConfig) -> None:
+def _distinct(registered: list[Registration], cfg: ToolingConfig) -> None:
     """Two environments may not register one API server (Argo CD picks a cluster's credentials by
     URL: one could deploy with the other's token), and no two Applications may share a name
     (``<env>-<app>`` of one against ``<env>-root`` or another's app)."""
@@ -239,7 +240,7 @@ CI_PUSH_SECRET_PATH = "/platform/ci"
 CI_PUSH_SECRET_NAME = "registry-push"
 
 
-def _ci_push_secret(cfg: PlatformConfig, ci_push: ScopedIdentity) -> scaleway.secrets.Secret:
+def _ci_push_secret(cfg: ToolingConfig, ci_push: ScopedIdentity) -> scaleway.secrets.Secret:
     """The CI push identity's secret key in Scaleway Secret Manager (registry write access)."""
     secret = scaleway.secrets.Secret(
         f"{cfg.environment}-ci-push-secret",
@@ -261,20 +262,30 @@ def _ci_push_secret(cfg: PlatformConfig, ci_push: ScopedIdentity) -> scaleway.se
     return secret
 
 
-def _workload(cfg: PlatformConfig) -> Exports:
+def _workload(cfg: WorkloadConfig) -> Exports:
     """One pipeline for every workload role: network, cluster, database (production), front door,
     secrets, apps, and the registration the tooling stack reads (DESIGN.md §5)."""
     network = _network(cfg)
     exports: Exports = {"role": cfg.role, "environment": cfg.environment, **_network_exports(network)}
     if cfg.cluster is None:
         return exports  # development may reserve its address space only
-    gitops = cfg.gitops
-    tooling = read_tooling(cfg.tooling_stack) if gitops is not None and cfg.tooling_stack else None
-    cluster = _cluster(cfg, network, _tooling_api_access(tooling) if tooling else ())
-    database = _database(cfg, network)
+    delivery = cfg.delivery
+    tooling = read_tooling(delivery.tooling_stack) if delivery is not None else None
+    cluster = _cluster(cfg, cfg.cluster, network, _tooling_api_access(tooling) if tooling else ())
+    database: ManagedPostgres | None = None
+    exports_restore: Exports = {}
+    if isinstance(cfg, ProductionConfig):
+        database = _database(cfg, network)
+        exports_restore["restoreCheckBucket"] = _restore_check(cfg, cluster, database, tooling).bucket_name
     front_door = _front_door(cfg, cluster)
     secrets = _secrets_operator(cfg, cluster)
-    apps = _apps(cfg, cluster, secrets, front_door, tooling, database)
+    apps = (
+        _apps(
+            cfg, delivery, tooling, cluster=cluster, secrets=secrets, front_door=front_door, database=database
+        )
+        if delivery is not None and tooling is not None
+        else []
+    )
     exports.update(_cluster_exports(cluster))
     if database is not None:
         exports.update(
@@ -283,15 +294,14 @@ def _workload(cfg: PlatformConfig) -> Exports:
     exports.update(_front_door_exports(front_door))
     exports["apps"] = [app.name for app in apps]
     exports["secretsBackend"] = secrets.backend
-    exports.update(_operations(cfg, cluster, database, tooling))
-    if tooling is not None:
-        exports[REGISTRATION_KEY] = _registration(cfg, cluster, tooling, database, front_door, apps)
+    exports.update(exports_restore)
+    exports.update(_observability(cfg, cluster, database))
+    if delivery is not None and tooling is not None:
+        exports[REGISTRATION_KEY] = _registration(cfg, delivery, cluster, tooling, database, front_door, apps)
     return exports
 
 
-def _database(cfg: PlatformConfig, network: Network) -> ManagedPostgres | None:
-    if cfg.database is None:
-        return None
+def _database(cfg: ProductionConfig, network: Network) -> ManagedPostgres:
     return ManagedPostgres(
         f"{cfg.environment}-postgres",
         ManagedPostgresArgs(
@@ -311,11 +321,10 @@ def _database(cfg: PlatformConfig, network: Network) -> ManagedPostgres | None:
 
 def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | None:
     """Reserved IP, Traefik, the platform Gateway, cert-manager and DNS, when configured."""
-    ingress, tls, dns = cfg.ingress, cfg.tls, cfg.dns
-    if ingress is None:
+    if cfg.front_door is None:
         return None
-    assert tls is not None
-    argocd = cfg.gitops.argocd if cfg.gitops is not None else None
+    ingress, tls, dns = cfg.front_door.ingress, cfg.front_door.tls, cfg.front_door.dns
+    argocd = cfg.argocd if isinstance(cfg, ToolingConfig) else None
     app_hostnames, platform_hostnames = hostnames_by_kind(
         app_hostnames=ingress.hostnames,
         platform_hostnames=ingress.platform_hostnames,
@@ -334,7 +343,7 @@ def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | Non
             app_owners={app.hostname: app.name for app in cfg.apps},
             redirects=ingress.redirects,
             acme_email=tls.acme_email,
-            issuer=tls.cluster_issuer,
+            issuer=tls.issuer,
             replicas=ingress.replicas,
             load_balancer_type=ingress.load_balancer_type,
             adopt_ip_id=ingress.adopt_import_id(cfg.zone),
@@ -364,14 +373,13 @@ def _front_door_exports(front_door: FrontDoor | None) -> Exports:
 
 
 def _argocd(
-    cfg: PlatformConfig,
+    cfg: ToolingConfig,
     cluster: KapsuleCluster,
     registrations: list[Registration],
     front_door: FrontDoor | None = None,
 ) -> ArgoCd:
     """Argo CD and the image updater in tooling, plus tooling's own project."""
-    gitops = cfg.gitops
-    assert gitops is not None and gitops.argocd is not None and gitops.repo_url is not None
+    gitops, argocd_settings = cfg.gitops, cfg.argocd
     updater_identity = ScopedIdentity(
         f"{cfg.environment}-image-updater",
         ScopedIdentityArgs(
@@ -381,18 +389,18 @@ def _argocd(
             tags=cfg.tags,
         ),
     )
-    oidc = gitops.argocd.oidc
+    oidc = argocd_settings.oidc
     # Root apps only for environments that are registered now: a root app for an environment
     # without its cluster Secret would sync child Applications into a cluster Argo CD cannot reach.
     served = [cfg.environment, *(r.environment for r in registrations)]
-    gateway = front_door if front_door is not None and gitops.argocd.hostname is not None else None
+    gateway = front_door if front_door is not None and argocd_settings.hostname is not None else None
     argocd = ArgoCd(
         "argocd",
         ArgoCdArgs(
             provider=cluster.provider,
-            hostname=gitops.argocd.hostname,
-            ha=gitops.argocd.ha,
-            repo_url=gitops.repo_url,
+            hostname=argocd_settings.hostname,
+            ha=argocd_settings.ha,
+            repo_url=cfg.repo_url,
             repo_username=gitops.repo_username,
             repo_uses_ssh=gitops.uses_ssh,
             repo_credential=cfg.secret("gitopsRepoCredential"),
@@ -411,7 +419,7 @@ def _argocd(
             ),
             commit_author_name=gitops.image_updater.commit_author.name,
             commit_author_email=gitops.image_updater.commit_author.email,
-            oidc=OidcSettings(
+            oidc=OidcClient(
                 issuer=oidc.issuer,
                 client_id=oidc.client_id,
                 client_secret=cfg.secret("argocdOidcClientSecret"),
@@ -432,7 +440,7 @@ def _argocd(
         EnvironmentProjectArgs(
             environment=cfg.environment,
             tooling_provider=cluster.provider,
-            repo_url=gitops.repo_url,
+            repo_url=cfg.repo_url,
             target_revision=gitops.target_revision,
             cluster_name="in-cluster",
             namespaces=tuple(gitops.namespaces),
@@ -445,12 +453,11 @@ def _argocd(
 
 
 def _register(
-    cfg: PlatformConfig, cluster: KapsuleCluster, argocd: ArgoCd, registration: Registration
+    cfg: ToolingConfig, cluster: KapsuleCluster, argocd: ArgoCd, registration: Registration
 ) -> None:
     """Tooling declares a registered environment in its own Argo CD: the cluster Secret (from the
     validated registration only), the AppProject, the apps' Applications and the ImageUpdater."""
     gitops = cfg.gitops
-    assert gitops is not None and gitops.repo_url is not None
     environment = registration.environment
     registered = RegisteredCluster(
         f"{environment}-cluster",
@@ -468,7 +475,7 @@ def _register(
         EnvironmentProjectArgs(
             environment=environment,
             tooling_provider=cluster.provider,
-            repo_url=gitops.repo_url,
+            repo_url=cfg.repo_url,
             target_revision=gitops.target_revision,
             cluster_name=registered.cluster_name,
             namespaces=registration.namespaces,
@@ -480,24 +487,24 @@ def _register(
     )
 
 
-def _kept(cfg: PlatformConfig, environment: str) -> bool:
+def _kept(cfg: ToolingConfig, environment: str) -> bool:
     """A production environment's registration stays in the cluster if the program ever drops it
     (scw_platform.gitops.RegisteredClusterArgs.retain_on_delete)."""
     return cfg.environments.entries[environment].role == "production"
 
 
-def _gitops_namespaces(cfg: PlatformConfig, cluster: KapsuleCluster) -> list[pulumi.Resource]:
+def _gitops_namespaces(
+    cfg: PlatformConfig, gitops: GitOpsSettings, cluster: KapsuleCluster
+) -> list[pulumi.Resource]:
     """platform:gitops.namespaces (other than apps'), declared with the platform envelope before
     Argo CD may deploy into them."""
-    if cfg.gitops is None:
-        return []
     app_names = {app.name for app in cfg.apps}
     return [
         GitOpsNamespace(
             f"{cfg.environment}-namespace-{name}",
             GitOpsNamespaceArgs(name=name, environment=cfg.environment, provider=cluster.provider),
         ).namespace
-        for name in sorted(set(cfg.gitops.namespaces) - app_names)
+        for name in sorted(set(gitops.namespaces) - app_names)
     ]
 
 
@@ -514,7 +521,8 @@ def _registry_host(tooling: ToolingFacts) -> pulumi.Output[str]:
 
 
 def _registration(  # noqa: PLR0917 - private composition helper
-    cfg: PlatformConfig,
+    cfg: WorkloadConfig,
+    delivery: Delivery,
     cluster: KapsuleCluster,
     tooling: ToolingFacts,
     database: ManagedPostgres | None,
@@ -523,10 +531,8 @@ def _registration(  # noqa: PLR0917 - private composition helper
 ) -> pulumi.Output[dict[str, Any]]:
     """argocd-manager in this cluster, and the registration export tooling builds its cluster
     Secret, project and Applications from. Nothing here acts in tooling."""
-    gitops = cfg.gitops
-    assert gitops is not None
-    namespaces = tuple(sorted({*gitops.namespaces, *(app.name for app in cfg.apps)}))
-    extra = _gitops_namespaces(cfg, cluster)
+    namespaces = tuple(sorted({*delivery.gitops.namespaces, *(app.name for app in delivery.apps)}))
+    extra = _gitops_namespaces(cfg, delivery.gitops, cluster)
     registration = ClusterRegistration(
         f"{cfg.environment}-registration",
         ClusterRegistrationArgs(
@@ -576,7 +582,7 @@ def _secrets_operator(cfg: PlatformConfig, cluster: KapsuleCluster) -> SecretsOp
             )
             if vault.onepassword is not None
             else None,
-            ha=cfg.role != "development",
+            ha=not isinstance(cfg, DevelopmentConfig),
             namespace_labels=labels.platform_namespace(),
             allowed_namespace_labels=(labels.APP_NAMESPACE, labels.PLATFORM_NAMESPACE),
             tags=cfg.tags,
@@ -584,34 +590,24 @@ def _secrets_operator(cfg: PlatformConfig, cluster: KapsuleCluster) -> SecretsOp
     )
 
 
-def _apps(  # noqa: PLR0917 - private composition helper
-    cfg: PlatformConfig,
+def _apps(
+    cfg: WorkloadConfig,
+    delivery: Delivery,
+    tooling: ToolingFacts,
+    *,
     cluster: KapsuleCluster,
     secrets: SecretsOperator,
     front_door: FrontDoor | None,
-    tooling: ToolingFacts | None,
     database: ManagedPostgres | None,
 ) -> list[App]:
     """Every app's envelope from platform:apps (delivery by Argo CD follows the registration)."""
-    if not cfg.apps:
-        return []
-    assert tooling is not None, "config rules require platform:gitops with platform:apps"
-    assert cfg.gitops is not None
-    updates = {u.app: u for u in cfg.gitops.image_updates_for(app.name for app in cfg.apps)}
+    updates = {u.app: u for u in delivery.gitops.image_updates_for(app.name for app in delivery.apps)}
     listeners = {listener.hostname: listener for listener in front_door.listeners} if front_door else {}
+    # Every app database is declared under platform:database (the rules check it).
+    databases = _app_databases(database)
     apps: list[App] = []
-    for settings in cfg.apps:
-        app_database = None
-        if settings.database is not None:
-            assert database is not None
-            credentials = database.credentials[settings.database]
-            app_database = AppDatabase(
-                host=database.host,
-                port=database.port,
-                name=credentials.database,
-                user=credentials.user,
-                password=credentials.password,
-            )
+    for settings in delivery.apps:
+        app_database = databases[settings.database] if settings.database is not None else None
         gateway = (
             AppGateway(
                 name=listeners[settings.hostname].gateway,
@@ -657,63 +653,84 @@ def _apps(  # noqa: PLR0917 - private composition helper
     return apps
 
 
+def _app_databases(database: ManagedPostgres | None) -> dict[str, AppDatabase]:
+    """What each app database's app is given: the private endpoint and its own credentials."""
+    if database is None:
+        return {}
+    return {
+        name: AppDatabase(
+            host=database.host,
+            port=database.port,
+            name=credentials.database,
+            user=credentials.user,
+            password=credentials.password,
+        )
+        for name, credentials in database.credentials.items()
+    }
+
+
 # --- Operations: restore check and observability ---------------------------------------------
 
 
-def _operations(
-    cfg: PlatformConfig,
-    cluster: KapsuleCluster,
-    database: ManagedPostgres | None = None,
-    tooling: ToolingFacts | None = None,
+def _restore_check(
+    cfg: ProductionConfig, cluster: KapsuleCluster, database: ManagedPostgres, tooling: ToolingFacts | None
+) -> RestoreCheck:
+    """platform:operations.restoreCheck: the daily dump, restore and sanity check of production."""
+    check = cfg.restore_check
+    return RestoreCheck(
+        f"{cfg.environment}-restore-check",
+        RestoreCheckArgs(
+            provider=cluster.provider,
+            environment=cfg.environment,
+            region=cfg.region,
+            project_id=cfg.project_id,
+            settings=check,
+            script=RESTORE_CHECK_SCRIPT.read_text(encoding="utf-8"),
+            database_host=database.host,
+            database_port=database.port,
+            credentials=database.credentials,
+            protect=cfg.protect_stateful,
+            namespace_labels=labels.platform_namespace(),
+            bucket_admins=tuple(check.bucket_admins),
+            # The image lives in the platform registry, read with tooling's pull key.
+            registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
+            if tooling is not None
+            else None,
+            tags=cfg.tags,
+        ),
+    )
+
+
+def _observability(
+    cfg: PlatformConfig, cluster: KapsuleCluster, database: ManagedPostgres | None = None
 ) -> Exports:
-    """platform:operations: the daily restore check (with the database) and observability."""
-    exports: Exports = {}
-    check = cfg.operations.restore_check
-    if check is not None:
-        assert database is not None, "config rules require platform:database with the restore check"
-        restore = RestoreCheck(
-            f"{cfg.environment}-restore-check",
-            RestoreCheckArgs(
-                provider=cluster.provider,
-                environment=cfg.environment,
-                region=cfg.region,
-                project_id=cfg.project_id,
-                settings=check,
-                database_host=database.host,
-                database_port=database.port,
-                credentials=database.credentials,
-                protect=cfg.protect_stateful,
-                namespace_labels=labels.platform_namespace(),
-                bucket_admins=tuple(check.bucket_admins),
-                # The image lives in the platform registry, read with tooling's pull key.
-                registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
-                if tooling is not None
-                else None,
-                tags=cfg.tags,
-            ),
-        )
-        exports["restoreCheckBucket"] = restore.bucket_name
-    settings = cfg.operations.observability
-    if settings is not None:
-        observability = Observability(
-            f"{cfg.environment}-observability",
-            ObservabilityArgs(
-                provider=cluster.provider,
-                environment=cfg.environment,
-                region=cfg.region,
-                project_id=cfg.project_id,
-                settings=settings,
-                probe_hostnames=[app.hostname for app in cfg.apps] if cfg.is_production else (),
-                restore_check=check is not None,
-                database=database is not None,
-                webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
-                tags=cfg.tags,
-            ),
-        )
-        exports["observabilityBackend"] = settings.backend
-        exports["cockpitLogsSource"] = observability.logs_source_url
-        if observability.metrics_source_url is not None:
-            exports["cockpitMetricsSource"] = observability.metrics_source_url
+    """platform:operations.observability: metrics, logs, the alert rules and where alerts go."""
+    settings = cfg.observability
+    if settings is None:
+        return {}
+    production = isinstance(cfg, ProductionConfig)
+    observability = Observability(
+        f"{cfg.environment}-observability",
+        ObservabilityArgs(
+            provider=cluster.provider,
+            environment=cfg.environment,
+            region=cfg.region,
+            project_id=cfg.project_id,
+            settings=settings,
+            rule_groups=load_rule_groups(ALERT_RULES),
+            probe_hostnames=[app.hostname for app in cfg.apps] if production else (),
+            restore_check=production,
+            database=database is not None,
+            webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
+            tags=cfg.tags,
+        ),
+    )
+    exports: Exports = {
+        "observabilityBackend": settings.backend,
+        "cockpitLogsSource": observability.logs_source_url,
+    }
+    if observability.metrics_source_url is not None:
+        exports["cockpitMetricsSource"] = observability.metrics_source_url
     return exports
 
 

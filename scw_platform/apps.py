@@ -30,20 +30,150 @@ committed next to them.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator
 
-from program.config import DATABASE_KEYS
-from program.config import App as AppSettings
 from scw_platform import kube, labels
-from scw_platform.contract import RegisteredApp
+from scw_platform.contract import IMAGE_PATTERN, RegisteredApp
+from scw_platform.settings import Hostname, PgIdentifier, Settings, no_duplicates, strict_cidr
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (one entry of platform:apps).
+# --------------------------------------------------------------------------------------------
+
+
+class AppResources(Settings):
+    cpu_request: Annotated[str, StringConstraints(pattern=r"^\d+m?$")] = "100m"
+    memory_request: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "128Mi"
+    cpu_limit: Annotated[str, StringConstraints(pattern=r"^\d+m?$")] = "1"
+    memory_limit: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "512Mi"
+
+
+#: The widest app egress entry accepted.
+MIN_EGRESS_PREFIX = 16
+#: Never an app's egress destination: every private and special-purpose range. Apps reach their
+#: database through the platform's own rule and cluster services by selector, never by address;
+#: Kapsule's pod range sits in carrier-grade NAT space and its service range in RFC 1918 space.
+NOT_EGRESS: Mapping[str, str] = {
+    "0.0.0.0/8": "this network",
+    "10.0.0.0/8": "private, RFC 1918: the VPCs and the cluster's service range",
+    "172.16.0.0/12": "private, RFC 1918",
+    "192.168.0.0/16": "private, RFC 1918",
+    "100.64.0.0/10": "carrier-grade NAT: the cluster's pod range",
+    "127.0.0.0/8": "loopback",
+    "169.254.0.0/16": "link-local: the metadata service",
+    "224.0.0.0/4": "multicast",
+    "240.0.0.0/4": "reserved",
+}
+
+
+class AppEgress(Settings):
+    cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(strict_cidr)]
+    """Public ranges only (NOT_EGRESS): apps never reach another VPC, the pods or the metadata."""
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1)
+    description: Annotated[str, StringConstraints(min_length=1)]
+
+    @field_validator("cidr")
+    @classmethod
+    def _public_and_narrow(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if value.prefixlen < MIN_EGRESS_PREFIX:
+            raise ValueError(
+                f"{value} is wider than /{MIN_EGRESS_PREFIX}: it would all but undo the app's default-deny "
+                "egress; list the ranges it needs"
+            )
+        for blocked, why in NOT_EGRESS.items():
+            if value.overlaps(ipaddress.IPv4Network(blocked)):
+                raise ValueError(f"{value} overlaps {blocked} ({why}): app egress lists public ranges only")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _unique_ports(cls, ports: list[int]) -> list[int]:
+        no_duplicates("port", [str(p) for p in ports])
+        return ports
+
+
+#: Keys the platform writes into every app's secret when the app has a database (from the
+#: program's own vault entry, see components/apps.py); apps must not declare them.
+DATABASE_KEYS = (
+    "DATABASE_URL",
+    "DATABASE_HOST",
+    "DATABASE_PORT",
+    "DATABASE_NAME",
+    "DATABASE_USER",
+    "DATABASE_PASSWORD",
+)
+_APP_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")
+_ENV_KEY = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def _relative_path(path: str) -> str:
+    if ".." in path.split("/") or "." in path.split("/"):
+        raise ValueError(f"{path!r}: a path inside the GitOps repository, without '.' or '..' segments")
+    return path
+
+
+def _app_name(name: str) -> str:
+    if not _APP_NAME.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a DNS label: lowercase letters, digits and '-', starting with a letter, "
+            "at most 32 characters (it names the app's namespace)"
+        )
+    return name
+
+
+def _env_key(key: str) -> str:
+    if not _ENV_KEY.fullmatch(key):
+        raise ValueError(
+            f"{key!r} is not an environment variable name: upper-case letters, digits and '_', "
+            "not starting with a digit (e.g. STRIPE_SECRET_KEY)"
+        )
+    return key
+
+
+AppName = Annotated[str, AfterValidator(_app_name)]
+AppEnvKey = Annotated[str, AfterValidator(_env_key)]
+
+
+class AppSettings(Settings):
+    name: AppName
+    hostname: Hostname
+    port: int = Field(ge=1, le=65535)
+    image: Annotated[str, StringConstraints(max_length=255, pattern=IMAGE_PATTERN)]
+    """Image repository without tag (the tag is Git's business: the image updater writes it)."""
+    gitops_path: Annotated[
+        str,
+        StringConstraints(max_length=255, pattern=r"^[\w.-]+(/[\w.-]+)*$"),
+        AfterValidator(_relative_path),
+    ]
+    database: PgIdentifier | None = None
+    """An app database declared under platform:database.databases."""
+    required_keys: list[AppEnvKey] = Field(default_factory=list)
+    """Environment keys the app needs; a missing one fails the rollout, naming it."""
+    replicas: int = Field(default=2, ge=1, le=50)
+    resources: AppResources = AppResources()
+    egress: list[AppEgress] = Field(default_factory=list)
+    """Egress beyond DNS and the database, denied unless listed."""
+    secrets_path: str | None = None
+    """Where the app's keys live in the vault (default: see PlatformConfig.app_secrets_path): a Scaleway
+    Secret Manager folder such as /prod/website, or a 1Password item title.
+    """
+
+    @field_validator("required_keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[str]) -> list[str]:
+        no_duplicates("key", keys)
+        return keys
+
 
 #: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
 DATABASE_SECRET = "platform-database"

@@ -30,21 +30,170 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
+from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
-from program.config import RestoreCheck as RestoreCheckSettings
-from program.config import RestoreCheckDatabase
 from scw_platform import kube
 from scw_platform.database import DatabaseCredentials
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.settings import PgIdentifier, Settings, no_duplicates
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "ops" / "restore_check" / "restore_check.py"
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:operations.restoreCheck).
+# --------------------------------------------------------------------------------------------
+
+#: One cron field: ``*``, a number or a range, an optional ``/step``, comma-separated.
+_CRON_FIELD = r"(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?(,(\*|\d{1,2}(-\d{1,2})?)(/\d{1,2})?)*"
+_CRON = re.compile(rf"^{_CRON_FIELD}( {_CRON_FIELD}){{4}}$")
+#: Field names and bounds of a Kubernetes CronJob schedule (day of week: 0 is Sunday).
+_CRON_BOUNDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 6),
+)
+#: The restore check's own duration syntax (ops/restore_check/restore_check.py parse_duration).
+_DURATION = re.compile(r"^[1-9][0-9]{0,5}[smhdw]$")
+_PG_NAME = r"[A-Za-z_][A-Za-z0-9_$]{0,62}"
+#: ``orders`` or ``schema.orders`` (the restore check's table syntax).
+_PG_TABLE = re.compile(rf"^({_PG_NAME}\.)?{_PG_NAME}$")
+_PG_COLUMN = re.compile(rf"^{_PG_NAME}$")
+#: ``registry/repository:tag``, ``...@sha256:<digest>`` or both; the tag is mandatory without a digest.
+_IMAGE = re.compile(
+    r"^(?P<repo>[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+)"
+    r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+
+
+def _pg_table(name: str) -> str:
+    if not _PG_TABLE.fullmatch(name):
+        raise ValueError(f"{name!r} is not a table name (use orders or schema.orders)")
+    return name
+
+
+def _pg_column(name: str) -> str:
+    if not _PG_COLUMN.fullmatch(name):
+        raise ValueError(f"{name!r} is not a column name")
+    return name
+
+
+def _duration(value: str) -> str:
+    if not _DURATION.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a duration; use a whole number followed by one unit "
+            "(s, m, h, d or w), e.g. 30m, 26h, 7d"
+        )
+    return value
+
+
+PgTable = Annotated[str, AfterValidator(_pg_table)]
+PgColumn = Annotated[str, AfterValidator(_pg_column)]
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+#: An IAM principal by ID: ``user_id:<uuid>`` or ``application_id:<uuid>``.
+BucketAdmin = Annotated[
+    str, StringConstraints(pattern=r"^(user_id|application_id):[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+]
+
+
+class FreshnessCheck(Settings):
+    """The newest value of ``table.column`` must be at most ``maxAge`` older than the dump."""
+
+    table: PgTable
+    column: PgColumn
+    max_age: Duration
+
+
+class RestoreCheckDatabase(Settings):
+    """Sanity checks run against the restored copy of one app database."""
+
+    database: PgIdentifier
+    """A database declared in platform:database.databases."""
+    tables: list[PgTable] = Field(default_factory=list)
+    """Tables that must exist."""
+    min_rows: dict[PgTable, Annotated[int, Field(strict=True, ge=0, le=10**12)]] = Field(default_factory=dict)
+    """Table -> minimum row count (a whole number, never a boolean)."""
+    freshness: list[FreshnessCheck] = Field(default_factory=list)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables_once(cls, tables: list[str]) -> list[str]:
+        no_duplicates("table", tables)
+        return tables
+
+    @field_validator("freshness")
+    @classmethod
+    def _freshness_once(cls, checks: list[FreshnessCheck]) -> list[FreshnessCheck]:
+        no_duplicates("freshness check", [f"{c.table}.{c.column}" for c in checks])
+        return checks
+
+
+class RestoreCheckSettings(Settings):
+    """``platform:operations.restoreCheck``: the daily dump, restore and sanity check."""
+
+    schedule: str = "30 3 * * *"
+    """Cron schedule (UTC) of the CronJob."""
+    image: str
+    """The job's image (ops/restore_check/Dockerfile): a tag or a digest, never latest."""
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    """Days a dump is kept in the bucket (current and replaced versions alike)."""
+    scratch_size_gb: int = Field(default=20, ge=1, le=500)
+    """Size of the job's scratch volume: the dump plus the restored copy must fit."""
+    databases: list[RestoreCheckDatabase] = Field(min_length=1)
+    bucket_admins: list[BucketAdmin] = Field(default_factory=list)
+    """Who keeps full access to the backup bucket (``user_id:<uuid>`` or ``application_id:<uuid>``). The
+    bucket policy denies everyone it does not list, so this must include whoever runs ``pulumi up``; the
+    job's own key may then only write dumps. Required in production.
+    """
+
+    @field_validator("bucket_admins")
+    @classmethod
+    def _admins_in_production(cls, admins: list[str], info: ValidationInfo) -> list[str]:
+        no_duplicates("bucket admin", admins)
+        return admins
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, schedule: str) -> str:
+        if not _CRON.fullmatch(schedule):
+            raise ValueError(f"must be a cron schedule of five fields such as '30 3 * * *', got {schedule!r}")
+        for field_text, (name, low, high) in zip(schedule.split(), _CRON_BOUNDS, strict=True):
+            for part in field_text.split(","):
+                base, _, step = part.partition("/")
+                bounds = [int(n) for n in base.split("-")] if base != "*" else []
+                if any(not low <= n <= high for n in bounds) or (step and not 1 <= int(step) <= high):
+                    raise ValueError(
+                        f"{name} must be within {low}-{high} in a cron schedule, got {schedule!r}"
+                    )
+        return schedule
+
+    @field_validator("image")
+    @classmethod
+    def _pinned(cls, image: str) -> str:
+        match = _IMAGE.fullmatch(image)
+        if match is None:
+            raise ValueError(
+                "must be an image reference such as rg.fr-par.scw.cloud/acme/restore-check:16.9-1 "
+                f"(got {image!r})"
+            )
+        if match["tag"] is None and match["digest"] is None:
+            raise ValueError(f"{image} has no tag or digest: pin the image (the tag latest is refused too)")
+        if match["tag"] == "latest":
+            raise ValueError(f"{image} uses the tag latest: pin a version or a digest")
+        return image
+
+    @field_validator("databases")
+    @classmethod
+    def _once_each(cls, databases: list[RestoreCheckDatabase]) -> list[RestoreCheckDatabase]:
+        no_duplicates("database", [d.database for d in databases])
+        return databases
+
 
 RESTORE_CHECK_NAMESPACE = "restore-check"
 RESTORE_CHECK_CRONJOB = "restore-check"
@@ -111,6 +260,9 @@ class RestoreCheckArgs:
     region: str
     project_id: str
     settings: RestoreCheckSettings
+    #: Source of the restore check script the job runs (the program's ops/restore_check), mounted
+    #: from a ConfigMap into the pinned image: a reviewed change to it rolls out with the plan.
+    script: str
     #: The database's private endpoint.
     database_host: pulumi.Input[str]
     database_port: pulumi.Input[int]
@@ -463,7 +615,7 @@ class RestoreCheck(pulumi.ComponentResource):
             )
         )
         config_data: dict[str, pulumi.Input[str]] = {
-            "restore_check.py": SCRIPT.read_text(encoding="utf-8"),
+            "restore_check.py": args.script,
             "spec.json": self.spec,
         }
         config = k8s.core.v1.ConfigMap(

@@ -3,14 +3,198 @@ Kubernetes provider every in-cluster resource must use."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from program.config import Cluster as ClusterSettings
+from scw_platform.settings import DnsLabel, Settings, catalogued, no_duplicates, strict_cidr, zone_of_region
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:cluster).
+# --------------------------------------------------------------------------------------------
+
+Weekday = Literal["any", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+_MINOR_VERSION = re.compile(r"^1\.\d{2}$")
+_PATCH_VERSION = re.compile(r"^1\.\d{2}\.\d+$")
+
+
+class AutoUpgrade(Settings):
+    enabled: bool = True
+    maintenance_window_day: Weekday = "sunday"
+    maintenance_window_start_hour: int = Field(default=3, ge=0, le=23)
+
+
+class Autoscaler(Settings):
+    disable_scale_down: bool = False
+    scale_down_delay_after_add: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "10m"
+    scale_down_unneeded_time: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "10m"
+    scale_down_utilization_threshold: float = Field(default=0.5, gt=0, le=1)
+    expander: Literal["random", "least_waste", "most_pods", "price", "priority"] = "least_waste"
+    ignore_daemonsets_utilization: bool = True
+    balance_similar_node_groups: bool = True
+    max_graceful_termination_sec: int = Field(default=600, ge=0, le=3600)
+
+
+#: The broadest API-server ACL entry accepted: anything wider (0.0.0.0/1 and its like included)
+#: is the world in all but name.
+MIN_ACL_PREFIX = 16
+
+
+class AllowedRange(Settings):
+    cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(strict_cidr)]
+    description: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+    @field_validator("cidr")
+    @classmethod
+    def _not_the_world(cls, value: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
+        if value.prefixlen == 0:
+            raise ValueError(
+                "0.0.0.0/0 opens the Kubernetes API to the world; list admin and CI ranges instead"
+            )
+        if value.prefixlen < MIN_ACL_PREFIX:
+            raise ValueError(
+                f"{value} admits {value.num_addresses:,} addresses to the Kubernetes API; list admin and "
+                f"CI ranges of /{MIN_ACL_PREFIX} or narrower"
+            )
+        return value
+
+
+class UpgradePolicy(Settings):
+    max_surge: int = Field(default=1, ge=0, le=10)
+    max_unavailable: int = Field(default=0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _some_progress(self) -> UpgradePolicy:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            raise ValueError("maxSurge and maxUnavailable cannot both be 0: a node upgrade could never start")
+        return self
+
+
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def label_problems(key: str, value: str) -> list[str]:
+    """Kubernetes label syntax (apimachinery validation: an optional DNS-subdomain prefix of at most
+    253 characters, a name and a value of at most 63 from [A-Za-z0-9-_.]), and no node label under
+    kubernetes.io or k8s.io, which the kubelet may not set (NodeRestriction)."""
+    prefix, _, name = key.rpartition("/")
+    problems = []
+    if not _LABEL_NAME.fullmatch(name) or (
+        prefix and (len(prefix) > 253 or not _LABEL_PREFIX.fullmatch(prefix))
+    ):
+        problems.append(f"label key {key[:80]!r} is not a valid Kubernetes label key")
+    elif prefix == "kubernetes.io" or prefix.endswith((".kubernetes.io", ".k8s.io")) or prefix == "k8s.io":
+        problems.append(f"label key {key[:80]!r} uses a prefix reserved for Kubernetes")
+    if value and not _LABEL_NAME.fullmatch(value):
+        problems.append(
+            f"label {key[:80]!r}: value {value[:80]!r} is not a valid label value "
+            "(at most 63 of A-Z a-z 0-9 - _ .)"
+        )
+    return problems
+
+
+class Pool(Settings):
+    # Field order matters: each size check sees the fields declared before it.
+    name: DnsLabel
+    node_type: str
+    max_size: int = Field(ge=1, le=150)
+    size: int = Field(ge=0, le=150)
+    min_size: int = Field(ge=0, le=150)
+    autoscaling: bool = True
+    autohealing: bool = True
+    public_ip_disabled: bool = True
+    root_volume_type: Literal["sbs_5k", "sbs_15k", "l_ssd"] = "sbs_15k"
+    root_volume_size_gb: int = Field(default=50, ge=20, le=1000)
+    zone: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    upgrade_policy: UpgradePolicy = UpgradePolicy()
+
+    @field_validator("labels")
+    @classmethod
+    def _kubernetes_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        problems = [p for key, value in labels.items() for p in label_problems(key, value)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return labels
+
+    @field_validator("node_type")
+    @classmethod
+    def _kapsule_type(cls, name: str) -> str:
+        return catalogued("kapsuleNodeTypes", name)
+
+    @field_validator("size")
+    @classmethod
+    def _size_within_max(cls, size: int, info: ValidationInfo) -> int:
+        max_size = info.data.get("max_size")
+        if max_size is not None and size > max_size:
+            raise ValueError(f"must be <= maxSize ({size} > {max_size})")
+        return size
+
+    @field_validator("min_size")
+    @classmethod
+    def _min_within(cls, min_size: int, info: ValidationInfo) -> int:
+        max_size, size = info.data.get("max_size"), info.data.get("size")
+        if max_size is not None and min_size > max_size:
+            raise ValueError(f"must be <= maxSize ({min_size} > {max_size})")
+        if size is not None and min_size > size:
+            raise ValueError(f"must be <= size ({min_size} > {size})")
+        return min_size
+
+    _zone = field_validator("zone")(zone_of_region)
+
+
+class ClusterSettings(Settings):
+    # auto_upgrade precedes version: the version rule depends on it.
+    auto_upgrade: AutoUpgrade = AutoUpgrade()
+    version: str
+    cni: Literal["cilium", "calico", "kilo"] = "cilium"
+    type: Annotated[str, StringConstraints(pattern=r"^kapsule(-dedicated-(4|8|16))?$")] = "kapsule"
+    autoscaler: Autoscaler = Autoscaler()
+    api_allowed_ranges: list[AllowedRange] = Field(default_factory=list)
+    pools: list[Pool] = Field(min_length=1)
+
+    @field_validator("version")
+    @classmethod
+    def _version_matches_upgrades(cls, version: str, info: ValidationInfo) -> str:
+        auto_upgrade = info.data.get("auto_upgrade")
+        if auto_upgrade is None:
+            return version
+        if auto_upgrade.enabled and not _MINOR_VERSION.fullmatch(version):
+            raise ValueError(
+                f"must be a minor version like 1.34 when autoUpgrade.enabled is true (got {version!r})"
+            )
+        if not auto_upgrade.enabled and not _PATCH_VERSION.fullmatch(version):
+            raise ValueError(
+                f"must be a full version like 1.34.2 when autoUpgrade.enabled is false (got {version!r})"
+            )
+        return version
+
+    @field_validator("api_allowed_ranges")
+    @classmethod
+    def _acl_once_each(cls, ranges: list[AllowedRange]) -> list[AllowedRange]:
+        no_duplicates("range", [str(r.cidr) for r in ranges])
+        return ranges
+
+    @field_validator("pools")
+    @classmethod
+    def _unique_pool_names(cls, pools: list[Pool]) -> list[Pool]:
+        no_duplicates("pool name", [p.name for p in pools])
+        return pools
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,12 +9,108 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_random as random
 import pulumiverse_scaleway as scaleway
+from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
 
-from program.config import Database as DatabaseSettings
+from scw_platform.settings import (
+    DEFAULT_ZONE,
+    PgIdentifier,
+    Settings,
+    catalogued,
+    no_duplicates,
+    validation_context,
+)
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:database).
+# --------------------------------------------------------------------------------------------
+
+
+class Backups(Settings):
+    enabled: bool = True
+    frequency_hours: int = Field(default=24, ge=1, le=24)
+    retention_days: int = Field(default=14, ge=1, le=365)
+    same_region: bool = False
+
+
+#: Role and database names an app may not take: PostgreSQL's own (and every ``pg_`` name), the
+#: instance's admin (scw_platform.database.ADMIN_USER) and common administrator names.
+RESERVED_DATABASE_NAMES = frozenset(
+    {"postgres", "public", "platform_admin", "admin", "root", "rdb", "template0", "template1", "none"}
+)
+
+
+def _not_reserved(name: str) -> str:
+    if name.lower() in RESERVED_DATABASE_NAMES or name.lower().startswith("pg_"):
+        raise ValueError(
+            f"{name!r} is reserved (PostgreSQL's own names, pg_*, "
+            f"and {', '.join(sorted(RESERVED_DATABASE_NAMES))})"
+        )
+    return name
+
+
+class DatabaseEntry(Settings):
+    name: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
+    user: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
+
+
+class DatabaseSettings(Settings):
+    engine: Annotated[str, StringConstraints(pattern=r"^PostgreSQL-1[4-9]$")] = "PostgreSQL-16"
+    node_type: str
+    ha_cluster: bool = True
+    zone: str | None = None
+    volume_type: Literal["sbs_5k", "sbs_15k", "lssd", "bssd"] = "sbs_15k"
+    volume_size_gb: int = Field(default=20, ge=5, le=10000)
+    encryption_at_rest: bool = True
+    backups: Backups = Backups()
+    public_endpoint: bool = False
+    """Declared so that asking for one gives a clear refusal instead of "unknown key"."""
+    databases: list[DatabaseEntry] = Field(default_factory=list)
+
+    @field_validator("node_type")
+    @classmethod
+    def _rdb_type(cls, name: str) -> str:
+        return catalogued("rdbNodeTypes", name)
+
+    @field_validator("zone")
+    @classmethod
+    def _default_zone(cls, zone: str | None, info: ValidationInfo) -> str | None:
+        region = validation_context(info).get("region")
+        if zone is not None and region is not None and zone != DEFAULT_ZONE[region]:
+            raise ValueError(
+                f"must be {DEFAULT_ZONE[region]}, region {region}'s default zone: private endpoints "
+                f"work only there (got {zone!r})"
+            )
+        return zone
+
+    @field_validator("encryption_at_rest")
+    @classmethod
+    def _encrypted(cls, encrypted: bool, info: ValidationInfo) -> bool:
+        if encrypted and info.data.get("volume_type") == "lssd":
+            raise ValueError("lssd volumes cannot be encrypted at rest; use volumeType sbs_5k or sbs_15k")
+        return encrypted
+
+    @field_validator("public_endpoint")
+    @classmethod
+    def _never_public(cls, public: bool) -> bool:
+        if public:
+            raise ValueError(
+                "must be false: the database is reachable only over the private network, "
+                "never from the internet"
+            )
+        return public
+
+    @field_validator("databases")
+    @classmethod
+    def _one_user_per_database(cls, databases: list[DatabaseEntry]) -> list[DatabaseEntry]:
+        no_duplicates("database name", [d.name for d in databases])
+        no_duplicates("user", [d.user for d in databases])
+        return databases
+
 
 ADMIN_USER = "platform_admin"
 # Characters that survive unescaped in connection URIs and shell environments.

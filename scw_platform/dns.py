@@ -6,9 +6,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pulumi
 import pulumiverse_scaleway as scaleway
+from pydantic import Field
+
+from scw_platform.settings import Hostname, Settings
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:dns).
+# --------------------------------------------------------------------------------------------
+
+
+class DnsSettings(Settings):
+    """``platform:dns``: where the domain's zone lives; with Scaleway DNS, A records are managed."""
+
+    provider: Literal["scaleway", "external"] = "scaleway"
+    zone: Hostname | None = None
+    """The Scaleway DNS zone (default: platform:ingress.domain); every hostname must lie in it."""
+    records: bool = True
+    """With provider scaleway: manage one A record per hostname. Off while hand-made records still serve
+    the old site (cutover rehearsal with DNS-01, see README).
+    """
+    ttl: int = Field(default=300, ge=60, le=86400)
+
+    @property
+    def managed(self) -> bool:
+        """The zone is in Scaleway DNS (DNS-01 possible)."""
+        return self.provider == "scaleway"
+
+    @property
+    def manages_records(self) -> bool:
+        return self.managed and self.records
 
 
 def record_name(hostname: str, zone: str) -> str:

@@ -27,16 +27,136 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
+from pydantic import Field, StringConstraints, field_validator
 
 from scw_platform import kube, labels
-from scw_platform.contract import RegisteredApp, Registration
+from scw_platform.contract import PLATFORM_NAMESPACES, RegisteredApp, Registration, tag_pattern_problem
+from scw_platform.settings import DnsLabel, Hostname, Settings, no_duplicates
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's components (platform:gitops).
+# --------------------------------------------------------------------------------------------
+
+_REPO_URL = re.compile(r"^(https://[^\s/]+/\S+|ssh://[^\s@]+@[^\s/]+/\S+|[\w.-]+@[\w.-]+:\S+)$")
+EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class OidcSettings(Settings):
+    issuer: Annotated[str, StringConstraints(pattern=r"^https://\S+$")]
+    client_id: Annotated[str, StringConstraints(min_length=1)]
+    admin_groups: list[str] = Field(default_factory=list)
+    """Identity-provider groups mapped to Argo CD's admin role."""
+    readonly_groups: list[str] = Field(default_factory=list)
+    """Groups that may read (Applications, manifests, logs); anyone else signed in sees nothing."""
+
+
+class ArgoCdSettings(Settings):
+    hostname: Hostname | None = None
+    """Serves the UI and API on the public Gateway (requires ``oidc``). Without it, the UI is reached with
+    ``kubectl port-forward`` only.
+    """
+    ha: bool = False
+    oidc: OidcSettings | None = None
+    """Single sign-on. With it, the local admin account is disabled."""
+
+
+class CommitAuthor(Settings):
+    name: str = "argocd-image-updater"
+    email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")] = (
+        "image-updater@localhost"
+    )
+
+
+class ImageUpdaterSettings(Settings):
+    write_back_branch: Annotated[str, StringConstraints(pattern=r"^[\w./{}-]+$")] = (
+        "image-updater-{{.SHA256}}"
+    )
+    """Branch the updater commits to; the Git host opens a merge request from it."""
+    commit_author: CommitAuthor = CommitAuthor()
+
+
+class ImageUpdate(Settings):
+    app: DnsLabel
+    strategy: Literal["semver", "digest", "newest-build", "alphabetical"] = "semver"
+    allow_tags: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    """Regular expression of tags the updater may pick (e.g. only release tags); never empty (an empty
+    pattern would silently allow every tag).
+    """
+
+    @field_validator("allow_tags")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        problem = tag_pattern_problem(pattern) if pattern is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return pattern
+
+
+class GitOpsSettings(Settings):
+    repo_url: str | None = None
+    """Tooling only: the GitOps repository Argo CD reads (workload stacks never touch it)."""
+    target_revision: Annotated[str, StringConstraints(pattern=r"^[\w./-]+$")] = "main"
+    repo_username: str = "git"
+    """Username sent with the token over https (GitHub accepts any, GitLab wants oauth2)."""
+    namespaces: list[DnsLabel] = Field(default_factory=list)
+    """Namespaces of this environment that Argo CD may deploy to besides the apps' own."""
+    argocd: ArgoCdSettings | None = None
+    image_updater: ImageUpdaterSettings = ImageUpdaterSettings()
+    image_updates: list[ImageUpdate] = Field(default_factory=list)
+    """Per-app image-updater settings; apps not listed get the defaults (semver, any tag)."""
+
+    @field_validator("image_updates")
+    @classmethod
+    def _one_entry_per_app(cls, updates: list[ImageUpdate]) -> list[ImageUpdate]:
+        no_duplicates("app", [u.app for u in updates])
+        return updates
+
+    @field_validator("namespaces")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        no_duplicates("entry", names)
+        return names
+
+    @field_validator("namespaces")
+    @classmethod
+    def _not_a_platform_namespace(cls, names: list[str]) -> list[str]:
+        taken = sorted(set(names) & PLATFORM_NAMESPACES)
+        if taken:
+            raise ValueError(
+                f"{', '.join(taken)}: platform namespaces are the program's, never Argo CD's to deploy into "
+                f"(reserved: {', '.join(sorted(PLATFORM_NAMESPACES))})"
+            )
+        return names
+
+    @field_validator("repo_url")
+    @classmethod
+    def _https_or_ssh(cls, url: str | None) -> str | None:
+        if url is not None and not _REPO_URL.fullmatch(url):
+            raise ValueError(
+                f"must be an https:// URL or an ssh URL (ssh://git@host/path or git@host:path), got {url!r}"
+            )
+        return url
+
+    def image_updates_for(self, apps: Iterable[str]) -> list[ImageUpdate]:
+        """Every app gets an image-updater entry: its ``imageUpdates`` settings, else the defaults."""
+        configured = {update.app: update for update in self.image_updates}
+        return [configured.get(app) or ImageUpdate(app=app) for app in apps]
+
+    @property
+    def uses_ssh(self) -> bool:
+        return not (self.repo_url or "").startswith("https://")
+
+    def path_for(self, environment: str) -> str:
+        return f"environments/{environment}"
+
 
 ARGO_HELM_REPO = "https://argoproj.github.io/argo-helm"
 ARGOCD_CHART_VERSION = "10.1.1"
@@ -135,7 +255,7 @@ class GatewayParent:
 
 
 @dataclass(frozen=True, kw_only=True)
-class OidcSettings:
+class OidcClient:
     issuer: str
     client_id: str
     client_secret: pulumi.Input[str]
@@ -178,7 +298,7 @@ class ArgoCdArgs:
     registry: RegistryAccess
     commit_author_name: str
     commit_author_email: str
-    oidc: OidcSettings | None = None
+    oidc: OidcClient | None = None
     gateway: GatewayParent | None = None
     #: Resources the charts need first (e.g. Gateway API CRDs for the HTTPRoute).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)

@@ -31,17 +31,163 @@ the Gateway.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Annotated, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
 from scw_platform import labels
 from scw_platform.dns import DnsRecords, DnsRecordsArgs, resource_suffix
+from scw_platform.settings import (
+    Hostname,
+    Settings,
+    catalogued,
+    no_duplicates,
+    validation_context,
+    zone_of_region,
+)
 from scw_platform.tls import CertManager, CertManagerArgs, Dns01Args, GatewayRef
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:ingress).
+# --------------------------------------------------------------------------------------------
+
+#: A Gateway listener hostname: a DNS name, optionally a leading ``*.`` wildcard (DNS-01 only).
+_GATEWAY_HOSTNAME = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+#: An IP to adopt: ``<zone>/<uuid>`` (the provider's resource ID, as the console and
+#: ``scw lb ip list`` show it) or a bare UUID (then in the front door's zone).
+_ADOPT_IP_ID = re.compile(
+    r"^((?P<zone>[a-z]{2}-[a-z]{3}-[1-9])/)?"
+    r"(?P<uuid>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+)
+#: A Gateway has at most 64 listeners; one is the HTTP listener.
+MAX_HTTPS_LISTENERS = 63
+
+
+def within_domain(hostname: str, domain: str) -> bool:
+    """``www.example.com`` and ``*.apps.example.com`` lie in ``example.com``; ``example.org`` not."""
+    bare = hostname.removeprefix("*.")
+    return bare == domain or bare.endswith("." + domain)
+
+
+def _gateway_hostname(hostname: str, info: ValidationInfo) -> str:
+    if not _GATEWAY_HOSTNAME.fullmatch(hostname) or len(hostname) > 253:
+        raise ValueError(
+            f"must be a lowercase DNS name such as www.example.com (or *.apps.example.com), got {hostname!r}"
+        )
+    domain = info.data.get("domain")
+    if domain is not None and not within_domain(hostname, domain):
+        raise ValueError(f"{hostname} is outside the configured domain {domain} (platform:ingress.domain)")
+    return hostname
+
+
+GatewayHostname = Annotated[str, AfterValidator(_gateway_hostname)]
+
+
+class IngressSettings(Settings):
+    """``platform:ingress``: the one front door (reserved IP, Traefik, the platform Gateway)."""
+
+    domain: Hostname
+    """The public DNS domain; every hostname the Gateway serves lies in it."""
+    hostnames: list[GatewayHostname] = Field(default_factory=list)
+    """Hostnames served by app namespaces (label platform.scw/app-namespace=true). Hostnames of
+    ``platform:apps`` are added to these.
+    """
+    platform_hostnames: list[GatewayHostname] = Field(default_factory=list, validate_default=True)
+    """Hostnames served by the platform's own namespaces (label platform.scw/platform-namespace=true), e.g.
+    Argo CD's; ``platform:gitops.argocd.hostname`` is added to these.
+    """
+    redirects: dict[str, str] = Field(default_factory=dict)
+    """Hostnames that only redirect (301) to another hostname, e.g. the apex to www."""
+    zone: str | None = None
+    """Zone of the reserved IP and its load balancer (default: the stack's scaleway:zone)."""
+    adopt_ip_id: str | None = None
+    """Adopt an existing flexible IP instead of reserving a new one (the cutover, see README)."""
+    replicas: int = Field(default=2, ge=1, le=20)
+    load_balancer_type: str = "LB-S"
+
+    _zone = field_validator("zone")(zone_of_region)
+
+    @field_validator("load_balancer_type")
+    @classmethod
+    def _lb_type(cls, name: str) -> str:
+        return catalogued("loadBalancerTypes", name)
+
+    @field_validator("hostnames")
+    @classmethod
+    def _unique_hostnames(cls, hostnames: list[str]) -> list[str]:
+        no_duplicates("hostname", hostnames)
+        return hostnames
+
+    @field_validator("platform_hostnames")
+    @classmethod
+    def _unique_platform_hostnames(cls, platform: list[str], info: ValidationInfo) -> list[str]:
+        apps = info.data.get("hostnames") or []
+        no_duplicates("hostname", platform)
+        both = sorted(set(apps) & set(platform))
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} also in hostnames: a hostname is served by apps or by the platform"
+            )
+        if len(apps) + len(platform) > MAX_HTTPS_LISTENERS:
+            raise ValueError(f"at most {MAX_HTTPS_LISTENERS} hostnames in all (one Gateway listener each)")
+        return platform
+
+    @field_validator("redirects")
+    @classmethod
+    def _redirects(cls, redirects: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        domain = info.data.get("domain")
+        served = {*(info.data.get("hostnames") or []), *(info.data.get("platform_hostnames") or [])}
+        for source, target in redirects.items():
+            for hostname in (source, target):
+                if not _GATEWAY_HOSTNAME.fullmatch(hostname) or hostname.startswith("*."):
+                    raise ValueError(f"{hostname!r} must be a lowercase DNS name without wildcard")
+                if domain is not None and not within_domain(hostname, domain):
+                    raise ValueError(f"{hostname} is outside the configured domain {domain}")
+            if source in served:
+                raise ValueError(f"{source} is also served as a hostname: it cannot only redirect")
+            if target in redirects:
+                raise ValueError(
+                    f"{source} -> {target} -> {redirects[target]}: redirect to the final hostname"
+                )
+        if len(served) + len(redirects) > MAX_HTTPS_LISTENERS:
+            raise ValueError(f"at most {MAX_HTTPS_LISTENERS} hostnames in all (one Gateway listener each)")
+        return redirects
+
+    @field_validator("adopt_ip_id")
+    @classmethod
+    def _adoptable(cls, ip_id: str | None, info: ValidationInfo) -> str | None:
+        if ip_id is None:
+            return None
+        match = _ADOPT_IP_ID.fullmatch(ip_id)
+        if match is None:
+            raise ValueError(
+                "must be a load-balancer flexible IP ID, <zone>/<uuid> (e.g. fr-par-1/"
+                f"11111111-2222-3333-4444-555555555555) or a bare uuid, got {ip_id!r}"
+            )
+        ip_zone, zone = match["zone"], info.data.get("zone")
+        region = validation_context(info).get("region")
+        if ip_zone and region is not None and not ip_zone.startswith(f"{region}-"):
+            raise ValueError(f"is in zone {ip_zone}, outside this stack's region {region}")
+        if ip_zone and zone is not None and ip_zone != zone:
+            raise ValueError(f"is in zone {ip_zone} but platform:ingress.zone is {zone}")
+        return ip_id
+
+    def ip_zone(self, default: str) -> str:
+        """Zone of the reserved IP: explicit, else the adopted ID's, else the stack's."""
+        match = _ADOPT_IP_ID.fullmatch(self.adopt_ip_id or "")
+        return self.zone or (match["zone"] if match and match["zone"] else None) or default
+
+    def adopt_import_id(self, default_zone: str) -> str | None:
+        """The provider's import ID (``<zone>/<uuid>``) of the IP to adopt, if any."""
+        match = _ADOPT_IP_ID.fullmatch(self.adopt_ip_id or "")
+        return f"{self.ip_zone(default_zone)}/{match['uuid']}" if match else None
+
 
 GATEWAY_API_VERSION = "v1.6.1"
 #: The standard channel bundle of the pinned release (CRDs plus the safe-upgrades admission policy).

@@ -12,6 +12,22 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumiverse_scaleway as scaleway
+from pydantic import Field, field_validator
+
+from scw_platform.settings import Settings, catalogued
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:network).
+# --------------------------------------------------------------------------------------------
+
+
+class NetworkSettings(Settings):
+    public_gateway_type: str = Field(default="VPC-GW-S", validate_default=True)
+
+    @field_validator("public_gateway_type")
+    @classmethod
+    def _gateway_type(cls, name: str) -> str:
+        return catalogued("publicGatewayTypes", name)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -45,22 +45,89 @@ values are recorded as inputs (kube-prometheus-stack's CRDs and admission webhoo
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 import yaml
+from pydantic import Field, ValidationInfo, field_validator
 
-from program.config import Observability as ObservabilitySettings
 from scw_platform import kube, labels
 from scw_platform.ingress import TRAEFIK_NAMESPACE, WEBSECURE_PORT
+from scw_platform.settings import DnsLabel, Settings, no_duplicates
 
-ROOT = Path(__file__).resolve().parent.parent
-RULES_FILE = ROOT / "ops" / "alerts" / "platform-rules.yaml"
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:operations.observability).
+# --------------------------------------------------------------------------------------------
+
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+ObservabilityBackend = Literal["cockpit", "prometheus"]
+_OBSERVABILITY_BACKENDS: tuple[str, ...] = get_args(ObservabilityBackend)
+
+
+class ContactPoint(Settings):
+    """Where alerts go: an email address, or the webhook whose URL is a deploy-time secret."""
+
+    name: DnsLabel
+    kind: Literal["email", "webhook"] = "email"
+    email: str | None = Field(default=None, validate_default=True)
+    """Required for kind email. A webhook's URL is the secret platform:alertWebhookUrl."""
+
+    @field_validator("email")
+    @classmethod
+    def _address(cls, email: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if kind == "email":
+            if email is None:
+                raise ValueError("required for kind email: the address alerts are sent to")
+            if not _EMAIL.fullmatch(email) or len(email) > 254:
+                raise ValueError(f"must be an email address, got {email!r}")
+        elif kind == "webhook" and email is not None:
+            raise ValueError(
+                "not allowed for kind webhook: its URL is the deploy-time secret "
+                "platform:alertWebhookUrl (pulumi config set --secret platform:alertWebhookUrl <url>)"
+            )
+        return email
+
+
+class ObservabilitySettings(Settings):
+    """``platform:operations.observability``: metrics, logs, alert rules, routing and probes."""
+
+    backend: ObservabilityBackend = "cockpit"
+    """cockpit (Scaleway Cockpit, the default) or prometheus (kube-prometheus-stack in the cluster)."""
+    metrics_retention_days: int = Field(default=31, ge=1, le=365)
+    """Retention of the stack's Cockpit data sources."""
+    logs_retention_days: int = Field(default=7, ge=1, le=31)
+    contact_points: list[ContactPoint] = Field(default_factory=list)
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, backend: Any) -> Any:
+        if backend not in _OBSERVABILITY_BACKENDS:
+            raise ValueError(
+                f"unknown observability backend {backend!r} (one of: {', '.join(_OBSERVABILITY_BACKENDS)})"
+            )
+        return backend
+
+    @field_validator("contact_points")
+    @classmethod
+    def _unique_names(cls, points: list[ContactPoint]) -> list[ContactPoint]:
+        no_duplicates("contact point name", [p.name for p in points])
+        return points
+
+    @property
+    def emails(self) -> list[str]:
+        return [p.email for p in self.contact_points if p.kind == "email" and p.email is not None]
+
+    @property
+    def webhook(self) -> ContactPoint | None:
+        return next((p for p in self.contact_points if p.kind == "webhook"), None)
+
 
 MONITORING_NAMESPACE = "monitoring"
 GRAFANA_REPO = "https://grafana.github.io/helm-charts"
@@ -125,7 +192,8 @@ _RESTRICTED_CONTAINER: Mapping[str, Any] = {
 # --- Rules ------------------------------------------------------------------------------------------
 
 
-def load_rule_groups(path: Path = RULES_FILE) -> list[dict[str, Any]]:
+def load_rule_groups(path: Path) -> list[dict[str, Any]]:
+    """The rule groups of a Prometheus rule file (the program passes its own)."""
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
     return list(document["groups"])
 
@@ -488,6 +556,8 @@ class ObservabilityArgs:
     region: str
     project_id: str
     settings: ObservabilitySettings
+    #: The alert rule groups (a Prometheus rule file's ``groups``): the platform's own, or yours.
+    rule_groups: Sequence[Mapping[str, Any]]
     #: Public hostnames probed every 30 s from inside the cluster (production: the apps').
     probe_hostnames: Sequence[str] = ()
     #: The stack runs the restore check: load its alert group.
@@ -631,7 +701,7 @@ class Observability(pulumi.ComponentResource):
         )
 
         in_cluster, scaleway_groups = split_rule_groups(
-            load_rule_groups(), restore_check=args.restore_check, database=args.database
+            args.rule_groups, restore_check=args.restore_check, database=args.database
         )
         targets: dict[str, tuple[list[dict[str, Any]], pulumi.Input[str]]] = {}
         if cockpit and metrics is not None:

@@ -4,9 +4,21 @@ clusters, each with its own scoped identity."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import pulumi
 import pulumiverse_scaleway as scaleway
+from pydantic import StringConstraints
+
+from scw_platform.settings import Settings
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:registry).
+# --------------------------------------------------------------------------------------------
+
+
+class RegistrySettings(Settings):
+    namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{2,52}[a-z0-9])$")]
 
 
 @dataclass(frozen=True, kw_only=True)

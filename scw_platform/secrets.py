@@ -28,15 +28,66 @@ which the offline validators check against the chart's ``values.schema.json``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from scw_platform import labels
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.settings import Settings
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:secrets).
+# --------------------------------------------------------------------------------------------
+
+
+class OnePasswordSettings(Settings):
+    """``platform:secrets.onepassword``: the vault the service account reads."""
+
+    vault: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*$", max_length=100)]
+    """Vault name or UUID (without op://)."""
+
+
+#: A Scaleway Secret Manager folder (``/prod/website``) or a 1Password item title (``prod-website``).
+SCALEWAY_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+ONEPASSWORD_ITEM = re.compile(r"^[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*$")
+SecretsBackend = Literal["scaleway", "onepassword"]
+_SECRETS_BACKENDS: tuple[str, ...] = get_args(SecretsBackend)
+
+
+class VaultSettings(Settings):
+    """``platform:secrets``: where app secrets live; External Secrets Operator syncs them."""
+
+    backend: SecretsBackend = "scaleway"
+    """scaleway (Scaleway Secret Manager, the default) or onepassword (a 1Password service account)."""
+    onepassword: OnePasswordSettings | None = Field(default=None, validate_default=True)
+    refresh_interval: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "15m"
+    """How often External Secrets re-reads the vault."""
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _known_backend(cls, backend: Any) -> Any:
+        if backend not in _SECRETS_BACKENDS:
+            raise ValueError(f"unknown secrets backend {backend!r} (one of: {', '.join(_SECRETS_BACKENDS)})")
+        return backend
+
+    @field_validator("onepassword")
+    @classmethod
+    def _settings_for_backend(
+        cls, settings: OnePasswordSettings | None, info: ValidationInfo
+    ) -> OnePasswordSettings | None:
+        backend = info.data.get("backend")
+        if backend == "onepassword" and settings is None:
+            raise ValueError("required with backend onepassword, e.g. {vault: platform-prod}")
+        if backend == "scaleway" and settings is not None:
+            raise ValueError("only allowed with backend onepassword")
+        return settings
+
 
 EXTERNAL_SECRETS_REPO = "https://charts.external-secrets.io"
 EXTERNAL_SECRETS_CHART_VERSION = "2.9.0"

@@ -18,14 +18,48 @@ also records chart, version and values as inputs, which the offline validators r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+from pydantic import field_validator
 
 from scw_platform import labels
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.settings import Settings
+
+# --------------------------------------------------------------------------------------------
+# Settings: the typed input of this module's component (platform:tls).
+# --------------------------------------------------------------------------------------------
+
+_ACME_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+)
+Issuer = Literal["letsencrypt-staging", "letsencrypt-production"]
+
+
+class TlsSettings(Settings):
+    """``platform:tls``: cert-manager and the Let's Encrypt issuer this stack's Gateway uses."""
+
+    acme_email: str
+    """Let's Encrypt's contact for expiry and incident notices (a team address, not a person's)."""
+    issuer: Issuer = "letsencrypt-production"
+    """The ClusterIssuer the Gateway's certificates come from."""
+    dns01: bool = False
+    """Solve challenges with DNS-01 through Scaleway DNS (needs platform:dns, provider scaleway): required
+    for wildcard hostnames, and issues certificates before DNS points at the address.
+    """
+
+    @field_validator("acme_email")
+    @classmethod
+    def _email(cls, email: str) -> str:
+        if not _ACME_EMAIL.fullmatch(email) or len(email) > 254:
+            raise ValueError(f"must be an email address Let's Encrypt can write to, got {email!r}")
+        return email
+
 
 CERT_MANAGER_REPO = "https://charts.jetstack.io"
 CERT_MANAGER_CHART_VERSION = "v1.21.1"

@@ -25,8 +25,9 @@ from pulumi.runtime import settings as pulumi_settings
 from offline.mocks import SECRET_MARKER, PlatformMocks, RecordingMonitor, Registration, unwrap_secrets
 from offline.runner import Export, Plan
 from program import environments as env_list
-from program.config import SECRET_KEYS, ConfigError, PlatformConfig, load
+from program.config import ConfigError, load
 from program.environments import Environments
+from program.model import SECRET_KEYS, PlatformConfig
 
 PROJECT = "platform"
 STACK = "unit"

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from program.config import DATABASE_KEYS, SECRET_KEYS
+from program.model import SECRET_KEYS
+from scw_platform.apps import DATABASE_KEYS
 from tests.harness import Mutation, StackConfig, environments_with
 from tests.harness import config_problems as _problems
 from tests.harness import load_config as _load

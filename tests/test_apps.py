@@ -20,9 +20,8 @@ import yaml
 from offline import artifacts, parity, runner, schemas, validate
 from offline.mocks import Registration
 from program import environments
-from program.config import DATABASE_KEYS, AppResources
-from program.config import App as AppSettings
 from scw_platform import apps as apps_component
+from scw_platform.apps import DATABASE_KEYS, AppResources, AppSettings
 from scw_platform.contract import REGISTRATION_KEY
 from tests.harness import is_secret, plaintext_secrets, unwrap
 

@@ -23,8 +23,9 @@ from offline import runner
 from offline.mocks import Registration
 from ops.restore_check import restore_check
 from policy.rules import image_problem
-from program.config import RestoreCheck as RestoreCheckSettings
+from program.paths import RESTORE_CHECK_SCRIPT
 from scw_platform import backup
+from scw_platform.backup import RestoreCheckSettings
 from scw_platform.database import DatabaseCredentials
 from tests.harness import Recording, is_secret, plaintext_secrets, record, unwrap
 
@@ -109,7 +110,8 @@ def test_identity_holds_object_storage_permissions_only(members: list[Registrati
 def test_config_map_ships_the_script_and_the_spec(members: list[Registration], prod: runner.Plan) -> None:
     config = _one(members, "kubernetes:core/v1:ConfigMap")
     data = config.inputs["data"]
-    assert data["restore_check.py"] == backup.SCRIPT.read_text(encoding="utf-8"), "the reviewed script ships"
+    shipped = RESTORE_CHECK_SCRIPT.read_text(encoding="utf-8")
+    assert data["restore_check.py"] == shipped, "the reviewed script ships"
     spec = json.loads(data["spec.json"])
     host = prod.exports["databaseHost"].value
     assert {db["connection"]["host"] for db in spec["databases"]} == {host}
@@ -259,6 +261,7 @@ def _component(
                 region="nl-ams",
                 project_id="11111111-2222-3333-4444-555555555555",
                 settings=_settings(),
+                script="print('the restore check')\n",
                 database_host="10.30.0.5",
                 database_port=5432,
                 credentials=creds,

@@ -10,8 +10,9 @@ import pulumi
 import pytest
 
 from offline.mocks import SECRET_MARKER
-from program.config import Cluster as ClusterSettings
-from scw_platform.cluster import ApiAccess, KapsuleCluster, KapsuleClusterArgs
+from program import policy
+from program.model import Role
+from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.network import Network, NetworkArgs
 from tests.harness import Recording, is_secret, record, unwrap
 
@@ -56,8 +57,10 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def settings(raw: dict[str, Any], role: str = "development") -> ClusterSettings:
-    return ClusterSettings.model_validate(raw, context={"role": role, "region": "fr-par"})
+def settings(raw: dict[str, Any], role: Role = "development") -> ClusterSettings:
+    """The cluster settings as ``role``'s stack parses them (program.policy's refinement)."""
+    model: type[ClusterSettings] = policy.models_for(role)["cluster"]
+    return model.model_validate(raw, context={"region": "fr-par"})
 
 
 def build(cluster_settings: ClusterSettings, extra: tuple[str, ...] = ()) -> Recording:

@@ -23,6 +23,7 @@ import yaml
 
 from offline import runner
 from program import environments as env_list
+from program import model
 from program.config import ConfigError
 from program.environments import EnvironmentsError
 from tests.harness import EnvironmentChanges, Mutation, StackConfig, environments_document, new_problems
@@ -617,9 +618,10 @@ def test_tooling_loads_into_frozen_model(stack_config: StackConfig) -> None:
     assert (cfg.region, cfg.zone) == ("fr-par", "fr-par-1")
     assert cfg.subnet == ipaddress.IPv4Network("10.10.0.0/20")
     assert cfg.network.public_gateway_type == "VPC-GW-S"
-    assert cfg.registry is not None and cfg.registry.namespace == "acme-platform"
-    assert cfg.database is None
-    assert cfg.cluster is not None
+    assert isinstance(cfg, model.ToolingConfig)
+    assert cfg.registry.namespace == "acme-platform"
+    # The role's type holds only what the role may have: tooling runs no database.
+    assert not hasattr(cfg, "database")
     assert cfg.cluster.auto_upgrade.maintenance_window_day == "tuesday"
     assert [p.name for p in cfg.cluster.pools] == ["system", "builders"]
     builders = cfg.cluster.pools[1]
@@ -637,8 +639,7 @@ def test_tooling_loads_into_frozen_model(stack_config: StackConfig) -> None:
 
 def test_prod_loads_database_and_defaults(stack_config: StackConfig) -> None:
     cfg = load_raw("prod", stack_config("prod"))
-    assert cfg.is_production
-    assert cfg.database is not None
+    assert isinstance(cfg, model.ProductionConfig)
     assert cfg.database.ha_cluster
     assert cfg.database.backups.retention_days == 14
     assert [(d.name, d.user) for d in cfg.database.databases] == [
@@ -647,7 +648,6 @@ def test_prod_loads_database_and_defaults(stack_config: StackConfig) -> None:
     ]
     assert cfg.database_zone == "fr-par-1"
     assert cfg.database.public_endpoint is False
-    assert cfg.cluster is not None
     # Defaults fill what the file leaves out.
     assert cfg.cluster.type == "kapsule"
     assert cfg.cluster.autoscaler.scale_down_unneeded_time == "15m"
@@ -661,8 +661,8 @@ def test_dev_is_unprotected_and_zone_defaults_to_region(stack_config: StackConfi
     cfg = load_raw("dev", raw)
     assert cfg.zone == "fr-par-1"
     assert not cfg.protect_stateful
-    assert not cfg.is_production
-    assert cfg.database is None and cfg.registry is None
+    assert isinstance(cfg, model.DevelopmentConfig)
+    assert cfg.database is None and not hasattr(cfg, "registry")
 
 
 def test_development_may_have_public_pool_and_no_acl(stack_config: StackConfig) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from program import config
+from program import config, model
 from program.config import ConfigError
 
 SECRETS = dict.fromkeys(("gitopsRepoCredential", "gitopsWriteCredential", "argocdOidcClientSecret"), "s")
@@ -24,7 +24,7 @@ def _problems(raw: dict[str, Any]) -> str:
     return str(caught.value)
 
 
-def _accepted(raw: dict[str, Any]) -> config.PlatformConfig:
+def _accepted(raw: dict[str, Any]) -> model.PlatformConfig:
     platform = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("platform:")}
     scaleway = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("scaleway:")}
     return config.load(platform, scaleway, stack="t", project="platform", secrets=SECRETS)

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from offline.mocks import SECRET_MARKER
-from program.config import Database as DatabaseSettings
-from scw_platform.database import ADMIN_USER, ManagedPostgres, ManagedPostgresArgs
+from scw_platform.database import ADMIN_USER, DatabaseSettings, ManagedPostgres, ManagedPostgresArgs
 from scw_platform.network import Network, NetworkArgs
 from tests.harness import Recording, is_secret, record, unwrap
 

@@ -278,7 +278,7 @@ def test_issuer_defaults_per_role(stack_config: StackConfig) -> None:
     raw = stack_config("tooling")
     raw["platform:tls"] = {"acmeEmail": "platform@example.com"}
     tooling = _load("tooling", raw)
-    assert tooling.tls is not None and tooling.tls.cluster_issuer == "letsencrypt-production"
+    assert tooling.front_door.tls.issuer == "letsencrypt-production"
 
     raw = stack_config("dev")
     raw["platform:ingress"] = {"domain": "example.com", "hostnames": ["www.dev.example.com"], "replicas": 1}
@@ -286,8 +286,8 @@ def test_issuer_defaults_per_role(stack_config: StackConfig) -> None:
     # Every hostname a stack serves is its environment's in environments.yaml.
     serving = environments_with({"dev": {"dns": {"zone": "example.com", "hostnames": ["*.dev.example.com"]}}})
     dev = _load("dev", raw, environments=serving)
-    assert dev.tls is not None and dev.tls.cluster_issuer == "letsencrypt-staging"
-    assert dev.ingress is not None and dev.ingress.replicas == 1
+    assert dev.front_door is not None and dev.front_door.tls.issuer == "letsencrypt-staging"
+    assert dev.front_door.ingress.replicas == 1
 
 
 @pytest.mark.parametrize(
@@ -309,17 +309,18 @@ def test_adopted_ip_ids_are_normalised_to_the_import_id(
         **({"zone": zone} if zone else {}),
     }
     cfg = _load("prod", raw)
-    assert cfg.ingress is not None
-    assert cfg.ingress.adopt_import_id(cfg.zone) == expected
-    assert cfg.ingress.ip_zone(cfg.zone) == expected.split("/", maxsplit=1)[0]
+    ingress = cfg.front_door.ingress
+    assert ingress.adopt_import_id(cfg.zone) == expected
+    assert ingress.ip_zone(cfg.zone) == expected.split("/", maxsplit=1)[0]
 
 
 def test_committed_front_door_config(stack_config: StackConfig) -> None:
     prod = _load("prod", stack_config("prod"))
-    assert prod.ingress is not None and prod.tls is not None and prod.dns is not None
-    assert prod.ingress.domain == "example.com"
-    assert prod.tls.cluster_issuer == "letsencrypt-production"
-    assert prod.dns.managed and prod.ingress.adopt_ip_id is None
+    ingress, tls, dns = prod.front_door.ingress, prod.front_door.tls, prod.front_door.dns
+    assert dns is not None
+    assert ingress.domain == "example.com"
+    assert tls.issuer == "letsencrypt-production"
+    assert dns.managed and ingress.adopt_ip_id is None
     tooling = _load("tooling", stack_config("tooling"))
-    assert tooling.ingress is not None and tooling.tls is not None
-    assert _load("dev", stack_config("dev")).ingress is None
+    assert tooling.front_door.tls.acme_email
+    assert _load("dev", stack_config("dev")).front_door is None

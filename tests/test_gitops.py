@@ -17,7 +17,7 @@ from pulumi.runtime import rpc
 
 from offline import runner, schemas
 from offline.mocks import PlatformMocks, Registration, fake_secret, unwrap_secrets
-from program import config, environments
+from program import config, environments, model
 from program import environments as env_list
 from program.config import ConfigError
 from program.environments import Environments, EnvironmentsError
@@ -886,7 +886,7 @@ def test_schema_check_catches_a_broken_application() -> None:
 
 def _load(
     raw: dict[str, Any], *, secrets: dict[str, str] | None = None, environments: Environments | None = None
-) -> config.PlatformConfig:
+) -> model.PlatformConfig:
     platform = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("platform:")}
     scaleway = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("scaleway:")}
     default = {
@@ -1179,7 +1179,7 @@ def test_a_registered_environment_names_its_namespaces(stack_config: Callable[[s
         _problems(raw)
     )
     raw["platform:gitops"]["namespaces"] = ["jobs"]
-    assert _load(raw).gitops is not None
+    assert _load(raw).delivery.gitops.namespaces == ["jobs"]
 
 
 def test_a_workload_stack_cannot_name_itself_as_tooling() -> None:
@@ -1222,7 +1222,7 @@ def test_plaintext_deploy_time_secret_in_a_stack_file_is_refused(
 
 
 def test_only_tooling_needs_the_git_credential(stack_config: Callable[[str], dict[str, Any]]) -> None:
-    assert _load(stack_config("prod"), secrets={}).gitops is not None
+    assert _load(stack_config("prod"), secrets={}).delivery.tooling_stack.endswith("/tooling")
 
 
 def test_one_image_update_entry_per_app(stack_config: Callable[[str], dict[str, Any]]) -> None:

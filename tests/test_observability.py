@@ -18,6 +18,7 @@ import yaml
 from offline import runner
 from offline.mocks import Registration
 from policy.rules import ResourceView, image_problem, is_default_deny
+from program.paths import ALERT_RULES
 from scw_platform import labels
 from scw_platform import observability as obs
 from tests.harness import is_secret, plaintext_secrets, unwrap
@@ -32,7 +33,7 @@ SECRET = "kubernetes:core/v1:Secret"
 CUSTOM_RESOURCE_PROBE = "kubernetes:monitoring.coreos.com/v1:Probe"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 PROMTOOL = shutil.which("promtool")
-ALL_GROUPS = [g["name"] for g in obs.load_rule_groups()]
+ALL_GROUPS = [g["name"] for g in obs.load_rule_groups(ALERT_RULES)]
 
 
 def _members(plan: runner.Plan) -> list[Registration]:
@@ -281,7 +282,7 @@ def test_rule_groups_go_where_cockpit_evaluates_them(
     ]
     assert files[obs.CUSTOM]["namespace"] == obs.RULES_NAMESPACE
     # The rules shipped are the tested rule file's, unchanged.
-    by_name = {g["name"]: g for g in obs.load_rule_groups()}
+    by_name = {g["name"]: g for g in obs.load_rule_groups(ALERT_RULES)}
     for document in files.values():
         for group in document["groups"]:
             assert group == by_name[group["name"]]
@@ -326,12 +327,12 @@ def test_rules_sync_jobs_load_each_file_into_its_data_source(
             assert env["MIMIR_ADDRESS"]["value"].endswith(".metrics.cockpit.fr-par.scw.cloud")
             assert env["MIMIR_ADDRESS"]["value"] != metrics.state["url"]
     # A changed rule file gives the Job a new name, so the sync runs again.
-    first = obs.content_hash(obs.mimir_rule_file(obs.load_rule_groups()[:1]))
-    assert first != obs.content_hash(obs.mimir_rule_file(obs.load_rule_groups()[:2]))
+    first = obs.content_hash(obs.mimir_rule_file(obs.load_rule_groups(ALERT_RULES)[:1]))
+    assert first != obs.content_hash(obs.mimir_rule_file(obs.load_rule_groups(ALERT_RULES)[:2]))
 
 
 def test_rule_split_follows_what_the_stack_runs() -> None:
-    groups = obs.load_rule_groups()
+    groups = obs.load_rule_groups(ALERT_RULES)
     cluster, scaleway = obs.split_rule_groups(groups, restore_check=False, database=False)
     assert scaleway == [] and obs.BACKUPS_GROUP not in [g["name"] for g in cluster]
     cluster, scaleway = obs.split_rule_groups(groups, restore_check=True, database=True)

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from offline import runner
-from program.config import SECRET_KEYS, ConfigError
+from program.config import ConfigError
+from program.model import SECRET_KEYS
 from tests.harness import Mutation, StackConfig, new_problems
 from tests.harness import config_problems as _problems
 from tests.harness import load_config as _load
@@ -313,20 +314,20 @@ def test_invalid_operations_config_creates_nothing(stack_config: StackConfig) ->
 
 def test_committed_operations_config(stack_config: StackConfig) -> None:
     prod = _load("prod", stack_config("prod"))
-    check_settings = prod.operations.restore_check
+    check_settings = prod.restore_check
     assert check_settings is not None
     declared = {d.name for d in prod.database.databases} if prod.database else set()
     assert {d.database for d in check_settings.databases} == declared, "every app database is checked"
     assert all(d.tables and d.min_rows and d.freshness for d in check_settings.databases)
     assert ":" in check_settings.image.rsplit("/", 1)[-1] and not check_settings.image.endswith(":latest")
-    settings = prod.operations.observability
+    settings = prod.observability
     assert settings is not None and settings.backend == "cockpit"
     assert settings.emails and settings.webhook is None
 
     tooling = _load("tooling", stack_config("tooling"))
-    assert tooling.operations.observability is not None, "the tooling cluster ships metrics and logs too"
-    assert tooling.operations.restore_check is None
-    assert not tooling.operations.observability.contact_points, "contact points: one stack per project"
+    assert tooling.observability is not None, "the tooling cluster ships metrics and logs too"
+    assert not hasattr(tooling, "restore_check")
+    assert not tooling.observability.contact_points, "contact points: one stack per project"
 
 
 def test_defaults(stack_config: StackConfig) -> None:
@@ -342,11 +343,11 @@ def test_defaults(stack_config: StackConfig) -> None:
         },
     }
     cfg = _load("prod", raw)
-    assert cfg.operations.observability is not None
-    assert cfg.operations.observability.backend == "cockpit", "Cockpit is the default backend"
-    assert cfg.operations.restore_check is not None
-    assert cfg.operations.restore_check.schedule == "30 3 * * *"
-    assert cfg.operations.restore_check.retention_days >= 7
+    assert cfg.observability is not None
+    assert cfg.observability.backend == "cockpit", "Cockpit is the default backend"
+    assert cfg.restore_check is not None
+    assert cfg.restore_check.schedule == "30 3 * * *"
+    assert cfg.restore_check.retention_days >= 7
 
     # Optional elsewhere, not in production: a backup nobody restores and alerts nobody receives
     # are the holes the fresh-clone issue listed.
@@ -357,4 +358,4 @@ def test_defaults(stack_config: StackConfig) -> None:
     assert "platform:operations.observability: required for role production" in str(caught.value)
     dev = stack_config("dev")
     dev.pop(OPS, None)
-    assert _load("dev", dev).operations.restore_check is None, "operations are optional in development"
+    assert _load("dev", dev).restore_check is None, "operations are optional in development"

@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from offline import parity
-from program.config import DATABASE_KEYS, AppResources, PlatformConfig
+from program.model import PlatformConfig
+from scw_platform.apps import DATABASE_KEYS, AppResources
 
 PROJECT = "6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41"
 TOKEN = "scw-test-token"

@@ -1,0 +1,174 @@
+"""Each role's policy, as refinements of the library's settings models.
+
+The library's models say what a value *is*. This module says what this organisation allows each
+role: production never runs public nodes, an unreplicated or unencrypted database, a week less of
+backups, one front-door replica or staging certificates; production and tooling never leave the
+Kubernetes API open to the world; development certificates default to Let's Encrypt's staging
+issuer. The refinements are subclasses, so a stack's whole ``platform:`` block still validates in
+one pass: a production rule is reported with its key path beside every other problem of the same
+key, and the result is the library's own settings type. Their validators are named
+``_policy_*`` so that none overrides (and so silently drops) a check of the library's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from program.model import PLATFORM_KEYS, Operations, Role
+from scw_platform.backup import BucketAdmin, RestoreCheckSettings
+from scw_platform.cluster import AllowedRange, ClusterSettings, Pool
+from scw_platform.database import Backups, DatabaseSettings
+from scw_platform.ingress import IngressSettings
+from scw_platform.tls import Issuer, TlsSettings
+
+#: Production's floor for days of retained backups and dumps.
+MIN_PRODUCTION_RETENTION_DAYS = 7
+_PRODUCTION = "for role production"
+
+
+def _min_retention(days: int) -> int:
+    if days < MIN_PRODUCTION_RETENTION_DAYS:
+        raise ValueError(f"must be >= {MIN_PRODUCTION_RETENTION_DAYS} {_PRODUCTION} (got {days})")
+    return days
+
+
+# --- API access: production and tooling list who may reach the Kubernetes API -------------------
+
+
+def _acl_required(role: Role) -> Callable[[list[AllowedRange]], list[AllowedRange]]:
+    def check(ranges: list[AllowedRange]) -> list[AllowedRange]:
+        if not ranges:
+            raise ValueError(
+                f"required for role {role}: without an ACL the Kubernetes API is open to the world"
+            )
+        return ranges
+
+    return check
+
+
+class ToolingCluster(ClusterSettings):
+    api_allowed_ranges: list[AllowedRange] = Field(default_factory=list, validate_default=True)
+
+    _policy_acl = field_validator("api_allowed_ranges")(_acl_required("tooling"))
+
+
+# --- Production -------------------------------------------------------------------------------
+
+
+class ProductionPool(Pool):
+    @field_validator("public_ip_disabled")
+    @classmethod
+    def _policy_private_nodes(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(f"must be true {_PRODUCTION} (nodes reach out through the Public Gateway)")
+        return value
+
+
+class ProductionCluster(ClusterSettings):
+    api_allowed_ranges: list[AllowedRange] = Field(default_factory=list, validate_default=True)
+    pools: list[ProductionPool] = Field(min_length=1)  # type: ignore[assignment]
+
+    _policy_acl = field_validator("api_allowed_ranges")(_acl_required("production"))
+
+
+class ProductionBackups(Backups):
+    @field_validator("enabled")
+    @classmethod
+    def _policy_on(cls, enabled: bool) -> bool:
+        if not enabled:
+            raise ValueError(f"must be true {_PRODUCTION}")
+        return enabled
+
+    _policy_retention = field_validator("retention_days")(_min_retention)
+
+
+class ProductionDatabase(DatabaseSettings):
+    backups: ProductionBackups = Field(default_factory=ProductionBackups, validate_default=True)
+
+    @field_validator("ha_cluster")
+    @classmethod
+    def _policy_ha(cls, ha: bool) -> bool:
+        if not ha:
+            raise ValueError(f"must be true {_PRODUCTION} (a standby node survives a zone failure)")
+        return ha
+
+    @field_validator("encryption_at_rest")
+    @classmethod
+    def _policy_encrypted(cls, encrypted: bool) -> bool:
+        if not encrypted:
+            raise ValueError(f"must be true {_PRODUCTION}")
+        return encrypted
+
+
+class ProductionIngress(IngressSettings):
+    @field_validator("replicas")
+    @classmethod
+    def _policy_ha(cls, replicas: int) -> int:
+        if replicas < 2:
+            raise ValueError(
+                f"must be >= 2 {_PRODUCTION} (a node drain must not cut traffic), got {replicas}"
+            )
+        return replicas
+
+
+class ProductionTls(TlsSettings):
+    @field_validator("issuer")
+    @classmethod
+    def _policy_trusted(cls, issuer: Issuer) -> Issuer:
+        if issuer != "letsencrypt-production":
+            raise ValueError(
+                f"must be letsencrypt-production {_PRODUCTION} (got {issuer}: staging "
+                "certificates are not trusted by browsers)"
+            )
+        return issuer
+
+
+class ProductionRestoreCheck(RestoreCheckSettings):
+    bucket_admins: list[BucketAdmin] = Field(default_factory=list, validate_default=True)
+
+    @field_validator("bucket_admins")
+    @classmethod
+    def _policy_admins(cls, admins: list[str]) -> list[str]:
+        if not admins:
+            raise ValueError(
+                f"required {_PRODUCTION}: the principals that keep full access to the backup bucket "
+                "(include the identity that runs pulumi up), e.g. user_id:<uuid>"
+            )
+        return admins
+
+    _policy_retention = field_validator("retention_days")(_min_retention)
+
+
+class ProductionOperations(Operations):
+    restore_check: ProductionRestoreCheck | None = None
+
+
+# --- Development --------------------------------------------------------------------------------
+
+
+class DevelopmentTls(TlsSettings):
+    #: Let's Encrypt's staging issuer unless the stack says otherwise: generous rate limits for
+    #: environments rebuilt often; browsers distrust it, which development accepts.
+    issuer: Issuer = "letsencrypt-staging"
+
+
+_REFINED: dict[Role, dict[str, Any]] = {
+    "tooling": {"cluster": ToolingCluster},
+    "production": {
+        "cluster": ProductionCluster,
+        "database": ProductionDatabase,
+        "ingress": ProductionIngress,
+        "tls": ProductionTls,
+        "operations": ProductionOperations,
+    },
+    "development": {"tls": DevelopmentTls},
+}
+
+
+def models_for(role: Role | None) -> dict[str, Any]:
+    """The settings model each ``platform:`` key parses into for ``role`` (None: a plain value).
+    Without a known role (the environment itself is invalid) the library's own models apply."""
+    return {**PLATFORM_KEYS, **(_REFINED[role] if role is not None else {})}

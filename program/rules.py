@@ -1,0 +1,533 @@
+"""The program's rules: what a stack's keys need from each other, and what each role requires.
+
+The library's settings models say what a value *is* (a zone of the region, a catalogued node
+type, a pinned image). Everything here is this organisation's policy: which keys a role needs,
+what production may never do without (:func:`production_rules`, the one place the production-only
+checks live), and the rules that relate several keys. Each rule adds ``key path: message`` lines
+to one :class:`Problems`; all are reported together, before any resource exists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from program import environments as env_list
+from program.environments import Environments
+from program.model import Operations, app_secrets_path
+from scw_platform.apps import DATABASE_KEYS, AppSettings
+from scw_platform.database import DatabaseSettings
+from scw_platform.dns import DnsSettings
+from scw_platform.gitops import GitOpsSettings
+from scw_platform.ingress import IngressSettings, within_domain
+from scw_platform.observability import ObservabilitySettings
+from scw_platform.secrets import ONEPASSWORD_ITEM, SCALEWAY_PATH, VaultSettings
+from scw_platform.tls import TlsSettings
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+@dataclass
+class Problems:
+    items: list[str]
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+
+def plain_choice(value: Any, path: str, allowed: Iterable[str], problems: Problems) -> Any:
+    allowed = tuple(allowed)
+    if value is None:
+        problems.add(path, f"required (one of: {', '.join(allowed)})")
+        return None
+    if value not in allowed:
+        problems.add(path, f"must be one of: {', '.join(allowed)} (got {value!r})")
+        return None
+    return value
+
+
+def environment(raw: Any, environments: Environments, problems: Problems) -> str | None:
+    """``platform:environment``: one of the environments of environments.yaml."""
+    declared = ", ".join(sorted(environments.entries))
+    if raw is None:
+        problems.add(
+            "platform:environment",
+            f"required: this stack's environment in {environments.source} ({declared})",
+        )
+        return None
+    if not isinstance(raw, str) or raw not in environments.entries:
+        problems.add(
+            "platform:environment",
+            f"must be an environment of {environments.source} ({declared}), got {str(raw)[:80]!r}",
+        )
+        return None
+    return raw
+
+
+def project_id(
+    raw: Any, environment: str | None, environments: Environments, problems: Problems
+) -> str | None:
+    """``scaleway:projectId`` (the provider's default project) is the environment's own project."""
+    if raw is None:
+        problems.add("scaleway:projectId", "required (the Scaleway project UUID every identity is scoped to)")
+        return None
+    if not _UUID.fullmatch(str(raw)):
+        problems.add("scaleway:projectId", f"must be a project UUID (got {str(raw)[:80]!r})")
+        return None
+    if environment is not None and raw != environments.entries[environment].project_id:
+        problems.add(
+            "scaleway:projectId",
+            f"must be {environments.key(environment, 'projectId')} "
+            f"({environments.entries[environment].project_id}): one project per environment",
+        )
+    return str(raw)
+
+
+def served_hostnames(
+    environment: str,
+    environments: Environments,
+    *,
+    apps: list[AppSettings],
+    ingress: IngressSettings | None,
+    gitops: GitOpsSettings | None,
+    problems: Problems,
+) -> None:
+    """Every hostname the stack serves is one environments.yaml gives its environment, so no two
+    environments can claim the same name (the list checks that across environments)."""
+    entry = environments.entries[environment]
+    listed = set(entry.dns.hostnames) if entry.dns is not None else set()
+    served: list[tuple[str, str]] = [
+        (f"platform:apps[{i}].hostname", app.hostname) for i, app in enumerate(apps)
+    ]
+    if ingress is not None:
+        served += [(f"platform:ingress.hostnames[{i}]", h) for i, h in enumerate(ingress.hostnames)]
+        served += [
+            (f"platform:ingress.platformHostnames[{i}]", h) for i, h in enumerate(ingress.platform_hostnames)
+        ]
+        served += [(f"platform:ingress.redirects.{h}", h) for h in ingress.redirects]
+    if gitops is not None and gitops.argocd is not None and gitops.argocd.hostname is not None:
+        served.append(("platform:gitops.argocd.hostname", gitops.argocd.hostname))
+    for path, hostname in served:
+        if not any(env_list.matches(pattern, hostname) for pattern in listed):
+            problems.add(
+                path,
+                f"{hostname} is not one of {environments.key(environment, 'dns.hostnames')} "
+                f"({', '.join(sorted(listed)) or 'none'}): list it there first",
+            )
+
+
+def role_rules(role: str, present: Mapping[str, bool], problems: Problems) -> None:
+    required = {
+        # The front door and GitOps are the platform's mission, not options, where apps or
+        # Argo CD are served; development may run without either.
+        "tooling": ("cluster", "registry", "gitops", "ingress"),
+        "production": ("cluster", "database", "gitops", "ingress"),
+        "development": (),
+    }
+    owners = {"database": ("production",), "registry": ("tooling",), "apps": ("production", "development")}
+    for key in required[role]:
+        if not present[key]:
+            problems.add(f"platform:{key}", f"required for role {role}")
+    for key, allowed_roles in owners.items():
+        if present[key] and role not in allowed_roles:
+            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {', '.join(allowed_roles)})")
+    if present["apps"] and not present["gitops"]:
+        problems.add("platform:gitops", "required with platform:apps: every app is delivered by Argo CD")
+    if present["apps"] and not present["cluster"]:
+        problems.add("platform:cluster", "required with platform:apps: apps need a cluster to run on")
+    if present["apps"] and not present["ingress"] and role == "development":
+        problems.add(
+            "platform:ingress",
+            "required with platform:apps: each app's route attaches to the platform Gateway",
+        )
+
+
+def gitops_rules(
+    role: str,
+    gitops: GitOpsSettings,
+    *,
+    environment: str,
+    environments: Environments,
+    apps: list[AppSettings],
+    secrets: Mapping[str, Any],
+    problems: Problems,
+    apps_known: bool = True,
+) -> None:
+    if role == "tooling":
+        _tooling_gitops_rules(gitops, secrets=secrets, problems=problems)
+    else:
+        if environments.entries[environment].managed_by is None:
+            problems.add(
+                environments.key(environment, "managedBy"),
+                "required with platform:gitops: the tooling environment whose Argo CD registers this one",
+            )
+        _workload_gitops_rules(role, gitops, problems=problems)
+        if apps_known and not apps and not gitops.namespaces:
+            # An empty namespace list would register the cluster for every namespace.
+            problems.add(
+                "platform:gitops",
+                "a registered environment needs platform:apps or platform:gitops.namespaces: "
+                "Argo CD manages those namespaces only",
+            )
+    path = "platform:gitops"
+    declared = {app.name for app in apps}
+    for i, update in enumerate(gitops.image_updates if apps_known else ()):
+        if update.app not in declared:
+            problems.add(
+                f"{path}.imageUpdates[{i}].app",
+                f"app '{update.app}' is not declared in platform:apps "
+                f"(declared: {', '.join(sorted(declared)) or 'none'})",
+            )
+
+
+def _tooling_gitops_rules(gitops: GitOpsSettings, *, secrets: Mapping[str, Any], problems: Problems) -> None:
+    path = "platform:gitops"
+    # Only tooling holds Git credentials: Argo CD's read-only one and the image updater's write one.
+    for key, what in (
+        ("gitopsRepoCredential", "<read-only token|deploy key>"),
+        ("gitopsWriteCredential", "<token|key>"),
+    ):
+        if key not in secrets:
+            problems.add(
+                f"platform:{key}", f"required with {path}: pulumi config set --secret platform:{key} {what}"
+            )
+    if gitops.repo_url is None:
+        problems.add(f"{path}.repoUrl", "required for role tooling (the repository Argo CD reads)")
+    if gitops.argocd is None:
+        problems.add(f"{path}.argocd", "required for role tooling (Argo CD runs in the tooling cluster)")
+    elif gitops.argocd.oidc is not None and "argocdOidcClientSecret" not in secrets:
+        problems.add(
+            "platform:argocdOidcClientSecret",
+            f"required with {path}.argocd.oidc: "
+            "pulumi config set --secret platform:argocdOidcClientSecret <secret>",
+        )
+    elif gitops.argocd.hostname is not None and gitops.argocd.oidc is None:
+        problems.add(
+            f"{path}.argocd.oidc",
+            "required with argocd.hostname: a public Argo CD UI with the local admin account is refused; "
+            "configure single sign-on, or remove hostname and reach the UI with kubectl port-forward",
+        )
+    branch = gitops.image_updater.write_back_branch
+    if branch == gitops.target_revision or not branch.startswith(WRITE_BACK_PREFIX):
+        problems.add(
+            f"{path}.imageUpdater.writeBackBranch",
+            f"must start with {WRITE_BACK_PREFIX} (the prefix the GitOps repository's pipeline checks, "
+            f"README) and differ from targetRevision '{gitops.target_revision}': the image updater "
+            "writes to its own branches and a merge request brings them in",
+        )
+    if gitops.target_revision == "HEAD" or gitops.target_revision.startswith("refs/"):
+        problems.add(
+            f"{path}.targetRevision",
+            "must name the protected branch itself (e.g. main), not HEAD or a refs/ path",
+        )
+    if "image_updates" in gitops.model_fields_set:
+        problems.add(
+            f"{path}.imageUpdates", "not allowed for role tooling (list it in the environment's stack)"
+        )
+
+
+def _workload_gitops_rules(role: str, gitops: GitOpsSettings, *, problems: Problems) -> None:
+    path = "platform:gitops"
+    # The hub owns Argo CD, the repository and the image updater; a workload stack only says which
+    # namespaces and apps it offers, and how their images update.
+    for key in ("argocd", "repo_url", "repo_username", "target_revision", "image_updater"):
+        if key in gitops.model_fields_set:
+            problems.add(f"{path}.{_camel(key)}", f"not allowed for role {role} (the tooling stack sets it)")
+
+
+#: Every write-back branch starts with this (README, "The image updater's branches").
+WRITE_BACK_PREFIX = "image-updater-"
+
+
+#: Keys that moved to environments.yaml, with where they live now.
+_MOVED: Mapping[str, str] = {
+    "platform:role": "<environment>.role",
+    "platform:addressPlan": "<environment>.subnet",
+    "platform:gitops.toolingStack": "<environment>.managedBy (the tooling environment's stack is read)",
+    "platform:gitops.environments": "<environment>.managedBy of each environment tooling registers",
+    "platform:gitops.stacks": "<environment>.stack",
+}
+
+
+def without_moved_keys(raw_platform: Mapping[str, Any], problems: Problems) -> dict[str, Any]:
+    """``raw_platform`` without the keys that moved to environments.yaml, each reported."""
+    raw = {k: v for k, v in raw_platform.items() if f"platform:{k}" not in _MOVED}
+    gitops = raw_platform.get("gitops")
+    if isinstance(gitops, dict):
+        raw["gitops"] = {k: v for k, v in gitops.items() if f"platform:gitops.{k}" not in _MOVED}
+    for key, now in _MOVED.items():
+        head, _, sub = key.removeprefix("platform:").partition(".")
+        if (sub and isinstance(gitops, dict) and sub in gitops) or (not sub and head in raw_platform):
+            problems.add(key, f"moved to {env_list.FILE_NAME}: {now}")
+    return raw
+
+
+def _camel(snake: str) -> str:
+    head, *rest = snake.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def app_rules(
+    apps: list[AppSettings],
+    database: DatabaseSettings | None,
+    problems: Problems,
+    *,
+    databases_known: bool = True,
+) -> None:
+    databases = {d.name for d in database.databases} if database else set()
+    names = [a.name for a in apps]
+    hostnames = [a.hostname for a in apps]
+    for i, app in enumerate(apps):
+        path = f"platform:apps[{i}]"
+        if names.index(app.name) != i:
+            problems.add(f"{path}.name", f"duplicate app name '{app.name}'")
+        if hostnames.index(app.hostname) != i:
+            problems.add(
+                f"{path}.hostname",
+                f"duplicate hostname '{app.hostname}' (also used by {names[hostnames.index(app.hostname)]})",
+            )
+        if databases_known and app.database is not None and app.database not in databases:
+            problems.add(
+                f"{path}.database",
+                f"database '{app.database}' is not declared in platform:database.databases "
+                f"(declared: {', '.join(sorted(databases)) or 'none'})",
+            )
+
+
+def operations_rules(
+    operations: Operations,
+    raw: Any,
+    *,
+    database: DatabaseSettings | None,
+    present: Mapping[str, bool],
+    secrets: Mapping[str, Any],
+    problems: Problems,
+) -> None:
+    """platform:operations: what the restore check and observability need from other keys."""
+    path = "platform:operations"
+    observability = operations.observability
+    raw_check = raw.get("restoreCheck") if isinstance(raw, dict) else None
+    if raw_check is not None:
+        if not present["cluster"]:
+            problems.add(f"{path}.restoreCheck", "requires platform:cluster (the CronJob runs in it)")
+        if not present["database"]:
+            problems.add(f"{path}.restoreCheck", "requires platform:database (the databases it dumps)")
+        elif database is not None:
+            # From the raw entries, so an invalid sibling (a bad maxAge) does not hide this problem.
+            declared = {d.name for d in database.databases}
+            entries = raw_check.get("databases") if isinstance(raw_check, dict) else None
+            for i, entry in enumerate(entries if isinstance(entries, list) else []):
+                name = entry.get("database") if isinstance(entry, dict) else None
+                if isinstance(name, str) and name not in declared:
+                    problems.add(
+                        f"{path}.restoreCheck.databases[{i}].database",
+                        f"database '{name}' is not declared in platform:database.databases "
+                        f"(declared: {', '.join(sorted(declared)) or 'none'})",
+                    )
+    if observability is None:
+        return
+    opath = f"{path}.observability"
+    if not present["cluster"]:
+        problems.add(opath, "requires platform:cluster (the agent runs in it)")
+    webhooks = [i for i, p in enumerate(observability.contact_points) if p.kind == "webhook"]
+    for i in webhooks[1:]:
+        problems.add(
+            f"{opath}.contactPoints[{i}]",
+            "only one webhook contact point (its URL is the one secret platform:alertWebhookUrl)",
+        )
+    if webhooks and observability.backend == "cockpit":
+        problems.add(
+            f"{opath}.contactPoints[{webhooks[0]}].kind",
+            "webhook needs backend prometheus: Cockpit's alert manager takes only email contact points "
+            "from the provider (observability.AlertManager contact_points[].email). Use backend "
+            "prometheus (its Alertmanager posts to the webhook), or add the webhook by hand in "
+            "Cockpit's Grafana and list only email contact points here",
+        )
+    elif webhooks and "alertWebhookUrl" not in secrets:
+        problems.add(
+            "platform:alertWebhookUrl",
+            f"required with the webhook contact point {opath}.contactPoints[{webhooks[0]}]: "
+            "pulumi config set --secret platform:alertWebhookUrl <url>",
+        )
+    if observability.backend == "prometheus" and not webhooks:
+        problems.add(
+            f"{opath}.contactPoints",
+            "backend prometheus needs a webhook contact point: the in-cluster Alertmanager delivers "
+            "through it (email contact points receive only what Cockpit evaluates, the database alerts)",
+        )
+
+
+def secrets_rules(
+    apps: list[AppSettings],
+    vault: VaultSettings,
+    *,
+    environment: str | None,
+    has_cluster: bool,
+    present: bool,
+    secrets: Mapping[str, Any],
+    problems: Problems,
+) -> None:
+    """platform:secrets and each app's secrets contract (paths, keys the platform reserves)."""
+    if present and not has_cluster:
+        problems.add("platform:secrets", "requires platform:cluster (External Secrets runs in it)")
+    if vault.backend == "onepassword" and "onepasswordServiceAccountToken" not in secrets:
+        problems.add(
+            "platform:onepasswordServiceAccountToken",
+            "required with platform:secrets.backend onepassword: "
+            "pulumi config set --secret platform:onepasswordServiceAccountToken <token>",
+        )
+    locations: list[tuple[int, AppSettings, str]] = []
+    for i, app in enumerate(apps):
+        path = f"platform:apps[{i}]"
+        if app.database is not None:
+            reserved = [key for key in app.required_keys if key in DATABASE_KEYS]
+            if reserved:
+                problems.add(
+                    f"{path}.requiredKeys",
+                    f"{', '.join(reserved)} provided by the platform for the app's database "
+                    "(remove them from requiredKeys)",
+                )
+        if app.secrets_path is not None:
+            if vault.backend == "scaleway" and not SCALEWAY_PATH.fullmatch(app.secrets_path):
+                problems.add(
+                    f"{path}.secretsPath",
+                    f"must be a Scaleway Secret Manager folder such as /{environment or 'prod'}/{app.name} "
+                    f"(got {app.secrets_path!r})",
+                )
+                continue
+            if vault.backend == "onepassword" and not ONEPASSWORD_ITEM.fullmatch(app.secrets_path):
+                problems.add(
+                    f"{path}.secretsPath",
+                    "must be a 1Password item title (letters, digits, '_', '.', '-' and single spaces; "
+                    f"no '/') (got {app.secrets_path!r})",
+                )
+                continue
+        if environment is not None:
+            locations.append((i, app, app_secrets_path(app, environment, vault.backend)))
+    for i, app, where in locations:
+        # A default location follows the name (a duplicate name is reported on its own): blame the
+        # app whose explicit secretsPath collides with another app's location.
+        others = [other.name for j, other, elsewhere in locations if elsewhere == where and j != i]
+        if others and app.secrets_path is not None:
+            problems.add(
+                f"platform:apps[{i}].secretsPath",
+                f"{where} is also app '{others[0]}''s location: each app reads only its own keys",
+            )
+
+
+def front_door_rules(
+    raw: Mapping[str, Any],
+    *,
+    ingress: IngressSettings | None,
+    tls: TlsSettings | None,
+    dns: DnsSettings | None,
+    apps: list[AppSettings],
+    gitops: GitOpsSettings | None,
+    problems: Problems,
+) -> None:
+    """platform:ingress / tls / dns: what they need from each other and from apps and gitops."""
+    present = {k: raw.get(k) is not None for k in ("ingress", "tls", "dns", "cluster")}
+    if present["ingress"] and not present["cluster"]:
+        problems.add("platform:ingress", "requires platform:cluster (Traefik and the Gateway run in it)")
+    if present["ingress"] and not present["tls"]:
+        problems.add(
+            "platform:tls",
+            "required with platform:ingress (the Gateway's HTTPS listeners need certificates), "
+            "e.g. {acmeEmail: platform@example.com}",
+        )
+    for key in ("tls", "dns"):
+        if present[key] and not present["ingress"]:
+            problems.add(
+                f"platform:{key}", "only allowed with platform:ingress (the front door it configures)"
+            )
+    if ingress is None:
+        return
+    domain = ingress.domain
+    path = "platform:ingress"
+    for i, app in enumerate(apps):
+        if not within_domain(app.hostname, domain):
+            problems.add(f"platform:apps[{i}].hostname", f"{app.hostname} is outside {path}.domain {domain}")
+        elif app.hostname in ingress.platform_hostnames:
+            problems.add(
+                f"platform:apps[{i}].hostname",
+                f"{app.hostname} is listed in {path}.platformHostnames: app namespaces cannot serve it",
+            )
+    argocd = gitops.argocd.hostname if gitops is not None and gitops.argocd is not None else None
+    if argocd is not None:
+        if not within_domain(argocd, domain):
+            problems.add("platform:gitops.argocd.hostname", f"{argocd} is outside {path}.domain {domain}")
+        elif argocd in ingress.hostnames or argocd in {a.hostname for a in apps}:
+            problems.add(
+                "platform:gitops.argocd.hostname",
+                f"{argocd} is also an app hostname: only the platform's namespaces may serve Argo CD",
+            )
+    every = [*ingress.hostnames, *ingress.platform_hostnames, *ingress.redirects]
+    for i, app in enumerate(apps):
+        if app.hostname in ingress.redirects:
+            problems.add(
+                f"platform:apps[{i}].hostname", f"{app.hostname} is in {path}.redirects: it only redirects"
+            )
+    if argocd is not None and argocd in ingress.redirects:
+        problems.add("platform:gitops.argocd.hostname", f"{argocd} is in {path}.redirects: it only redirects")
+    wildcards = [h for h in every if h.startswith("*.")]
+    if wildcards and (tls is None or not tls.dns01):
+        problems.add(
+            f"{path}.hostnames",
+            f"wildcard hostnames ({', '.join(wildcards)}) can only be certified through DNS-01: "
+            "set platform:tls.dns01: true (with platform:dns provider scaleway)",
+        )
+    if tls is not None and tls.dns01 and (dns is None or not dns.managed):
+        problems.add(
+            "platform:tls.dns01",
+            "needs the zone in Scaleway DNS: set platform:dns: {provider: scaleway} (the webhook writes "
+            "the challenge TXT records there)",
+        )
+    if dns is not None and dns.managed:
+        zone = dns.zone or domain
+        extra = sorted(a.hostname for a in apps) + ([argocd] if argocd else [])
+        outside = [h for h in dict.fromkeys([*every, *extra]) if not within_domain(h, zone)]
+        if outside:
+            problems.add("platform:dns.zone", f"{', '.join(outside)} lie outside the DNS zone {zone}")
+
+
+def production_rules(
+    raw_operations: Any, observability: ObservabilitySettings | None, problems: Problems
+) -> None:
+    """What production may not run without beyond its settings' own refinements (program.policy):
+    the restore check and somebody to page."""
+    # Production's data and pager are not optional: a backup nobody restores is a hope, and an
+    # alert with no contact point reaches nobody.
+    path = "platform:operations"
+    raw = raw_operations if isinstance(raw_operations, dict) else {}
+    if raw.get("restoreCheck") is None:
+        problems.add(f"{path}.restoreCheck", "required for role production (the daily restore-tested backup)")
+    if raw.get("observability") is None:
+        problems.add(f"{path}.observability", "required for role production (metrics, logs and alerts)")
+    elif observability is not None and not observability.contact_points:
+        problems.add(
+            f"{path}.observability.contactPoints",
+            "at least one contact point for role production: alerts must reach someone",
+        )
+
+
+def environment_rules(
+    environment: str, environments: Environments, parsed: Mapping[str, Any], problems: Problems
+) -> None:
+    """What the stack serves and exports agrees with its entry in environments.yaml."""
+    gitops = parsed.get("gitops")
+    served_hostnames(
+        environment,
+        environments,
+        apps=parsed.get("apps") or [],
+        ingress=parsed.get("ingress"),
+        gitops=gitops,
+        problems=problems,
+    )
+    if environments.entries[environment].managed_by is not None and gitops is None:
+        problems.add(
+            environments.key(environment, "managedBy"),
+            "set, but this stack has no platform:gitops: its tooling environment would wait for a "
+            "registration it never exports",
+        )
