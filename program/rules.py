@@ -214,7 +214,7 @@ def _tooling_gitops_rules(gitops: GitOpsSettings, *, secrets: Mapping[str, Any],
         problems.add(
             f"{path}.imageUpdater.writeBackBranch",
             f"must start with {WRITE_BACK_PREFIX} (the prefix the GitOps repository's pipeline checks, "
-            f"README) and differ from targetRevision '{gitops.target_revision}': the image updater "
+            f"docs/gitops.md) and differ from targetRevision '{gitops.target_revision}': the image updater "
             "writes to its own branches and a merge request brings them in",
         )
     if gitops.target_revision == "HEAD" or gitops.target_revision.startswith("refs/"):
@@ -237,7 +237,7 @@ def _workload_gitops_rules(role: str, gitops: GitOpsSettings, *, problems: Probl
             problems.add(f"{path}.{_camel(key)}", f"not allowed for role {role} (the tooling stack sets it)")
 
 
-#: Every write-back branch starts with this (README, "The image updater's branches").
+#: Every write-back branch starts with this (docs/gitops.md, "The image updater's branches").
 WRITE_BACK_PREFIX = "image-updater-"
 
 

@@ -27,7 +27,7 @@ class DnsSettings(Settings):
     """The Scaleway DNS zone (default: platform:ingress.domain); every hostname must lie in it."""
     records: bool = True
     """With provider scaleway: manage one A record per hostname. Off while hand-made records still serve
-    the old site (cutover rehearsal with DNS-01, see README).
+    the old site (cutover rehearsal with DNS-01, docs/runbooks/cutover.md).
     """
     ttl: int = Field(default=300, ge=60, le=86400)
 

@@ -941,7 +941,7 @@ class RegisteredClusterArgs:
     #: Production environments: if a plan ever drops the registration (its stack unlisted, its export
     #: missing), Pulumi forgets the objects instead of deleting them, so Argo CD never removes the
     #: running apps (their Applications carry the resources finalizer). Registering again then needs
-    #: PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true once (README, GitOps).
+    #: PULUMI_K8S_UPSERT_EXISTING_OBJECTS=true once (docs/gitops.md).
     retain_on_delete: bool = False
     #: What creates the argocd namespace first (Argo CD's release).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)

@@ -107,7 +107,7 @@ class IngressSettings(Settings):
     zone: str | None = None
     """Zone of the reserved IP and its load balancer (default: the stack's scaleway:zone)."""
     adopt_ip_id: str | None = None
-    """Adopt an existing flexible IP instead of reserving a new one (the cutover, see README)."""
+    """Adopt an existing flexible IP instead of reserving one (the cutover, docs/runbooks/cutover.md)."""
     replicas: int = Field(default=2, ge=1, le=20)
     load_balancer_type: str = "LB-S"
 
@@ -652,7 +652,7 @@ class FrontDoor(pulumi.ComponentResource):
         # managed, and nothing would stop a later program change from dropping the address.
         # An adopted address is never released by this program, whatever the role.
         # Its own logical name keeps the switch from a reserved to an adopted IP explicit: the
-        # reserved one is protected and leaves the state only on purpose (README, "Cutover"), never
+        # reserved one is protected and leaves the state only on purpose (docs/runbooks/cutover.md), never
         # by being swapped for another IP under the same name.
         return scaleway.loadbalancers.Ip(
             f"{name}-ip-adopted",

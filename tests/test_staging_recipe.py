@@ -1,4 +1,4 @@
-"""The README's recipe for a new environment, performed exactly as written, in a copy of the
+"""The recipe for a new environment (docs/environments.md), performed as written, in a copy of the
 repository: one entry in environments.yaml, one stack file. Then plan it, plan tooling (which now
 registers it), validate the plan and check the invariants every committed stack holds."""
 
@@ -41,7 +41,7 @@ def _copy_repository(root: Path) -> None:
 
 
 def _add_staging(root: Path) -> None:
-    """The recipe (README, "Adding an environment"), step by step."""
+    """The recipe (docs/environments.md, "Adding an environment"), step by step."""
     # 1. One entry in environments.yaml: its own subnet, project, stack and hostnames.
     listing = yaml.safe_load((root / environments.FILE_NAME).read_text())
     listing["environments"][NAME] = {

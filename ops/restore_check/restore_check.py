@@ -20,8 +20,8 @@ invalid (nothing was dumped); 3 the scratch server could not be started.
 
 It needs only Python 3.11's standard library and the PostgreSQL client and server binaries
 (``pg_dump``, ``pg_restore``, ``psql``, ``initdb``, ``pg_ctl``): the image of
-``ops/restore_check/Dockerfile`` (postgres plus python3). The README's Operations section has the
-spec format and how to run it by hand.
+``ops/restore_check/Dockerfile`` (postgres plus python3). docs/operations.md has the spec
+format, docs/runbooks/restore-check.md how to run it by hand.
 """
 
 from __future__ import annotations
