@@ -37,7 +37,7 @@ import pulumi_kubernetes as k8s
 import yaml
 from pydantic import Field, StringConstraints, field_validator
 
-from scw_platform import kube, labels
+from scw_platform import helm, kube, labels
 from scw_platform.contract import PLATFORM_NAMESPACES, RegisteredApp, Registration, tag_pattern_problem
 from scw_platform.settings import DnsLabel, Hostname, Settings, no_duplicates
 
@@ -493,16 +493,12 @@ class ArgoCd(pulumi.ComponentResource):
         if args.oidc is not None:
             secret_values = {"configs": {"secret": {"extra": {"oidc.clientSecret": args.oidc.client_secret}}}}
         values = _merge(argocd_values(args), secret_values)
-        self.release = k8s.helm.v3.Release(
+        self.release = helm.release(
             f"{name}-argocd",
-            name="argocd",
-            chart="argo-cd",
-            version=ARGOCD_CHART_VERSION,
-            repository_opts={"repo": ARGO_HELM_REPO},
+            release_name="argocd",
+            chart=helm.Chart("argo-cd", ARGOCD_CHART_VERSION, ARGO_HELM_REPO),
             namespace=ARGOCD_NAMESPACE,
             values=values,
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=900,
             opts=after_namespace,
         )
@@ -541,16 +537,12 @@ class ArgoCd(pulumi.ComponentResource):
             opts=after_namespace,
         )
         updater_rbac = self._image_updater_rbac(name, args, after_namespace)
-        self.image_updater = k8s.helm.v3.Release(
+        self.image_updater = helm.release(
             f"{name}-image-updater",
-            name="argocd-image-updater",
-            chart="argocd-image-updater",
-            version=IMAGE_UPDATER_CHART_VERSION,
-            repository_opts={"repo": ARGO_HELM_REPO},
+            release_name="argocd-image-updater",
+            chart=helm.Chart("argocd-image-updater", IMAGE_UPDATER_CHART_VERSION, ARGO_HELM_REPO),
             namespace=ARGOCD_NAMESPACE,
             values=image_updater_values(args, pull_secret),
-            atomic=True,
-            cleanup_on_fail=True,
             # Its own RBAC first: the chart's is switched off (image_updater_values).
             opts=pulumi.ResourceOptions.merge(after_argocd, pulumi.ResourceOptions(depends_on=updater_rbac)),
         )

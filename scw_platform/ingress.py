@@ -41,7 +41,7 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from scw_platform import labels
+from scw_platform import helm, labels
 from scw_platform.dns import DnsRecords, DnsRecordsArgs, resource_suffix
 from scw_platform.settings import (
     Hostname,
@@ -510,12 +510,10 @@ class FrontDoor(pulumi.ComponentResource):
         )
         # helm.v3.Release, not helm.v4.Chart: one atomic Helm release that waits for the load
         # balancer and whose chart, version and values are recorded as inputs (validated offline).
-        self.traefik = k8s.helm.v3.Release(
+        self.traefik = helm.release(
             f"{name}-traefik",
-            name=TRAEFIK_RELEASE,
-            chart="traefik",
-            version=TRAEFIK_CHART_VERSION,
-            repository_opts={"repo": TRAEFIK_REPO},
+            release_name=TRAEFIK_RELEASE,
+            chart=helm.Chart("traefik", TRAEFIK_CHART_VERSION, TRAEFIK_REPO),
             namespace=namespace.metadata.name,
             values=traefik_values(
                 replicas=args.replicas,
@@ -523,8 +521,6 @@ class FrontDoor(pulumi.ComponentResource):
                 zone=args.zone,
                 load_balancer_type=args.load_balancer_type,
             ),
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=600,
             # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts.
             opts=pulumi.ResourceOptions.merge(

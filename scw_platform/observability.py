@@ -57,7 +57,7 @@ import pulumiverse_scaleway as scaleway
 import yaml
 from pydantic import Field, ValidationInfo, field_validator
 
-from scw_platform import kube, labels
+from scw_platform import helm, kube, labels
 from scw_platform.ingress import TRAEFIK_NAMESPACE, WEBSECURE_PORT
 from scw_platform.settings import DnsLabel, Settings, no_duplicates
 
@@ -664,25 +664,19 @@ class Observability(pulumi.ComponentResource):
 
         probes = tuple(args.probe_hostnames)
         if probes:
-            self.blackbox = k8s.helm.v3.Release(
+            self.blackbox = helm.release(
                 f"{name}-blackbox",
-                name=BLACKBOX_SERVICE,
-                chart=BLACKBOX_CHART,
-                version=BLACKBOX_CHART_VERSION,
-                repository_opts={"repo": PROMETHEUS_COMMUNITY_REPO},
+                release_name=BLACKBOX_SERVICE,
+                chart=helm.Chart(BLACKBOX_CHART, BLACKBOX_CHART_VERSION, PROMETHEUS_COMMUNITY_REPO),
                 namespace=MONITORING_NAMESPACE,
                 values=blackbox_values(),
-                atomic=True,
-                cleanup_on_fail=True,
                 opts=in_namespace,
             )
 
-        self.agent = k8s.helm.v3.Release(
+        self.agent = helm.release(
             f"{name}-agent",
-            name=AGENT_RELEASE,
-            chart=AGENT_CHART,
-            version=AGENT_CHART_VERSION,
-            repository_opts={"repo": GRAFANA_REPO},
+            release_name=AGENT_RELEASE,
+            chart=helm.Chart(AGENT_CHART, AGENT_CHART_VERSION, GRAFANA_REPO),
             namespace=MONITORING_NAMESPACE,
             values=agent_values(
                 cluster_name=args.environment,
@@ -691,8 +685,6 @@ class Observability(pulumi.ComponentResource):
                 logs_push_url=logs.push_url,
                 probe_hostnames=probes if cockpit else (),
             ),
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=600,
             # The collectors read the token Secret when they start.
             opts=pulumi.ResourceOptions.merge(
@@ -758,16 +750,14 @@ class Observability(pulumi.ComponentResource):
             string_data={"url": pulumi.Output.secret(args.webhook_url)},
             opts=in_namespace,
         )
-        self.prometheus_stack = k8s.helm.v3.Release(
+        self.prometheus_stack = helm.release(
             f"{name}-prometheus",
-            name=PROMETHEUS_STACK_RELEASE,
-            chart=PROMETHEUS_STACK_CHART,
-            version=PROMETHEUS_STACK_CHART_VERSION,
-            repository_opts={"repo": PROMETHEUS_COMMUNITY_REPO},
+            release_name=PROMETHEUS_STACK_RELEASE,
+            chart=helm.Chart(
+                PROMETHEUS_STACK_CHART, PROMETHEUS_STACK_CHART_VERSION, PROMETHEUS_COMMUNITY_REPO
+            ),
             namespace=MONITORING_NAMESPACE,
             values=prometheus_stack_values(retention_days=args.settings.metrics_retention_days),
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=900,
             # Alertmanager mounts the webhook Secret when it starts.
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[webhook])),

@@ -37,7 +37,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from scw_platform import labels
+from scw_platform import helm, labels
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
 
@@ -246,16 +246,12 @@ class SecretsOperator(pulumi.ComponentResource):
             opts=k8s_opts,
         )
         in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
-        self.release = k8s.helm.v3.Release(
+        self.release = helm.release(
             f"{name}-operator",
-            name=EXTERNAL_SECRETS_RELEASE,
-            chart="external-secrets",
-            version=EXTERNAL_SECRETS_CHART_VERSION,
-            repository_opts={"repo": EXTERNAL_SECRETS_REPO},
+            release_name=EXTERNAL_SECRETS_RELEASE,
+            chart=helm.Chart("external-secrets", EXTERNAL_SECRETS_CHART_VERSION, EXTERNAL_SECRETS_REPO),
             namespace=namespace.metadata.name,
             values=operator_values(ha=args.ha),
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=600,
             opts=in_namespace,
         )

@@ -27,7 +27,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import field_validator
 
-from scw_platform import labels
+from scw_platform import helm, labels
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
 
@@ -221,16 +221,12 @@ class CertManager(pulumi.ComponentResource):
             metadata={"name": CERT_MANAGER_NAMESPACE, "labels": dict(args.namespace_labels)},
             opts=k8s_opts,
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = helm.release(
             f"{name}-cert-manager",
-            name="cert-manager",
-            chart="cert-manager",
-            version=CERT_MANAGER_CHART_VERSION,
-            repository_opts={"repo": CERT_MANAGER_REPO},
+            release_name="cert-manager",
+            chart=helm.Chart("cert-manager", CERT_MANAGER_CHART_VERSION, CERT_MANAGER_REPO),
             namespace=namespace.metadata.name,
             values=cert_manager_values(ha=args.ha),
-            atomic=True,
-            cleanup_on_fail=True,
             timeout=600,
             # cert-manager must find the Gateway API CRDs when it starts, or it never watches Gateways.
             opts=pulumi.ResourceOptions.merge(
@@ -291,12 +287,10 @@ class CertManager(pulumi.ComponentResource):
             metadata={"name": SCW_WEBHOOK_NAMESPACE, "labels": dict(dns01.namespace_labels)},
             opts=k8s_opts,
         )
-        webhook = k8s.helm.v3.Release(
+        webhook = helm.release(
             f"{name}-dns01-webhook",
-            name=SCW_WEBHOOK_RELEASE,
-            chart=SCW_WEBHOOK_CHART,
-            version=SCW_WEBHOOK_CHART_VERSION,
-            repository_opts={"repo": SCW_WEBHOOK_REPO},
+            release_name=SCW_WEBHOOK_RELEASE,
+            chart=helm.Chart(SCW_WEBHOOK_CHART, SCW_WEBHOOK_CHART_VERSION, SCW_WEBHOOK_REPO),
             namespace=namespace.metadata.name,
             values={
                 "groupName": SCW_WEBHOOK_GROUP,
@@ -309,8 +303,6 @@ class CertManager(pulumi.ComponentResource):
                 # No secret.accessKey/secretKey here: Helm values land in the release's own Secret
                 # and in state; the key lives only in DNS01_SECRET, referenced by the issuers.
             },
-            atomic=True,
-            cleanup_on_fail=True,
             # The chart issues its serving certificate through cert-manager (Issuer, Certificate).
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, namespace])

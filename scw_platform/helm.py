@@ -1,0 +1,53 @@
+"""The one way the library installs a Helm chart: pinned, atomic, cleaned up on failure.
+
+Every add-on (Traefik, cert-manager and its DNS-01 webhook, External Secrets, Argo CD and its image
+updater, the metrics agent, the blackbox exporter, kube-prometheus-stack) is a :class:`Chart` pinned
+to one version in one repository, installed by :func:`release`. ``atomic`` makes a failed install
+or upgrade roll back instead of leaving a half-applied release that the next ``pulumi up`` would
+have to untangle; ``cleanup_on_fail`` removes the resources a failed upgrade created.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A chart at one version, from one repository (never a floating version)."""
+
+    name: str
+    version: str
+    repo: str
+
+
+def release(
+    resource_name: str,
+    *,
+    chart: Chart,
+    release_name: str,
+    namespace: pulumi.Input[str],
+    values: pulumi.Input[Mapping[str, Any]],
+    opts: pulumi.ResourceOptions,
+    timeout: int | None = None,
+) -> k8s.helm.v3.Release:
+    """Install ``chart`` as ``release_name`` in ``namespace``. ``timeout`` (seconds; Helm's own
+    default when None) must cover the chart's slowest rollout: the wait is part of ``atomic``."""
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release_name,
+        chart=chart.name,
+        version=chart.version,
+        repository_opts={"repo": chart.repo},
+        namespace=namespace,
+        values=values,
+        atomic=True,
+        cleanup_on_fail=True,
+        timeout=timeout,
+        opts=opts,
+    )
