@@ -386,7 +386,6 @@ def gate_resources(app: AppSettings) -> dict[str, dict[str, str]]:
 def gate_job(app: AppSettings, *, with_database: bool, image: str = GATE_IMAGE) -> dict[str, Any]:
     """The PreSync hook Job for ``app`` (plain data, rendered to YAML by :func:`render_hooks`)."""
     keys = synced_keys(app, with_database=with_database)
-    secret = env_secret_name(app.name)
     labels = {
         "app.kubernetes.io/name": GATE_JOB,
         "app.kubernetes.io/part-of": app.name,
@@ -399,23 +398,7 @@ def gate_job(app: AppSettings, *, with_database: bool, image: str = GATE_IMAGE) 
             "name": GATE_JOB,
             "namespace": app.name,
             "labels": labels,
-            "annotations": {
-                # Before any of the app's resources are synced; a failure stops the sync.
-                "argocd.argoproj.io/hook": "PreSync",
-                # A failed gate stays for inspection until the next sync replaces it.
-                "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation,HookSucceeded",
-                "checkov.io/skip1": "CKV_K8S_35=the gate exists to have the kubelet resolve every key "
-                "as secretKeyRef (optional: false): a missing key keeps the container from starting, "
-                "naming the key; the container prints no value",
-                **(
-                    {}
-                    if "@sha256:" in image
-                    else {
-                        "checkov.io/skip2": "CKV_K8S_43=pinned by tag: no digest could be verified where "
-                        "this was written; pin one with --gate-image <image>:<tag>@sha256:<digest>"
-                    }
-                ),
-            },
+            "annotations": _gate_annotations(image),
         },
         "spec": {
             "backoffLimit": 0,
@@ -433,33 +416,56 @@ def gate_job(app: AppSettings, *, with_database: bool, image: str = GATE_IMAGE) 
                         "runAsGroup": GATE_UID,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "containers": [
-                        {
-                            "name": "gate",
-                            "image": image,
-                            "imagePullPolicy": "Always",
-                            "command": ["sh", "-c", gate_script(app.name, keys)],
-                            "env": [
-                                {
-                                    "name": key,
-                                    "valueFrom": {
-                                        "secretKeyRef": {"name": secret, "key": key, "optional": False}
-                                    },
-                                }
-                                for key in keys
-                            ],
-                            "resources": gate_resources(app),
-                            "securityContext": {
-                                "allowPrivilegeEscalation": False,
-                                "privileged": False,
-                                "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": True,
-                                "capabilities": {"drop": ["ALL"]},
-                            },
-                        }
-                    ],
+                    "containers": [_gate_container(app, keys, image)],
                 },
             },
+        },
+    }
+
+
+def _gate_annotations(image: str) -> dict[str, str]:
+    """The gate Job's Argo CD hook annotations and its documented checkov skips."""
+    return {
+        # Before any of the app's resources are synced; a failure stops the sync.
+        "argocd.argoproj.io/hook": "PreSync",
+        # A failed gate stays for inspection until the next sync replaces it.
+        "argocd.argoproj.io/hook-delete-policy": "BeforeHookCreation,HookSucceeded",
+        "checkov.io/skip1": "CKV_K8S_35=the gate exists to have the kubelet resolve every key "
+        "as secretKeyRef (optional: false): a missing key keeps the container from starting, "
+        "naming the key; the container prints no value",
+        **(
+            {}
+            if "@sha256:" in image
+            else {
+                "checkov.io/skip2": "CKV_K8S_43=pinned by tag: no digest could be verified where "
+                "this was written; pin one with --gate-image <image>:<tag>@sha256:<digest>"
+            }
+        ),
+    }
+
+
+def _gate_container(app: AppSettings, keys: Sequence[str], image: str) -> dict[str, Any]:
+    """The gate's one container: every key of the app's Secret as a required ``secretKeyRef``."""
+    secret = env_secret_name(app.name)
+    return {
+        "name": "gate",
+        "image": image,
+        "imagePullPolicy": "Always",
+        "command": ["sh", "-c", gate_script(app.name, keys)],
+        "env": [
+            {
+                "name": key,
+                "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": False}},
+            }
+            for key in keys
+        ],
+        "resources": gate_resources(app),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
         },
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,13 +142,46 @@ def run(
     from program import config as platform_config
     from program import environments as env_list
     from program import stacks
-    from program.model import SECRET_KEYS
     from program.references import KnownStacks
 
     environments = environments or env_list.load_file(root / env_list.FILE_NAME)
     project = project_name(root)
     raw = read_stack_config(stack, root) if config is None else config
-    platform_raw = _namespace(raw, "platform")
+    references, referenced_mocked = _plan_references(
+        stack, _namespace(raw, "platform"), environments, root, bootstrap=bootstrap, visiting=_visiting
+    )
+    _set_engine_config(raw, project, placeholder_secrets=placeholder_secrets)
+
+    def build() -> dict[str, Any]:
+        cfg = platform_config.from_pulumi(environments)
+        return stacks.build(cfg, KnownStacks(frozenset(references)))
+
+    mocks = PlatformMocks(stack_outputs=references, mocked=referenced_mocked)
+    monitor, exports, warnings = _run_program(stack, project, mocks, build)
+    return Plan(
+        stack=stack,
+        project=project,
+        registrations=list(monitor.registrations.values()),
+        exports=exports,
+        warnings=warnings,
+        bootstrap=bootstrap,
+        mocked=frozenset(mocks.mocked),
+    )
+
+
+def _plan_references(
+    stack: str,
+    platform_raw: dict[str, Any],
+    environments: Environments,
+    root: Path,
+    *,
+    bootstrap: bool,
+    visiting: frozenset[str],
+) -> tuple[dict[str, dict[str, Export]], set[str]]:
+    """The exports of the stacks ``stack`` references (by reference name), planned first, and
+    the values their mocks made up."""
+    from program import config as platform_config
+
     references: dict[str, dict[str, Export]] = {}
     referenced_mocked: set[str] = set()
     registered_refs = platform_config.registered_stacks(platform_raw, environments)
@@ -160,13 +194,21 @@ def run(
             # A registered environment, fully planned; its own tooling reference ends below.
             references[ref], mocked = _referenced_exports(name, root, bootstrap=False, visiting=frozenset())
             referenced_mocked |= mocked
-        elif not registered and name not in _visiting:
+        elif not registered and name not in visiting:
             # The tooling stack a workload reads: its first run exports the same facts, and
             # planning it so never plans this stack again (no cycle).
             references[ref], mocked = _referenced_exports(
-                name, root, bootstrap=True, visiting=_visiting | {stack}
+                name, root, bootstrap=True, visiting=visiting | {stack}
             )
             referenced_mocked |= mocked
+    return references, referenced_mocked
+
+
+def _set_engine_config(raw: dict[str, Any], project: str, *, placeholder_secrets: bool) -> None:
+    """Hand ``raw`` to the SDK as the engine would, with placeholders for unset deploy-time
+    secrets when ``placeholder_secrets``."""
+    from program.model import SECRET_KEYS
+
     flat, secret_keys = engine_config(raw, project)
     if placeholder_secrets:
         for key in SECRET_KEYS:
@@ -176,12 +218,17 @@ def run(
                 secret_keys.append(full)
     pulumi.runtime.set_all_config(flat, secret_keys)
 
+
+def _run_program(
+    stack: str, project: str, mocks: PlatformMocks, build: Callable[[], dict[str, Any]]
+) -> tuple[RecordingMonitor, dict[str, Export], list[str]]:
+    """Run ``build`` as the Pulumi program of ``stack`` under ``mocks``: the monitor that
+    recorded its registrations, its resolved exports and the warnings it logged."""
     # A fresh event loop per run, closed afterwards: runs stay independent, and the interpreter
     # does not trip over a loop the SDK left open at exit.
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     global last_monitor  # noqa: PLW0603 - a test hook, see its declaration
-    mocks = PlatformMocks(stack_outputs=references, mocked=referenced_mocked)
     monitor = last_monitor = RecordingMonitor(mocks)
     pulumi_settings.ROOT.set(None)
     pulumi_mocks.set_mocks(
@@ -198,23 +245,14 @@ def run(
             exports[key] = Export(await output.future(), await output.is_secret())
 
     def program() -> None:
-        cfg = platform_config.from_pulumi(environments)
-        _sync_await(resolve(stacks.build(cfg, KnownStacks(frozenset(references)))))
+        _sync_await(resolve(build()))
 
     try:
         _sync_await(run_pulumi_func(program))
     finally:
         monitor.close()
         loop.close()
-    return Plan(
-        stack=stack,
-        project=project,
-        registrations=list(monitor.registrations.values()),
-        exports=exports,
-        warnings=list(warnings),
-        bootstrap=bootstrap,
-        mocked=frozenset(mocks.mocked),
-    )
+    return monitor, exports, list(warnings)
 
 
 class _WarningLog(logging.Logger):

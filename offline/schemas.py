@@ -251,26 +251,11 @@ def crd_to_jsonschema(node: Any, in_junctor: bool = False) -> Any:
     """
     if not isinstance(node, dict):
         return node
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in _SCHEMA_MAPS and isinstance(value, dict):
-            out[key] = {name: crd_to_jsonschema(sub, in_junctor) for name, sub in value.items()}
-        elif key == "items":
-            out[key] = (
-                [crd_to_jsonschema(sub, in_junctor) for sub in value]
-                if isinstance(value, list)
-                else crd_to_jsonschema(value, in_junctor)
-            )
-        elif key == "additionalProperties" and isinstance(value, dict):
-            out[key] = crd_to_jsonschema(value, in_junctor)
-        elif key in _JUNCTORS and isinstance(value, list):
-            out[key] = [crd_to_jsonschema(sub, True) for sub in value]
-        elif key == "not":
-            out[key] = crd_to_jsonschema(value, True)
-        elif key in ("nullable", "x-kubernetes-int-or-string"):
-            continue
-        else:
-            out[key] = value
+    out = {
+        key: _translate_member(key, value, in_junctor)
+        for key, value in node.items()
+        if key not in ("nullable", "x-kubernetes-int-or-string")
+    }
     preserve = node.get("x-kubernetes-preserve-unknown-fields") is True
     embedded = node.get("x-kubernetes-embedded-resource") is True
     if (
@@ -286,6 +271,25 @@ def crd_to_jsonschema(node: Any, in_junctor: bool = False) -> Any:
     if node.get("nullable") is True:
         return {"anyOf": [{"type": "null"}, out]}
     return out
+
+
+def _translate_member(key: str, value: Any, in_junctor: bool) -> Any:
+    """One member of a schema node, with the subschemas it holds translated."""
+    if key in _SCHEMA_MAPS and isinstance(value, dict):
+        return {name: crd_to_jsonschema(sub, in_junctor) for name, sub in value.items()}
+    if key == "items":
+        return (
+            [crd_to_jsonschema(sub, in_junctor) for sub in value]
+            if isinstance(value, list)
+            else crd_to_jsonschema(value, in_junctor)
+        )
+    if key == "additionalProperties" and isinstance(value, dict):
+        return crd_to_jsonschema(value, in_junctor)
+    if key in _JUNCTORS and isinstance(value, list):
+        return [crd_to_jsonschema(sub, True) for sub in value]
+    if key == "not":
+        return crd_to_jsonschema(value, True)
+    return value
 
 
 # --------------------------------------------------------------------------------------------

@@ -159,26 +159,62 @@ def _check(
 ) -> None:
     """Every rule of :mod:`program.rules` over the parsed keys. A key that is present but invalid
     has its own messages already: rules that need it skip it rather than blame its users too."""
+    if where.role is not None and where.environment is not None:
+        _role_checks(
+            raw,
+            parsed,
+            role=where.role,
+            environment=where.environment,
+            environments=environments,
+            secrets=secrets,
+            problems=problems,
+        )
+    _key_checks(raw, parsed, where, secrets=secrets, problems=problems)
+
+
+def _role_checks(
+    raw: Mapping[str, Any],
+    parsed: Mapping[str, Any],
+    *,
+    role: Role,
+    environment: str,
+    environments: Environments,
+    secrets: Mapping[str, Any],
+    problems: Problems,
+) -> None:
+    """The rules that need the stack's environment and role."""
+    present = {key: raw.get(key) is not None for key in PLATFORM_KEYS}
+    apps = parsed.get("apps") or []
+    rules.role_rules(role, present, problems)
+    rules.environment_rules(environment, environments, parsed, problems)
+    if role == "production":
+        operations = parsed.get("operations") or Operations()
+        rules.production_rules(raw.get("operations"), operations.observability, problems)
+    if parsed.get("gitops") is not None:
+        rules.gitops_rules(
+            role,
+            parsed["gitops"],
+            environment=environment,
+            environments=environments,
+            apps=apps,
+            secrets=secrets,
+            problems=problems,
+            apps_known=parsed.get("apps") is not None or not present["apps"],
+        )
+
+
+def _key_checks(
+    raw: Mapping[str, Any],
+    parsed: Mapping[str, Any],
+    where: _Where,
+    *,
+    secrets: Mapping[str, Any],
+    problems: Problems,
+) -> None:
+    """The rules between keys, which apply whatever the role."""
     present = {key: raw.get(key) is not None for key in PLATFORM_KEYS}
     apps = parsed.get("apps") or []
     role, environment = where.role, where.environment
-    if role is not None and environment is not None:
-        rules.role_rules(role, present, problems)
-        rules.environment_rules(environment, environments, parsed, problems)
-        if role == "production":
-            operations = parsed.get("operations") or Operations()
-            rules.production_rules(raw.get("operations"), operations.observability, problems)
-        if parsed.get("gitops") is not None:
-            rules.gitops_rules(
-                role,
-                parsed["gitops"],
-                environment=environment,
-                environments=environments,
-                apps=apps,
-                secrets=secrets,
-                problems=problems,
-                apps_known=parsed.get("apps") is not None or not present["apps"],
-            )
     rules.app_rules(
         apps,
         parsed.get("database"),
@@ -250,29 +286,15 @@ def _typed(
         "secrets": secrets,
         "environments": environments,
     }
-    role = _proven(where.role, "platform:environment")
     front_door = (
-        FrontDoorConfig(
-            ingress=parsed["ingress"],
-            tls=parsed["tls"],
-            dns=parsed.get("dns"),
-        )
+        FrontDoorConfig(ingress=parsed["ingress"], tls=parsed["tls"], dns=parsed.get("dns"))
         if parsed.get("ingress") is not None
         else None
     )
-    gitops: GitOpsSettings | None = parsed.get("gitops")
+    role = _proven(where.role, "platform:environment")
     if role == "tooling":
-        hub = _proven(gitops, "platform:gitops")
-        return ToolingConfig(
-            **common,
-            cluster=parsed["cluster"],
-            registry=parsed["registry"],
-            gitops=hub,
-            argocd=_proven(hub.argocd, "platform:gitops.argocd"),
-            repo_url=_proven(hub.repo_url, "platform:gitops.repoUrl"),
-            front_door=_proven(front_door, "platform:ingress"),
-            observability=operations.observability,
-        )
+        return _tooling_config(parsed, common, front_door=front_door, operations=operations)
+    gitops: GitOpsSettings | None = parsed.get("gitops")
     delivery = (
         Delivery(
             gitops=gitops,
@@ -297,6 +319,26 @@ def _typed(
         cluster=parsed.get("cluster"),
         delivery=delivery,
         front_door=front_door,
+        observability=operations.observability,
+    )
+
+
+def _tooling_config(
+    parsed: Mapping[str, Any],
+    common: Mapping[str, Any],
+    *,
+    front_door: FrontDoorConfig | None,
+    operations: Operations,
+) -> ToolingConfig:
+    hub = _proven(parsed.get("gitops"), "platform:gitops")
+    return ToolingConfig(
+        **common,
+        cluster=parsed["cluster"],
+        registry=parsed["registry"],
+        gitops=hub,
+        argocd=_proven(hub.argocd, "platform:gitops.argocd"),
+        repo_url=_proven(hub.repo_url, "platform:gitops.repoUrl"),
+        front_door=_proven(front_door, "platform:ingress"),
         observability=operations.observability,
     )
 

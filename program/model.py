@@ -40,7 +40,9 @@ class Operations(Settings):
     """``platform:operations``: what keeps the platform recoverable and observable."""
 
     observability: ObservabilitySettings | None = None
+    """Metrics, logs, alert rules, routing and probes."""
     restore_check: RestoreCheckSettings | None = None
+    """The daily dump, restore and sanity check of the app databases."""
 
 
 #: The ``platform:`` keys and the settings model each parses into (None: a plain value).

@@ -50,6 +50,8 @@ def _acl_required(role: Role) -> Callable[[list[AllowedRange]], list[AllowedRang
 
 
 class ToolingCluster(ClusterSettings):
+    """apiAllowedRanges is required: the Kubernetes API is never open to the world."""
+
     api_allowed_ranges: list[AllowedRange] = Field(default_factory=list, validate_default=True)
 
     _policy_acl = field_validator("api_allowed_ranges")(_acl_required("tooling"))
@@ -59,6 +61,8 @@ class ToolingCluster(ClusterSettings):
 
 
 class ProductionPool(Pool):
+    """publicIpDisabled must stay true: nodes reach out through the Public Gateway only."""
+
     @field_validator("public_ip_disabled")
     @classmethod
     def _policy_private_nodes(cls, value: bool) -> bool:
@@ -68,6 +72,8 @@ class ProductionPool(Pool):
 
 
 class ProductionCluster(ClusterSettings):
+    """apiAllowedRanges is required, and every pool is a ProductionPool (private nodes)."""
+
     api_allowed_ranges: list[AllowedRange] = Field(default_factory=list, validate_default=True)
     pools: list[ProductionPool] = Field(min_length=1)  # type: ignore[assignment]
 
@@ -75,6 +81,8 @@ class ProductionCluster(ClusterSettings):
 
 
 class ProductionBackups(Backups):
+    """Backups stay enabled and are kept at least a week."""
+
     @field_validator("enabled")
     @classmethod
     def _policy_on(cls, enabled: bool) -> bool:
@@ -86,6 +94,8 @@ class ProductionBackups(Backups):
 
 
 class ProductionDatabase(DatabaseSettings):
+    """haCluster and encryptionAtRest stay true; backups are ProductionBackups."""
+
     backups: ProductionBackups = Field(default_factory=ProductionBackups, validate_default=True)
 
     @field_validator("ha_cluster")
@@ -104,6 +114,8 @@ class ProductionDatabase(DatabaseSettings):
 
 
 class ProductionIngress(IngressSettings):
+    """At least two Traefik replicas: a node drain must not cut traffic."""
+
     @field_validator("replicas")
     @classmethod
     def _policy_ha(cls, replicas: int) -> int:
@@ -115,6 +127,8 @@ class ProductionIngress(IngressSettings):
 
 
 class ProductionTls(TlsSettings):
+    """Only letsencrypt-production: browsers distrust staging certificates."""
+
     @field_validator("issuer")
     @classmethod
     def _policy_trusted(cls, issuer: Issuer) -> Issuer:
@@ -127,6 +141,8 @@ class ProductionTls(TlsSettings):
 
 
 class ProductionRestoreCheck(RestoreCheckSettings):
+    """bucketAdmins is required; dumps are kept at least a week."""
+
     bucket_admins: list[BucketAdmin] = Field(default_factory=list, validate_default=True)
 
     @field_validator("bucket_admins")
@@ -143,6 +159,8 @@ class ProductionRestoreCheck(RestoreCheckSettings):
 
 
 class ProductionOperations(Operations):
+    """The restore check is a ProductionRestoreCheck."""
+
     restore_check: ProductionRestoreCheck | None = None
 
 
@@ -150,12 +168,14 @@ class ProductionOperations(Operations):
 
 
 class DevelopmentTls(TlsSettings):
+    """issuer defaults to letsencrypt-staging."""
+
     #: Let's Encrypt's staging issuer unless the stack says otherwise: generous rate limits for
     #: environments rebuilt often; browsers distrust it, which development accepts.
     issuer: Issuer = "letsencrypt-staging"
 
 
-_REFINED: dict[Role, dict[str, Any]] = {
+REFINED: dict[Role, dict[str, Any]] = {
     "tooling": {"cluster": ToolingCluster},
     "production": {
         "cluster": ProductionCluster,
@@ -171,4 +191,4 @@ _REFINED: dict[Role, dict[str, Any]] = {
 def models_for(role: Role | None) -> dict[str, Any]:
     """The settings model each ``platform:`` key parses into for ``role`` (None: a plain value).
     Without a known role (the environment itself is invalid) the library's own models apply."""
-    return {**PLATFORM_KEYS, **(_REFINED[role] if role is not None else {})}
+    return {**PLATFORM_KEYS, **(REFINED[role] if role is not None else {})}

@@ -306,29 +306,43 @@ def operations_rules(
     problems: Problems,
 ) -> None:
     """platform:operations: what the restore check and observability need from other keys."""
-    path = "platform:operations"
-    observability = operations.observability
     raw_check = raw.get("restoreCheck") if isinstance(raw, dict) else None
     if raw_check is not None:
-        if not present["cluster"]:
-            problems.add(f"{path}.restoreCheck", "requires platform:cluster (the CronJob runs in it)")
-        if not present["database"]:
-            problems.add(f"{path}.restoreCheck", "requires platform:database (the databases it dumps)")
-        elif database is not None:
-            # From the raw entries, so an invalid sibling (a bad maxAge) does not hide this problem.
-            declared = {d.name for d in database.databases}
-            entries = raw_check.get("databases") if isinstance(raw_check, dict) else None
-            for i, entry in enumerate(entries if isinstance(entries, list) else []):
-                name = entry.get("database") if isinstance(entry, dict) else None
-                if isinstance(name, str) and name not in declared:
-                    problems.add(
-                        f"{path}.restoreCheck.databases[{i}].database",
-                        f"database '{name}' is not declared in platform:database.databases "
-                        f"(declared: {', '.join(sorted(declared)) or 'none'})",
-                    )
-    if observability is None:
-        return
-    opath = f"{path}.observability"
+        _restore_check_rules(raw_check, database=database, present=present, problems=problems)
+    if operations.observability is not None:
+        _observability_rules(operations.observability, present=present, secrets=secrets, problems=problems)
+
+
+def _restore_check_rules(
+    raw_check: Any, *, database: DatabaseSettings | None, present: Mapping[str, bool], problems: Problems
+) -> None:
+    path = "platform:operations"
+    if not present["cluster"]:
+        problems.add(f"{path}.restoreCheck", "requires platform:cluster (the CronJob runs in it)")
+    if not present["database"]:
+        problems.add(f"{path}.restoreCheck", "requires platform:database (the databases it dumps)")
+    elif database is not None:
+        # From the raw entries, so an invalid sibling (a bad maxAge) does not hide this problem.
+        declared = {d.name for d in database.databases}
+        entries = raw_check.get("databases") if isinstance(raw_check, dict) else None
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            name = entry.get("database") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name not in declared:
+                problems.add(
+                    f"{path}.restoreCheck.databases[{i}].database",
+                    f"database '{name}' is not declared in platform:database.databases "
+                    f"(declared: {', '.join(sorted(declared)) or 'none'})",
+                )
+
+
+def _observability_rules(
+    observability: ObservabilitySettings,
+    *,
+    present: Mapping[str, bool],
+    secrets: Mapping[str, Any],
+    problems: Problems,
+) -> None:
+    opath = "platform:operations.observability"
     if not present["cluster"]:
         problems.add(opath, "requires platform:cluster (the agent runs in it)")
     webhooks = [i for i, p in enumerate(observability.contact_points) if p.kind == "webhook"]
@@ -378,17 +392,32 @@ def secrets_rules(
             "required with platform:secrets.backend onepassword: "
             "pulumi config set --secret platform:onepasswordServiceAccountToken <token>",
         )
+    locations = _app_secret_locations(apps, vault, environment=environment, problems=problems)
+    for i, app, where in locations:
+        # A default location follows the name (a duplicate name is reported on its own): blame the
+        # app whose explicit secretsPath collides with another app's location.
+        others = [other.name for j, other, elsewhere in locations if elsewhere == where and j != i]
+        if others and app.secrets_path is not None:
+            problems.add(
+                f"platform:apps[{i}].secretsPath",
+                f"{where} is also app '{others[0]}''s location: each app reads only its own keys",
+            )
+
+
+def _app_secret_locations(
+    apps: list[AppSettings], vault: VaultSettings, *, environment: str | None, problems: Problems
+) -> list[tuple[int, AppSettings, str]]:
+    """Each app's place in the vault, after the checks of its keys and its ``secretsPath``."""
     locations: list[tuple[int, AppSettings, str]] = []
     for i, app in enumerate(apps):
         path = f"platform:apps[{i}]"
-        if app.database is not None:
-            reserved = [key for key in app.required_keys if key in DATABASE_KEYS]
-            if reserved:
-                problems.add(
-                    f"{path}.requiredKeys",
-                    f"{', '.join(reserved)} provided by the platform for the app's database "
-                    "(remove them from requiredKeys)",
-                )
+        reserved = [key for key in app.required_keys if key in DATABASE_KEYS] if app.database else []
+        if reserved:
+            problems.add(
+                f"{path}.requiredKeys",
+                f"{', '.join(reserved)} provided by the platform for the app's database "
+                "(remove them from requiredKeys)",
+            )
         if app.secrets_path is not None:
             if vault.backend == "scaleway" and not SCALEWAY_PATH.fullmatch(app.secrets_path):
                 problems.add(
@@ -406,15 +435,7 @@ def secrets_rules(
                 continue
         if environment is not None:
             locations.append((i, app, app_secrets_path(app, environment, vault.backend)))
-    for i, app, where in locations:
-        # A default location follows the name (a duplicate name is reported on its own): blame the
-        # app whose explicit secretsPath collides with another app's location.
-        others = [other.name for j, other, elsewhere in locations if elsewhere == where and j != i]
-        if others and app.secrets_path is not None:
-            problems.add(
-                f"platform:apps[{i}].secretsPath",
-                f"{where} is also app '{others[0]}''s location: each app reads only its own keys",
-            )
+    return locations
 
 
 def front_door_rules(
@@ -428,6 +449,16 @@ def front_door_rules(
     problems: Problems,
 ) -> None:
     """platform:ingress / tls / dns: what they need from each other and from apps and gitops."""
+    _front_door_presence(raw, problems)
+    if ingress is None:
+        return
+    argocd = gitops.argocd.hostname if gitops is not None and gitops.argocd is not None else None
+    _served_by_whom(ingress, apps=apps, argocd=argocd, problems=problems)
+    _certified(ingress, tls=tls, dns=dns, apps=apps, argocd=argocd, problems=problems)
+
+
+def _front_door_presence(raw: Mapping[str, Any], problems: Problems) -> None:
+    """The front door's keys come together, in a stack with a cluster."""
     present = {k: raw.get(k) is not None for k in ("ingress", "tls", "dns", "cluster")}
     if present["ingress"] and not present["cluster"]:
         problems.add("platform:ingress", "requires platform:cluster (Traefik and the Gateway run in it)")
@@ -442,8 +473,13 @@ def front_door_rules(
             problems.add(
                 f"platform:{key}", "only allowed with platform:ingress (the front door it configures)"
             )
-    if ingress is None:
-        return
+
+
+def _served_by_whom(
+    ingress: IngressSettings, *, apps: list[AppSettings], argocd: str | None, problems: Problems
+) -> None:
+    """Every app and Argo CD hostname lies in the domain, is served by one kind of namespace only,
+    and is not a redirect."""
     domain = ingress.domain
     path = "platform:ingress"
     for i, app in enumerate(apps):
@@ -454,7 +490,6 @@ def front_door_rules(
                 f"platform:apps[{i}].hostname",
                 f"{app.hostname} is listed in {path}.platformHostnames: app namespaces cannot serve it",
             )
-    argocd = gitops.argocd.hostname if gitops is not None and gitops.argocd is not None else None
     if argocd is not None:
         if not within_domain(argocd, domain):
             problems.add("platform:gitops.argocd.hostname", f"{argocd} is outside {path}.domain {domain}")
@@ -463,7 +498,6 @@ def front_door_rules(
                 "platform:gitops.argocd.hostname",
                 f"{argocd} is also an app hostname: only the platform's namespaces may serve Argo CD",
             )
-    every = [*ingress.hostnames, *ingress.platform_hostnames, *ingress.redirects]
     for i, app in enumerate(apps):
         if app.hostname in ingress.redirects:
             problems.add(
@@ -471,6 +505,20 @@ def front_door_rules(
             )
     if argocd is not None and argocd in ingress.redirects:
         problems.add("platform:gitops.argocd.hostname", f"{argocd} is in {path}.redirects: it only redirects")
+
+
+def _certified(
+    ingress: IngressSettings,
+    *,
+    tls: TlsSettings | None,
+    dns: DnsSettings | None,
+    apps: list[AppSettings],
+    argocd: str | None,
+    problems: Problems,
+) -> None:
+    """Every hostname can get a certificate: wildcards through DNS-01, in the managed zone."""
+    path = "platform:ingress"
+    every = [*ingress.hostnames, *ingress.platform_hostnames, *ingress.redirects]
     wildcards = [h for h in every if h.startswith("*.")]
     if wildcards and (tls is None or not tls.dns01):
         problems.add(
@@ -485,7 +533,7 @@ def front_door_rules(
             "the challenge TXT records there)",
         )
     if dns is not None and dns.managed:
-        zone = dns.zone or domain
+        zone = dns.zone or ingress.domain
         extra = sorted(a.hostname for a in apps) + ([argocd] if argocd else [])
         outside = [h for h in dict.fromkeys([*every, *extra]) if not within_domain(h, zone)]
         if outside:

@@ -58,7 +58,14 @@ from scw_platform.gitops import (
     root_app_name,
 )
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
-from scw_platform.ingress import TRAEFIK_NAMESPACE, DnsZone, FrontDoor, FrontDoorArgs, hostnames_by_kind
+from scw_platform.ingress import (
+    TRAEFIK_NAMESPACE,
+    DnsZone,
+    FrontDoor,
+    FrontDoorArgs,
+    Listener,
+    hostnames_by_kind,
+)
 from scw_platform.network import Network, NetworkArgs
 from scw_platform.observability import Observability, ObservabilityArgs, load_rule_groups
 from scw_platform.registry import Registry, RegistryArgs
@@ -389,7 +396,6 @@ def _argocd(
             tags=cfg.tags,
         ),
     )
-    oidc = argocd_settings.oidc
     # Root apps only for environments that are registered now: a root app for an environment
     # without its cluster Secret would sync child Applications into a cluster Argo CD cannot reach.
     served = [cfg.environment, *(r.environment for r in registrations)]
@@ -419,15 +425,7 @@ def _argocd(
             ),
             commit_author_name=gitops.image_updater.commit_author.name,
             commit_author_email=gitops.image_updater.commit_author.email,
-            oidc=OidcClient(
-                issuer=oidc.issuer,
-                client_id=oidc.client_id,
-                client_secret=cfg.secret("argocdOidcClientSecret"),
-                admin_groups=tuple(oidc.admin_groups),
-                readonly_groups=tuple(oidc.readonly_groups),
-            )
-            if oidc is not None
-            else None,
+            oidc=_oidc_client(cfg),
             gateway=GatewayParent(name=gateway.gateway_name, namespace=gateway.gateway_namespace)
             if gateway is not None
             else None,
@@ -435,7 +433,28 @@ def _argocd(
             depends_on=(gateway.gateway_api_crds, gateway.gateway) if gateway is not None else (),
         ),
     )
-    EnvironmentProject(
+    _tooling_project(cfg, cluster, argocd)
+    return argocd
+
+
+def _oidc_client(cfg: ToolingConfig) -> OidcClient | None:
+    """Argo CD's single sign-on, with its client secret from the deploy-time secrets."""
+    oidc = cfg.argocd.oidc
+    if oidc is None:
+        return None
+    return OidcClient(
+        issuer=oidc.issuer,
+        client_id=oidc.client_id,
+        client_secret=cfg.secret("argocdOidcClientSecret"),
+        admin_groups=tuple(oidc.admin_groups),
+        readonly_groups=tuple(oidc.readonly_groups),
+    )
+
+
+def _tooling_project(cfg: ToolingConfig, cluster: KapsuleCluster, argocd: ArgoCd) -> EnvironmentProject:
+    """Tooling's own AppProject: its namespaces in its own cluster, tooling's kinds only."""
+    gitops = cfg.gitops
+    return EnvironmentProject(
         f"{cfg.environment}-gitops",
         EnvironmentProjectArgs(
             environment=cfg.environment,
@@ -449,7 +468,6 @@ def _argocd(
             depends_on=(argocd.release,),
         ),
     )
-    return argocd
 
 
 def _register(
@@ -608,19 +626,7 @@ def _apps(
     apps: list[App] = []
     for settings in delivery.apps:
         app_database = databases[settings.database] if settings.database is not None else None
-        gateway = (
-            AppGateway(
-                name=listeners[settings.hostname].gateway,
-                namespace=front_door.gateway_namespace,
-                section_name=listeners[settings.hostname].name,
-                depends_on=(
-                    front_door.gateway_api_crds,
-                    front_door.gateways[listeners[settings.hostname].gateway],
-                ),
-            )
-            if front_door is not None
-            else None
-        )
+        gateway = _app_gateway(front_door, listeners[settings.hostname]) if front_door is not None else None
         apps.append(
             App(
                 f"app-{settings.name}",
@@ -651,6 +657,16 @@ def _apps(
             )
         )
     return apps
+
+
+def _app_gateway(front_door: FrontDoor, listener: Listener) -> AppGateway:
+    """The listener of the platform Gateway an app's route attaches to (its hostname's)."""
+    return AppGateway(
+        name=listener.gateway,
+        namespace=front_door.gateway_namespace,
+        section_name=listener.name,
+        depends_on=(front_door.gateway_api_crds, front_door.gateways[listener.gateway]),
+    )
 
 
 def _app_databases(database: ManagedPostgres | None) -> dict[str, AppDatabase]:

@@ -53,9 +53,13 @@ from scw_platform.settings import Hostname, PgIdentifier, Settings, no_duplicate
 
 class AppResources(Settings):
     cpu_request: Annotated[str, StringConstraints(pattern=r"^\d+m?$")] = "100m"
+    """CPU each pod requests (e.g. 100m); the namespace quota is sized from it."""
     memory_request: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "128Mi"
+    """Memory each pod requests (Mi or Gi)."""
     cpu_limit: Annotated[str, StringConstraints(pattern=r"^\d+m?$")] = "1"
+    """CPU limit of each pod."""
     memory_limit: Annotated[str, StringConstraints(pattern=r"^\d+(Mi|Gi)$")] = "512Mi"
+    """Memory limit of each pod (Mi or Gi)."""
 
 
 #: The widest app egress entry accepted.
@@ -80,7 +84,9 @@ class AppEgress(Settings):
     cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(strict_cidr)]
     """Public ranges only (NOT_EGRESS): apps never reach another VPC, the pods or the metadata."""
     ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(min_length=1)
+    """TCP ports allowed to the range."""
     description: Annotated[str, StringConstraints(min_length=1)]
+    """What the range is (a payment provider, an API)."""
 
     @field_validator("cidr")
     @classmethod
@@ -146,8 +152,13 @@ AppEnvKey = Annotated[str, AfterValidator(_env_key)]
 
 class AppSettings(Settings):
     name: AppName
+    """The app's name: its namespace, Argo CD Application (<env>-<name>) and vault location."""
     hostname: Hostname
+    """Public hostname the app's HTTPRoute serves on the platform Gateway (one of the environment's
+    hostnames in environments.yaml).
+    """
     port: int = Field(ge=1, le=65535)
+    """Port the app's Service sends traffic to."""
     image: Annotated[str, StringConstraints(max_length=255, pattern=IMAGE_PATTERN)]
     """Image repository without tag (the tag is Git's business: the image updater writes it)."""
     gitops_path: Annotated[
@@ -155,12 +166,15 @@ class AppSettings(Settings):
         StringConstraints(max_length=255, pattern=r"^[\w.-]+(/[\w.-]+)*$"),
         AfterValidator(_relative_path),
     ]
+    """Directory of the app's manifests in the GitOps repository (no . or .. segments)."""
     database: PgIdentifier | None = None
     """An app database declared under platform:database.databases."""
     required_keys: list[AppEnvKey] = Field(default_factory=list)
     """Environment keys the app needs; a missing one fails the rollout, naming it."""
     replicas: int = Field(default=2, ge=1, le=50)
+    """Pods the app runs; the namespace quota leaves room for a rolling update of all of them."""
     resources: AppResources = AppResources()
+    """Requests and limits of each pod (the namespace quota follows)."""
     egress: list[AppEgress] = Field(default_factory=list)
     """Egress beyond DNS and the database, denied unless listed."""
     secrets_path: str | None = None
@@ -481,7 +495,39 @@ class App(pulumi.ComponentResource):
         in_namespace = pulumi.ResourceOptions.merge(
             k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace])
         )
+        self._guardrails(name, args, meta, in_namespace)
+        self._pull_access(name, args, meta, in_namespace)
 
+        before_sync: list[pulumi.Resource] = [self.namespace, *args.secrets_depends_on]
+        if args.database is not None:
+            before_sync.append(self._database_entry(name, args, args.database))
+        self.keys = synced_keys(app, with_database=args.database is not None)
+        self.external_secret = k8s.apiextensions.CustomResource(
+            f"{name}-env",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={**meta, "name": env_secret_name(app.name)},
+            spec=external_secret_spec(app, args.vault, with_database=args.database is not None),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=before_sync)),
+        )
+
+        if args.gateway is not None:
+            self._route(name, args, args.gateway, meta, k8s_opts)
+        self.delivery = RegisteredApp(
+            name=app.name,
+            path=app.gitops_path,
+            image=app.image,
+            strategy=args.update_strategy,
+            allow_tags=args.update_allow_tags,
+        )
+        self.register_outputs({"namespace": app.name, "keys": self.keys})
+
+    def _guardrails(self, name: str, args: AppArgs, meta: Any, in_namespace: pulumi.ResourceOptions) -> None:
+        """Declare the namespace's limits: quota, default limits, deny-all and the one allow policy.
+
+        Together they are the envelope the platform owns, whatever the app's GitOps path ships.
+        """
+        app = args.settings
         k8s.core.v1.ResourceQuota(
             f"{name}-quota",
             metadata={**meta, "name": "app"},
@@ -503,6 +549,8 @@ class App(pulumi.ComponentResource):
             opts=in_namespace,
         )
 
+    def _pull_access(self, name: str, args: AppArgs, meta: Any, in_namespace: pulumi.ResourceOptions) -> None:
+        """Declare the registry pull secret and hand it to the namespace's default service account."""
         pull_secret = kube.image_pull_secret(
             f"{name}-registry-pull",
             metadata=meta,
@@ -515,44 +563,26 @@ class App(pulumi.ComponentResource):
         # the namespace controller's, and deleting the patch only gives these fields back.
         k8s.core.v1.ServiceAccountPatch(
             f"{name}-default-account",
-            metadata={"name": "default", "namespace": app.name},
+            metadata={"name": "default", "namespace": args.settings.name},
             image_pull_secrets=[{"name": PULL_SECRET}],
             automount_service_account_token=False,
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[pull_secret])),
         )
 
-        before_sync: list[pulumi.Resource] = [self.namespace, *args.secrets_depends_on]
-        if args.database is not None:
-            before_sync.append(self._database_entry(name, args, args.database))
-        self.keys = synced_keys(app, with_database=args.database is not None)
-        self.external_secret = k8s.apiextensions.CustomResource(
-            f"{name}-env",
-            api_version="external-secrets.io/v1",
-            kind="ExternalSecret",
-            metadata={**meta, "name": env_secret_name(app.name)},
-            spec=external_secret_spec(app, args.vault, with_database=args.database is not None),
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=before_sync)),
+    def _route(
+        self, name: str, args: AppArgs, gateway: AppGateway, meta: Any, k8s_opts: pulumi.ResourceOptions
+    ) -> None:
+        """Declare the app's HTTPRoute on the platform Gateway, after the Gateway API CRDs exist."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata={**meta, "name": args.settings.name},
+            spec=route_spec(args.settings, gateway),
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace, *gateway.depends_on])
+            ),
         )
-
-        if args.gateway is not None:
-            k8s.apiextensions.CustomResource(
-                f"{name}-route",
-                api_version="gateway.networking.k8s.io/v1",
-                kind="HTTPRoute",
-                metadata={**meta, "name": app.name},
-                spec=route_spec(app, args.gateway),
-                opts=pulumi.ResourceOptions.merge(
-                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace, *args.gateway.depends_on])
-                ),
-            )
-        self.delivery = RegisteredApp(
-            name=app.name,
-            path=app.gitops_path,
-            image=app.image,
-            strategy=args.update_strategy,
-            allow_tags=args.update_allow_tags,
-        )
-        self.register_outputs({"namespace": app.name, "keys": self.keys})
 
     def _database_entry(self, name: str, args: AppArgs, database: AppDatabase) -> pulumi.Resource:
         """The app's database credentials as one Scaleway Secret Manager entry (JSON document)."""

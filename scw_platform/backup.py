@@ -106,8 +106,11 @@ class FreshnessCheck(Settings):
     """The newest value of ``table.column`` must be at most ``maxAge`` older than the dump."""
 
     table: PgTable
+    """Table name, orders or schema.orders."""
     column: PgColumn
+    """A timestamp column of the table."""
     max_age: Duration
+    """Greatest age of the newest value, e.g. 26h or 7d."""
 
 
 class RestoreCheckDatabase(Settings):
@@ -120,6 +123,7 @@ class RestoreCheckDatabase(Settings):
     min_rows: dict[PgTable, Annotated[int, Field(strict=True, ge=0, le=10**12)]] = Field(default_factory=dict)
     """Table -> minimum row count (a whole number, never a boolean)."""
     freshness: list[FreshnessCheck] = Field(default_factory=list)
+    """Freshness checks: the newest value of a column is recent enough."""
 
     @field_validator("tables")
     @classmethod
@@ -146,6 +150,7 @@ class RestoreCheckSettings(Settings):
     scratch_size_gb: int = Field(default=20, ge=1, le=500)
     """Size of the job's scratch volume: the dump plus the restored copy must fit."""
     databases: list[RestoreCheckDatabase] = Field(min_length=1)
+    """The app databases to dump, restore and check (each declared under platform:database.databases)."""
     bucket_admins: list[BucketAdmin] = Field(default_factory=list)
     """Who keeps full access to the backup bucket (``user_id:<uuid>`` or ``application_id:<uuid>``). The
     bucket policy denies everyone it does not list, so this must include whoever runs ``pulumi up``; the
@@ -426,8 +431,11 @@ def egress_spec(database_cidr: pulumi.Input[str], database_port: pulumi.Input[in
     }
 
 
-def cronjob_spec(settings: RestoreCheckSettings, *, databases: Sequence[str], pull_secret: bool) -> Any:
-    """The CronJob's spec (typed ``Any``: a plain dict, not the SDK's nested TypedDicts)."""
+def _restore_container(settings: RestoreCheckSettings) -> dict[str, Any]:
+    """The job's one container: the reviewed script from the ConfigMap, hardened, keys from the Secret.
+
+    A step of :func:`cronjob_spec`.
+    """
     container_security = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -437,6 +445,38 @@ def cronjob_spec(settings: RestoreCheckSettings, *, databases: Sequence[str], pu
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
+    return {
+        "name": "restore-check",
+        "image": settings.image,
+        "imagePullPolicy": "Always",
+        # The script from the ConfigMap, not the image's copy: what runs is what was planned.
+        "command": ["python3", f"{CONFIG_MOUNT}/restore_check.py"],
+        "args": ["--spec", f"{CONFIG_MOUNT}/spec.json", "--work-dir", WORK_DIR],
+        "env": [
+            {"name": "TMPDIR", "value": WORK_DIR},
+            {"name": "PGCONNECT_TIMEOUT", "value": "15"},
+            *(
+                {"name": env, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": env}}}
+                for env in (ACCESS_KEY_ENV, SECRET_KEY_ENV)
+            ),
+        ],
+        "resources": {k: dict(v) for k, v in RESOURCES.items()},
+        "securityContext": container_security,
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "credentials", "mountPath": SECRETS_MOUNT, "readOnly": True},
+            {"name": "work", "mountPath": WORK_DIR},
+        ],
+    }
+
+
+def _restore_pod(
+    settings: RestoreCheckSettings, *, databases: Sequence[str], pull_secret: bool
+) -> dict[str, Any]:
+    """The job's pod: no API token, restricted security context, its config, passwords and scratch space.
+
+    A step of :func:`cronjob_spec`.
+    """
     pod: dict[str, Any] = {
         "serviceAccountName": SERVICE_ACCOUNT,
         # The job never talks to the Kubernetes API.
@@ -449,31 +489,7 @@ def cronjob_spec(settings: RestoreCheckSettings, *, databases: Sequence[str], pu
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": "restore-check",
-                "image": settings.image,
-                "imagePullPolicy": "Always",
-                # The script from the ConfigMap, not the image's copy: what runs is what was planned.
-                "command": ["python3", f"{CONFIG_MOUNT}/restore_check.py"],
-                "args": ["--spec", f"{CONFIG_MOUNT}/spec.json", "--work-dir", WORK_DIR],
-                "env": [
-                    {"name": "TMPDIR", "value": WORK_DIR},
-                    {"name": "PGCONNECT_TIMEOUT", "value": "15"},
-                    *(
-                        {"name": env, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS_SECRET, "key": env}}}
-                        for env in (ACCESS_KEY_ENV, SECRET_KEY_ENV)
-                    ),
-                ],
-                "resources": {k: dict(v) for k, v in RESOURCES.items()},
-                "securityContext": container_security,
-                "volumeMounts": [
-                    {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-                    {"name": "credentials", "mountPath": SECRETS_MOUNT, "readOnly": True},
-                    {"name": "work", "mountPath": WORK_DIR},
-                ],
-            }
-        ],
+        "containers": [_restore_container(settings)],
         "volumes": [
             {"name": "config", "configMap": {"name": CONFIG_MAP}},
             {
@@ -490,6 +506,12 @@ def cronjob_spec(settings: RestoreCheckSettings, *, databases: Sequence[str], pu
     }
     if pull_secret:
         pod["imagePullSecrets"] = [{"name": PULL_SECRET}]
+    return pod
+
+
+def cronjob_spec(settings: RestoreCheckSettings, *, databases: Sequence[str], pull_secret: bool) -> Any:
+    """The CronJob's spec (typed ``Any``: a plain dict, not the SDK's nested TypedDicts)."""
+    pod = _restore_pod(settings, databases=databases, pull_secret=pull_secret)
     return {
         "schedule": settings.schedule,
         "timeZone": "Etc/UTC",
@@ -553,19 +575,61 @@ class RestoreCheck(pulumi.ComponentResource):
         databases = [d.database for d in settings.databases]
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
-        self.bucket = scaleway.object.Bucket(
+        self.bucket = self._bucket(name, args)
+        self.bucket_name = self.bucket.name
+        identity = self._writer_identity(name, args)
+
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": RESTORE_CHECK_NAMESPACE, "labels": dict(args.namespace_labels)},
+            opts=k8s_opts,
+        )
+        in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
+        meta: Any = {"namespace": RESTORE_CHECK_NAMESPACE, "labels": dict(POD_LABELS)}
+
+        self.spec = self._spec(args, databases)
+        needs: list[pulumi.Resource] = [
+            namespace,
+            self._config(name, args, meta, in_namespace),
+            self._credentials(name, args, identity, meta, in_namespace),
+            *self._pod_identity(name, args, meta, in_namespace),
+        ]
+        self._network_policies(name, args, meta, in_namespace)
+        self.cronjob = k8s.batch.v1.CronJob(
+            f"{name}-cronjob",
+            metadata={**meta, "name": RESTORE_CHECK_CRONJOB, "annotations": checkov_skips(settings.image)},
+            spec=cronjob_spec(settings, databases=databases, pull_secret=args.registry is not None),
+            # Its first run needs the script, the spec, the passwords and the service account.
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=needs)),
+        )
+        self.register_outputs(
+            {
+                "namespace": RESTORE_CHECK_NAMESPACE,
+                "cronjob": RESTORE_CHECK_CRONJOB,
+                "bucket": self.bucket_name,
+            }
+        )
+
+    def _bucket(self, name: str, args: RestoreCheckArgs) -> scaleway.object.Bucket:
+        """Declare the versioned dump bucket whose lifecycle expires dumps after ``retentionDays``."""
+        return scaleway.object.Bucket(
             f"{name}-bucket",
             name=bucket_name(args.environment, args.project_id),
             region=args.region,
             project_id=args.project_id,
             versioning={"enabled": True},
-            lifecycle_rules=lifecycle_rules(settings.retention_days),
+            lifecycle_rules=lifecycle_rules(args.settings.retention_days),
             # Never empty a bucket of backups on delete: destroying it must be a deliberate act.
             force_destroy=False,
             tags=_tag_map(args.tags),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        self.bucket_name = self.bucket.name
+
+    def _writer_identity(self, name: str, args: RestoreCheckArgs) -> ScopedIdentity:
+        """Declare the job's object-storage identity and, with ``bucket_admins``, the bucket policy.
+
+        The policy needs the identity's application id; it is kept in :attr:`bucket_policy`.
+        """
         identity = ScopedIdentity(
             f"{name}-identity",
             ScopedIdentityArgs(
@@ -592,20 +656,15 @@ class RestoreCheck(pulumi.ComponentResource):
                 region=args.region,
                 opts=pulumi.ResourceOptions(parent=self),
             )
+        return identity
 
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": RESTORE_CHECK_NAMESPACE, "labels": dict(args.namespace_labels)},
-            opts=k8s_opts,
-        )
-        in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
-        meta: Any = {"namespace": RESTORE_CHECK_NAMESPACE, "labels": dict(POD_LABELS)}
-
+    def _spec(self, args: RestoreCheckArgs, databases: Sequence[str]) -> pulumi.Output[str]:
+        """The generated spec (JSON text), once the database endpoint and the bucket name are known."""
         users = {db: args.credentials[db].user for db in databases}
-        self.spec = pulumi.Output.all(args.database_host, args.database_port, self.bucket.name).apply(
+        return pulumi.Output.all(args.database_host, args.database_port, self.bucket.name).apply(
             lambda parts: render_spec(
                 spec_document(
-                    settings.databases,
+                    args.settings.databases,
                     users,
                     host=str(parts[0]),
                     port=int(parts[1]),
@@ -614,29 +673,53 @@ class RestoreCheck(pulumi.ComponentResource):
                 )
             )
         )
+
+    def _config(
+        self, name: str, args: RestoreCheckArgs, meta: Any, in_namespace: pulumi.ResourceOptions
+    ) -> k8s.core.v1.ConfigMap:
+        """Declare the ConfigMap holding the script and the spec the job runs with."""
         config_data: dict[str, pulumi.Input[str]] = {
             "restore_check.py": args.script,
             "spec.json": self.spec,
         }
-        config = k8s.core.v1.ConfigMap(
+        return k8s.core.v1.ConfigMap(
             f"{name}-config",
             metadata={**meta, "name": CONFIG_MAP},
             data=config_data,
             opts=in_namespace,
         )
+
+    def _credentials(
+        self,
+        name: str,
+        args: RestoreCheckArgs,
+        identity: ScopedIdentity,
+        meta: Any,
+        in_namespace: pulumi.ResourceOptions,
+    ) -> k8s.core.v1.Secret:
+        """Declare the Secret with each database user's password (mounted as files) and the storage keys."""
         credentials_data: dict[str, pulumi.Input[str]] = {
-            password_key(db): pulumi.Output.secret(args.credentials[db].password) for db in databases
+            password_key(d.database): pulumi.Output.secret(args.credentials[d.database].password)
+            for d in args.settings.databases
         }
         credentials_data[ACCESS_KEY_ENV] = pulumi.Output.secret(identity.access_key)
         credentials_data[SECRET_KEY_ENV] = identity.secret_key
-        credentials = k8s.core.v1.Secret(
+        return k8s.core.v1.Secret(
             f"{name}-credentials",
             metadata={**meta, "name": CREDENTIALS_SECRET},
             type="Opaque",
             string_data=credentials_data,
             opts=in_namespace,
         )
-        needs: list[pulumi.Resource] = [namespace, config, credentials]
+
+    def _pod_identity(
+        self, name: str, args: RestoreCheckArgs, meta: Any, in_namespace: pulumi.ResourceOptions
+    ) -> list[pulumi.Resource]:
+        """Declare the job's service account and, with a private registry, its image pull secret.
+
+        Returns both (pull secret first) for the CronJob to wait on.
+        """
+        needs: list[pulumi.Resource] = []
         if args.registry is not None:
             needs.append(
                 kube.image_pull_secret(
@@ -655,7 +738,12 @@ class RestoreCheck(pulumi.ComponentResource):
                 opts=in_namespace,
             )
         )
+        return needs
 
+    def _network_policies(
+        self, name: str, args: RestoreCheckArgs, meta: Any, in_namespace: pulumi.ResourceOptions
+    ) -> None:
+        """Declare the default deny and the one egress policy: DNS, the database on 5432, public HTTPS."""
         kube.default_deny_policy(f"{name}-default-deny", metadata=meta, opts=in_namespace)
         k8s.networking.v1.NetworkPolicy(
             f"{name}-egress",
@@ -665,18 +753,4 @@ class RestoreCheck(pulumi.ComponentResource):
                 args.database_port,
             ),
             opts=in_namespace,
-        )
-        self.cronjob = k8s.batch.v1.CronJob(
-            f"{name}-cronjob",
-            metadata={**meta, "name": RESTORE_CHECK_CRONJOB, "annotations": checkov_skips(settings.image)},
-            spec=cronjob_spec(settings, databases=databases, pull_secret=args.registry is not None),
-            # Its first run needs the script, the spec, the passwords and the service account.
-            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=needs)),
-        )
-        self.register_outputs(
-            {
-                "namespace": RESTORE_CHECK_NAMESPACE,
-                "cronjob": RESTORE_CHECK_CRONJOB,
-                "bucket": self.bucket_name,
-            }
         )

@@ -34,19 +34,33 @@ _PATCH_VERSION = re.compile(r"^1\.\d{2}\.\d+$")
 
 class AutoUpgrade(Settings):
     enabled: bool = True
+    """Let Kapsule apply patch releases in the maintenance window (version is then a minor version such as
+    1.34).
+    """
     maintenance_window_day: Weekday = "sunday"
+    """Day of the weekly maintenance window, or any."""
     maintenance_window_start_hour: int = Field(default=3, ge=0, le=23)
+    """Hour (UTC) the maintenance window starts."""
 
 
 class Autoscaler(Settings):
     disable_scale_down: bool = False
+    """Never remove nodes: scale up only."""
     scale_down_delay_after_add: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "10m"
+    """How long after a scale-up before a scale-down is considered."""
     scale_down_unneeded_time: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "10m"
+    """How long a node must stay unneeded before it is removed."""
     scale_down_utilization_threshold: float = Field(default=0.5, gt=0, le=1)
+    """Share of a node's allocatable resources requested by pods under which the node counts as unneeded.
+    """
     expander: Literal["random", "least_waste", "most_pods", "price", "priority"] = "least_waste"
+    """How the autoscaler picks the pool to grow."""
     ignore_daemonsets_utilization: bool = True
+    """Leave DaemonSet pods out of the utilisation that keeps a node."""
     balance_similar_node_groups: bool = True
+    """Keep pools of the same type and labels at similar sizes."""
     max_graceful_termination_sec: int = Field(default=600, ge=0, le=3600)
+    """Longest a pod may take to stop when its node is scaled down."""
 
 
 #: The broadest API-server ACL entry accepted: anything wider (0.0.0.0/1 and its like included)
@@ -56,7 +70,9 @@ MIN_ACL_PREFIX = 16
 
 class AllowedRange(Settings):
     cidr: Annotated[ipaddress.IPv4Network, BeforeValidator(strict_cidr)]
+    """An IPv4 network without host bits, /16 or narrower."""
     description: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    """Whose range this is (admin office, CI runners)."""
 
     @field_validator("cidr")
     @classmethod
@@ -75,7 +91,9 @@ class AllowedRange(Settings):
 
 class UpgradePolicy(Settings):
     max_surge: int = Field(default=1, ge=0, le=10)
+    """Extra nodes created while a node upgrade runs."""
     max_unavailable: int = Field(default=0, ge=0, le=10)
+    """Nodes that may be unavailable at once during an upgrade."""
 
     @model_validator(mode="after")
     def _some_progress(self) -> UpgradePolicy:
@@ -111,18 +129,33 @@ def label_problems(key: str, value: str) -> list[str]:
 class Pool(Settings):
     # Field order matters: each size check sees the fields declared before it.
     name: DnsLabel
+    """Pool name, unique in the cluster (a DNS label)."""
     node_type: str
+    """Instance commercial type (catalogue: kapsuleNodeTypes)."""
     max_size: int = Field(ge=1, le=150)
+    """Most nodes the autoscaler may run."""
     size: int = Field(ge=0, le=150)
+    """Nodes at creation; the autoscaler moves it afterwards."""
     min_size: int = Field(ge=0, le=150)
+    """Fewest nodes the autoscaler keeps (0 for a pool that may sleep, e.g. builders)."""
     autoscaling: bool = True
+    """Let the cluster autoscaler resize the pool within minSize..maxSize."""
     autohealing: bool = True
+    """Replace nodes that stop reporting healthy."""
     public_ip_disabled: bool = True
+    """Nodes without public IPs: they reach out through the Public Gateway."""
     root_volume_type: Literal["sbs_5k", "sbs_15k", "l_ssd"] = "sbs_15k"
+    """Root volume: sbs_5k or sbs_15k block storage (IOPS tier) or local l_ssd."""
     root_volume_size_gb: int = Field(default=50, ge=20, le=1000)
+    """Root volume size in GB (container images and emptyDir volumes live there)."""
     zone: str | None = None
+    """The pool's zone (default: the stack's scaleway:zone), one of the region's."""
     labels: dict[str, str] = Field(default_factory=dict)
+    """Kubernetes labels of the pool's nodes (no kubernetes.io or k8s.io prefix: the kubelet may not set
+    those).
+    """
     upgrade_policy: UpgradePolicy = UpgradePolicy()
+    """How many nodes a node upgrade adds or takes away at a time."""
 
     @field_validator("labels")
     @classmethod
@@ -161,12 +194,23 @@ class Pool(Settings):
 class ClusterSettings(Settings):
     # auto_upgrade precedes version: the version rule depends on it.
     auto_upgrade: AutoUpgrade = AutoUpgrade()
+    """Automatic patch upgrades and their maintenance window."""
     version: str
+    """Kubernetes version: a minor version (1.34) with autoUpgrade.enabled, a full version (1.34.2)
+    without.
+    """
     cni: Literal["cilium", "calico", "kilo"] = "cilium"
+    """Container network interface; chosen at creation."""
     type: Annotated[str, StringConstraints(pattern=r"^kapsule(-dedicated-(4|8|16))?$")] = "kapsule"
+    """Control plane offer: kapsule (shared) or kapsule-dedicated-4, -8, -16."""
     autoscaler: Autoscaler = Autoscaler()
+    """Cluster autoscaler settings, shared by every autoscaling pool."""
     api_allowed_ranges: list[AllowedRange] = Field(default_factory=list)
+    """Ranges allowed to reach the Kubernetes API (the ACL); the environment's own egress address is added
+    to them.
+    """
     pools: list[Pool] = Field(min_length=1)
+    """The node pools (at least one)."""
 
     @field_validator("version")
     @classmethod
@@ -235,11 +279,35 @@ class KapsuleCluster(pulumi.ComponentResource):
         self, name: str, args: KapsuleClusterArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("platform:cluster:KapsuleCluster", name, None, opts)
-        settings = args.settings
-        tags = list(args.tags)
-        autoscaler = settings.autoscaler
+        cluster = self._control_plane(name, args)
+        pools = self._pools(name, args, cluster)
+        self._api_acl(name, args, cluster)
 
-        cluster = scaleway.kubernetes.Cluster(
+        # The SDK marks kubeconfigs secret; wrap again so the value stays secret even where the
+        # engine's additional_secret_outputs does not reach (mocked runs, derived outputs).
+        self.kubeconfig = pulumi.Output.secret(cluster.kubeconfigs[0].config_file)
+        self.ca_certificate = cluster.kubeconfigs[0].cluster_ca_certificate
+        self.cluster_id = cluster.id
+        self.apiserver_url = cluster.apiserver_url
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            # Objects are applied only once the nodes that will run them are ready.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=pools),
+        )
+        self.register_outputs(
+            {
+                "clusterId": self.cluster_id,
+                "apiserverUrl": self.apiserver_url,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _control_plane(self, name: str, args: KapsuleClusterArgs) -> scaleway.kubernetes.Cluster:
+        """Declare the Kapsule cluster (control plane, upgrade window, autoscaler) on the private network."""
+        settings = args.settings
+        autoscaler = settings.autoscaler
+        return scaleway.kubernetes.Cluster(
             f"{name}-cluster",
             name=f"{args.environment}",
             version=settings.version,
@@ -266,13 +334,18 @@ class KapsuleCluster(pulumi.ComponentResource):
                 "balance_similar_node_groups": autoscaler.balance_similar_node_groups,
                 "max_graceful_termination_sec": autoscaler.max_graceful_termination_sec,
             },
-            tags=tags,
+            tags=list(args.tags),
             # The cluster's control plane joins the private network; the nodes boot only once the
             # gateway pushes their default route.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.egress]),
         )
 
-        pools = [
+    def _pools(
+        self, name: str, args: KapsuleClusterArgs, cluster: scaleway.kubernetes.Cluster
+    ) -> list[scaleway.kubernetes.Pool]:
+        """Declare the node pools; the Kubernetes provider waits on them so pods find ready nodes."""
+        tags = list(args.tags)
+        return [
             scaleway.kubernetes.Pool(
                 f"{name}-pool-{pool.name}",
                 cluster_id=cluster.id,
@@ -298,11 +371,16 @@ class KapsuleCluster(pulumi.ComponentResource):
                 wait_for_pool_ready=True,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.egress]),
             )
-            for pool in settings.pools
+            for pool in args.settings.pools
         ]
 
+    def _api_acl(self, name: str, args: KapsuleClusterArgs, cluster: scaleway.kubernetes.Cluster) -> None:
+        """Declare the API-server ACL, only when some range is configured.
+
+        Once there is an ACL, the environment's own egress IP joins it: the nodes reach the API from it.
+        """
         rules: list[scaleway.kubernetes.AclAclRuleArgsDict] = [
-            {"ip": str(r.cidr), "description": r.description} for r in settings.api_allowed_ranges
+            {"ip": str(r.cidr), "description": r.description} for r in args.settings.api_allowed_ranges
         ]
         rules += [{"ip": a.cidr, "description": a.description} for a in args.extra_api_access]
         if rules and args.own_egress_ip is not None:
@@ -316,23 +394,3 @@ class KapsuleCluster(pulumi.ComponentResource):
                 acl_rules=rules,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-
-        # The SDK marks kubeconfigs secret; wrap again so the value stays secret even where the
-        # engine's additional_secret_outputs does not reach (mocked runs, derived outputs).
-        self.kubeconfig = pulumi.Output.secret(cluster.kubeconfigs[0].config_file)
-        self.ca_certificate = cluster.kubeconfigs[0].cluster_ca_certificate
-        self.cluster_id = cluster.id
-        self.apiserver_url = cluster.apiserver_url
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
-            # Objects are applied only once the nodes that will run them are ready.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=pools),
-        )
-        self.register_outputs(
-            {
-                "clusterId": self.cluster_id,
-                "apiserverUrl": self.apiserver_url,
-                "kubeconfig": self.kubeconfig,
-            }
-        )

@@ -32,9 +32,13 @@ from scw_platform.settings import (
 
 class Backups(Settings):
     enabled: bool = True
+    """Take Scaleway's managed backups of the instance."""
     frequency_hours: int = Field(default=24, ge=1, le=24)
+    """Hours between two backups."""
     retention_days: int = Field(default=14, ge=1, le=365)
+    """Days each backup is kept."""
     same_region: bool = False
+    """Keep backups in the instance's region instead of another one."""
 
 
 #: Role and database names an app may not take: PostgreSQL's own (and every ``pg_`` name), the
@@ -55,21 +59,32 @@ def _not_reserved(name: str) -> str:
 
 class DatabaseEntry(Settings):
     name: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
+    """Database name (not PostgreSQL's own, pg_*, or an administrator's)."""
     user: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
+    """The user that owns the database; its password is generated and kept secret."""
 
 
 class DatabaseSettings(Settings):
     engine: Annotated[str, StringConstraints(pattern=r"^PostgreSQL-1[4-9]$")] = "PostgreSQL-16"
+    """PostgreSQL major version, PostgreSQL-14 to PostgreSQL-19."""
     node_type: str
+    """Managed Database commercial type (catalogue: rdbNodeTypes)."""
     ha_cluster: bool = True
+    """A standby node in another zone, promoted when the primary fails."""
     zone: str | None = None
+    """Leave unset: it can only be the region's default zone, where private endpoints work."""
     volume_type: Literal["sbs_5k", "sbs_15k", "lssd", "bssd"] = "sbs_15k"
+    """Storage: sbs_5k or sbs_15k block volumes (IOPS tier, encryptable), or lssd local storage."""
     volume_size_gb: int = Field(default=20, ge=5, le=10000)
+    """Storage size in GB (block volumes only)."""
     encryption_at_rest: bool = True
+    """Encrypt the storage (not possible with lssd)."""
     backups: Backups = Backups()
+    """Scaleway's managed backups of the instance."""
     public_endpoint: bool = False
     """Declared so that asking for one gives a clear refusal instead of "unknown key"."""
     databases: list[DatabaseEntry] = Field(default_factory=list)
+    """The app databases, each with the user that owns it."""
 
     @field_validator("node_type")
     @classmethod
@@ -162,10 +177,23 @@ class ManagedPostgres(pulumi.ComponentResource):
         self, name: str, args: ManagedPostgresArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("platform:database:ManagedPostgres", name, None, opts)
+        instance = self._instance(name, args)
+        credentials = {
+            db.name: self._app_database(name, args, instance, db) for db in args.settings.databases
+        }
+
+        private_endpoint = instance.private_network.apply(_require_private_endpoint)
+        self.instance_id = instance.id
+        self.host = private_endpoint.apply(lambda pn: str(pn.ip))
+        self.port = private_endpoint.apply(lambda pn: int(pn.port or 5432))
+        self.credentials = credentials
+        self.register_outputs({"instanceId": self.instance_id, "host": self.host, "port": self.port})
+
+    def _instance(self, name: str, args: ManagedPostgresArgs) -> scaleway.databases.Instance:
+        """Declare the admin password and the instance itself, attached only to the private network."""
         s = args.settings
         admin_password = _password(f"{name}-admin-password", self)
-
-        instance = scaleway.databases.Instance(
+        return scaleway.databases.Instance(
             f"{name}-instance",
             name=f"{args.environment}-postgres",
             engine=s.engine,
@@ -187,44 +215,46 @@ class ManagedPostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
 
-        credentials: dict[str, DatabaseCredentials] = {}
-        for db in s.databases:
-            database = scaleway.databases.Database(
-                f"{name}-db-{db.name}",
-                instance_id=instance.id,
-                name=db.name,
-                region=args.region,
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
-            )
-            password = _password(f"{name}-user-{db.name}-password", self)
-            user = scaleway.databases.User(
-                f"{name}-user-{db.name}",
-                instance_id=instance.id,
-                name=db.user,
-                password=password.result,
-                is_admin=False,
-                region=args.region,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            scaleway.databases.Privilege(
-                f"{name}-privilege-{db.name}",
-                instance_id=instance.id,
-                database_name=database.name,
-                user_name=user.name,
-                permission="readwrite",
-                region=args.region,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-            credentials[db.name] = DatabaseCredentials(
-                database=db.name, user=db.user, password=pulumi.Output.secret(password.result)
-            )
+    def _app_database(
+        self,
+        name: str,
+        args: ManagedPostgresArgs,
+        instance: scaleway.databases.Instance,
+        db: DatabaseEntry,
+    ) -> DatabaseCredentials:
+        """Declare one app's database, its own user and that user's ``readwrite`` on it alone.
 
-        private_endpoint = instance.private_network.apply(_require_private_endpoint)
-        self.instance_id = instance.id
-        self.host = private_endpoint.apply(lambda pn: str(pn.ip))
-        self.port = private_endpoint.apply(lambda pn: int(pn.port or 5432))
-        self.credentials = credentials
-        self.register_outputs({"instanceId": self.instance_id, "host": self.host, "port": self.port})
+        Returns the credentials the app's secret is built from (the password is a Pulumi secret).
+        """
+        database = scaleway.databases.Database(
+            f"{name}-db-{db.name}",
+            instance_id=instance.id,
+            name=db.name,
+            region=args.region,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        password = _password(f"{name}-user-{db.name}-password", self)
+        user = scaleway.databases.User(
+            f"{name}-user-{db.name}",
+            instance_id=instance.id,
+            name=db.user,
+            password=password.result,
+            is_admin=False,
+            region=args.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        scaleway.databases.Privilege(
+            f"{name}-privilege-{db.name}",
+            instance_id=instance.id,
+            database_name=database.name,
+            user_name=user.name,
+            permission="readwrite",
+            region=args.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return DatabaseCredentials(
+            database=db.name, user=db.user, password=pulumi.Output.secret(password.result)
+        )
 
 
 def _require_private_endpoint(

@@ -23,6 +23,9 @@ class DnsSettings(Settings):
     """``platform:dns``: where the domain's zone lives; with Scaleway DNS, A records are managed."""
 
     provider: Literal["scaleway", "external"] = "scaleway"
+    """scaleway: the zone is in Scaleway DNS (records and DNS-01 are managed); external: you manage the
+    records elsewhere.
+    """
     zone: Hostname | None = None
     """The Scaleway DNS zone (default: platform:ingress.domain); every hostname must lie in it."""
     records: bool = True
@@ -30,6 +33,7 @@ class DnsSettings(Settings):
     the old site (cutover rehearsal with DNS-01, docs/runbooks/cutover.md).
     """
     ttl: int = Field(default=300, ge=60, le=86400)
+    """TTL in seconds of the managed A records."""
 
     @property
     def managed(self) -> bool:

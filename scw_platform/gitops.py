@@ -51,7 +51,11 @@ EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 class OidcSettings(Settings):
     issuer: Annotated[str, StringConstraints(pattern=r"^https://\S+$")]
+    """The identity provider's issuer URL (https)."""
     client_id: Annotated[str, StringConstraints(min_length=1)]
+    """Client ID of Argo CD's application at the identity provider; its secret is
+    platform:argocdOidcClientSecret.
+    """
     admin_groups: list[str] = Field(default_factory=list)
     """Identity-provider groups mapped to Argo CD's admin role."""
     readonly_groups: list[str] = Field(default_factory=list)
@@ -64,15 +68,18 @@ class ArgoCdSettings(Settings):
     ``kubectl port-forward`` only.
     """
     ha: bool = False
+    """Run Argo CD's components with several replicas (the chart's HA mode)."""
     oidc: OidcSettings | None = None
     """Single sign-on. With it, the local admin account is disabled."""
 
 
 class CommitAuthor(Settings):
     name: str = "argocd-image-updater"
+    """Author name of the image updater's commits."""
     email: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$")] = (
         "image-updater@localhost"
     )
+    """Author email of the image updater's commits."""
 
 
 class ImageUpdaterSettings(Settings):
@@ -81,11 +88,16 @@ class ImageUpdaterSettings(Settings):
     )
     """Branch the updater commits to; the Git host opens a merge request from it."""
     commit_author: CommitAuthor = CommitAuthor()
+    """Who the image updater's commits are by."""
 
 
 class ImageUpdate(Settings):
     app: DnsLabel
+    """An app of platform:apps."""
     strategy: Literal["semver", "digest", "newest-build", "alphabetical"] = "semver"
+    """How the updater picks the next image: highest semver tag, newest digest of one tag, newest build, or
+    last tag alphabetically.
+    """
     allow_tags: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     """Regular expression of tags the updater may pick (e.g. only release tags); never empty (an empty
     pattern would silently allow every tag).
@@ -104,12 +116,15 @@ class GitOpsSettings(Settings):
     repo_url: str | None = None
     """Tooling only: the GitOps repository Argo CD reads (workload stacks never touch it)."""
     target_revision: Annotated[str, StringConstraints(pattern=r"^[\w./-]+$")] = "main"
+    """The branch Argo CD follows: the protected branch itself (not HEAD or refs/)."""
     repo_username: str = "git"
     """Username sent with the token over https (GitHub accepts any, GitLab wants oauth2)."""
     namespaces: list[DnsLabel] = Field(default_factory=list)
     """Namespaces of this environment that Argo CD may deploy to besides the apps' own."""
     argocd: ArgoCdSettings | None = None
+    """Argo CD in the tooling cluster (tooling only)."""
     image_updater: ImageUpdaterSettings = ImageUpdaterSettings()
+    """The image updater's write-back (tooling only)."""
     image_updates: list[ImageUpdate] = Field(default_factory=list)
     """Per-app image-updater settings; apps not listed get the defaults (semver, any tag)."""
 
@@ -320,38 +335,6 @@ def _namespace(
 def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
     """Helm values for the argo-cd chart (a pure function, so tests can inspect it)."""
     replicas = 2 if args.ha else 1
-    sso = args.oidc is not None
-    cm: dict[str, object] = {
-        **({"url": f"https://{args.hostname}"} if args.hostname else {}),
-        # With SSO the local admin goes away; without it the generated initial password lives
-        # only in the cluster (argocd-initial-admin-secret), never in Pulumi state.
-        "admin.enabled": not sso,
-        "exec.enabled": False,
-        "statusbadge.enabled": False,
-        "resource.exclusions": resource_exclusions(),
-        # argocd-manager may list only what it manages; without this Argo CD fails the whole
-        # cluster cache on the first kind it may not list (a NetworkPolicy, a ResourceQuota, ...)
-        # instead of skipping it (gitops-engine pkg/cache/cluster.go, isRestrictedResource).
-        "resource.respectRBAC": "normal",
-    }
-    # No default role: a signed-in user the identity provider knows sees nothing unless a group
-    # grants it (admin_groups, readonly_groups).
-    rbac: dict[str, object] = {"policy.default": ""}
-    if args.oidc is not None:
-        # Argo CD talks OIDC directly; Dex would be one more component with nothing to do.
-        cm["oidc.config"] = json.dumps(
-            {
-                "name": "SSO",
-                "issuer": args.oidc.issuer,
-                "clientID": args.oidc.client_id,
-                "clientSecret": "$oidc.clientSecret",
-                "requestedScopes": ["openid", "profile", "email", "groups"],
-            }
-        )
-        rbac["policy.csv"] = "".join(
-            f"g, {group}, role:admin\n" for group in args.oidc.admin_groups
-        ) + "".join(f"g, {group}, role:readonly\n" for group in args.oidc.readonly_groups)
-        rbac["scopes"] = "[groups]"
     return {
         "global": {
             **({"domain": args.hostname} if args.hostname else {}),
@@ -362,8 +345,8 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
             # provider or pull-request generator: they send tokens from argocd's Secrets to the
             # API an ApplicationSet names (the admission policy refuses them from Git as well).
             "params": {"server.insecure": True, "applicationsetcontroller.enable.scm.providers": False},
-            "cm": cm,
-            "rbac": rbac,
+            "cm": _argocd_cm(args),
+            "rbac": _argocd_rbac(args.oidc),
         },
         "dex": {"enabled": False},
         "redis-ha": {"enabled": args.ha},
@@ -380,6 +363,50 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         "applicationSet": {"replicas": replicas},
         "notifications": {"enabled": False},
     }
+
+
+def _argocd_cm(args: ArgoCdArgs) -> dict[str, object]:
+    """argocd-cm: the server's URL, what is switched off, the resource exclusions and, with SSO,
+    the OIDC client (its secret is a reference to argocd-secret, never the value)."""
+    cm: dict[str, object] = {
+        **({"url": f"https://{args.hostname}"} if args.hostname else {}),
+        # With SSO the local admin goes away; without it the generated initial password lives
+        # only in the cluster (argocd-initial-admin-secret), never in Pulumi state.
+        "admin.enabled": args.oidc is None,
+        "exec.enabled": False,
+        "statusbadge.enabled": False,
+        "resource.exclusions": resource_exclusions(),
+        # argocd-manager may list only what it manages; without this Argo CD fails the whole
+        # cluster cache on the first kind it may not list (a NetworkPolicy, a ResourceQuota, ...)
+        # instead of skipping it (gitops-engine pkg/cache/cluster.go, isRestrictedResource).
+        "resource.respectRBAC": "normal",
+    }
+    if args.oidc is not None:
+        # Argo CD talks OIDC directly; Dex would be one more component with nothing to do.
+        cm["oidc.config"] = json.dumps(
+            {
+                "name": "SSO",
+                "issuer": args.oidc.issuer,
+                "clientID": args.oidc.client_id,
+                "clientSecret": "$oidc.clientSecret",
+                "requestedScopes": ["openid", "profile", "email", "groups"],
+            }
+        )
+    return cm
+
+
+def _argocd_rbac(oidc: OidcClient | None) -> dict[str, object]:
+    """argocd-rbac-cm: no default role, and with SSO the identity provider's groups mapped to the
+    admin and read-only roles."""
+    # No default role: a signed-in user the identity provider knows sees nothing unless a group
+    # grants it (admin_groups, readonly_groups).
+    rbac: dict[str, object] = {"policy.default": ""}
+    if oidc is not None:
+        rbac["policy.csv"] = "".join(f"g, {group}, role:admin\n" for group in oidc.admin_groups) + "".join(
+            f"g, {group}, role:readonly\n" for group in oidc.readonly_groups
+        )
+        rbac["scopes"] = "[groups]"
+    return rbac
 
 
 def resource_exclusions() -> str:
@@ -473,6 +500,31 @@ def _credential(args: ArgoCdArgs, credential: pulumi.Input[str]) -> dict[str, pu
     return {"username": args.repo_username, "password": credential}
 
 
+def root_app_spec(args: ArgoCdArgs, path: str) -> dict[str, Any]:
+    """A root app's spec: the environment's folder of the repository, applied into tooling's own
+    ``argocd`` namespace under the ``platform`` project."""
+    return {
+        "project": ROOT_PROJECT,
+        "source": {
+            "repoURL": args.repo_url,
+            "targetRevision": args.target_revision,
+            "path": path,
+        },
+        "destination": {
+            "server": "https://kubernetes.default.svc",
+            "namespace": ARGOCD_NAMESPACE,
+        },
+        "syncPolicy": {
+            "automated": {"prune": True, "selfHeal": True},
+            "syncOptions": ["ServerSideApply=true", "FailOnSharedResource=true"],
+            "retry": {
+                "limit": 5,
+                "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"},
+            },
+        },
+    }
+
+
 class ArgoCd(pulumi.ComponentResource):
     namespace: str
     #: The Argo CD Helm release, for dependents that need its CRDs.
@@ -488,12 +540,30 @@ class ArgoCd(pulumi.ComponentResource):
         after_namespace = pulumi.ResourceOptions(
             parent=self, provider=args.provider, depends_on=[namespace, *args.depends_on]
         )
+        self.release = self._argocd_release(name, args, after_namespace)
+        after_argocd = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release])
+        self._repository_credentials(name, args, after_namespace)
+        self.image_updater = self._image_updater(name, args, after_namespace, after_argocd)
+        if args.gateway is not None and args.hostname is not None:
+            self._route(name, args.gateway, args.hostname, after_argocd)
 
+        project, default_project = self._projects(name, args, after_argocd)
+        guards: list[pulumi.Resource] = [default_project, *self._admission(name, args, k8s_opts)]
+        self._root_apps(name, args, [project, *guards])
+
+        self.namespace = ARGOCD_NAMESPACE
+        self.register_outputs({"namespace": self.namespace})
+
+    def _argocd_release(
+        self, name: str, args: ArgoCdArgs, after_namespace: pulumi.ResourceOptions
+    ) -> k8s.helm.v3.Release:
+        """The Argo CD release. The OIDC client secret joins the values here, outside the pure
+        ``argocd_values`` that tests inspect."""
         secret_values: dict[str, object] = {}
         if args.oidc is not None:
             secret_values = {"configs": {"secret": {"extra": {"oidc.clientSecret": args.oidc.client_secret}}}}
         values = _merge(argocd_values(args), secret_values)
-        self.release = helm.release(
+        return helm.release(
             f"{name}-argocd",
             release_name="argocd",
             chart=helm.Chart("argo-cd", ARGOCD_CHART_VERSION, ARGO_HELM_REPO),
@@ -502,8 +572,12 @@ class ArgoCd(pulumi.ComponentResource):
             timeout=900,
             opts=after_namespace,
         )
-        after_argocd = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release])
 
+    def _repository_credentials(
+        self, name: str, args: ArgoCdArgs, after_namespace: pulumi.ResourceOptions
+    ) -> None:
+        """The Git credentials, one Secret per purpose: Argo CD's read-only repository Secret and
+        the image updater's write credential."""
         k8s.core.v1.Secret(
             f"{name}-repository",
             metadata={
@@ -523,6 +597,15 @@ class ArgoCd(pulumi.ComponentResource):
             opts=after_namespace,
         )
 
+    def _image_updater(
+        self,
+        name: str,
+        args: ArgoCdArgs,
+        after_namespace: pulumi.ResourceOptions,
+        after_argocd: pulumi.ResourceOptions,
+    ) -> k8s.helm.v3.Release:
+        """The image updater: its registry pull Secret, its own RBAC and its release (after Argo
+        CD's, whose CRDs and Applications it works on)."""
         pull_secret = IMAGE_UPDATER_PULL_SECRET
         docker_config: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.from_input(args.registry.secret_key).apply(
@@ -537,7 +620,7 @@ class ArgoCd(pulumi.ComponentResource):
             opts=after_namespace,
         )
         updater_rbac = self._image_updater_rbac(name, args, after_namespace)
-        self.image_updater = helm.release(
+        return helm.release(
             f"{name}-image-updater",
             release_name="argocd-image-updater",
             chart=helm.Chart("argocd-image-updater", IMAGE_UPDATER_CHART_VERSION, ARGO_HELM_REPO),
@@ -547,20 +630,28 @@ class ArgoCd(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(after_argocd, pulumi.ResourceOptions(depends_on=updater_rbac)),
         )
 
-        if args.gateway is not None and args.hostname is not None:
-            k8s.apiextensions.CustomResource(
-                f"{name}-route",
-                api_version="gateway.networking.k8s.io/v1",
-                kind="HTTPRoute",
-                metadata={"name": "argocd-server", "namespace": ARGOCD_NAMESPACE},
-                spec={
-                    "parentRefs": [{"name": args.gateway.name, "namespace": args.gateway.namespace}],
-                    "hostnames": [args.hostname],
-                    "rules": [{"backendRefs": [{"name": ARGOCD_SERVER_SERVICE, "port": 80}]}],
-                },
-                opts=after_argocd,
-            )
+    def _route(
+        self, name: str, gateway: GatewayParent, hostname: str, after_argocd: pulumi.ResourceOptions
+    ) -> None:
+        """The UI's HTTPRoute on the platform Gateway (only with a public hostname)."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata={"name": "argocd-server", "namespace": ARGOCD_NAMESPACE},
+            spec={
+                "parentRefs": [{"name": gateway.name, "namespace": gateway.namespace}],
+                "hostnames": [hostname],
+                "rules": [{"backendRefs": [{"name": ARGOCD_SERVER_SERVICE, "port": 80}]}],
+            },
+            opts=after_argocd,
+        )
 
+    def _projects(
+        self, name: str, args: ArgoCdArgs, after_argocd: pulumi.ResourceOptions
+    ) -> tuple[k8s.apiextensions.CustomResource, k8s.apiextensions.CustomResourcePatch]:
+        """The root apps' ``platform`` AppProject and the built-in ``default`` one locked down;
+        returns both (the root apps wait for them)."""
         # Root apps live in tooling's own argocd namespace: they create the environment's child
         # Applications, whose destinations are the environment's cluster (see EnvironmentProject).
         project = k8s.apiextensions.CustomResource(
@@ -596,7 +687,11 @@ class ArgoCd(pulumi.ComponentResource):
             spec=dict(DEFAULT_PROJECT_SPEC),
             opts=after_argocd,
         )
-        guards: list[pulumi.Resource] = [default_project, *self._admission(name, args, k8s_opts)]
+        return project, default_project
+
+    def _root_apps(self, name: str, args: ArgoCdArgs, guards: Sequence[pulumi.Resource]) -> None:
+        """One root "app of apps" per environment this Argo CD runs, after ``guards`` (its project,
+        the locked-down default project and the admission bindings)."""
         for environment, path in sorted(args.environments.items()):
             k8s.apiextensions.CustomResource(
                 f"{name}-root-{environment}",
@@ -609,37 +704,15 @@ class ArgoCd(pulumi.ComponentResource):
                     # Deleting a root app deletes the child Applications it created, not just itself.
                     "finalizers": ["resources-finalizer.argocd.argoproj.io"],
                 },
-                spec={
-                    "project": ROOT_PROJECT,
-                    "source": {
-                        "repoURL": args.repo_url,
-                        "targetRevision": args.target_revision,
-                        "path": path,
-                    },
-                    "destination": {
-                        "server": "https://kubernetes.default.svc",
-                        "namespace": ARGOCD_NAMESPACE,
-                    },
-                    "syncPolicy": {
-                        "automated": {"prune": True, "selfHeal": True},
-                        "syncOptions": ["ServerSideApply=true", "FailOnSharedResource=true"],
-                        "retry": {
-                            "limit": 5,
-                            "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"},
-                        },
-                    },
-                },
+                spec=root_app_spec(args, path),
                 # The guards first: a root app starts creating Applications as soon as it exists.
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     provider=args.provider,
-                    depends_on=[project, *guards],
+                    depends_on=list(guards),
                     retain_on_delete=environment in args.retained_environments,
                 ),
             )
-
-        self.namespace = ARGOCD_NAMESPACE
-        self.register_outputs({"namespace": self.namespace})
 
     def _admission(
         self, name: str, args: ArgoCdArgs, k8s_opts: pulumi.ResourceOptions
@@ -1154,7 +1227,18 @@ class EnvironmentProject(pulumi.ComponentResource):
             retain_on_delete=args.retain_on_delete,
         )
         self.project_name = args.environment
-        project = k8s.apiextensions.CustomResource(
+        project = self._project(name, args, in_tooling)
+        for app in args.apps:
+            self._application(name, args, app, project)
+        if args.apps:
+            self._image_updater(name, args, in_tooling)
+        self.register_outputs({"projectName": self.project_name})
+
+    def _project(
+        self, name: str, args: EnvironmentProjectArgs, in_tooling: pulumi.ResourceOptions
+    ) -> k8s.apiextensions.CustomResource:
+        """The environment's AppProject; its Applications wait for it."""
+        return k8s.apiextensions.CustomResource(
             f"{name}-project",
             api_version="argoproj.io/v1alpha1",
             kind="AppProject",
@@ -1178,48 +1262,59 @@ class EnvironmentProject(pulumi.ComponentResource):
             },
             opts=in_tooling,
         )
-        for app in args.apps:
-            k8s.apiextensions.CustomResource(
-                f"{name}-app-{app.name}",
-                api_version="argoproj.io/v1alpha1",
-                kind="Application",
-                metadata={
-                    "name": application_name(args.environment, app.name),
-                    "namespace": ARGOCD_NAMESPACE,
-                    "labels": {labels.ENVIRONMENT: args.environment, labels.APP: app.name},
-                    # Deleting the Application deletes what it deployed, not just itself.
-                    "finalizers": [kube.ARGOCD_FINALIZER],
-                },
-                spec=application_spec(
-                    app,
-                    project=self.project_name,
-                    cluster_name=args.cluster_name,
-                    repo_url=args.repo_url,
-                    target_revision=args.target_revision,
-                ),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    provider=args.tooling_provider,
-                    depends_on=[project],
-                    retain_on_delete=args.retain_on_delete,
-                ),
-            )
-        if args.apps:
-            k8s.apiextensions.CustomResource(
-                f"{name}-image-updater",
-                api_version="argocd-image-updater.argoproj.io/v1alpha1",
-                kind="ImageUpdater",
-                metadata={"name": args.environment, "namespace": ARGOCD_NAMESPACE},
-                spec=image_updater_spec(
-                    args.environment,
-                    args.apps,
-                    repo_url=args.repo_url,
-                    target_revision=args.target_revision,
-                    branch=args.write_back_branch,
-                ),
-                opts=in_tooling,
-            )
-        self.register_outputs({"projectName": self.project_name})
+
+    def _application(
+        self,
+        name: str,
+        args: EnvironmentProjectArgs,
+        app: RegisteredApp,
+        project: k8s.apiextensions.CustomResource,
+    ) -> None:
+        """One app's Application (program-owned), in the project."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-app-{app.name}",
+            api_version="argoproj.io/v1alpha1",
+            kind="Application",
+            metadata={
+                "name": application_name(args.environment, app.name),
+                "namespace": ARGOCD_NAMESPACE,
+                "labels": {labels.ENVIRONMENT: args.environment, labels.APP: app.name},
+                # Deleting the Application deletes what it deployed, not just itself.
+                "finalizers": [kube.ARGOCD_FINALIZER],
+            },
+            spec=application_spec(
+                app,
+                project=self.project_name,
+                cluster_name=args.cluster_name,
+                repo_url=args.repo_url,
+                target_revision=args.target_revision,
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                provider=args.tooling_provider,
+                depends_on=[project],
+                retain_on_delete=args.retain_on_delete,
+            ),
+        )
+
+    def _image_updater(
+        self, name: str, args: EnvironmentProjectArgs, in_tooling: pulumi.ResourceOptions
+    ) -> None:
+        """The environment's ImageUpdater: one entry per app (only when it has apps)."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-image-updater",
+            api_version="argocd-image-updater.argoproj.io/v1alpha1",
+            kind="ImageUpdater",
+            metadata={"name": args.environment, "namespace": ARGOCD_NAMESPACE},
+            spec=image_updater_spec(
+                args.environment,
+                args.apps,
+                repo_url=args.repo_url,
+                target_revision=args.target_revision,
+                branch=args.write_back_branch,
+            ),
+            opts=in_tooling,
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

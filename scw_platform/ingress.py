@@ -109,7 +109,9 @@ class IngressSettings(Settings):
     adopt_ip_id: str | None = None
     """Adopt an existing flexible IP instead of reserving one (the cutover, docs/runbooks/cutover.md)."""
     replicas: int = Field(default=2, ge=1, le=20)
+    """Traefik replicas behind the load balancer."""
     load_balancer_type: str = "LB-S"
+    """Load Balancer commercial type (catalogue: loadBalancerTypes)."""
 
     _zone = field_validator("zone")(zone_of_region)
 
@@ -346,10 +348,11 @@ def redirect_route_spec(source: str, target: str, listener: Listener) -> dict[st
     }
 
 
-def traefik_values(
-    *, replicas: int, ip_id: pulumi.Input[str], zone: str, load_balancer_type: str
-) -> dict[str, object]:
-    """Values for the Traefik chart (checked offline against its values.schema.json)."""
+def _traefik_pods(replicas: int) -> dict[str, object]:
+    """Traefik's pods: image, replicas and their spread, resources and hardened security contexts.
+
+    A step of :func:`traefik_values` (the values' keys keep their order).
+    """
     return {
         "image": {"tag": TRAEFIK_IMAGE_TAG},
         "deployment": {"replicas": replicas},
@@ -376,6 +379,34 @@ def traefik_values(
             "capabilities": {"drop": ["ALL"]},
             "readOnlyRootFilesystem": True,
         },
+    }
+
+
+def _traefik_entry_points() -> dict[str, object]:
+    """Traefik's entry points: web (redirecting to HTTPS, ACME aside) and websecure, on 80/443.
+
+    A step of :func:`traefik_values`.
+    """
+    return {
+        "web": {
+            "port": WEB_PORT,
+            "exposedPort": 80,
+            "http": {
+                "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
+            },
+            # ...except ACME HTTP-01 challenges, which must be answered over plain HTTP.
+            "allowACMEByPass": True,
+        },
+        "websecure": {"port": WEBSECURE_PORT, "exposedPort": 443},
+    }
+
+
+def traefik_values(
+    *, replicas: int, ip_id: pulumi.Input[str], zone: str, load_balancer_type: str
+) -> dict[str, object]:
+    """Values for the Traefik chart (checked offline against its values.schema.json)."""
+    return {
+        **_traefik_pods(replicas),
         # Routes come only through the Gateway API, where the Gateway decides which namespaces may
         # attach. IngressRoute and Ingress objects would let any namespace claim any hostname.
         "providers": {
@@ -392,18 +423,7 @@ def traefik_values(
         "log": {"level": "INFO", "format": "json"},
         # Access logs without request headers: cookies and authorization headers stay out of logs.
         "accessLog": {"enabled": True, "format": "json", "fields": {"headers": {"defaultMode": "drop"}}},
-        "ports": {
-            "web": {
-                "port": WEB_PORT,
-                "exposedPort": 80,
-                "http": {
-                    "redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": True}}
-                },
-                # ...except ACME HTTP-01 challenges, which must be answered over plain HTTP.
-                "allowACMEByPass": True,
-            },
-            "websecure": {"port": WEBSECURE_PORT, "exposedPort": 443},
-        },
+        "ports": _traefik_entry_points(),
         "service": {
             "annotations": {
                 IP_IDS_ANNOTATION: pulumi.Output.from_input(ip_id).apply(bare_ip_uuid),
@@ -503,110 +523,11 @@ class FrontDoor(pulumi.ComponentResource):
         crds = GatewayApiCrds(f"{name}-crds", args.provider, opts=pulumi.ResourceOptions(parent=self))
         self.gateway_api_crds = crds.bundle
 
-        namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": TRAEFIK_NAMESPACE, "labels": labels.platform_namespace()},
-            opts=k8s_opts,
-        )
-        # helm.v3.Release, not helm.v4.Chart: one atomic Helm release that waits for the load
-        # balancer and whose chart, version and values are recorded as inputs (validated offline).
-        self.traefik = helm.release(
-            f"{name}-traefik",
-            release_name=TRAEFIK_RELEASE,
-            chart=helm.Chart("traefik", TRAEFIK_CHART_VERSION, TRAEFIK_REPO),
-            namespace=namespace.metadata.name,
-            values=traefik_values(
-                replicas=args.replicas,
-                ip_id=ip.id,
-                zone=args.zone,
-                load_balancer_type=args.load_balancer_type,
-            ),
-            timeout=600,
-            # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts.
-            opts=pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, namespace])
-            ),
-        )
-
-        self.cert_manager = CertManager(
-            f"{name}-tls",
-            CertManagerArgs(
-                provider=args.provider,
-                acme_email=args.acme_email,
-                gateway=GatewayRef(
-                    name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, section_name=HTTP_LISTENER
-                ),
-                namespace_labels=labels.platform_namespace(),
-                gateway_api_crds=self.gateway_api_crds,
-                ha=args.replicas >= 2,
-                dns01=Dns01Args(
-                    zone=args.dns.zone,
-                    project_id=args.project_id,
-                    namespace_labels=labels.platform_namespace(enforce="baseline"),
-                )
-                if args.dns01 and args.dns is not None
-                else None,
-                tags=args.tags,
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-        after_controllers = pulumi.ResourceOptions.merge(
-            k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, self.traefik])
-        )
-        gateway_class = k8s.apiextensions.CustomResource(
-            f"{name}-gateway-class",
-            api_version="gateway.networking.k8s.io/v1",
-            kind="GatewayClass",
-            metadata={"name": GATEWAY_CLASS},
-            spec={
-                "controllerName": GATEWAY_CONTROLLER,
-                "description": "Traefik, behind the platform's reserved load-balancer IP",
-            },
-            opts=after_controllers,
-        )
-        shards = list(dict.fromkeys([GATEWAY_NAME, *(listener.gateway for listener in self.listeners)]))
-        self.gateways = {
-            shard: k8s.apiextensions.CustomResource(
-                # The platform Gateway keeps its original logical name (no replacement on upgrade).
-                f"{name}-gateway" if shard == GATEWAY_NAME else f"{name}-gateway-{shard}",
-                api_version="gateway.networking.k8s.io/v1",
-                kind="Gateway",
-                metadata={
-                    "name": shard,
-                    "namespace": GATEWAY_NAMESPACE,
-                    # cert-manager's gateway-shim issues one certificate per HTTPS listener.
-                    "annotations": {ISSUER_ANNOTATION: args.issuer},
-                },
-                spec=gateway_spec(
-                    [listener for listener in self.listeners if listener.gateway == shard],
-                    with_http=shard == GATEWAY_NAME,
-                ),
-                opts=pulumi.ResourceOptions.merge(
-                    after_controllers,
-                    # The issuer it names must exist, or the first issuance attempt fails and backs off.
-                    pulumi.ResourceOptions(depends_on=[gateway_class, *self.cert_manager.issuers.values()]),
-                ),
-            )
-            for shard in shards
-        }
+        self.traefik = self._traefik(name, args, ip, k8s_opts)
+        self.cert_manager = self._cert_manager(name, args)
+        self.gateways = self._gateways(name, args, k8s_opts)
         self.gateway = self.gateways[GATEWAY_NAME]
-
-        by_hostname = {listener.hostname: listener for listener in self.listeners}
-        for source, target in args.redirects.items():
-            k8s.apiextensions.CustomResource(
-                f"{name}-redirect-{resource_suffix(source)}",
-                api_version="gateway.networking.k8s.io/v1",
-                kind="HTTPRoute",
-                metadata={"name": f"redirect-{resource_suffix(source)}", "namespace": GATEWAY_NAMESPACE},
-                spec=redirect_route_spec(source, target, by_hostname[source]),
-                opts=pulumi.ResourceOptions.merge(
-                    k8s_opts,
-                    pulumi.ResourceOptions(
-                        depends_on=[self.gateway_api_crds, self.gateways[by_hostname[source].gateway]]
-                    ),
-                ),
-            )
+        self._redirect_routes(name, args, k8s_opts)
 
         if args.dns is not None and args.dns.records:
             DnsRecords(
@@ -630,6 +551,135 @@ class FrontDoor(pulumi.ComponentResource):
                 "hostnames": [listener.hostname for listener in self.listeners],
             }
         )
+
+    def _traefik(
+        self,
+        name: str,
+        args: FrontDoorArgs,
+        ip: scaleway.loadbalancers.Ip,
+        k8s_opts: pulumi.ResourceOptions,
+    ) -> k8s.helm.v3.Release:
+        """Declare Traefik's namespace and Helm release, its load balancer on the reserved IP.
+
+        A step of its own because it must follow the Gateway API CRDs (step 2 of the module docstring).
+        """
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": TRAEFIK_NAMESPACE, "labels": labels.platform_namespace()},
+            opts=k8s_opts,
+        )
+        # helm.v3.Release, not helm.v4.Chart: one atomic Helm release that waits for the load
+        # balancer and whose chart, version and values are recorded as inputs (validated offline).
+        return helm.release(
+            f"{name}-traefik",
+            release_name=TRAEFIK_RELEASE,
+            chart=helm.Chart("traefik", TRAEFIK_CHART_VERSION, TRAEFIK_REPO),
+            namespace=namespace.metadata.name,
+            values=traefik_values(
+                replicas=args.replicas,
+                ip_id=ip.id,
+                zone=args.zone,
+                load_balancer_type=args.load_balancer_type,
+            ),
+            timeout=600,
+            # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts.
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, namespace])
+            ),
+        )
+
+    def _cert_manager(self, name: str, args: FrontDoorArgs) -> CertManager:
+        """Declare cert-manager and its ClusterIssuers (HTTP-01 on the Gateway, DNS-01 when asked).
+
+        The Gateways wait on its issuers, so it comes before them.
+        """
+        return CertManager(
+            f"{name}-tls",
+            CertManagerArgs(
+                provider=args.provider,
+                acme_email=args.acme_email,
+                gateway=GatewayRef(
+                    name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, section_name=HTTP_LISTENER
+                ),
+                namespace_labels=labels.platform_namespace(),
+                gateway_api_crds=self.gateway_api_crds,
+                ha=args.replicas >= 2,
+                dns01=Dns01Args(
+                    zone=args.dns.zone,
+                    project_id=args.project_id,
+                    namespace_labels=labels.platform_namespace(enforce="baseline"),
+                )
+                if args.dns01 and args.dns is not None
+                else None,
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _gateways(
+        self, name: str, args: FrontDoorArgs, k8s_opts: pulumi.ResourceOptions
+    ) -> dict[str, k8s.apiextensions.CustomResource]:
+        """Declare the GatewayClass and every Gateway (the platform's, then the app-hostname overflow).
+
+        Step 3 of the module docstring: after Traefik and the issuers. Returns the Gateways by name.
+        """
+        after_controllers = pulumi.ResourceOptions.merge(
+            k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, self.traefik])
+        )
+        gateway_class = k8s.apiextensions.CustomResource(
+            f"{name}-gateway-class",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="GatewayClass",
+            metadata={"name": GATEWAY_CLASS},
+            spec={
+                "controllerName": GATEWAY_CONTROLLER,
+                "description": "Traefik, behind the platform's reserved load-balancer IP",
+            },
+            opts=after_controllers,
+        )
+        shards = list(dict.fromkeys([GATEWAY_NAME, *(listener.gateway for listener in self.listeners)]))
+        return {
+            shard: k8s.apiextensions.CustomResource(
+                # The platform Gateway keeps its original logical name (no replacement on upgrade).
+                f"{name}-gateway" if shard == GATEWAY_NAME else f"{name}-gateway-{shard}",
+                api_version="gateway.networking.k8s.io/v1",
+                kind="Gateway",
+                metadata={
+                    "name": shard,
+                    "namespace": GATEWAY_NAMESPACE,
+                    # cert-manager's gateway-shim issues one certificate per HTTPS listener.
+                    "annotations": {ISSUER_ANNOTATION: args.issuer},
+                },
+                spec=gateway_spec(
+                    [listener for listener in self.listeners if listener.gateway == shard],
+                    with_http=shard == GATEWAY_NAME,
+                ),
+                opts=pulumi.ResourceOptions.merge(
+                    after_controllers,
+                    # The issuer it names must exist, or the first issuance attempt fails and backs off.
+                    pulumi.ResourceOptions(depends_on=[gateway_class, *self.cert_manager.issuers.values()]),
+                ),
+            )
+            for shard in shards
+        }
+
+    def _redirect_routes(self, name: str, args: FrontDoorArgs, k8s_opts: pulumi.ResourceOptions) -> None:
+        """Declare one redirect HTTPRoute per redirect hostname, next to the Gateway serving it."""
+        by_hostname = {listener.hostname: listener for listener in self.listeners}
+        for source, target in args.redirects.items():
+            k8s.apiextensions.CustomResource(
+                f"{name}-redirect-{resource_suffix(source)}",
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata={"name": f"redirect-{resource_suffix(source)}", "namespace": GATEWAY_NAMESPACE},
+                spec=redirect_route_spec(source, target, by_hostname[source]),
+                opts=pulumi.ResourceOptions.merge(
+                    k8s_opts,
+                    pulumi.ResourceOptions(
+                        depends_on=[self.gateway_api_crds, self.gateways[by_hostname[source].gateway]]
+                    ),
+                ),
+            )
 
     def _reserved_ip(self, name: str, args: FrontDoorArgs) -> scaleway.loadbalancers.Ip:
         if args.adopt_ip_id is None:

@@ -23,6 +23,9 @@ from scw_platform.settings import Settings, catalogued
 
 class NetworkSettings(Settings):
     public_gateway_type: str = Field(default="VPC-GW-S", validate_default=True)
+    """Public Gateway commercial type (catalogue: publicGatewayTypes). The gateway's IP is the
+    environment's single egress address.
+    """
 
     @field_validator("public_gateway_type")
     @classmethod
@@ -52,15 +55,32 @@ class Network(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("platform:network:Network", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         tags = list(args.tags)
+        vpc, private_network = self._private_network(name, args, tags)
+        gateway_ip, gateway_network = self._egress(name, args, tags, private_network)
 
+        self.vpc_id = vpc.id
+        self.private_network_id = private_network.id
+        self.egress_ip = gateway_ip.address
+        self.egress = gateway_network
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "privateNetworkId": self.private_network_id,
+                "egressIp": self.egress_ip,
+            }
+        )
+
+    def _private_network(
+        self, name: str, args: NetworkArgs, tags: list[str]
+    ) -> tuple[scaleway.network.Vpc, scaleway.network.PrivateNetwork]:
+        """Declare the VPC and its private network: the address space nodes and the database share."""
         vpc = scaleway.network.Vpc(
             f"{name}-vpc",
             name=f"{args.environment}-vpc",
             region=args.region,
             tags=tags,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
         private_network = scaleway.network.PrivateNetwork(
             f"{name}-pn",
@@ -72,6 +92,20 @@ class Network(pulumi.ComponentResource):
             # Replacing it replaces the cluster and detaches the database.
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
+        return vpc, private_network
+
+    def _egress(
+        self,
+        name: str,
+        args: NetworkArgs,
+        tags: list[str],
+        private_network: scaleway.network.PrivateNetwork,
+    ) -> tuple[scaleway.network.PublicGatewayIp, scaleway.network.GatewayNetwork]:
+        """Declare the Public Gateway, its IP and its attachment: the private network's only way out.
+
+        Returns the egress IP and the gateway network (the resource that pushes the default route).
+        """
+        child = pulumi.ResourceOptions(parent=self)
         gateway_ip = scaleway.network.PublicGatewayIp(
             f"{name}-gw-ip",
             zone=args.zone,
@@ -100,15 +134,4 @@ class Network(pulumi.ComponentResource):
             zone=args.zone,
             opts=child,
         )
-
-        self.vpc_id = vpc.id
-        self.private_network_id = private_network.id
-        self.egress_ip = gateway_ip.address
-        self.egress = gateway_network
-        self.register_outputs(
-            {
-                "vpcId": self.vpc_id,
-                "privateNetworkId": self.private_network_id,
-                "egressIp": self.egress_ip,
-            }
-        )
+        return gateway_ip, gateway_network

@@ -74,7 +74,9 @@ class ContactPoint(Settings):
     """Where alerts go: an email address, or the webhook whose URL is a deploy-time secret."""
 
     name: DnsLabel
+    """Contact point name (a DNS label), unique in the stack."""
     kind: Literal["email", "webhook"] = "email"
+    """email, or webhook (backend prometheus; its URL is the secret platform:alertWebhookUrl)."""
     email: str | None = Field(default=None, validate_default=True)
     """Required for kind email. A webhook's URL is the secret platform:alertWebhookUrl."""
 
@@ -103,7 +105,9 @@ class ObservabilitySettings(Settings):
     metrics_retention_days: int = Field(default=31, ge=1, le=365)
     """Retention of the stack's Cockpit data sources."""
     logs_retention_days: int = Field(default=7, ge=1, le=31)
+    """Retention of the stack's Cockpit logs data source."""
     contact_points: list[ContactPoint] = Field(default_factory=list)
+    """Where alerts go; production needs at least one."""
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -591,10 +595,56 @@ class Observability(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:observability:Observability", name, None, opts)
         settings = args.settings
-        cockpit = settings.backend == "cockpit"
-        child = pulumi.ResourceOptions(parent=self)
         k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
+        logs, metrics, push_token = self._cockpit_sources(name, args)
+        self.logs_source_url = logs.url
+        self.metrics_source_url = metrics.url if metrics is not None else None
+        in_namespace = self._namespace(name, args, k8s_opts)
+        probes = tuple(args.probe_hostnames)
+        self.agent = self._collectors(
+            name,
+            args,
+            logs=logs,
+            metrics=metrics,
+            push_token=push_token,
+            probes=probes,
+            in_namespace=in_namespace,
+        )
+        self._alert_rules(name, args, metrics, probes, in_namespace)
+
+        emails = settings.emails
+        if emails:
+            # One per project and region: the stack that declares contact points owns it.
+            scaleway.observability.AlertManager(
+                f"{name}-alert-manager",
+                project_id=args.project_id,
+                region=args.region,
+                contact_points=[{"email": email} for email in emails],
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+        self.register_outputs(
+            {
+                "namespace": MONITORING_NAMESPACE,
+                "backend": settings.backend,
+                "logsSourceUrl": self.logs_source_url,
+                "ruleGroups": self.rule_groups,
+            }
+        )
+
+    def _cockpit_sources(
+        self, name: str, args: ObservabilityArgs
+    ) -> tuple[
+        scaleway.observability.Source, scaleway.observability.Source | None, scaleway.observability.Token
+    ]:
+        """Declare the stack's Cockpit data sources and the agent's push token (write scopes only).
+
+        A logs source always; a metrics source only with backend cockpit (else Prometheus keeps them).
+        """
+        settings = args.settings
+        cockpit = settings.backend == "cockpit"
+        child = pulumi.ResourceOptions(parent=self)
         logs = scaleway.observability.Source(
             f"{name}-logs",
             name=f"{args.environment}-logs",
@@ -604,7 +654,6 @@ class Observability(pulumi.ComponentResource):
             region=args.region,
             opts=child,
         )
-        self.logs_source_url = logs.url
         metrics = (
             scaleway.observability.Source(
                 f"{name}-metrics",
@@ -618,7 +667,6 @@ class Observability(pulumi.ComponentResource):
             if cockpit
             else None
         )
-        self.metrics_source_url = metrics.url if metrics is not None else None
         push_token = scaleway.observability.Token(
             f"{name}-push-token",
             name=f"{args.environment}-agent",
@@ -627,7 +675,15 @@ class Observability(pulumi.ComponentResource):
             scopes={"write_logs": True, "write_metrics": cockpit},
             opts=child,
         )
+        return logs, metrics, push_token
 
+    def _namespace(
+        self, name: str, args: ObservabilityArgs, k8s_opts: pulumi.ResourceOptions
+    ) -> pulumi.ResourceOptions:
+        """Declare the monitoring namespace, its default deny and the policy opening the collectors' paths.
+
+        Returns the options of everything inside it: after the namespace and both policies.
+        """
         namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": MONITORING_NAMESPACE, "labels": dict(args.namespace_labels)},
@@ -643,16 +699,33 @@ class Observability(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-allow",
                 metadata={"name": "monitoring-allow", "namespace": MONITORING_NAMESPACE},
-                spec=monitoring_policy_spec(backend=settings.backend),
+                spec=monitoring_policy_spec(backend=args.settings.backend),
                 opts=namespace_ready,
             ),
         ]
         # The collectors start with their paths open: under the default deny alone they could reach
         # neither the API nor Cockpit, and the atomic releases would time out and roll back. On
         # destroy, the releases go while those paths still exist.
-        in_namespace = pulumi.ResourceOptions.merge(
+        return pulumi.ResourceOptions.merge(
             k8s_opts, pulumi.ResourceOptions(depends_on=[namespace, *policies])
         )
+
+    def _collectors(
+        self,
+        name: str,
+        args: ObservabilityArgs,
+        *,
+        logs: scaleway.observability.Source,
+        metrics: scaleway.observability.Source | None,
+        push_token: scaleway.observability.Token,
+        probes: Sequence[str],
+        in_namespace: pulumi.ResourceOptions,
+    ) -> k8s.helm.v3.Release:
+        """Declare the push token's Secret, the blackbox exporter (with probes) and the agent release.
+
+        Returns the agent; the blackbox release, when there is one, is kept in :attr:`blackbox`.
+        """
+        cockpit = args.settings.backend == "cockpit"
         push_key: pulumi.Output[str] = pulumi.Output.secret(push_token.secret_key)
         token_secret = k8s.core.v1.Secret(
             f"{name}-cockpit-token",
@@ -661,8 +734,6 @@ class Observability(pulumi.ComponentResource):
             string_data={"token": push_key},
             opts=in_namespace,
         )
-
-        probes = tuple(args.probe_hostnames)
         if probes:
             self.blackbox = helm.release(
                 f"{name}-blackbox",
@@ -672,15 +743,14 @@ class Observability(pulumi.ComponentResource):
                 values=blackbox_values(),
                 opts=in_namespace,
             )
-
-        self.agent = helm.release(
+        return helm.release(
             f"{name}-agent",
             release_name=AGENT_RELEASE,
             chart=helm.Chart(AGENT_CHART, AGENT_CHART_VERSION, GRAFANA_REPO),
             namespace=MONITORING_NAMESPACE,
             values=agent_values(
                 cluster_name=args.environment,
-                backend=settings.backend,
+                backend=args.settings.backend,
                 metrics_push_url=metrics.push_url if metrics is not None else None,
                 logs_push_url=logs.push_url,
                 probe_hostnames=probes if cockpit else (),
@@ -692,6 +762,20 @@ class Observability(pulumi.ComponentResource):
             ),
         )
 
+    def _alert_rules(
+        self,
+        name: str,
+        args: ObservabilityArgs,
+        metrics: scaleway.observability.Source | None,
+        probes: Sequence[str],
+        in_namespace: pulumi.ResourceOptions,
+    ) -> None:
+        """Route each rule group to where it is evaluated, then declare what loads it there.
+
+        Cockpit targets (the custom metrics source, the project's Scaleway Metrics) get a rules sync;
+        backend prometheus gets the in-cluster stack. Records the split in :attr:`rule_groups`.
+        """
+        cockpit = args.settings.backend == "cockpit"
         in_cluster, scaleway_groups = split_rule_groups(
             args.rule_groups, restore_check=args.restore_check, database=args.database
         )
@@ -713,26 +797,6 @@ class Observability(pulumi.ComponentResource):
             self._prometheus(name, args, in_cluster, probes, in_namespace)
         if targets:
             self._rules_sync(name, args, targets, in_namespace)
-
-        emails = settings.emails
-        if emails:
-            # One per project and region: the stack that declares contact points owns it.
-            scaleway.observability.AlertManager(
-                f"{name}-alert-manager",
-                project_id=args.project_id,
-                region=args.region,
-                contact_points=[{"email": email} for email in emails],
-                opts=child,
-            )
-
-        self.register_outputs(
-            {
-                "namespace": MONITORING_NAMESPACE,
-                "backend": settings.backend,
-                "logsSourceUrl": self.logs_source_url,
-                "ruleGroups": self.rule_groups,
-            }
-        )
 
     def _prometheus(
         self,

@@ -19,6 +19,9 @@ from scw_platform.settings import Settings
 
 class RegistrySettings(Settings):
     namespace: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{2,52}[a-z0-9])$")]
+    """Container Registry namespace: images live at rg.<region>.scw.cloud/<namespace>/<repository>.
+    Namespace names are unique across Scaleway.
+    """
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -38,6 +38,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
 from scw_platform import helm, labels
+from scw_platform.controller_values import replicated_controllers
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
 
@@ -66,6 +67,7 @@ class VaultSettings(Settings):
     backend: SecretsBackend = "scaleway"
     """scaleway (Scaleway Secret Manager, the default) or onepassword (a 1Password service account)."""
     onepassword: OnePasswordSettings | None = Field(default=None, validate_default=True)
+    """The 1Password vault; required with backend onepassword, refused otherwise."""
     refresh_interval: Annotated[str, StringConstraints(pattern=r"^\d+[smh]$")] = "15m"
     """How often External Secrets re-reads the vault."""
 
@@ -142,24 +144,10 @@ class SecretsOperatorArgs:
 
 def operator_values(*, ha: bool) -> dict[str, Any]:
     """Helm values for the external-secrets chart (checked offline against its values schema)."""
-    replicas = 2 if ha else 1
-    pdb = {"enabled": ha, "minAvailable": 1}
-    image = {"tag": EXTERNAL_SECRETS_IMAGE_TAG}
-    small = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     return {
         "installCRDs": True,
-        "image": image,
-        "replicaCount": replicas,
+        **replicated_controllers(EXTERNAL_SECRETS_IMAGE_TAG, ha=ha, helpers=("webhook", "certController")),
         "leaderElect": ha,
-        "podDisruptionBudget": pdb,
-        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        "webhook": {"replicaCount": replicas, "podDisruptionBudget": pdb, "image": image, "resources": small},
-        "certController": {
-            "replicaCount": replicas,
-            "podDisruptionBudget": pdb,
-            "image": image,
-            "resources": small,
-        },
         # Only cluster stores, all created by the program: a namespace cannot bring its own store
         # (and its own credentials) to bypass the platform's.
         "processSecretStore": False,
@@ -256,66 +244,26 @@ class SecretsOperator(pulumi.ComponentResource):
             opts=in_namespace,
         )
 
-        self.identity = ScopedIdentity(
-            f"{name}-scaleway",
-            ScopedIdentityArgs(
-                description=f"External Secrets in {args.environment}: reads Scaleway Secret Manager",
-                project_id=args.project_id,
-                permission_sets=list(SCALEWAY_PERMISSION_SETS),
-                tags=args.tags,
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        access_key: pulumi.Output[str] = pulumi.Output.secret(self.identity.access_key)
-        secret_key: pulumi.Output[str] = pulumi.Output.secret(self.identity.secret_key)
-        credentials = k8s.core.v1.Secret(
-            f"{name}-scaleway-credentials",
-            metadata={"name": SCALEWAY_CREDENTIALS_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
-            type="Opaque",
-            string_data={
-                "access-key": access_key,
-                "secret-key": secret_key,
-            },
-            opts=in_namespace,
-        )
+        self.identity, credentials = self._scaleway_credentials(name, args, in_namespace)
         # The stores are validated by the operator's webhook: it must be up (the release waits
         # for it), and the credentials they name must exist.
         self.stores = {
-            SCALEWAY_STORE: k8s.apiextensions.CustomResource(
+            SCALEWAY_STORE: self._cluster_store(
                 f"{name}-store-scaleway",
-                api_version="external-secrets.io/v1",
-                kind="ClusterSecretStore",
-                metadata={"name": SCALEWAY_STORE},
-                spec=scaleway_store_spec(
+                SCALEWAY_STORE,
+                scaleway_store_spec(
                     region=args.region,
                     project_id=args.project_id,
                     allowed_namespace_labels=args.allowed_namespace_labels,
                 ),
-                opts=pulumi.ResourceOptions.merge(
-                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, credentials])
-                ),
+                credentials,
+                k8s_opts,
             )
         }
         if args.backend == "onepassword":
             assert args.onepassword is not None
-            token = k8s.core.v1.Secret(
-                f"{name}-onepassword-token",
-                metadata={"name": ONEPASSWORD_TOKEN_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
-                type="Opaque",
-                string_data={"token": pulumi.Output.secret(args.onepassword.token)},
-                opts=in_namespace,
-            )
-            self.stores[ONEPASSWORD_STORE] = k8s.apiextensions.CustomResource(
-                f"{name}-store-onepassword",
-                api_version="external-secrets.io/v1",
-                kind="ClusterSecretStore",
-                metadata={"name": ONEPASSWORD_STORE},
-                spec=onepassword_store_spec(
-                    vault=args.onepassword.vault, allowed_namespace_labels=args.allowed_namespace_labels
-                ),
-                opts=pulumi.ResourceOptions.merge(
-                    k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, token])
-                ),
+            self.stores[ONEPASSWORD_STORE] = self._onepassword_store(
+                name, args, args.onepassword, k8s_opts, in_namespace
             )
 
         self.backend = args.backend
@@ -327,4 +275,82 @@ class SecretsOperator(pulumi.ComponentResource):
                 "appStore": self.app_store,
                 "stores": sorted(self.stores),
             }
+        )
+
+    def _scaleway_credentials(
+        self, name: str, args: SecretsOperatorArgs, in_namespace: pulumi.ResourceOptions
+    ) -> tuple[ScopedIdentity, k8s.core.v1.Secret]:
+        """The Scaleway store's own read-only identity and the Secret holding its API key. A step of
+        its own because the store exists with every backend (platform entries are always read
+        from Scaleway Secret Manager) and must wait for this Secret."""
+        identity = ScopedIdentity(
+            f"{name}-scaleway",
+            ScopedIdentityArgs(
+                description=f"External Secrets in {args.environment}: reads Scaleway Secret Manager",
+                project_id=args.project_id,
+                permission_sets=list(SCALEWAY_PERMISSION_SETS),
+                tags=args.tags,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        access_key: pulumi.Output[str] = pulumi.Output.secret(identity.access_key)
+        secret_key: pulumi.Output[str] = pulumi.Output.secret(identity.secret_key)
+        credentials = k8s.core.v1.Secret(
+            f"{name}-scaleway-credentials",
+            metadata={"name": SCALEWAY_CREDENTIALS_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
+            type="Opaque",
+            string_data={
+                "access-key": access_key,
+                "secret-key": secret_key,
+            },
+            opts=in_namespace,
+        )
+        return identity, credentials
+
+    def _onepassword_store(
+        self,
+        name: str,
+        args: SecretsOperatorArgs,
+        onepassword: OnePasswordStore,
+        k8s_opts: pulumi.ResourceOptions,
+        in_namespace: pulumi.ResourceOptions,
+    ) -> k8s.apiextensions.CustomResource:
+        """Backend ``onepassword`` only: the service-account token's Secret and the 1Password store
+        that reads through it (apps' own keys come from there)."""
+        token = k8s.core.v1.Secret(
+            f"{name}-onepassword-token",
+            metadata={"name": ONEPASSWORD_TOKEN_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
+            type="Opaque",
+            string_data={"token": pulumi.Output.secret(onepassword.token)},
+            opts=in_namespace,
+        )
+        return self._cluster_store(
+            f"{name}-store-onepassword",
+            ONEPASSWORD_STORE,
+            onepassword_store_spec(
+                vault=onepassword.vault, allowed_namespace_labels=args.allowed_namespace_labels
+            ),
+            token,
+            k8s_opts,
+        )
+
+    def _cluster_store(
+        self,
+        resource_name: str,
+        store: str,
+        spec: dict[str, Any],
+        credential: k8s.core.v1.Secret,
+        k8s_opts: pulumi.ResourceOptions,
+    ) -> k8s.apiextensions.CustomResource:
+        """One ClusterSecretStore, after the operator's release (its webhook validates stores) and
+        the Secret holding the credential the store names. Shared by both backends' stores."""
+        return k8s.apiextensions.CustomResource(
+            resource_name,
+            api_version="external-secrets.io/v1",
+            kind="ClusterSecretStore",
+            metadata={"name": store},
+            spec=spec,
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, credential])
+            ),
         )

@@ -28,6 +28,7 @@ import pulumi_kubernetes as k8s
 from pydantic import field_validator
 
 from scw_platform import helm, labels
+from scw_platform.controller_values import replicated_controllers
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
 
@@ -124,23 +125,10 @@ class CertManagerArgs:
 
 
 def cert_manager_values(*, ha: bool) -> dict[str, object]:
-    replicas = 2 if ha else 1
-    pdb = {"enabled": ha, "minAvailable": 1}
     image = {"tag": CERT_MANAGER_IMAGE_TAG}
-    small = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
     return {
         "crds": {"enabled": True, "keep": True},
-        "image": image,
-        "replicaCount": replicas,
-        "podDisruptionBudget": pdb,
-        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-        "webhook": {"replicaCount": replicas, "podDisruptionBudget": pdb, "image": image, "resources": small},
-        "cainjector": {
-            "replicaCount": replicas,
-            "podDisruptionBudget": pdb,
-            "image": image,
-            "resources": small,
-        },
+        **replicated_controllers(CERT_MANAGER_IMAGE_TAG, ha=ha, helpers=("webhook", "cainjector")),
         "startupapicheck": {"image": image},
         "acmesolver": {"image": image},
         # Leases in cert-manager's own namespace rather than kube-system.
@@ -263,6 +251,19 @@ class CertManager(pulumi.ComponentResource):
     def _dns01(
         self, name: str, args: CertManagerArgs, dns01: Dns01Args, k8s_opts: pulumi.ResourceOptions
     ) -> list[pulumi.Resource]:
+        """DNS-01 through Scaleway DNS: the solver's credentials, the Scaleway webhook and its grant
+        to read them; returns what the issuers must wait for."""
+        credentials = self._dns01_credentials(name, args, dns01, k8s_opts)
+        webhook = self._dns01_webhook(name, dns01, k8s_opts)
+        binding = self._dns01_secret_reader(name, k8s_opts)
+        # Issuers depend on all of it: a DNS-01 challenge needs the webhook, the key and the grant.
+        return [webhook, credentials, binding]
+
+    def _dns01_credentials(
+        self, name: str, args: CertManagerArgs, dns01: Dns01Args, k8s_opts: pulumi.ResourceOptions
+    ) -> k8s.core.v1.Secret:
+        """The solver's own identity (DNS only, one project) and the Secret in cert-manager's
+        namespace that holds its API key, which the ClusterIssuers reference."""
         identity = ScopedIdentity(
             f"{name}-dns01",
             ScopedIdentityArgs(
@@ -275,19 +276,24 @@ class CertManager(pulumi.ComponentResource):
         )
         access_key: pulumi.Output[str] = pulumi.Output.secret(identity.access_key)
         secret_key: pulumi.Output[str] = pulumi.Output.secret(identity.secret_key)
-        credentials = k8s.core.v1.Secret(
+        return k8s.core.v1.Secret(
             f"{name}-dns01-credentials",
             metadata={"name": DNS01_SECRET, "namespace": CERT_MANAGER_NAMESPACE},
             type="Opaque",
             string_data={"SCW_ACCESS_KEY": access_key, "SCW_SECRET_KEY": secret_key},
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
         )
+
+    def _dns01_webhook(
+        self, name: str, dns01: Dns01Args, k8s_opts: pulumi.ResourceOptions
+    ) -> k8s.helm.v3.Release:
+        """The Scaleway webhook's namespace (baseline, see SCW_WEBHOOK_NAMESPACE) and its release."""
         namespace = k8s.core.v1.Namespace(
             f"{name}-dns01-namespace",
             metadata={"name": SCW_WEBHOOK_NAMESPACE, "labels": dict(dns01.namespace_labels)},
             opts=k8s_opts,
         )
-        webhook = helm.release(
+        return helm.release(
             f"{name}-dns01-webhook",
             release_name=SCW_WEBHOOK_RELEASE,
             chart=helm.Chart(SCW_WEBHOOK_CHART, SCW_WEBHOOK_CHART_VERSION, SCW_WEBHOOK_REPO),
@@ -308,6 +314,9 @@ class CertManager(pulumi.ComponentResource):
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, namespace])
             ),
         )
+
+    def _dns01_secret_reader(self, name: str, k8s_opts: pulumi.ResourceOptions) -> k8s.rbac.v1.RoleBinding:
+        """The webhook's grant in cert-manager's namespace; returns the binding the issuers wait for."""
         # The webhook reads the solver's secret from cert-manager's namespace: that one secret, read only.
         role = k8s.rbac.v1.Role(
             f"{name}-dns01-secret-reader",
@@ -319,7 +328,7 @@ class CertManager(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
         )
-        binding = k8s.rbac.v1.RoleBinding(
+        return k8s.rbac.v1.RoleBinding(
             f"{name}-dns01-secret-reader",
             metadata={"name": "scaleway-dns01-secret-reader", "namespace": CERT_MANAGER_NAMESPACE},
             role_ref=k8s.rbac.v1.RoleRefArgs(
@@ -332,5 +341,3 @@ class CertManager(pulumi.ComponentResource):
             ],
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
         )
-        # Issuers depend on all of it: a DNS-01 challenge needs the webhook, the key and the grant.
-        return [webhook, credentials, binding]

@@ -158,48 +158,70 @@ def mutate_once(config: dict[str, Any], pick: Pick[Any]) -> str:
         kinds.append("duplicate")
     kind = pick(kinds)
     if kind == "delete":
-        path = tuple(pick(every))
-        del get(config, path[:-1])[path[-1]]
-        return f"delete {show(path)}"
+        return _delete(config, pick, every)
     if kind == "add-key":
-        maps = [(), *(p for p in every if isinstance(get(config, p), dict))]
-        where = tuple(pick(maps))
-        name = pick(UNKNOWN_KEYS)
-        key = f"{pick(('platform', 'scaleway'))}:{name}" if where == () else name
-        value = pick([v for samples in SAMPLES.values() for v in samples])
-        get(config, where)[key] = copy.deepcopy(value)
-        return f"add {show((*where, key))} = {brief(value)}"
+        return _add_key(config, pick, every)
     if kind == "duplicate":
-        path = tuple(pick(lists))
-        entries = get(config, path)
-        i = pick(range(len(entries)))
-        entries.insert(i + 1, copy.deepcopy(entries[i]))
-        return f"duplicate {show((*path, i))}"
-    value: Any
-    if kind == "retype":
-        path = tuple(pick(every))
-        old = get(config, path)
-        options = [v for t, samples in SAMPLES.items() if t is not type(old) for v in samples]
-        # The same value in another guise: "3" for 3, [x] and {"value": x} for x.
-        if not isinstance(old, str | dict | list) and old is not None:
-            options.append(str(old))
-        options += [[old], {"value": old}]
-        value = pick(options)
-    elif kind == "number":
-        path = _target(config, pick, _is_number)
-        value = pick(EXTREME_NUMBERS)
-    elif kind == "string":
-        path = _target(config, pick, lambda v: isinstance(v, str))
-        value = pick(ODD_STRINGS)
-    elif kind == "stack-ref":
-        path = _target(config, pick, _is_stack_ref)
-        value = pick(STACK_REFS)
-    else:
-        path = _target(config, pick, _is_cidr)
-        value = pick(ODD_CIDRS)
+        return _duplicate(config, pick, lists)
+    path, value = _retyped(config, pick, every) if kind == "retype" else _odd_value(config, pick, kind)
     old = get(config, path)
     _set(config, path, copy.deepcopy(value))
     return f"{kind} {show(path)}: {brief(old)} -> {brief(value)}"
+
+
+def _delete(config: dict[str, Any], pick: Pick[Any], every: list[KeyPath]) -> str:
+    """Delete a key or a list entry, at any depth."""
+    path = tuple(pick(every))
+    del get(config, path[:-1])[path[-1]]
+    return f"delete {show(path)}"
+
+
+def _add_key(config: dict[str, Any], pick: Pick[Any], every: list[KeyPath]) -> str:
+    """Add an unknown key to any map (a namespaced one at the top)."""
+    maps = [(), *(p for p in every if isinstance(get(config, p), dict))]
+    where = tuple(pick(maps))
+    name = pick(UNKNOWN_KEYS)
+    key = f"{pick(('platform', 'scaleway'))}:{name}" if where == () else name
+    value = pick([v for samples in SAMPLES.values() for v in samples])
+    get(config, where)[key] = copy.deepcopy(value)
+    return f"add {show((*where, key))} = {brief(value)}"
+
+
+def _duplicate(config: dict[str, Any], pick: Pick[Any], lists: list[KeyPath]) -> str:
+    """Duplicate an entry of a non-empty list, next to itself."""
+    path = tuple(pick(lists))
+    entries = get(config, path)
+    i = pick(range(len(entries)))
+    entries.insert(i + 1, copy.deepcopy(entries[i]))
+    return f"duplicate {show((*path, i))}"
+
+
+def _retyped(config: dict[str, Any], pick: Pick[Any], every: list[KeyPath]) -> tuple[KeyPath, Any]:
+    """Any path, and a value of another type for it."""
+    path = tuple(pick(every))
+    old = get(config, path)
+    options = [v for t, samples in SAMPLES.items() if t is not type(old) for v in samples]
+    # The same value in another guise: "3" for 3, [x] and {"value": x} for x.
+    if not isinstance(old, str | dict | list) and old is not None:
+        options.append(str(old))
+    options += [[old], {"value": old}]
+    return path, pick(options)
+
+
+#: For each kind of odd value: which values it mostly replaces, and the odd values.
+_ODD_VALUES: dict[str, tuple[Callable[[Any], bool], Sequence[Any]]] = {
+    "number": (_is_number, EXTREME_NUMBERS),
+    "string": (lambda v: isinstance(v, str), ODD_STRINGS),
+    "stack-ref": (_is_stack_ref, STACK_REFS),
+    "cidr": (_is_cidr, ODD_CIDRS),
+}
+
+
+def _odd_value(config: dict[str, Any], pick: Pick[Any], kind: str) -> tuple[KeyPath, Any]:
+    """A path (mostly one whose value fits ``kind``) and an odd value of that kind for it."""
+    wanted, values = _ODD_VALUES[kind]
+    path = _target(config, pick, wanted)
+    return path, pick(values)
 
 
 def mutate(config: dict[str, Any], pick: Pick[Any]) -> list[str]:

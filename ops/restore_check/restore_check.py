@@ -230,61 +230,71 @@ def _database(raw: object, path: str, problems: list[str]) -> DatabaseSpec | Non
         name = None
     conn = _connection(raw.get("connection", {}), name, f"{path}.connection", problems)
     checks = raw.get("checks", {})
-    tables: list[TableName] = []
-    min_rows: list[tuple[TableName, int]] = []
-    freshness: list[Freshness] = []
     cpath = f"{path}.checks"
     if not isinstance(checks, dict):
         problems.append(f"{cpath}: must be an object with keys {', '.join(_CHECK_KEYS)}")
         checks = {}
     _unknown_keys(checks, _CHECK_KEYS, cpath, problems)
-
-    raw_tables = checks.get("tables", [])
-    if not isinstance(raw_tables, list):
-        problems.append(f"{cpath}.tables: must be a list of table names such as orders or public.orders")
-        raw_tables = []
-    for j, item in enumerate(raw_tables):
-        table = _table(item, f"{cpath}.tables[{j}]", problems)
-        if table is not None:
-            tables.append(table)
-
-    raw_min = checks.get("minRows", {})
-    if not isinstance(raw_min, dict):
-        problems.append(f"{cpath}.minRows: must be a map of table name -> minimum row count")
-        raw_min = {}
-    for key, count in raw_min.items():
-        table = _table(key, f"{cpath}.minRows.{key}", problems)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            problems.append(f"{cpath}.minRows.{key}: must be a whole number >= 0, got {count!r}")
-        elif table is not None:
-            min_rows.append((table, count))
-
-    raw_fresh = checks.get("freshness", [])
-    if not isinstance(raw_fresh, list):
-        problems.append(f"{cpath}.freshness: must be a list of {{table, column, maxAge}} objects")
-        raw_fresh = []
-    for j, item in enumerate(raw_fresh):
-        fpath = f"{cpath}.freshness[{j}]"
-        if not isinstance(item, dict):
-            problems.append(f"{fpath}: must be an object with keys {', '.join(_FRESH_KEYS)}")
-            continue
-        _unknown_keys(item, _FRESH_KEYS, fpath, problems)
-        table = _table(item.get("table"), f"{fpath}.table", problems)
-        column = item.get("column")
-        if not isinstance(column, str) or not _COLUMN.fullmatch(column):
-            problems.append(f"{fpath}.column: required, a column name, got {column!r}")
-            column = None
-        try:
-            seconds = parse_duration(item.get("maxAge"), f"{fpath}.maxAge")
-        except SpecError as exc:
-            problems.extend(exc.problems)
-            continue
-        if table is not None and column is not None:
-            freshness.append(Freshness(table, column, seconds, str(item["maxAge"])))
-
+    tables = _spec_tables(checks.get("tables", []), f"{cpath}.tables", problems)
+    min_rows = _spec_min_rows(checks.get("minRows", {}), f"{cpath}.minRows", problems)
+    freshness = _spec_freshness(checks.get("freshness", []), f"{cpath}.freshness", problems)
     if name is None or conn is None:
         return None
-    return DatabaseSpec(name, conn, tuple(tables), tuple(min_rows), tuple(freshness))
+    return DatabaseSpec(name, conn, tables, min_rows, freshness)
+
+
+def _spec_tables(raw: object, path: str, problems: list[str]) -> tuple[TableName, ...]:
+    """``checks.tables``: the tables that must exist."""
+    if not isinstance(raw, list):
+        problems.append(f"{path}: must be a list of table names such as orders or public.orders")
+        raw = []
+    tables = (_table(item, f"{path}[{j}]", problems) for j, item in enumerate(raw))
+    return tuple(table for table in tables if table is not None)
+
+
+def _spec_min_rows(raw: object, path: str, problems: list[str]) -> tuple[tuple[TableName, int], ...]:
+    """``checks.minRows``: table name -> minimum row count."""
+    if not isinstance(raw, dict):
+        problems.append(f"{path}: must be a map of table name -> minimum row count")
+        raw = {}
+    min_rows: list[tuple[TableName, int]] = []
+    for key, count in raw.items():
+        table = _table(key, f"{path}.{key}", problems)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            problems.append(f"{path}.{key}: must be a whole number >= 0, got {count!r}")
+        elif table is not None:
+            min_rows.append((table, count))
+    return tuple(min_rows)
+
+
+def _spec_freshness(raw: object, path: str, problems: list[str]) -> tuple[Freshness, ...]:
+    """``checks.freshness``: a list of ``{table, column, maxAge}`` objects."""
+    if not isinstance(raw, list):
+        problems.append(f"{path}: must be a list of {{table, column, maxAge}} objects")
+        raw = []
+    freshness = (_spec_freshness_entry(item, f"{path}[{j}]", problems) for j, item in enumerate(raw))
+    return tuple(fresh for fresh in freshness if fresh is not None)
+
+
+def _spec_freshness_entry(item: object, path: str, problems: list[str]) -> Freshness | None:
+    """One ``checks.freshness`` entry."""
+    if not isinstance(item, dict):
+        problems.append(f"{path}: must be an object with keys {', '.join(_FRESH_KEYS)}")
+        return None
+    _unknown_keys(item, _FRESH_KEYS, path, problems)
+    table = _table(item.get("table"), f"{path}.table", problems)
+    column = item.get("column")
+    if not isinstance(column, str) or not _COLUMN.fullmatch(column):
+        problems.append(f"{path}.column: required, a column name, got {column!r}")
+        column = None
+    try:
+        seconds = parse_duration(item.get("maxAge"), f"{path}.maxAge")
+    except SpecError as exc:
+        problems.extend(exc.problems)
+        return None
+    if table is None or column is None:
+        return None
+    return Freshness(table, column, seconds, str(item["maxAge"]))
 
 
 def _connection(raw: object, name: str | None, path: str, problems: list[str]) -> Connection | None:
@@ -333,7 +343,7 @@ def _table(raw: object, path: str, problems: list[str]) -> TableName | None:
     return TableName(schema=match.group(1) or "public", table=match.group(2), given=str(raw))
 
 
-def _storage(raw: object, problems: list[str]) -> StorageSpec | None:  # noqa: PLR0911 - one exit per type
+def _storage(raw: object, problems: list[str]) -> StorageSpec | None:
     path = "storage"
     if not isinstance(raw, dict):
         problems.append(f"{path}: must be an object with a type (s3, local or none)")
@@ -352,11 +362,21 @@ def _storage(raw: object, problems: list[str]) -> StorageSpec | None:  # noqa: P
     if kind == "none":
         return StorageSpec(type="none")
     if kind == "local":
-        target = raw.get("path")
-        if not isinstance(target, str) or not target:
-            problems.append(f"{path}.path: required for type local (a directory)")
-            return None
-        return StorageSpec(type="local", prefix=prefix, path=target)
+        return _local_storage(raw, prefix, path, problems)
+    return _s3_storage(raw, prefix, path, problems)
+
+
+def _local_storage(raw: dict[str, Any], prefix: str, path: str, problems: list[str]) -> StorageSpec | None:
+    """The rest of a ``type: local`` storage: its directory."""
+    target = raw.get("path")
+    if not isinstance(target, str) or not target:
+        problems.append(f"{path}.path: required for type local (a directory)")
+        return None
+    return StorageSpec(type="local", prefix=prefix, path=target)
+
+
+def _s3_storage(raw: dict[str, Any], prefix: str, path: str, problems: list[str]) -> StorageSpec | None:
+    """The rest of a ``type: s3`` storage: endpoint, region, bucket and the optional keys."""
     missing = [k for k in ("endpoint", "region", "bucket") if not isinstance(raw.get(k), str) or not raw[k]]
     for key in missing:
         problems.append(f"{path}.{key}: required for type s3")
@@ -918,79 +938,105 @@ _EPOCH_TYPES = ("smallint", "integer", "bigint", "numeric", "real", "double prec
 _TIME_TYPES = ("timestamp with time zone", "timestamp without time zone", "date")
 
 
+@dataclasses.dataclass
+class _RestoredCopy:
+    """The restored copy in ``dbname``, with each table's existence looked up once."""
+
+    server: ScratchServer
+    dbname: str
+    _exists: dict[TableName, bool] = dataclasses.field(default_factory=dict)
+
+    def psql(self, sql: str) -> list[list[str]]:
+        return self.server.psql(sql, self.dbname)
+
+    def table_exists(self, table: TableName) -> bool:
+        if table not in self._exists:
+            rows = self.psql(f"select to_regclass({table.regclass_literal}) is not null")
+            self._exists[table] = rows == [["t"]]
+        return self._exists[table]
+
+
+def _missing(table: TableName) -> str:
+    return f'table "{table.given}" does not exist in the restored copy'
+
+
 def run_checks(
     db: DatabaseSpec, server: ScratchServer, scratch_db: str, reference: float, res: DatabaseResult
 ) -> None:
     """Every declared check, against the restored copy in ``scratch_db``."""
-    exists: dict[TableName, bool] = {}
-
-    def table_exists(table: TableName) -> bool:
-        if table not in exists:
-            rows = server.psql(f"select to_regclass({table.regclass_literal}) is not null", scratch_db)
-            exists[table] = rows == [["t"]]
-        return exists[table]
-
-    def missing(table: TableName) -> str:
-        return f'table "{table.given}" does not exist in the restored copy'
-
+    restored = _RestoredCopy(server, scratch_db)
     for table in db.tables:
-        if table_exists(table):
+        if restored.table_exists(table):
             res.ok(f'table "{table.given}" exists')
         else:
-            res.fail(missing(table))
-
+            res.fail(_missing(table))
     for table, minimum in db.min_rows:
-        if not table_exists(table):
-            res.fail(missing(table) + f" (expected >= {minimum} rows)")
-            continue
-        count = int(server.psql(f"select count(*) from {table.sql}", scratch_db)[0][0])
-        if count >= minimum:
-            res.ok(f'table "{table.given}" has {count} rows (>= {minimum})')
-        else:
-            res.fail(f'table "{table.given}" has {count} rows, expected >= {minimum}')
-
+        _check_min_rows(restored, table, minimum, res)
     for fresh in db.freshness:
-        label = f'"{fresh.table.given}.{fresh.column}"'
-        if not table_exists(fresh.table):
-            res.fail(missing(fresh.table) + f" (freshness of {label})")
-            continue
-        type_rows = server.psql(
-            "select format_type(atttypid, atttypmod) from pg_attribute "
-            f"where attrelid = to_regclass({fresh.table.regclass_literal}) "
-            f"and attname = '{fresh.column}' and attnum > 0 and not attisdropped",
-            scratch_db,
+        _check_freshness(restored, fresh, reference, res)
+
+
+def _check_min_rows(restored: _RestoredCopy, table: TableName, minimum: int, res: DatabaseResult) -> None:
+    """``table`` has at least ``minimum`` rows."""
+    if not restored.table_exists(table):
+        res.fail(_missing(table) + f" (expected >= {minimum} rows)")
+        return
+    count = int(restored.psql(f"select count(*) from {table.sql}")[0][0])
+    if count >= minimum:
+        res.ok(f'table "{table.given}" has {count} rows (>= {minimum})')
+    else:
+        res.fail(f'table "{table.given}" has {count} rows, expected >= {minimum}')
+
+
+def _check_freshness(
+    restored: _RestoredCopy, fresh: Freshness, reference: float, res: DatabaseResult
+) -> None:
+    """The newest value of ``fresh.column`` is at most ``fresh.max_age`` older than ``reference``."""
+    label = f'"{fresh.table.given}.{fresh.column}"'
+    if not restored.table_exists(fresh.table):
+        res.fail(_missing(fresh.table) + f" (freshness of {label})")
+        return
+    expr = _newest_expr(restored, fresh, label, res)
+    if expr is None:
+        return
+    newest = restored.psql(f"select {expr} from {fresh.table.sql}")[0][0]
+    if newest == "":
+        res.fail(
+            f"freshness of {label}: the table has no rows, so no newest value "
+            f"(expected within {fresh.max_age})"
         )
-        if not type_rows:
-            res.fail(f"freshness column {label} does not exist in the restored copy")
-            continue
-        col_type = type_rows[0][0]
-        column = _quote_ident(fresh.column)
-        if col_type in _EPOCH_TYPES:
-            expr = f"max({column})::float8"  # unix seconds
-        elif col_type.split("(")[0] in _TIME_TYPES:
-            # timestamp without time zone is read as UTC (the session time zone is UTC).
-            expr = f"extract(epoch from max({column}))::float8"
-        else:
-            res.fail(
-                f"freshness column {label} has type {col_type}, expected a timestamp, date or unix seconds"
-            )
-            continue
-        newest = server.psql(f"select {expr} from {fresh.table.sql}", scratch_db)[0][0]
-        if newest == "":
-            res.fail(
-                f"freshness of {label}: the table has no rows, so no newest value "
-                f"(expected within {fresh.max_age})"
-            )
-            continue
-        age = reference - float(newest)
-        newest_iso = dt.datetime.fromtimestamp(float(newest), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if age <= fresh.max_age_seconds:
-            res.ok(f"newest {label} is {_human_age(age)} old (within {fresh.max_age})")
-        else:
-            res.fail(
-                f"stale data: newest {label} is {newest_iso}, {_human_age(age)} old, "
-                f"expected within {fresh.max_age}"
-            )
+        return
+    age = reference - float(newest)
+    newest_iso = dt.datetime.fromtimestamp(float(newest), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if age <= fresh.max_age_seconds:
+        res.ok(f"newest {label} is {_human_age(age)} old (within {fresh.max_age})")
+    else:
+        res.fail(
+            f"stale data: newest {label} is {newest_iso}, {_human_age(age)} old, "
+            f"expected within {fresh.max_age}"
+        )
+
+
+def _newest_expr(restored: _RestoredCopy, fresh: Freshness, label: str, res: DatabaseResult) -> str | None:
+    """SQL for the newest value of the freshness column as unix seconds; None (the failure
+    reported) when the column is missing or of a type that holds no time."""
+    type_rows = restored.psql(
+        "select format_type(atttypid, atttypmod) from pg_attribute "
+        f"where attrelid = to_regclass({fresh.table.regclass_literal}) "
+        f"and attname = '{fresh.column}' and attnum > 0 and not attisdropped",
+    )
+    if not type_rows:
+        res.fail(f"freshness column {label} does not exist in the restored copy")
+        return None
+    col_type = type_rows[0][0]
+    column = _quote_ident(fresh.column)
+    if col_type in _EPOCH_TYPES:
+        return f"max({column})::float8"  # unix seconds
+    if col_type.split("(")[0] in _TIME_TYPES:
+        # timestamp without time zone is read as UTC (the session time zone is UTC).
+        return f"extract(epoch from max({column}))::float8"
+    res.fail(f"freshness column {label} has type {col_type}, expected a timestamp, date or unix seconds")
+    return None
 
 
 _INVENTORY_TABLES = (
@@ -1028,78 +1074,22 @@ def check_one(
     started: dt.datetime,
 ) -> DatabaseResult:
     res = DatabaseResult(db.name)
-    dump_path = workdir / f"{db.name}.dump"
+    dump_path = (workdir if from_dumps is None else from_dumps) / f"{db.name}.dump"
     try:
         if from_dumps is not None:
-            dump_path = from_dumps / f"{db.name}.dump"
-            if not dump_path.is_file():
-                res.fail(f"no dump file {dump_path}")
-                return res
-            reference = dump_path.stat().st_mtime
-            _log(f"{db.name}: using existing dump {dump_path}")
+            reference = _existing_dump(db, dump_path, res)
         else:
-            try:
-                env = source_env(db.connection, os.environ)
-                probe_source(bindir, env)
-            except SourceError as exc:
-                res.fail(str(exc))
-                return res
-            reference = time.time()
-            t0 = time.monotonic()
-            proc = subprocess.run(
-                [str(bindir / "pg_dump"), "-Fc", "-w", "--file", str(dump_path)],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if proc.returncode != 0:
-                res.fail(f"pg_dump failed: {_first_error_line(proc.stderr)}")
-                return res
-            _log(f"{db.name}: dumped {dump_path.stat().st_size} bytes in {time.monotonic() - t0:.1f}s")
+            reference = _dump_source(db, bindir, dump_path, res)
+        if reference is None:
+            return res
         res.dump_bytes = dump_path.stat().st_size
         res.dump_sha256 = file_sha256(dump_path)
-
         if from_dumps is None:
-            key = dump_key(prefix, db.name, started)
-            try:
-                res.stored = target.put(key, dump_path)
-                res.ok(f"dump stored: {res.stored}")
-            except UploadError as exc:
-                res.fail(f"upload failed: {exc}")
+            _store(target, dump_key(prefix, db.name, started), dump_path, res)
             # An upload failure is reported, but the restore below still proves the dump.
-
-        listing = subprocess.run(
-            [str(bindir / "pg_restore"), "--list", str(dump_path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if listing.returncode != 0:
-            res.fail(f"corrupt dump: not a readable pg_dump archive ({_first_error_line(listing.stderr)})")
+        scratch_db = _restore(db, bindir, server, dump_path, res)
+        if scratch_db is None:
             return res
-        scratch_db = f"check_{db.name}"
-        server.psql(f"create database {_quote_ident(scratch_db)}")
-        t0 = time.monotonic()
-        restore = subprocess.run(
-            [
-                str(bindir / "pg_restore"),
-                "--exit-on-error",
-                "--no-owner",
-                "--no-privileges",
-                "--dbname",
-                scratch_db,
-                str(dump_path),
-            ],
-            env=server.env(scratch_db),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if restore.returncode != 0:
-            res.fail(f"corrupt dump: restore failed ({_first_error_line(restore.stderr)})")
-            return res
-        res.ok(f"restored into scratch database in {time.monotonic() - t0:.1f}s")
         run_checks(db, server, scratch_db, reference, res)
         if want_inventory:
             res.inventory = inventory(server, scratch_db)
@@ -1112,6 +1102,90 @@ def check_one(
         if from_dumps is None:
             dump_path.unlink(missing_ok=True)
     return res
+
+
+def _existing_dump(db: DatabaseSpec, dump_path: Path, res: DatabaseResult) -> float | None:
+    """``--from-dumps``: the dump's modification time is the freshness reference; None (the
+    failure reported) when there is no dump file."""
+    if not dump_path.is_file():
+        res.fail(f"no dump file {dump_path}")
+        return None
+    reference = dump_path.stat().st_mtime
+    _log(f"{db.name}: using existing dump {dump_path}")
+    return reference
+
+
+def _dump_source(db: DatabaseSpec, bindir: Path, dump_path: Path, res: DatabaseResult) -> float | None:
+    """``pg_dump -Fc`` the source into ``dump_path``; the time it started (the freshness
+    reference), or None (the failure reported)."""
+    try:
+        env = source_env(db.connection, os.environ)
+        probe_source(bindir, env)
+    except SourceError as exc:
+        res.fail(str(exc))
+        return None
+    reference = time.time()
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [str(bindir / "pg_dump"), "-Fc", "-w", "--file", str(dump_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        res.fail(f"pg_dump failed: {_first_error_line(proc.stderr)}")
+        return None
+    _log(f"{db.name}: dumped {dump_path.stat().st_size} bytes in {time.monotonic() - t0:.1f}s")
+    return reference
+
+
+def _store(target: UploadTarget, key: str, dump_path: Path, res: DatabaseResult) -> None:
+    """Upload the dump; a failure is reported as a failed check."""
+    try:
+        res.stored = target.put(key, dump_path)
+        res.ok(f"dump stored: {res.stored}")
+    except UploadError as exc:
+        res.fail(f"upload failed: {exc}")
+
+
+def _restore(
+    db: DatabaseSpec, bindir: Path, server: ScratchServer, dump_path: Path, res: DatabaseResult
+) -> str | None:
+    """Restore the dump into a new scratch database; its name, or None (the failure reported)
+    when the dump is not a readable archive or does not restore."""
+    listing = subprocess.run(
+        [str(bindir / "pg_restore"), "--list", str(dump_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if listing.returncode != 0:
+        res.fail(f"corrupt dump: not a readable pg_dump archive ({_first_error_line(listing.stderr)})")
+        return None
+    scratch_db = f"check_{db.name}"
+    server.psql(f"create database {_quote_ident(scratch_db)}")
+    t0 = time.monotonic()
+    restore = subprocess.run(
+        [
+            str(bindir / "pg_restore"),
+            "--exit-on-error",
+            "--no-owner",
+            "--no-privileges",
+            "--dbname",
+            scratch_db,
+            str(dump_path),
+        ],
+        env=server.env(scratch_db),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if restore.returncode != 0:
+        res.fail(f"corrupt dump: restore failed ({_first_error_line(restore.stderr)})")
+        return None
+    res.ok(f"restored into scratch database in {time.monotonic() - t0:.1f}s")
+    return scratch_db
 
 
 # --------------------------------------------------------------------------------------------
