@@ -8,6 +8,7 @@
 #   make gates STACK=prod GITOPS=../platform-gitops   render each app's PreSync parity gate
 #   make bench-apps             plan prod with 1, 10 and 100 generated apps
 #   make urns [UPDATE=1]        compare (or refresh) the committed URN snapshots of every stack
+#   make config-reference       regenerate docs/configuration.md from the settings models
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -16,7 +17,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns
+.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference
 
 # First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -81,6 +82,10 @@ bench-apps: setup
 # The committed URN snapshots (tests/urns): compare, or refresh after a deliberate rename.
 urns: setup
 	$(PY) -m offline.urns $(if $(UPDATE),--update)
+
+# docs/configuration.md, from each settings field's docstring (a test fails when it is stale).
+config-reference: setup
+	$(PY) scripts/config_reference.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
