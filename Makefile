@@ -1,6 +1,7 @@
 # Everything a newcomer needs, from a fresh clone, with no cloud account:
 #   make plan STACK=prod    set up, then show what the prod stack would create (offline, mocked)
 #   make test               set up, then run the whole test suite
+#   make test-fast          the unit tests only (tests/unit: library and program under mocks)
 #   make artifacts STACK=prod   write build/prod/: inventory.json, manifests/, helm/ (offline plan)
 #   make validate STACK=prod    plan, then validate the artifacts (schemas, checkov, policy rules)
 #   make validate-all           the same for every committed stack (CI)
@@ -17,7 +18,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference
+.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference
 
 # First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -55,6 +56,9 @@ plan: setup
 
 test: setup
 	$(PY) -m pytest -q -n auto
+
+test-fast: setup
+	$(PY) -m pytest -q -n auto tests/unit
 
 lint: setup
 	$(PY) -m ruff check .

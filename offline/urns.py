@@ -2,7 +2,7 @@
 
 A renamed or re-parented resource has a new URN, and Pulumi replaces it in a live stack: a
 restructuring of the program must keep every URN (or add an alias and say so). The test
-``tests/test_urns.py`` fails when a URN of the snapshot is gone; new URNs are listed, not refused.
+``tests/stacks/test_urns.py`` fails when a URN of the snapshot is gone; new URNs are listed, not refused.
 
     python -m offline.urns            # compare every committed stack with its snapshot
     python -m offline.urns --update   # write the snapshots (a deliberate change: say why in the commit)

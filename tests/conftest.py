@@ -1,5 +1,10 @@
 """Shared fixtures: run the real program under recording mocks.
 
+The suite is split by cost, and each folder's tests carry its marker (``-m unit`` and so on):
+``tests/unit`` mirrors the library and the program (components, settings, rules, under mocks),
+``tests/stacks`` plans the committed stacks end to end, ``tests/integration`` runs the tools and
+servers nobody here wrote (checkov, the upstream schemas, PostgreSQL, promtool, git, pip).
+
 ``offline.mocks.RecordingMonitor`` records every registered resource with its options (parent,
 provider, protect, dependencies) and raises on a duplicate URN, so every test that plans a stack
 also checks URN uniqueness.
@@ -15,6 +20,19 @@ import pytest
 
 from offline import runner
 from program.environments import Environments
+
+_KINDS = ("unit", "stacks", "integration")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test with its folder's kind; a test outside the three folders is an error."""
+    for item in items:
+        kind = next((k for k in _KINDS if f"/tests/{k}/" in str(item.path)), None)
+        if kind is None:
+            raise pytest.UsageError(
+                f"{item.nodeid}: tests live in tests/unit, tests/stacks or tests/integration"
+            )
+        item.add_marker(getattr(pytest.mark, kind))
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ from policy.rules import ResourceView, StackView
 from program import environments
 from scw_platform import labels
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 P = "urn:pulumi:test::platform::"
 K8S = P + "pulumi:providers:kubernetes::prod-k8s"
 OTHER_K8S = P + "pulumi:providers:kubernetes::tooling-k8s"

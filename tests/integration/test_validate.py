@@ -13,7 +13,7 @@ import pytest
 
 from offline import artifacts, runner, schemas, validate
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "validation"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "validation"
 BROKEN = FIXTURES / "broken"
 
 HAVE_SCHEMAS = schemas.schemas_available()

@@ -18,7 +18,7 @@ import yaml
 
 from tests.harness import record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "minimal"
 LIBRARY = ROOT / "scw_platform"
 

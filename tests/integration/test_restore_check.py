@@ -29,7 +29,7 @@ import pytest
 from ops.restore_check import restore_check as rc
 from tests import pg
 
-SCRIPT = Path(__file__).resolve().parents[1] / "ops" / "restore_check" / "restore_check.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "ops" / "restore_check" / "restore_check.py"
 
 # --------------------------------------------------------------------------------------------
 # Spec parsing: strict durations, every problem with its key path.

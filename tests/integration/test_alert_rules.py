@@ -21,7 +21,7 @@ import yaml
 from ops.restore_check import restore_check
 from scw_platform.backup import RESTORE_CHECK_CRONJOB, RESTORE_CHECK_NAMESPACE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "ops" / "alerts"
 RULES = ALERTS / "platform-rules.yaml"
 UNIT_TESTS = sorted((ALERTS / "tests").glob("*.yaml"))

@@ -16,7 +16,7 @@ import yaml
 
 from offline import artifacts, runner, validate
 from program import environments
-from tests import test_invariants as invariants
+from tests.stacks import test_invariants as invariants
 
 #: The environment the recipe adds: "staging", unless the repository already has one.
 _COMMITTED = environments.load_file().entries

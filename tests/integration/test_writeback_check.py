@@ -19,7 +19,7 @@ import pytest
 
 from ops import writeback_check as wc
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BRANCH = "image-updater-3f2a9c"
 OVERRIDE = "apps/website/.argocd-source-prod-website.yaml"
 KUSTOMIZE_OVERRIDE = "kustomize:\n  images:\n  - rg.fr-par.scw.cloud/platform/website:1.4.2\n"

@@ -16,7 +16,7 @@ import yaml
 from scw_platform import catalogue
 from scw_platform.catalogue import SECTIONS, Catalogue, CatalogueError, Entry
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "scw_platform" / "data" / "scaleway.yaml"
 SOURCE = "https://example.org/scaleway/specs"
 

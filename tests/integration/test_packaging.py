@@ -11,7 +11,7 @@ from pathlib import Path
 
 import scw_platform
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _wheel(tmp_path: Path) -> Path:
