@@ -23,10 +23,12 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from offline.mocks import PlatformMocks, RecordingMonitor, Registration, fake_secret
+from program import paths
 from program.environments import Environments, load_yaml, yaml_problem
 from scw_platform.contract import ProblemsError
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository's layout is the program's (program/paths.py).
+ROOT = paths.ROOT
 
 #: The monitor of the latest run, kept even when the run fails, so tests can prove that an
 #: invalid stack registered nothing.

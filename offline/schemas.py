@@ -40,7 +40,10 @@ import yaml
 from jsonschema import exceptions as jsonschema_exceptions
 from jsonschema.protocols import Validator
 
-ROOT = Path(__file__).resolve().parent.parent
+from program import paths
+
+# The repository's layout is the program's (program/paths.py).
+ROOT = paths.ROOT
 
 #: Default location: ``<repo>/../shared/schemas``; ``PLATFORM_SCHEMAS_DIR`` overrides it.
 SCHEMAS_DIR = Path(os.environ.get("PLATFORM_SCHEMAS_DIR") or ROOT.parent / "shared" / "schemas")

@@ -38,8 +38,10 @@ from typing import Any
 import yaml
 
 from offline import artifacts, runner, schemas
+from program import paths
 
-ROOT = Path(__file__).resolve().parent.parent
+# The repository's layout is the program's (program/paths.py).
+ROOT = paths.ROOT
 BUILD = ROOT / "build"
 CHECKOV = Path(os.environ.get("PLATFORM_CHECKOV") or ROOT / ".venv-checkov" / "bin" / "checkov")
 _NO_REASON = {"", "no comment provided"}
@@ -404,9 +406,7 @@ def stack_settings(stack: str) -> tuple[str | None, str | None]:
     config = runner.read_stack_config(stack)
     cluster = config.get("platform:cluster")
     version = cluster.get("version") if isinstance(cluster, dict) else None
-    entry = environments.load_file(runner.ROOT / environments.FILE_NAME).entries.get(
-        str(config.get("platform:environment"))
-    )
+    entry = environments.load_file(paths.ENVIRONMENTS).entries.get(str(config.get("platform:environment")))
     return (entry.role if entry else None), (str(version) if version else None)
 
 

@@ -21,12 +21,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from pydantic.alias_generators import to_camel
 
+from program import paths
 from scw_platform.contract import ProblemsError
 from scw_platform.settings import Hostname
 
 #: The file, at the repository root (next to Pulumi.yaml).
 FILE_NAME = "environments.yaml"
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / FILE_NAME
+DEFAULT_PATH = paths.ENVIRONMENTS
 
 Role = Literal["tooling", "production", "development"]
 _RFC1918 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))

@@ -11,4 +11,4 @@ ALERT_RULES = ROOT / "ops" / "alerts" / "platform-rules.yaml"
 #: The restore check the CronJob runs (mounted from a ConfigMap into a pinned image).
 RESTORE_CHECK_SCRIPT = ROOT / "ops" / "restore_check" / "restore_check.py"
 #: The list of environments every stack reads.
-ENVIRONMENTS = ROOT / "environments.yaml"
+ENVIRONMENTS = ROOT / "environments.yaml"  # program.environments.FILE_NAME

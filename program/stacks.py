@@ -31,7 +31,9 @@ from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
 from scw_platform.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
 from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.contract import (
+    FACT_REGISTRY_ENDPOINT,
     REGISTRATION_KEY,
+    PlatformFacts,
     ProblemsError,
     Registration,
     ToolingFacts,
@@ -483,7 +485,7 @@ def _register(
             registration=registration,
             provider=cluster.provider,
             source_stack=cfg.registered_stacks[environment],
-            hub_facts={"registry-endpoint": _registry_endpoint(cfg)},
+            hub_facts={FACT_REGISTRY_ENDPOINT: _registry_endpoint(cfg)},
             retain_on_delete=_kept(cfg, environment),
             depends_on=(argocd.release,),
         ),
@@ -561,21 +563,19 @@ def _registration(  # noqa: PLR0917 - private composition helper
             depends_on=(*(app.namespace for app in apps), *extra),
         ),
     )
-    facts: dict[str, pulumi.Input[str]] = {
-        "environment": cfg.environment,
-        "registry-endpoint": tooling.registry_endpoint,
-    }
-    if database is not None:
-        facts["database-host"] = database.host
-    if front_door is not None:
-        facts["ingress-ip"] = front_door.ip_address
+    facts = PlatformFacts(
+        environment=cfg.environment,
+        registry_endpoint=tooling.registry_endpoint,
+        database_host=database.host if database is not None else None,
+        ingress_ip=front_door.ip_address if front_door is not None else None,
+    )
     return registration_export(
         environment=cfg.environment,
         server=cluster.apiserver_url,
         ca_data=cluster.ca_certificate,
         token=registration.token,
         namespaces=namespaces,
-        facts=facts,
+        facts=facts.items(),
         apps=[app.delivery for app in apps],
         ready=[app.external_secret.id for app in apps],
     )

@@ -142,6 +142,33 @@ class Registration:
     apps: tuple[RegisteredApp, ...]
 
 
+#: The registry the hub's image updater and the environment's nodes pull from (``rg.<region>...``).
+FACT_REGISTRY_ENDPOINT = "registry-endpoint"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlatformFacts:
+    """What a workload stack registers about itself: annotations ``platform.scw/<fact>`` on the
+    hub's cluster Secret, for ApplicationSet cluster generators and for people. The one spelling
+    of the fact names, used by the spoke that writes them and the hub that adds its own."""
+
+    environment: str
+    registry_endpoint: pulumi.Input[str]
+    database_host: pulumi.Input[str] | None = None
+    ingress_ip: pulumi.Input[str] | None = None
+
+    def items(self) -> dict[str, pulumi.Input[str]]:
+        facts: dict[str, pulumi.Input[str]] = {
+            "environment": self.environment,
+            FACT_REGISTRY_ENDPOINT: self.registry_endpoint,
+        }
+        if self.database_host is not None:
+            facts["database-host"] = self.database_host
+        if self.ingress_ip is not None:
+            facts["ingress-ip"] = self.ingress_ip
+        return facts
+
+
 def registration_export(
     *,
     environment: str,
