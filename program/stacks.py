@@ -62,6 +62,7 @@ from scw_platform.gitops import (
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.ingress import (
     TRAEFIK_NAMESPACE,
+    WEBSECURE_PORT,
     DnsZone,
     FrontDoor,
     FrontDoorArgs,
@@ -69,7 +70,7 @@ from scw_platform.ingress import (
     hostnames_by_kind,
 )
 from scw_platform.network import Network, NetworkArgs
-from scw_platform.observability import Observability, ObservabilityArgs, load_rule_groups
+from scw_platform.observability import FrontDoorPods, Observability, ObservabilityArgs, load_rule_groups
 from scw_platform.registry import Registry, RegistryArgs
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
@@ -733,6 +734,9 @@ def _observability(
             region=cfg.region,
             project_id=cfg.project_id,
             settings=settings,
+            front_door=FrontDoorPods(namespace=TRAEFIK_NAMESPACE, port=WEBSECURE_PORT)
+            if cfg.front_door is not None
+            else None,
             rule_groups=load_rule_groups(ALERT_RULES),
             probe_hostnames=[app.hostname for app in cfg.apps] if production else (),
             restore_check=production,

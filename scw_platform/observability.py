@@ -58,7 +58,6 @@ import yaml
 from pydantic import Field, ValidationInfo, field_validator
 
 from scw_platform import helm, kube, labels
-from scw_platform.ingress import TRAEFIK_NAMESPACE, WEBSECURE_PORT
 from scw_platform.settings import DnsLabel, Settings, no_duplicates
 
 # --------------------------------------------------------------------------------------------
@@ -444,7 +443,16 @@ def _tcp(*ports: int) -> list[dict[str, Any]]:
     return [{"protocol": "TCP", "port": port} for port in ports]
 
 
-def monitoring_policy_spec(*, backend: str) -> Any:
+@dataclass(frozen=True, kw_only=True)
+class FrontDoorPods:
+    """Where the front door's pods take HTTPS inside the cluster: the namespace and the container
+    port of its HTTPS entry point (a probe may be handed straight to them, see below)."""
+
+    namespace: str
+    port: int
+
+
+def monitoring_policy_spec(*, backend: str, front_door: FrontDoorPods | None = None) -> Any:
     """What the monitoring namespace may do on top of its default deny.
 
     Ingress: only from its own pods (the collectors scrape kube-state-metrics, the blackbox exporter
@@ -463,6 +471,19 @@ def monitoring_policy_spec(*, backend: str) -> Any:
     to match (https://github.com/cilium/cilium/issues/20550). An address rule could silently cut
     the collectors off their main sources; a rule without peers matches every destination."""
     ingress: list[dict[str, Any]] = [{"from": [{"podSelector": {}}]}]
+    # A probe of an app hostname goes to the front door's public address; a CNI that serves
+    # LoadBalancer addresses inside the cluster (Cilium's kube-proxy replacement) hands it straight
+    # to the front door's pods instead.
+    to_front_door = (
+        [
+            {
+                "to": [{"namespaceSelector": kube.namespace_selector(front_door.namespace)}],
+                "ports": _tcp(front_door.port),
+            }
+        ]
+        if front_door is not None
+        else []
+    )
     if backend == "prometheus":
         # Kapsule's API server lives outside the cluster, with no selector to name it.
         ingress.append({"ports": _tcp(PROMETHEUS_OPERATOR_WEBHOOK_PORT)})
@@ -475,13 +496,7 @@ def monitoring_policy_spec(*, backend: str) -> Any:
             {"to": [{"podSelector": {}}]},
             {"ports": _tcp(KUBERNETES_API_PORT, KUBELET_PORT, NODE_EXPORTER_PORT)},
             {"to": [{"namespaceSelector": {}}], "ports": _tcp(*CONTROLLER_METRICS_PORTS)},
-            # A probe of an app hostname goes to the front door's public address; a CNI that
-            # serves LoadBalancer addresses inside the cluster (Cilium's kube-proxy replacement)
-            # hands it straight to Traefik's pods instead.
-            {
-                "to": [{"namespaceSelector": kube.namespace_selector(TRAEFIK_NAMESPACE)}],
-                "ports": _tcp(WEBSECURE_PORT),
-            },
+            *to_front_door,
             kube.public_https_egress_rule(),
         ],
     }
@@ -560,6 +575,8 @@ class ObservabilityArgs:
     region: str
     project_id: str
     settings: ObservabilitySettings
+    #: The stack's front door, when it has one: probes may reach its pods directly.
+    front_door: FrontDoorPods | None = None
     #: The alert rule groups (a Prometheus rule file's ``groups``): the platform's own, or yours.
     rule_groups: Sequence[Mapping[str, Any]]
     #: Public hostnames probed every 30 s from inside the cluster (production: the apps').
@@ -699,7 +716,7 @@ class Observability(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-allow",
                 metadata={"name": "monitoring-allow", "namespace": MONITORING_NAMESPACE},
-                spec=monitoring_policy_spec(backend=args.settings.backend),
+                spec=monitoring_policy_spec(backend=args.settings.backend, front_door=args.front_door),
                 opts=namespace_ready,
             ),
         ]

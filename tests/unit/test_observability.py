@@ -473,3 +473,14 @@ def test_prometheus_backend_scrapes_the_same_annotations(tmp_path: Path) -> None
     match = re.fullmatch(rewrite["regex"], "10.0.0.5:8080;9402")
     assert match is not None
     assert rewrite["replacement"].replace("$1", match[1]).replace("$2", match[2]) == "10.0.0.5:9402"
+
+
+def test_probes_may_reach_the_front_doors_pods_only_when_given_them() -> None:
+    pods = obs.FrontDoorPods(namespace="traefik", port=8443)
+    to_pods = {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
+        "ports": [{"protocol": "TCP", "port": 8443}],
+    }
+    assert to_pods in obs.monitoring_policy_spec(backend="cockpit", front_door=pods)["egress"]
+    without = obs.monitoring_policy_spec(backend="cockpit")["egress"]
+    assert not any("traefik" in str(rule) for rule in without)
