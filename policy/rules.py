@@ -455,29 +455,109 @@ def is_default_deny(policy: ResourceView) -> bool:
 
 
 def _namespaces_default_deny(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    yield from _without_default_deny(stack, _is_app_namespace, "app namespace")
+
+
+def _without_default_deny(
+    stack: StackView, selected: Callable[[ResourceView], bool], what: str
+) -> Iterator[tuple[ResourceView, Finding]]:
+    """Every ``selected`` Namespace has a default-deny NetworkPolicy of its own."""
     denied = {
         (p.provider, dig(p.metadata, "namespace"))
         for p in stack.of_type(NETWORK_POLICY)
         if is_default_deny(p)
     }
     for namespace in stack.resources:
-        if not _is_app_namespace(namespace):
+        if not selected(namespace):
             continue
         name = namespace.metadata.get("name")
         if not isinstance(name, str) or not name:
             yield (
                 namespace,
-                ("metadata.name", "an app namespace needs an explicit name to attach policies to"),
+                ("metadata.name", f"an {what} needs an explicit name to attach policies to"),
             )
         elif (namespace.provider, name) not in denied:
             yield (
                 namespace,
                 (
                     "",
-                    f"app namespace {name!r} has no default-deny NetworkPolicy "
+                    f"{what} {name!r} has no default-deny NetworkPolicy "
                     "(empty podSelector, policyTypes Ingress and Egress, no rules)",
                 ),
             )
+
+
+#: The namespaces CI jobs run in (scw_platform.ci).
+CI_NAMESPACES = frozenset({"ci"})
+_GITLAB_PRIVILEGED = re.compile(r"^\s*privileged\s*=\s*true\s*$", re.MULTILINE)
+
+
+def _is_ci_namespace(r: ResourceView) -> bool:
+    return r.type == NAMESPACE and r.metadata.get("name") in CI_NAMESPACES
+
+
+def _ci_namespaces_default_deny(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    yield from _without_default_deny(stack, _is_ci_namespace, "CI namespace")
+
+
+def _containers(r: ResourceView) -> Iterator[tuple[str, Any]]:
+    """(path, container) of every container of a pod-spec object."""
+    path = pod_spec_path(r.kind)
+    spec = dig(r.inputs, *path) if path is not None else None
+    if not isinstance(spec, Mapping) or path is None:
+        return
+    for list_name in _CONTAINER_LISTS:
+        containers = spec.get(list_name)
+        for i, container in enumerate(containers if isinstance(containers, list | tuple) else ()):
+            yield f"{'.'.join(path)}.{list_name}[{i}]", container
+
+
+def _not_privileged(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    """No container anywhere is privileged: pod specs, and Helm values (a ``privileged: true`` key
+    at any depth, or GitLab Runner's ``privileged = true`` in its config template)."""
+    if r.is_helm:
+        yield from _privileged_values(r.get("values"), "values")
+        return
+    for path, container in _containers(r):
+        if dig(container, "securityContext", "privileged") is True:
+            yield f"{path}.securityContext.privileged", "privileged container"
+
+
+def _privileged_values(node: Any, path: str) -> Iterator[Finding]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "privileged" and value is True:
+                yield f"{path}.{key}", "privileged: true in Helm values"
+            else:
+                yield from _privileged_values(value, f"{path}.{key}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            yield from _privileged_values(value, f"{path}[{i}]")
+    elif isinstance(node, str) and _GITLAB_PRIVILEGED.search(node):
+        yield path, "privileged = true in a runner configuration"
+
+
+def _in_ci(r: ResourceView) -> bool:
+    namespace = dig(r.metadata, "namespace") if not r.is_helm else r.get("namespace")
+    return namespace in CI_NAMESPACES
+
+
+def _build_pods_bounded(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    """Every container CI starts has an ephemeral-storage limit: pod specs in a CI namespace,
+    GitLab Runner's job pods (its config template) and ARC's runner pods (the scale set's template)."""
+    if not r.is_helm:
+        for path, container in _containers(r):
+            if dig(container, "resources", "limits", "ephemeral-storage") is None:
+                yield f"{path}.resources.limits", "no ephemeral-storage limit"
+        return
+    values = r.get("values")
+    config = dig(values, "runners", "config")
+    if isinstance(config, str) and not re.search(r"^\s*ephemeral_storage_limit\s*=", config, re.MULTILINE):
+        yield "values.runners.config", "GitLab Runner's job pods have no ephemeral_storage_limit"
+    containers = dig(values, "template", "spec", "containers")
+    for i, container in enumerate(containers if isinstance(containers, list | tuple) else ()):
+        if dig(container, "resources", "limits", "ephemeral-storage") is None:
+            yield f"values.template.spec.containers[{i}].resources.limits", "no ephemeral-storage limit"
 
 
 def _secret_values_are_secret(r: ResourceView, stack: StackView) -> Iterator[Finding]:
@@ -789,6 +869,26 @@ RULES: tuple[Rule, ...] = (
         lambda r: r.is_kubernetes_object,
         _not_in_the_hub,
         roles=_WORKLOAD,
+    ),
+    Rule(
+        "no-privileged-containers",
+        "No container is privileged anywhere: pod specs, Helm values, CI runner configurations.",
+        lambda r: r.is_helm or pod_spec_path(r.kind) is not None,
+        _not_privileged,
+    ),
+    Rule(
+        "ci-namespace-default-deny",
+        f"Every CI namespace ({', '.join(sorted(CI_NAMESPACES))}) has a default-deny NetworkPolicy for "
+        "ingress and egress.",
+        lambda r: False,
+        stack_check=_ci_namespaces_default_deny,
+    ),
+    Rule(
+        "ci-build-pods-ephemeral-storage-limited",
+        "Every build pod (in a CI namespace, or started by a CI runner release) has an "
+        "ephemeral-storage limit on every container.",
+        lambda r: _in_ci(r) and (r.is_helm or pod_spec_path(r.kind) is not None),
+        _build_pods_bounded,
     ),
     Rule(
         "kubernetes-objects-unique",

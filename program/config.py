@@ -252,6 +252,8 @@ def _key_checks(
         secrets=secrets,
         problems=problems,
     )
+    if parsed.get("ci") is not None:
+        rules.ci_rules(parsed["ci"], parsed.get("cluster"), secrets=secrets, problems=problems)
 
 
 def _proven(value: _T | None, key: str) -> _T:
@@ -340,6 +342,7 @@ def _tooling_config(
         repo_url=_proven(hub.repo_url, "platform:gitops.repoUrl"),
         front_door=_proven(front_door, "platform:ingress"),
         observability=operations.observability,
+        ci=parsed.get("ci"),
     )
 
 

@@ -21,6 +21,7 @@ from program import environments as env_list
 from program.environments import Environments
 from scw_platform.apps import AppSettings
 from scw_platform.backup import RestoreCheckSettings
+from scw_platform.ci import CiSettings
 from scw_platform.cluster import ClusterSettings
 from scw_platform.database import DatabaseSettings
 from scw_platform.dns import DnsSettings
@@ -59,6 +60,7 @@ PLATFORM_KEYS: dict[str, Any] = {
     "dns": DnsSettings,
     "secrets": VaultSettings,
     "operations": Operations,
+    "ci": CiSettings,
 }
 
 #: Deploy-time secrets, set with `pulumi config set --secret platform:<key>`. They are read with
@@ -70,6 +72,8 @@ SECRET_KEYS: dict[str, str] = {
     "argocdOidcClientSecret": "client secret of Argo CD's OIDC application",
     "onepasswordServiceAccountToken": "1Password service-account token External Secrets reads the vault with "
     "(platform:secrets.backend onepassword)",
+    "ciRunnerToken": "the CI runners' credential: a GitLab runner authentication token (glrt-...), or with "
+    "platform:ci.provider github a GitHub token for the runner scale set",
     "alertWebhookUrl": "URL of the webhook contact point (e.g. a chat bot) alerts are posted to "
     "(platform:operations.observability.contactPoints, kind webhook)",
 }
@@ -154,6 +158,8 @@ class ToolingConfig(StackConfig):
     argocd: ArgoCdSettings
     repo_url: str
     front_door: FrontDoorConfig
+    #: platform:ci, the CI runners and their builds' envelope.
+    ci: CiSettings | None = None
     apps: tuple[AppSettings, ...] = ()
 
     @property

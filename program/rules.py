@@ -17,7 +17,10 @@ from typing import Any
 from program import environments as env_list
 from program.environments import Environments
 from program.model import Operations, app_secrets_path
-from scw_platform.apps import DATABASE_KEYS, AppSettings
+from scw_platform import catalogue
+from scw_platform.apps import DATABASE_KEYS, AppSettings, mebibytes, millicores
+from scw_platform.ci import CiSettings
+from scw_platform.cluster import ClusterSettings, Pool
 from scw_platform.database import DatabaseSettings
 from scw_platform.dns import DnsSettings
 from scw_platform.gitops import GitOpsSettings
@@ -126,7 +129,12 @@ def role_rules(role: str, present: Mapping[str, bool], problems: Problems) -> No
         "production": ("cluster", "database", "gitops", "ingress"),
         "development": (),
     }
-    owners = {"database": ("production",), "registry": ("tooling",), "apps": ("production", "development")}
+    owners = {
+        "database": ("production",),
+        "registry": ("tooling",),
+        "ci": ("tooling",),
+        "apps": ("production", "development"),
+    }
     for key in required[role]:
         if not present[key]:
             problems.add(f"platform:{key}", f"required for role {role}")
@@ -578,4 +586,72 @@ def environment_rules(
             environments.key(environment, "managedBy"),
             "set, but this stack has no platform:gitops: its tooling environment would wait for a "
             "registration it never exports",
+        )
+
+
+#: Bytes in a GiB over bytes in a GB: a Kubernetes quantity of 1Gi against a volume of 1 GB.
+_GIB_PER_GB = 2**30 / 10**9
+
+
+def ci_rules(
+    ci: CiSettings, cluster: ClusterSettings | None, *, secrets: Mapping[str, Any], problems: Problems
+) -> None:
+    """platform:ci against the cluster it runs in: its pool exists and is tainted, and a build's
+    limits fit on one of the pool's nodes (disk from the pool, CPU and memory from the catalogue)."""
+    if "ciRunnerToken" not in secrets:
+        problems.add(
+            "platform:ciRunnerToken",
+            "required with platform:ci: pulumi config set --secret platform:ciRunnerToken <token>",
+        )
+    if ci.ephemeral_storage_quota_gb < ci.build.ephemeral_storage_limit_gb:
+        problems.add(
+            "platform:ci.ephemeralStorageQuotaGb",
+            f"{ci.ephemeral_storage_quota_gb} GiB is less than one build's limit "
+            f"(build.ephemeralStorageLimitGb {ci.build.ephemeral_storage_limit_gb}): no build could start",
+        )
+    if cluster is None:
+        return
+    index = next((i for i, pool in enumerate(cluster.pools) if pool.name == ci.pool), None)
+    if index is None:
+        problems.add(
+            "platform:ci.pool",
+            f"pool '{ci.pool}' is not in platform:cluster.pools "
+            f"(pools: {', '.join(p.name for p in cluster.pools)})",
+        )
+        return
+    _builders_pool_rules(ci, cluster.pools[index], f"platform:cluster.pools[{index}]", problems)
+
+
+def _builders_pool_rules(ci: CiSettings, pool: Pool, path: str, problems: Problems) -> None:
+    if not any(taint.effect in ("NoSchedule", "NoExecute") for taint in pool.taints):
+        problems.add(
+            "platform:ci.pool",
+            f"pool '{pool.name}' has no NoSchedule taint: give it one ({path}.taints, e.g. "
+            f"[{{key: platform.scw/dedicated, value: {pool.name}}}]) so that nothing else runs on the "
+            "builders' nodes",
+        )
+    node = catalogue.kapsule_node_type(pool.node_type)
+    # Block volumes: the pool's root volume. Local SSD: the type's local disk (the catalogue).
+    local_gb = node.max_local_storage_gb if node is not None else None
+    disk_gb = pool.root_volume_size_gb if pool.root_volume_type != "l_ssd" else local_gb
+    limit = ci.build.ephemeral_storage_limit_gb
+    if disk_gb is not None and limit * _GIB_PER_GB > disk_gb:
+        problems.add(
+            "platform:ci.build.ephemeralStorageLimitGb",
+            f"{limit} GiB is more than a {pool.name} node's disk ({disk_gb} GB, {path}): one build could "
+            "fill it",
+        )
+    if node is None:
+        return
+    memory_gib = mebibytes(ci.build.memory_limit) / 1024
+    if node.memory_gib is not None and memory_gib > node.memory_gib:
+        problems.add(
+            "platform:ci.build.memoryLimit",
+            f"{ci.build.memory_limit} is more than a {pool.node_type} node's memory "
+            f"({node.memory_gib:g} GiB)",
+        )
+    if node.vcpus is not None and millicores(ci.build.cpu_limit) > node.vcpus * 1000:
+        problems.add(
+            "platform:ci.build.cpuLimit",
+            f"{ci.build.cpu_limit} is more than a {pool.node_type} node's {node.vcpus} vCPUs",
         )

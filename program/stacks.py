@@ -29,6 +29,7 @@ from program.references import CliStackDirectory, Pending, StackDirectory, read_
 from scw_platform import labels
 from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
 from scw_platform.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
+from scw_platform.ci import CiRunners, CiRunnersArgs
 from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.contract import (
     FACT_REGISTRY_ENDPOINT,
@@ -165,7 +166,8 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
         ),
     )
     front_door = _front_door(cfg, cluster)
-    _secrets_operator(cfg, cluster)
+    secrets = _secrets_operator(cfg, cluster)
+    ci = _ci_runners(cfg, cluster, secrets)
     _gitops_namespaces(cfg, cfg.gitops, cluster)
     argocd = _argocd(cfg, cluster, registrations, front_door)
     for registration in registrations:
@@ -186,6 +188,7 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
         **_front_door_exports(front_door),
         **facts.exports(),
         **_observability(cfg, cluster),
+        **({"ciNamespace": ci.namespace, "ciProvider": cfg.ci.provider} if ci and cfg.ci else {}),
         "ciPushAccessKey": ci_push.access_key,
         # Not the key itself: every StackReference to tooling could read an export.
         "ciPushSecretId": _ci_push_secret(cfg, ci_push).id,
@@ -252,24 +255,67 @@ CI_PUSH_SECRET_NAME = "registry-push"
 
 def _ci_push_secret(cfg: ToolingConfig, ci_push: ScopedIdentity) -> scaleway.secrets.Secret:
     """The CI push identity's secret key in Scaleway Secret Manager (registry write access)."""
-    secret = scaleway.secrets.Secret(
+    return _vault_secret(
+        cfg,
         f"{cfg.environment}-ci-push-secret",
         name=CI_PUSH_SECRET_NAME,
-        path=CI_PUSH_SECRET_PATH,
         description="CI pipeline's registry push key (secret key of the ci-push IAM application)",
+        data=ci_push.secret_key,
+    )
+
+
+#: Where the CI runners' credential lives in Scaleway Secret Manager (External Secrets reads it).
+CI_RUNNER_TOKEN_NAME = "runner-token"
+
+
+def _vault_secret(
+    cfg: ToolingConfig, resource_name: str, *, name: str, description: str, data: pulumi.Input[str]
+) -> scaleway.secrets.Secret:
+    """One secret of the program's under CI_PUSH_SECRET_PATH in Scaleway Secret Manager, its value a
+    Pulumi secret end to end."""
+    secret = scaleway.secrets.Secret(
+        resource_name,
+        name=name,
+        path=CI_PUSH_SECRET_PATH,
+        description=description,
         project_id=cfg.project_id,
         region=cfg.region,
         tags=[*cfg.tags, "ci"],
     )
-    key: pulumi.Output[str] = pulumi.Output.secret(ci_push.secret_key)
+    value: pulumi.Output[str] = pulumi.Output.secret(data)
     scaleway.secrets.Version(
-        f"{cfg.environment}-ci-push-secret-version",
+        f"{resource_name}-version",
         secret_id=secret.id,
-        data=key,
+        data=value,
         description="written by the platform program",
         region=cfg.region,
     )
     return secret
+
+
+def _ci_runners(cfg: ToolingConfig, cluster: KapsuleCluster, secrets: SecretsOperator) -> CiRunners | None:
+    """platform:ci: the runners on the builders pool, their credential through the vault."""
+    if cfg.ci is None:
+        return None
+    token = _vault_secret(
+        cfg,
+        f"{cfg.environment}-ci-runner-token-secret",
+        name=CI_RUNNER_TOKEN_NAME,
+        description=f"CI runners' credential ({cfg.ci.provider}), synced into the ci namespace",
+        data=cfg.secret("ciRunnerToken"),
+    )
+    pool = next(p for p in cfg.cluster.pools if p.name == cfg.ci.pool)
+    return CiRunners(
+        f"{cfg.environment}-ci",
+        CiRunnersArgs(
+            provider=cluster.provider,
+            settings=cfg.ci,
+            pool_taints=tuple(pool.taints),
+            secret_store=secrets.platform_store,
+            token_remote_key=f"path:{CI_PUSH_SECRET_PATH}/{CI_RUNNER_TOKEN_NAME}",
+            secrets_depends_on=(secrets.release, *secrets.stores.values(), token),
+        ),
+    )
 
 
 def _workload(cfg: WorkloadConfig) -> Exports:

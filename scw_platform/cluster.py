@@ -126,6 +126,24 @@ def label_problems(key: str, value: str) -> list[str]:
     return problems
 
 
+class PoolTaint(Settings):
+    """A Kubernetes taint on every node of a pool (Kapsule reconciles it)."""
+
+    key: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+        ),
+    ]
+    """Taint key, e.g. platform.scw/dedicated."""
+    value: Annotated[
+        str, StringConstraints(pattern=r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+    ] = ""
+    """Taint value, e.g. builders."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+    """What the taint does to pods that do not tolerate it."""
+
+
 class Pool(Settings):
     # Field order matters: each size check sees the fields declared before it.
     name: DnsLabel
@@ -156,6 +174,8 @@ class Pool(Settings):
     """
     upgrade_policy: UpgradePolicy = UpgradePolicy()
     """How many nodes a node upgrade adds or takes away at a time."""
+    taints: list[PoolTaint] = Field(default_factory=list)
+    """Taints of the pool's nodes: only pods that tolerate them run there (the builders pool)."""
 
     @field_validator("labels")
     @classmethod
@@ -367,6 +387,7 @@ class KapsuleCluster(pulumi.ComponentResource):
                     "max_unavailable": pool.upgrade_policy.max_unavailable,
                 },
                 tags=[*tags, *(f"{k}={v}" for k, v in sorted(pool.labels.items()))],
+                taints=[{"key": x.key, "value": x.value, "effect": x.effect} for x in pool.taints] or None,
                 # Helm releases that follow wait for pods; pods wait for ready nodes.
                 wait_for_pool_ready=True,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[args.egress]),

@@ -50,6 +50,9 @@ PLATFORM_NAMESPACES = frozenset(
         "external-secrets",
         "monitoring",
         "restore-check",
+        # The CI runners' (scw_platform.ci): the program declares them with their envelope.
+        "ci",
+        "arc-system",
     }
 )
 

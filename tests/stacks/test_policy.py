@@ -124,6 +124,40 @@ def network_policy(spec: dict[str, Any], provider: str = K8S) -> ResourceView:
 DENY_ALL = {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
 
 
+def pod(namespace: str, *, privileged: bool = False, limits: dict[str, str] | None = None) -> ResourceView:
+    container: dict[str, Any] = {
+        "name": "c",
+        "image": "busybox:1.37",
+        "securityContext": {"privileged": privileged},
+    }
+    if limits is not None:
+        container["resources"] = {"limits": limits}
+    return k8s(
+        "Pod", "p", {"metadata": {"name": "p", "namespace": namespace}, "spec": {"containers": [container]}}
+    )
+
+
+def ci_namespace() -> ResourceView:
+    return k8s("Namespace", "ci-ns", {"metadata": {"name": "ci"}})
+
+
+def ci_policy(spec: dict[str, Any]) -> ResourceView:
+    return k8s(
+        "NetworkPolicy",
+        "ci-deny",
+        {"metadata": {"name": "default-deny", "namespace": "ci"}, "spec": spec},
+        api="networking.k8s.io/v1",
+    )
+
+
+def ci_release(values: dict[str, Any]) -> ResourceView:
+    return res(
+        "kubernetes:helm.sh/v3:Release",
+        "runner",
+        {"chart": "x", "version": "1.0.0", "namespace": "ci", "values": values},
+    )
+
+
 def helm(
     version: Any = "41.3.0", values: dict[str, Any] | None = None, chart: str = "traefik"
 ) -> ResourceView:
@@ -426,6 +460,59 @@ CASES: dict[str, list[Case]] = {
             stack(
                 k8s("ConfigMap", "a", {"metadata": {"name": "cm", "namespace": "web"}}),
                 k8s("ConfigMap", "b", {"metadata": {"name": "cm", "namespace": "web"}}, provider=OTHER_K8S),
+            ),
+        ),
+    ],
+    "no-privileged-containers": [
+        (stack(pod("web", privileged=True)), stack(pod("web", privileged=False))),
+        (
+            stack(helm(chart="gitlab-runner", values={"runners": {"privileged": True}})),
+            stack(helm(chart="gitlab-runner", values={"runners": {"privileged": False}})),
+        ),
+        (
+            stack(
+                helm(
+                    chart="gitlab-runner",
+                    values={"runners": {"config": "[runners.kubernetes]\n  privileged = true"}},
+                )
+            ),
+            stack(
+                helm(
+                    chart="gitlab-runner",
+                    values={"runners": {"config": "[runners.kubernetes]\n  privileged = false"}},
+                )
+            ),
+        ),
+    ],
+    "ci-namespace-default-deny": [
+        (stack(ci_namespace()), stack(ci_namespace(), ci_policy(DENY_ALL))),
+        (
+            stack(ci_namespace(), ci_policy({**DENY_ALL, "egress": [{}]})),
+            stack(ci_namespace(), ci_policy(DENY_ALL)),
+        ),
+    ],
+    "ci-build-pods-ephemeral-storage-limited": [
+        (stack(pod("ci", limits={"memory": "1Gi"})), stack(pod("ci", limits={"ephemeral-storage": "1Gi"}))),
+        (
+            stack(ci_release({"runners": {"config": '[runners.kubernetes]\n  memory_limit = "1Gi"'}})),
+            stack(
+                ci_release({"runners": {"config": '[runners.kubernetes]\n  ephemeral_storage_limit = "1Gi"'}})
+            ),
+        ),
+        (
+            stack(ci_release({"template": {"spec": {"containers": [{"name": "runner", "resources": {}}]}}})),
+            stack(
+                ci_release(
+                    {
+                        "template": {
+                            "spec": {
+                                "containers": [
+                                    {"name": "runner", "resources": {"limits": {"ephemeral-storage": "1Gi"}}}
+                                ]
+                            }
+                        }
+                    }
+                )
             ),
         ),
     ],

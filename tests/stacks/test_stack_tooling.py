@@ -112,6 +112,8 @@ TOOLING_EXPORTS = {
     "observabilityBackend",
     "cockpitLogsSource",
     "cockpitMetricsSource",
+    "ciNamespace",
+    "ciProvider",
     "ciPushAccessKey",
     "ciPushSecretId",
     "registryPullAccessKey",

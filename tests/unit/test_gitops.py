@@ -22,7 +22,7 @@ from program import environments as env_list
 from program.config import ConfigError
 from program.environments import Environments, EnvironmentsError
 from program.references import ExportShapeError
-from scw_platform import argocd_admission, contract, gitops, kube
+from scw_platform import argocd_admission, ci, contract, gitops, kube
 from scw_platform.contract import RegistrationError
 from tests.harness import (
     EnvironmentChanges,
@@ -260,25 +260,26 @@ def test_environment_project_is_restricted_to_its_cluster_and_namespaces(tooling
 
 def test_tooling_project_allows_no_secrets_nor_rbac(tooling: runner.Plan) -> None:
     spec = _named(tooling, "tooling-gitops-project").inputs["spec"]
-    assert spec["destinations"] == [{"name": "in-cluster", "namespace": "ci"}]
+    assert spec["destinations"] == [{"name": "in-cluster", "namespace": "tools"}]
     blacklist = {(k["group"], k["kind"]) for k in spec["namespaceResourceBlacklist"]}
     assert {("", "Secret"), ("rbac.authorization.k8s.io", "*")} <= blacklist
     assert spec["clusterResourceWhitelist"] == []
 
 
-def test_ci_namespace_is_declared_with_the_platform_envelope(tooling: runner.Plan) -> None:
-    namespace = _named(tooling, "tooling-namespace-ci-namespace")
-    assert namespace.inputs["metadata"]["name"] == "ci"
+def test_gitops_namespace_is_declared_with_the_platform_envelope(tooling: runner.Plan) -> None:
+    namespace = _named(tooling, "tooling-namespace-tools-namespace")
+    assert namespace.inputs["metadata"]["name"] == "tools"
     assert namespace.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    deny = _named(tooling, "tooling-namespace-ci-default-deny")
+    deny = _named(tooling, "tooling-namespace-tools-default-deny")
     assert deny.inputs["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    quota = _named(tooling, "tooling-namespace-ci-quota").inputs["spec"]["hard"]
+    quota = _named(tooling, "tooling-namespace-tools-quota").inputs["spec"]["hard"]
     assert quota["services.loadbalancers"] == "0" and quota["services.nodeports"] == "0"
     project = _named(tooling, "tooling-gitops-project")
-    # Argo CD may deploy into ci only once the envelope is there.
+    # Argo CD may deploy into tools only once the envelope is there.
     for part in ("namespace", "quota", "limits", "default-deny"):
         assert (
-            _named(tooling, f"tooling-namespace-ci-{part}").provider_urn == _named(tooling, "tooling-k8s").urn
+            _named(tooling, f"tooling-namespace-tools-{part}").provider_urn
+            == _named(tooling, "tooling-k8s").urn
         )
     assert project.inputs["spec"]["namespaceResourceBlacklist"]
 
@@ -360,7 +361,10 @@ def test_admission_policies_are_bound_before_the_root_apps(tooling: runner.Plan)
             "image-updater-configmaps",
         )
     }
-    assert set(policies) == set(bindings) == expected
+    # Besides Argo CD's, tooling has the CI namespace's (tests/unit/test_ci.py).
+    assert set(policies) == set(bindings) == {*expected, ci.BUILD_POD_POLICY}
+    policies.pop(ci.BUILD_POD_POLICY)
+    bindings.pop(ci.BUILD_POD_POLICY)
     tooling_provider = _named(tooling, "tooling-k8s").urn
     operations = {
         "applications": ["CREATE", "UPDATE"],
@@ -893,6 +897,8 @@ def _load(
         "gitopsRepoCredential": "token",
         "gitopsWriteCredential": "token",
         "argocdOidcClientSecret": "s",
+        # The committed tooling stack runs CI runners (platform:ci).
+        "ciRunnerToken": "token",
     }
     return config.load(
         platform,
@@ -1061,9 +1067,9 @@ def _tooling_gitops(stack_config: Callable[[str], dict[str, Any]], **changes: An
             {"imageUpdater": {"writeBackBranch": "main"}},
             "platform:gitops.imageUpdater.writeBackBranch: must start with image-updater- ",
         ),
-        ({"namespaces": ["ci", "argocd"]}, "platform:gitops.namespaces: argocd: platform namespaces"),
+        ({"namespaces": ["tools", "argocd"]}, "platform:gitops.namespaces: argocd: platform namespaces"),
         (
-            {"namespaces": ["ci", "kube-system"]},
+            {"namespaces": ["tools", "kube-system"]},
             "platform:gitops.namespaces: kube-system: platform namespaces",
         ),
         ({"repoUrl": None}, "platform:gitops.repoUrl: required for role tooling"),
