@@ -15,7 +15,7 @@ later. Three layers, each stopping the next one from ever seeing the problem:
    enough, values are never read); 1Password through the ``op`` CLI with
    ``OP_SERVICE_ACCOUNT_TOKEN``.
 
-2. **Sync**: each app's ExternalSecret maps every declared key explicitly (components/apps.py), so
+2. **Sync**: each app's ExternalSecret maps every declared key explicitly (scw_platform/apps.py), so
    External Secrets refuses to sync a Secret with a key missing, naming it.
 
 3. **Rollout**: an Argo CD PreSync hook Job per app, committed into the app's GitOps path::

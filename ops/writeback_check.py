@@ -1,7 +1,7 @@
 """Pipeline gate for the image updater's write-back branches: only its own override files may change.
 
 The image updater (argocd-image-updater v1.x, configured by the ``ImageUpdater`` resources of
-``components/gitops.py``) pushes its commits to ``image-updater-<sha256>`` branches and the Git
+``scw_platform/gitops.py``) pushes its commits to ``image-updater-<sha256>`` branches and the Git
 host merges them into ``main`` when the pipeline is green. This check is that pipeline's gate: it
 computes the files changed between ``git merge-base <target> <branch>`` and ``<branch>`` (with
 rename detection; a rename names both paths) and refuses every path that is not a file the image

@@ -30,7 +30,7 @@ from pydantic.alias_generators import to_camel
 
 from program import environments as env_list
 from program import policy, rules
-from program.environments import Environments
+from program.environments import Environments, Role
 from program.model import (
     PLATFORM_KEYS,
     SECRET_KEYS,
@@ -40,7 +40,6 @@ from program.model import (
     Operations,
     PlatformConfig,
     ProductionConfig,
-    Role,
     ToolingConfig,
 )
 from program.rules import Problems
@@ -185,11 +184,8 @@ def _role_checks(
     """The rules that need the stack's environment and role."""
     present = {key: raw.get(key) is not None for key in PLATFORM_KEYS}
     apps = parsed.get("apps") or []
-    rules.role_rules(role, present, problems)
+    policy.role_rules(role, present, problems)
     rules.environment_rules(environment, environments, parsed, problems)
-    if role == "production":
-        operations = parsed.get("operations") or Operations()
-        rules.production_rules(raw.get("operations"), operations.observability, problems)
     if parsed.get("gitops") is not None:
         rules.gitops_rules(
             role,
@@ -252,6 +248,9 @@ def _key_checks(
         secrets=secrets,
         problems=problems,
     )
+    if role == "production":
+        operations = parsed.get("operations") or Operations()
+        policy.production_rules(raw.get("operations"), operations.observability, problems)
     if parsed.get("ci") is not None:
         rules.ci_rules(parsed["ci"], parsed.get("cluster"), secrets=secrets, problems=problems)
 
@@ -446,6 +445,10 @@ def _describe(model: Any, err: Any) -> str:
     if kind == "value_error":
         return str(err["ctx"]["error"])
     message = err["msg"]
+    if kind in ("model_type", "dict_type"):
+        # pydantic names the model class here ("... or instance of ProductionDatabase"): the
+        # program's class names are no business of a stack file.
+        message = "must be a map of keys"
     if kind == "string_pattern_mismatch":
         message = f"must match {err['ctx']['pattern']}"
     if "input" in err and not isinstance(err["input"], dict | list):

@@ -34,8 +34,6 @@ from scw_platform.secrets import SCALEWAY_PATH, VaultSettings
 from scw_platform.settings import DEFAULT_ZONE, Region, Settings
 from scw_platform.tls import TlsSettings
 
-Role = Literal["tooling", "production", "development"]
-
 
 class Operations(Settings):
     """``platform:operations``: what keeps the platform recoverable and observable."""

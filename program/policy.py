@@ -1,4 +1,6 @@
-"""Each role's policy, as refinements of the library's settings models.
+"""Each role's policy: the keys it needs and may have (:func:`role_rules`), what production may
+not run without (:func:`production_rules`), and refinements of the library's settings models.
+Every production-only check lives in this module.
 
 The library's models say what a value *is*. This module says what this organisation allows each
 role: production never runs public nodes, an unreplicated or unencrypted database, a week less of
@@ -12,16 +14,19 @@ key, and the result is the library's own settings type. Their validators are nam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import Field, field_validator
 
-from program.model import PLATFORM_KEYS, Operations, Role
+from program.environments import Role
+from program.model import PLATFORM_KEYS, Operations
+from program.rules import Problems
 from scw_platform.backup import BucketAdmin, RestoreCheckSettings
 from scw_platform.cluster import AllowedRange, ClusterSettings, Pool
 from scw_platform.database import Backups, DatabaseSettings
 from scw_platform.ingress import IngressSettings
+from scw_platform.observability import ObservabilitySettings
 from scw_platform.tls import Issuer, TlsSettings
 
 #: Production's floor for days of retained backups and dumps.
@@ -192,3 +197,54 @@ def models_for(role: Role | None) -> dict[str, Any]:
     """The settings model each ``platform:`` key parses into for ``role`` (None: a plain value).
     Without a known role (the environment itself is invalid) the library's own models apply."""
     return {**PLATFORM_KEYS, **(REFINED[role] if role is not None else {})}
+
+
+def role_rules(role: str, present: Mapping[str, bool], problems: Problems) -> None:
+    required = {
+        # The front door and GitOps are the platform's mission, not options, where apps or
+        # Argo CD are served; development may run without either.
+        "tooling": ("cluster", "registry", "gitops", "ingress"),
+        "production": ("cluster", "database", "gitops", "ingress"),
+        "development": (),
+    }
+    owners = {
+        "database": ("production",),
+        "registry": ("tooling",),
+        "ci": ("tooling",),
+        "apps": ("production", "development"),
+    }
+    for key in required[role]:
+        if not present[key]:
+            problems.add(f"platform:{key}", f"required for role {role}")
+    for key, allowed_roles in owners.items():
+        if present[key] and role not in allowed_roles:
+            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {', '.join(allowed_roles)})")
+    if present["apps"] and not present["gitops"]:
+        problems.add("platform:gitops", "required with platform:apps: every app is delivered by Argo CD")
+    if present["apps"] and not present["cluster"]:
+        problems.add("platform:cluster", "required with platform:apps: apps need a cluster to run on")
+    if present["apps"] and not present["ingress"] and role == "development":
+        problems.add(
+            "platform:ingress",
+            "required with platform:apps: each app's route attaches to the platform Gateway",
+        )
+
+
+def production_rules(
+    raw_operations: Any, observability: ObservabilitySettings | None, problems: Problems
+) -> None:
+    """What production may not run without beyond its settings' own refinements (program.policy):
+    the restore check and somebody to page."""
+    # Production's data and pager are not optional: a backup nobody restores is a hope, and an
+    # alert with no contact point reaches nobody.
+    path = "platform:operations"
+    raw = raw_operations if isinstance(raw_operations, dict) else {}
+    if raw.get("restoreCheck") is None:
+        problems.add(f"{path}.restoreCheck", "required for role production (the daily restore-tested backup)")
+    if raw.get("observability") is None:
+        problems.add(f"{path}.observability", "required for role production (metrics, logs and alerts)")
+    elif observability is not None and not observability.contact_points:
+        problems.add(
+            f"{path}.observability.contactPoints",
+            "at least one contact point for role production: alerts must reach someone",
+        )

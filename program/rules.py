@@ -1,10 +1,10 @@
-"""The program's rules: what a stack's keys need from each other, and what each role requires.
+"""The program's rules between keys: what a stack's keys need from each other and from
+environments.yaml.
 
 The library's settings models say what a value *is* (a zone of the region, a catalogued node
-type, a pinned image). Everything here is this organisation's policy: which keys a role needs,
-what production may never do without (:func:`production_rules`, the one place the production-only
-checks live), and the rules that relate several keys. Each rule adds ``key path: message`` lines
-to one :class:`Problems`; all are reported together, before any resource exists.
+type, a pinned image); what each role needs and may not do without is ``program/policy.py``.
+Each rule adds ``key path: message`` lines to one :class:`Problems`; all are reported together,
+before any resource exists.
 """
 
 from __future__ import annotations
@@ -119,37 +119,6 @@ def served_hostnames(
                 f"{hostname} is not one of {environments.key(environment, 'dns.hostnames')} "
                 f"({', '.join(sorted(listed)) or 'none'}): list it there first",
             )
-
-
-def role_rules(role: str, present: Mapping[str, bool], problems: Problems) -> None:
-    required = {
-        # The front door and GitOps are the platform's mission, not options, where apps or
-        # Argo CD are served; development may run without either.
-        "tooling": ("cluster", "registry", "gitops", "ingress"),
-        "production": ("cluster", "database", "gitops", "ingress"),
-        "development": (),
-    }
-    owners = {
-        "database": ("production",),
-        "registry": ("tooling",),
-        "ci": ("tooling",),
-        "apps": ("production", "development"),
-    }
-    for key in required[role]:
-        if not present[key]:
-            problems.add(f"platform:{key}", f"required for role {role}")
-    for key, allowed_roles in owners.items():
-        if present[key] and role not in allowed_roles:
-            problems.add(f"platform:{key}", f"not allowed for role {role} (only: {', '.join(allowed_roles)})")
-    if present["apps"] and not present["gitops"]:
-        problems.add("platform:gitops", "required with platform:apps: every app is delivered by Argo CD")
-    if present["apps"] and not present["cluster"]:
-        problems.add("platform:cluster", "required with platform:apps: apps need a cluster to run on")
-    if present["apps"] and not present["ingress"] and role == "development":
-        problems.add(
-            "platform:ingress",
-            "required with platform:apps: each app's route attaches to the platform Gateway",
-        )
 
 
 def gitops_rules(
@@ -546,26 +515,6 @@ def _certified(
         outside = [h for h in dict.fromkeys([*every, *extra]) if not within_domain(h, zone)]
         if outside:
             problems.add("platform:dns.zone", f"{', '.join(outside)} lie outside the DNS zone {zone}")
-
-
-def production_rules(
-    raw_operations: Any, observability: ObservabilitySettings | None, problems: Problems
-) -> None:
-    """What production may not run without beyond its settings' own refinements (program.policy):
-    the restore check and somebody to page."""
-    # Production's data and pager are not optional: a backup nobody restores is a hope, and an
-    # alert with no contact point reaches nobody.
-    path = "platform:operations"
-    raw = raw_operations if isinstance(raw_operations, dict) else {}
-    if raw.get("restoreCheck") is None:
-        problems.add(f"{path}.restoreCheck", "required for role production (the daily restore-tested backup)")
-    if raw.get("observability") is None:
-        problems.add(f"{path}.observability", "required for role production (metrics, logs and alerts)")
-    elif observability is not None and not observability.contact_points:
-        problems.add(
-            f"{path}.observability.contactPoints",
-            "at least one contact point for role production: alerts must reach someone",
-        )
 
 
 def environment_rules(

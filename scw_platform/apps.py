@@ -109,7 +109,7 @@ class AppEgress(Settings):
 
 
 #: Keys the platform writes into every app's secret when the app has a database (from the
-#: program's own vault entry, see components/apps.py); apps must not declare them.
+#: program's own vault entry, see scw_platform/apps.py); apps must not declare them.
 DATABASE_KEYS = (
     "DATABASE_URL",
     "DATABASE_HOST",

@@ -35,7 +35,7 @@ from typing import Annotated, Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
-from pydantic import AfterValidator, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from scw_platform import kube
 from scw_platform.database import DatabaseCredentials
@@ -159,7 +159,7 @@ class RestoreCheckSettings(Settings):
 
     @field_validator("bucket_admins")
     @classmethod
-    def _admins_in_production(cls, admins: list[str], info: ValidationInfo) -> list[str]:
+    def _admins_once_each(cls, admins: list[str]) -> list[str]:
         no_duplicates("bucket admin", admins)
         return admins
 

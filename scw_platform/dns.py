@@ -40,10 +40,6 @@ class DnsSettings(Settings):
         """The zone is in Scaleway DNS (DNS-01 possible)."""
         return self.provider == "scaleway"
 
-    @property
-    def manages_records(self) -> bool:
-        return self.managed and self.records
-
 
 def record_name(hostname: str, zone: str) -> str:
     """The record's name relative to its zone: ``www`` for www.example.com, ``""`` for the apex."""

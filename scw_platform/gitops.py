@@ -46,7 +46,6 @@ from scw_platform.settings import DnsLabel, Hostname, Settings, no_duplicates
 # --------------------------------------------------------------------------------------------
 
 _REPO_URL = re.compile(r"^(https://[^\s/]+/\S+|ssh://[^\s@]+@[^\s/]+/\S+|[\w.-]+@[\w.-]+:\S+)$")
-EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 
 class OidcSettings(Settings):
@@ -185,7 +184,7 @@ ROOT_PROJECT = "platform"
 MANAGER_NAMESPACE = "argocd-manager"
 #: Kinds Argo CD must never manage in an app namespace: the platform owns each app's envelope.
 #: ExternalSecret too: the cluster stores can read every app's folder, so only the platform may
-#: say which keys an app gets (components/apps.py).
+#: say which keys an app gets (scw_platform/apps.py).
 ENVELOPE_KINDS = (
     {"group": "", "kind": "ResourceQuota"},
     {"group": "", "kind": "LimitRange"},

@@ -9,12 +9,16 @@ have to untangle; ``cleanup_on_fail`` removes the resources a failed upgrade cre
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+
+#: An exact chart version (an optional v, three numbers, an optional pre-release): never a range.
+_EXACT_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,10 @@ class Chart:
     name: str
     version: str
     repo: str
+
+    def __post_init__(self) -> None:
+        if not _EXACT_VERSION.fullmatch(self.version):
+            raise ValueError(f"chart {self.name}: {self.version!r} is not an exact version such as 1.2.3")
 
 
 def release(

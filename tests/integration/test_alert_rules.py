@@ -123,7 +123,7 @@ def test_every_alert_has_a_firing_and_a_silent_unit_test() -> None:
 
 
 def test_restore_check_rules_watch_the_cronjob_the_program_declares() -> None:
-    """The backups group selects the namespace and CronJob components/backup.py declares (no
+    """The backups group selects the namespace and CronJob scw_platform/backup.py declares (no
     Pushgateway: kube-state-metrics reports the Job's outcome, which is the script's exit code)."""
     rules = {rule["alert"]: rule for rule in _rules() if "alert" in rule}
     for name in ("RestoreCheckFailed", "RestoreCheckNotRun", "RestoreCheckNeverSucceeded"):

@@ -1,4 +1,4 @@
-"""Admission policies on Argo CD's Applications and ApplicationSets (components/argocd_admission.py):
+"""Admission policies on Argo CD's Applications and ApplicationSets (scw_platform/argocd_admission.py):
 every policy's CEL compiled and evaluated with cel-python against allow and deny requests, as the
 API server would (match constraints, match conditions, variables, validations, messages), with
 ``object``, ``oldObject`` and ``request``. An evaluation error fails the test: it is never counted

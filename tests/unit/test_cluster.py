@@ -11,7 +11,7 @@ import pytest
 
 from offline.mocks import SECRET_MARKER
 from program import policy
-from program.model import Role
+from program.environments import Role
 from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.network import Network, NetworkArgs
 from tests.harness import Recording, is_secret, record, unwrap
