@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 import pulumiverse_scaleway as scaleway
 
+from program import alerts
 from program.model import (
     Delivery,
     DevelopmentConfig,
@@ -24,7 +25,7 @@ from program.model import (
     ToolingConfig,
     WorkloadConfig,
 )
-from program.paths import ALERT_RULES, RESTORE_CHECK_SCRIPT
+from program.paths import RESTORE_CHECK_SCRIPT
 from program.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
 from scw_platform import labels
 from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
@@ -71,7 +72,7 @@ from scw_platform.ingress import (
     hostnames_by_kind,
 )
 from scw_platform.network import Network, NetworkArgs
-from scw_platform.observability import FrontDoorPods, Observability, ObservabilityArgs, load_rule_groups
+from scw_platform.observability import FrontDoorPods, Observability, ObservabilityArgs
 from scw_platform.registry import Registry, RegistryArgs
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
@@ -772,6 +773,9 @@ def _observability(
     if settings is None:
         return {}
     production = isinstance(cfg, ProductionConfig)
+    cluster_groups, scaleway_groups = alerts.stack_rule_groups(
+        restore_check=production, database=database is not None
+    )
     observability = Observability(
         f"{cfg.environment}-observability",
         ObservabilityArgs(
@@ -783,10 +787,9 @@ def _observability(
             front_door=FrontDoorPods(namespace=TRAEFIK_NAMESPACE, port=WEBSECURE_PORT)
             if cfg.front_door is not None
             else None,
-            rule_groups=load_rule_groups(ALERT_RULES),
+            rule_groups=cluster_groups,
+            scaleway_rule_groups=scaleway_groups,
             probe_hostnames=[app.hostname for app in cfg.apps] if production else (),
-            restore_check=production,
-            database=database is not None,
             webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
             tags=cfg.tags,
         ),

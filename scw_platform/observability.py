@@ -160,8 +160,6 @@ PROBE_MODULE = "https_2xx"
 PROBE_INTERVAL = "30s"
 PROBE_TIMEOUT = "10s"
 
-DATABASE_GROUP = "platform-database"
-BACKUPS_GROUP = "platform-backups"
 #: Cockpit rule namespace (a tenant's rule groups are grouped in namespaces).
 RULES_NAMESPACE = "platform"
 #: Rule targets: the stack's custom metrics source, the project's Scaleway metrics source.
@@ -199,24 +197,6 @@ def load_rule_groups(path: Path) -> list[dict[str, Any]]:
     """The rule groups of a Prometheus rule file (the program passes its own)."""
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
     return list(document["groups"])
-
-
-def split_rule_groups(
-    groups: Sequence[Mapping[str, Any]], *, restore_check: bool, database: bool
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(groups evaluated on the cluster's own metrics, groups for Cockpit's Scaleway metrics)."""
-    cluster: list[dict[str, Any]] = []
-    scaleway_metrics: list[dict[str, Any]] = []
-    for group in groups:
-        if group["name"] == DATABASE_GROUP:
-            if database:
-                scaleway_metrics.append(dict(group))
-        elif group["name"] == BACKUPS_GROUP:
-            if restore_check:
-                cluster.append(dict(group))
-        else:
-            cluster.append(dict(group))
-    return cluster, scaleway_metrics
 
 
 def mimir_rule_file(groups: Sequence[Mapping[str, Any]]) -> str:
@@ -577,14 +557,14 @@ class ObservabilityArgs:
     settings: ObservabilitySettings
     #: The stack's front door, when it has one: probes may reach its pods directly.
     front_door: FrontDoorPods | None = None
-    #: The alert rule groups (a Prometheus rule file's ``groups``): the platform's own, or yours.
+    #: Alert rule groups (a Prometheus rule file's ``groups``) evaluated on the cluster's own
+    #: metrics: in Cockpit's custom metrics source, or by the in-cluster Prometheus.
     rule_groups: Sequence[Mapping[str, Any]]
+    #: Alert rule groups evaluated on Cockpit's Scaleway Metrics source (the project's managed
+    #: services' metrics, e.g. the managed database's); Cockpit only.
+    scaleway_rule_groups: Sequence[Mapping[str, Any]] = ()
     #: Public hostnames probed every 30 s from inside the cluster (production: the apps').
     probe_hostnames: Sequence[str] = ()
-    #: The stack runs the restore check: load its alert group.
-    restore_check: bool = False
-    #: The stack has the managed database: load the database group into Scaleway Metrics.
-    database: bool = False
     #: Secret: the webhook contact point's URL (backend prometheus).
     webhook_url: pulumi.Input[str] | None = None
     #: Labels of the monitoring namespace: leave the default (``monitoring_namespace_labels``).
@@ -793,9 +773,8 @@ class Observability(pulumi.ComponentResource):
         backend prometheus gets the in-cluster stack. Records the split in :attr:`rule_groups`.
         """
         cockpit = args.settings.backend == "cockpit"
-        in_cluster, scaleway_groups = split_rule_groups(
-            args.rule_groups, restore_check=args.restore_check, database=args.database
-        )
+        in_cluster = [dict(group) for group in args.rule_groups]
+        scaleway_groups = [dict(group) for group in args.scaleway_rule_groups]
         targets: dict[str, tuple[list[dict[str, Any]], pulumi.Input[str]]] = {}
         if cockpit and metrics is not None:
             targets[CUSTOM] = (in_cluster, metrics.url)

@@ -18,6 +18,7 @@ import yaml
 from offline import runner
 from offline.mocks import Registration
 from policy.rules import ResourceView, image_problem, is_default_deny
+from program import alerts
 from program.paths import ALERT_RULES
 from scw_platform import labels
 from scw_platform import observability as obs
@@ -276,9 +277,9 @@ def test_rule_groups_go_where_cockpit_evaluates_them(
 ) -> None:
     files = _rule_files(prod)
     assert set(files) == {obs.CUSTOM, obs.SCALEWAY}
-    assert [g["name"] for g in files[obs.SCALEWAY]["groups"]] == [obs.DATABASE_GROUP]
+    assert [g["name"] for g in files[obs.SCALEWAY]["groups"]] == [alerts.DATABASE_GROUP]
     assert [g["name"] for g in files[obs.CUSTOM]["groups"]] == [
-        n for n in ALL_GROUPS if n != obs.DATABASE_GROUP
+        n for n in ALL_GROUPS if n != alerts.DATABASE_GROUP
     ]
     assert files[obs.CUSTOM]["namespace"] == obs.RULES_NAMESPACE
     # The rules shipped are the tested rule file's, unchanged.
@@ -290,7 +291,7 @@ def test_rule_groups_go_where_cockpit_evaluates_them(
     tooling_files = _rule_files(tooling)
     assert set(tooling_files) == {obs.CUSTOM}
     names = [g["name"] for g in tooling_files[obs.CUSTOM]["groups"]]
-    assert obs.DATABASE_GROUP not in names and obs.BACKUPS_GROUP not in names
+    assert alerts.DATABASE_GROUP not in names and alerts.BACKUPS_GROUP not in names
     assert "platform-gitops" in names and "platform-nodes" in names
 
 
@@ -333,11 +334,11 @@ def test_rules_sync_jobs_load_each_file_into_its_data_source(
 
 def test_rule_split_follows_what_the_stack_runs() -> None:
     groups = obs.load_rule_groups(ALERT_RULES)
-    cluster, scaleway = obs.split_rule_groups(groups, restore_check=False, database=False)
-    assert scaleway == [] and obs.BACKUPS_GROUP not in [g["name"] for g in cluster]
-    cluster, scaleway = obs.split_rule_groups(groups, restore_check=True, database=True)
-    assert [g["name"] for g in scaleway] == [obs.DATABASE_GROUP]
-    assert obs.BACKUPS_GROUP in [g["name"] for g in cluster]
+    cluster, scaleway = alerts.split_rule_groups(groups, restore_check=False, database=False)
+    assert scaleway == [] and alerts.BACKUPS_GROUP not in [g["name"] for g in cluster]
+    cluster, scaleway = alerts.split_rule_groups(groups, restore_check=True, database=True)
+    assert [g["name"] for g in scaleway] == [alerts.DATABASE_GROUP]
+    assert alerts.BACKUPS_GROUP in [g["name"] for g in cluster]
 
 
 # --- Routing ---------------------------------------------------------------------------------------
@@ -398,7 +399,7 @@ def test_prometheus_backend(prometheus_plan: runner.Plan) -> None:
 
     (rule,) = _typed(members, PROMETHEUS_RULE)
     names = [g["name"] for g in rule.inputs["spec"]["groups"]]
-    assert names == [n for n in ALL_GROUPS if n != obs.DATABASE_GROUP]
+    assert names == [n for n in ALL_GROUPS if n != alerts.DATABASE_GROUP]
     assert stack.urn in rule.dependencies, "the operator's CRDs come with the release"
 
     probes = _typed(members, CUSTOM_RESOURCE_PROBE)
