@@ -19,7 +19,7 @@ from program.environments import Environments
 from program.model import Operations, app_secrets_path
 from scw_platform import catalogue
 from scw_platform.apps import DATABASE_KEYS, AppSettings, mebibytes, millicores
-from scw_platform.ci import CiSettings
+from scw_platform.ci import CiSettings, concurrent_pods, pod_ephemeral_gb
 from scw_platform.cluster import ClusterSettings, Pool
 from scw_platform.database import DatabaseSettings
 from scw_platform.dns import DnsSettings
@@ -552,11 +552,20 @@ def ci_rules(
             "platform:ciRunnerToken",
             "required with platform:ci: pulumi config set --secret platform:ciRunnerToken <token>",
         )
-    if ci.ephemeral_storage_quota_gb < ci.build.ephemeral_storage_limit_gb:
+    quota, per_pod, pods = ci.ephemeral_storage_quota_gb, pod_ephemeral_gb(ci), concurrent_pods(ci)
+    if quota < ci.build.ephemeral_storage_limit_gb:
         problems.add(
             "platform:ci.ephemeralStorageQuotaGb",
-            f"{ci.ephemeral_storage_quota_gb} GiB is less than one build's limit "
+            f"{quota} GiB is less than one build's limit "
             f"(build.ephemeralStorageLimitGb {ci.build.ephemeral_storage_limit_gb}): no build could start",
+        )
+    elif quota < per_pod * pods:
+        # A job pod over the quota is refused at creation: the job fails instead of waiting.
+        problems.add(
+            "platform:ci.ephemeralStorageQuotaGb",
+            f"{quota} GiB holds {quota // per_pod} job pod(s) of {per_pod} GiB (the build's limit and its "
+            f"runner's), fewer than the {pods} that may run at once: raise it to {per_pod * pods} or "
+            "run fewer at once",
         )
     if cluster is None:
         return

@@ -161,6 +161,9 @@ POOL_LABEL = "k8s.scaleway.com/pool-name"
 KUBERNETES_API_PORT = 6443
 RUNNER_TOKEN_SECRET = "ci-runner-token"
 
+#: Ephemeral storage (GiB) of GitLab's helper container beside each build: it clones and uploads
+#: artifacts through the build's shared volume (which counts against the pod, not the helper).
+GITLAB_HELPER_EPHEMERAL_GB = 4
 GITLAB_RUNNER_CHART = helm.Chart("gitlab-runner", "0.84.1", "https://charts.gitlab.io")
 ARC_REPO = "oci://ghcr.io/actions/actions-runner-controller-charts"
 ARC_CONTROLLER_CHART = helm.Chart("gha-runner-scale-set-controller", "0.14.2", ARC_REPO)
@@ -168,6 +171,65 @@ ARC_SCALE_SET_CHART = helm.Chart("gha-runner-scale-set", "0.14.2", ARC_REPO)
 ARC_NAMESPACE = "arc-system"
 #: The runner image of the scale set, at the controller's version.
 ARC_RUNNER_IMAGE = "ghcr.io/actions/actions-runner:2.329.0"
+#: Rootless BuildKit, the runner pod's second container: the build workflow's buildctl (the same
+#: release, ops/ci/github/build-image.yml) reaches it over a Unix socket in a volume both mount.
+ARC_BUILDKIT_IMAGE = "docker.io/moby/buildkit:v0.34.0-rootless"
+ARC_BUILDKIT_SOCKET_DIR = "/run/buildkit"
+ARC_BUILDKIT_HOST = f"unix://{ARC_BUILDKIT_SOCKET_DIR}/buildkitd.sock"
+#: ``--oci-worker-no-process-sandbox``: no privileges, only the two profile overrides (module
+#: docstring); it spares the unmasked /proc. The image's entrypoint is ``rootlesskit buildkitd``.
+ARC_BUILDKIT_ARGS = ("--addr", ARC_BUILDKIT_HOST, "--oci-worker-no-process-sandbox")
+#: BuildKit's state (snapshots, local cache): the image's VOLUME, in its user's home.
+ARC_BUILDKIT_STATE_DIR = "/home/user/.local/share/buildkit"
+#: The BuildKit image's user and group (rootlesskit maps them to root in its user namespace). Its
+#: socket is theirs, mode 0660: the runner (UID 1001) reaches it through this supplementary group.
+ARC_BUILDKIT_UID = 1000
+#: The runner container's own share (the build itself runs in BuildKit): the runner, then Trivy and
+#: crane. Its disk holds the clients (~0.3 GB), Trivy's databases (~1 GB, ~2 GB with Java's) and the
+#: image (the OCI tarball, then the layout unpacked from it: twice the compressed image for a
+#: moment), so more than 2Gi; Trivy needs more than 512Mi of memory on large images. Never above
+#: the build's own limits, the LimitRange's max for every container.
+ARC_RUNNER_REQUESTS = {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "2Gi"}
+ARC_RUNNER_LIMITS = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "10Gi"}
+ARC_BUILDKIT_SOCKET_MOUNT = {"name": "buildkit-socket", "mountPath": ARC_BUILDKIT_SOCKET_DIR}
+#: The runner pod's security context: rootless BuildKit's two profile overrides (module
+#: docstring), which its runner container resets to the runtime's defaults.
+ARC_POD_SECURITY_CONTEXT = {
+    "seccompProfile": {"type": "Unconfined"},
+    "appArmorProfile": {"type": "Unconfined"},
+    "supplementalGroups": [ARC_BUILDKIT_UID],
+}
+#: The runner container without its resources and env: its jobs need neither the unconfined
+#: profiles nor root (no escalation: the image's sudo does not work).
+ARC_RUNNER_CONTAINER = {
+    "name": "runner",
+    "image": ARC_RUNNER_IMAGE,
+    "command": ["/home/runner/run.sh"],
+    "volumeMounts": [ARC_BUILDKIT_SOCKET_MOUNT],
+    "securityContext": {
+        "privileged": False,
+        "allowPrivilegeEscalation": False,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "appArmorProfile": {"type": "RuntimeDefault"},
+    },
+}
+#: The BuildKit container without its resources. rootlesskit's user namespace comes from the
+#: image's setuid newuidmap and newgidmap, hence privilege escalation (never privileged).
+ARC_BUILDKIT_CONTAINER = {
+    "name": "buildkitd",
+    "image": ARC_BUILDKIT_IMAGE,
+    "args": list(ARC_BUILDKIT_ARGS),
+    "volumeMounts": [
+        ARC_BUILDKIT_SOCKET_MOUNT,
+        {"name": "buildkit-state", "mountPath": ARC_BUILDKIT_STATE_DIR},
+    ],
+    "securityContext": {
+        "privileged": False,
+        "allowPrivilegeEscalation": True,
+        "runAsUser": ARC_BUILDKIT_UID,
+        "runAsGroup": ARC_BUILDKIT_UID,
+    },
+}
 #: The job image GitLab runs when a job names none; the build template always names its own.
 DEFAULT_JOB_IMAGE = "docker.io/library/alpine:3.22"
 RUNNER_MANAGER_LABELS = {"app.kubernetes.io/name": "ci-runner-manager"}
@@ -460,19 +522,22 @@ def gitlab_runner_config(settings: CiSettings, taints: Sequence[PoolTaint]) -> s
     privileged = false
     allow_privilege_escalation = true
     cpu_request = "{build.cpu_request}"
+    cpu_request_overwrite_max_allowed = "{build.cpu_limit}"
     cpu_limit = "{build.cpu_limit}"
     cpu_limit_overwrite_max_allowed = "{build.cpu_limit}"
     memory_request = "{build.memory_request}"
+    memory_request_overwrite_max_allowed = "{build.memory_limit}"
     memory_limit = "{build.memory_limit}"
     memory_limit_overwrite_max_allowed = "{build.memory_limit}"
     ephemeral_storage_request = "{storage_request}"
+    ephemeral_storage_request_overwrite_max_allowed = "{storage_limit}"
     ephemeral_storage_limit = "{storage_limit}"
     ephemeral_storage_limit_overwrite_max_allowed = "{storage_limit}"
     helper_cpu_request = "100m"
     helper_memory_request = "128Mi"
     helper_memory_limit = "512Mi"
     helper_ephemeral_storage_request = "1Gi"
-    helper_ephemeral_storage_limit = "{storage_limit}"
+    helper_ephemeral_storage_limit = "{_gib(GITLAB_HELPER_EPHEMERAL_GB)}"
   [runners.kubernetes.node_selector]
     {_toml_string(POOL_LABEL)} = {_toml_string(settings.pool)}
   [runners.kubernetes.node_tolerations]
@@ -486,6 +551,23 @@ def gitlab_runner_config(settings: CiSettings, taints: Sequence[PoolTaint]) -> s
         appArmorProfile: {{type: Unconfined}}
     '''
 """
+
+
+def pod_ephemeral_gb(settings: CiSettings) -> int:
+    """Ephemeral storage (GiB) one job pod's limits add up to, as the namespace quota counts them:
+    the build container and GitLab's helper, or BuildKit's sidecar and ARC's runner container."""
+    build = settings.build.ephemeral_storage_limit_gb
+    if settings.provider == "gitlab":
+        return build + GITLAB_HELPER_EPHEMERAL_GB
+    runner = int(ARC_RUNNER_LIMITS["ephemeral-storage"].removesuffix("Gi"))
+    return build + min(runner, build)
+
+
+def concurrent_pods(settings: CiSettings) -> int:
+    """Job pods at most at once: GitLab's concurrent, or the scale set's maxRunners."""
+    if settings.gitlab is not None:
+        return settings.gitlab.concurrent
+    return _github(settings).max_runners
 
 
 def scan_severity(settings: CiSettings) -> str:
@@ -564,21 +646,45 @@ def arc_controller_values(taints: Sequence[PoolTaint], pool: str) -> dict[str, A
 
 
 def arc_scale_set_values(settings: CiSettings, taints: Sequence[PoolTaint]) -> dict[str, Any]:
-    """One scale set, its runner pods on the builders pool with the build resources. Jobs run in
-    the runner container itself (no ``containerMode`` dind): the build workflow starts rootless
-    BuildKit there, which needs the same two profile overrides as GitLab's build pods."""
+    """One scale set, its runner pods on the builders pool. Jobs run in the runner container itself
+    (no ``containerMode``: no Docker daemon, no job pods); the pod's second container, rootless
+    BuildKit with the build resources, runs their builds (``buildctl`` over BUILDKIT_HOST, a socket
+    in a shared volume), and needs the same two profile overrides as GitLab's build pods."""
+    import copy
+
+    from scw_platform.apps import cpu, mebibytes, memory, millicores
+
     github, build = _github(settings), settings.build
-    resources = {
-        "requests": {
-            "cpu": build.cpu_request,
-            "memory": build.memory_request,
-            "ephemeral-storage": _gib(build.ephemeral_storage_request_gb),
-        },
-        "limits": {
-            "cpu": build.cpu_limit,
-            "memory": build.memory_limit,
-            "ephemeral-storage": _gib(build.ephemeral_storage_limit_gb),
-        },
+    storage_limit = _gib(build.ephemeral_storage_limit_gb)
+    requests = {
+        "cpu": build.cpu_request,
+        "memory": build.memory_request,
+        "ephemeral-storage": _gib(build.ephemeral_storage_request_gb),
+    }
+    limits = {"cpu": build.cpu_limit, "memory": build.memory_limit, "ephemeral-storage": storage_limit}
+    resources = {"requests": requests, "limits": limits}
+    mib = (mebibytes, memory)
+    units = {"cpu": (millicores, cpu), "memory": mib, "ephemeral-storage": mib}
+
+    def at_most(share: dict[str, str], most: dict[str, str]) -> dict[str, str]:
+        return {k: units[k][1](min(units[k][0](v), units[k][0](most[k]))) for k, v in share.items()}
+
+    runner, runner_limits = copy.deepcopy(ARC_RUNNER_CONTAINER), at_most(ARC_RUNNER_LIMITS, limits)
+    runner["resources"] = {"requests": at_most(ARC_RUNNER_REQUESTS, runner_limits), "limits": runner_limits}
+    runner["env"] = [
+        {"name": "PLATFORM_SCAN_SEVERITY", "value": scan_severity(settings)},
+        {"name": "BUILDKIT_HOST", "value": ARC_BUILDKIT_HOST},
+    ]
+    pod = {
+        "nodeSelector": {POOL_LABEL: settings.pool},
+        "tolerations": _tolerations(taints),
+        "securityContext": copy.deepcopy(ARC_POD_SECURITY_CONTEXT),
+        "containers": [runner, {**copy.deepcopy(ARC_BUILDKIT_CONTAINER), "resources": resources}],
+        "volumes": [
+            {"name": "buildkit-socket", "emptyDir": {}},
+            # BuildKit's state counts against the pod's disk: bounded like a build.
+            {"name": "buildkit-state", "emptyDir": {"sizeLimit": storage_limit}},
+        ],
     }
     return {
         "githubConfigUrl": github.config_url,
@@ -594,26 +700,7 @@ def arc_scale_set_values(settings: CiSettings, taints: Sequence[PoolTaint]) -> d
                 "tolerations": _tolerations(taints),
             },
         },
-        "template": {
-            "spec": {
-                "nodeSelector": {POOL_LABEL: settings.pool},
-                "tolerations": _tolerations(taints),
-                "securityContext": {
-                    "seccompProfile": {"type": "Unconfined"},
-                    "appArmorProfile": {"type": "Unconfined"},
-                },
-                "containers": [
-                    {
-                        "name": "runner",
-                        "image": ARC_RUNNER_IMAGE,
-                        "command": ["/home/runner/run.sh"],
-                        "resources": resources,
-                        "env": [{"name": "PLATFORM_SCAN_SEVERITY", "value": scan_severity(settings)}],
-                        "securityContext": {"privileged": False},
-                    }
-                ],
-            }
-        },
+        "template": {"spec": pod},
     }
 
 

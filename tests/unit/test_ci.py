@@ -52,7 +52,7 @@ def test_the_ci_namespace_is_fenced_and_bounded(tooling: runner.Plan) -> None:
     assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
     assert labels["pod-security.kubernetes.io/warn"] == "restricted"
     quota = _named(tooling, "tooling-ci-quota").inputs["spec"]["hard"]
-    assert quota == {"requests.ephemeral-storage": "160Gi", "limits.ephemeral-storage": "160Gi"}
+    assert quota == {"requests.ephemeral-storage": "176Gi", "limits.ephemeral-storage": "176Gi"}
     (limits,) = _named(tooling, "tooling-ci-limits").inputs["spec"]["limits"]
     assert limits["default"]["ephemeral-storage"] == "40Gi" == limits["max"]["ephemeral-storage"]
     assert limits["defaultRequest"]["ephemeral-storage"] == "10Gi"
@@ -128,12 +128,91 @@ def test_github_runs_the_controller_and_one_scale_set(github_tooling: runner.Pla
     values = scale_set["values"]
     assert values["githubConfigSecret"] == ci.RUNNER_TOKEN_SECRET
     assert (values["minRunners"], values["maxRunners"]) == (0, 3)
-    (container,) = values["template"]["spec"]["containers"]
-    assert container["resources"]["limits"]["ephemeral-storage"] == "40Gi"
-    assert container["securityContext"] == {"privileged": False}
+    assert "containerMode" not in values, "jobs run in the runner container: no Docker daemon, no job pods"
+    spec = values["template"]["spec"]
+    # Rootless BuildKit's two profile overrides, pod-wide; the runner container resets them.
+    assert spec["securityContext"]["seccompProfile"] == {"type": "Unconfined"}
+    assert spec["securityContext"]["appArmorProfile"] == {"type": "Unconfined"}
+    runner, buildkitd = spec["containers"]
+    assert (runner["name"], runner["image"]) == ("runner", ci.ARC_RUNNER_IMAGE)
+    assert runner["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert runner["securityContext"]["allowPrivilegeEscalation"] is False
+    assert buildkitd["name"] == "buildkitd" and buildkitd["image"].endswith(":v0.34.0-rootless")
+    assert buildkitd["args"] == ["--addr", ci.ARC_BUILDKIT_HOST, "--oci-worker-no-process-sandbox"]
+    assert buildkitd["securityContext"]["runAsUser"] == 1000 == buildkitd["securityContext"]["runAsGroup"]
+    # The build's resources go to BuildKit, a small share to the runner; both bounded on disk.
+    assert buildkitd["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "10Gi"},
+        "limits": {"cpu": "4", "memory": "8Gi", "ephemeral-storage": "40Gi"},
+    }
+    assert runner["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "2Gi"},
+        "limits": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "10Gi"},
+    }
+    for container in (runner, buildkitd):
+        assert container["securityContext"]["privileged"] is False
+        assert container["resources"]["limits"]["ephemeral-storage"], container["name"]
+    env = {e["name"]: e["value"] for e in runner["env"]}
+    assert env == {
+        "PLATFORM_SCAN_SEVERITY": "CRITICAL",
+        "BUILDKIT_HOST": "unix:///run/buildkit/buildkitd.sock",
+    }
+    # The socket: one volume, mounted by both; BuildKit's state bounded like a build.
+    socket = {"name": "buildkit-socket", "mountPath": "/run/buildkit"}
+    state = {"name": "buildkit-state", "mountPath": "/home/user/.local/share/buildkit"}
+    assert runner["volumeMounts"] == [socket] and buildkitd["volumeMounts"] == [socket, state]
+    assert spec["volumes"] == [
+        {"name": "buildkit-socket", "emptyDir": {}},
+        {"name": "buildkit-state", "emptyDir": {"sizeLimit": "40Gi"}},
+    ]
+    assert spec["securityContext"]["supplementalGroups"] == [1000], "the socket is BuildKit's, mode 0660"
     assert "tooling-ci-gitlab-runner" not in releases
     external = _named(github_tooling, "tooling-ci-runner-token")
     assert external.inputs["spec"]["target"]["template"]["data"] == {"github_token": "{{ .token }}"}
+
+
+def test_the_github_runner_pod_is_admitted_and_fits_the_namespace_limits(github_tooling: runner.Plan) -> None:
+    """The scale set's template, as the pod ARC creates from it: admitted by the ci namespace's
+    policy, each container within the LimitRange's max, and refused without either container's
+    ephemeral-storage limit (the policy looks at both)."""
+    from scw_platform.apps import mebibytes, millicores
+
+    values = unwrap(_named(github_tooling, "tooling-ci-arc-scale-set").inputs["values"])
+    pod = {"spec": copy.deepcopy(values["template"]["spec"])}
+    assert _denials(pod) == []
+    assert pod["spec"]["nodeSelector"] == {ci.POOL_LABEL: "builders"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "platform.scw/dedicated", "operator": "Equal", "value": "builders", "effect": "NoSchedule"}
+    ]
+    (limits,) = _named(github_tooling, "tooling-ci-limits").inputs["spec"]["limits"]
+    parse = {"cpu": millicores, "memory": mebibytes, "ephemeral-storage": mebibytes}
+    for container in pod["spec"]["containers"]:
+        for resource, most in limits["max"].items():
+            assert parse[resource](container["resources"]["limits"][resource]) <= parse[resource](most)
+    for index in (0, 1):
+        unbounded = copy.deepcopy(pod)
+        del unbounded["spec"]["containers"][index]["resources"]["limits"]["ephemeral-storage"]
+        assert any("ephemeral-storage limit" in message for message in _denials(unbounded)), index
+    # A smaller build caps the runner's share at the build's own limits (the LimitRange's max).
+    settings = ci.CiSettings.model_validate(
+        {
+            "provider": "github",
+            "github": {"configUrl": "https://github.com/acme"},
+            "build": {
+                "cpuRequest": "100m",
+                "cpuLimit": "500m",
+                "memoryRequest": "256Mi",
+                "memoryLimit": "1Gi",
+                "ephemeralStorageRequestGb": 1,
+                "ephemeralStorageLimitGb": 4,
+            },
+        }
+    )
+    small = ci.arc_scale_set_values(settings, [])["template"]["spec"]["containers"][0]["resources"]
+    assert small == {
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeral-storage": "2Gi"},
+        "limits": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "4Gi"},
+    }
 
 
 # --- the admission policy, evaluated -------------------------------------------------------------
@@ -319,6 +398,11 @@ def test_a_build_may_not_fill_more_than_a_node(stack_config: StackConfig) -> Non
     ), problems
     assert "platform:ci.build.memoryLimit: 128Gi is more than a PRO2-M node's memory (64 GiB)" in problems
     assert "platform:ci.build.cpuLimit: 32 is more than a PRO2-M node's 16 vCPUs" in problems
+    crowded = new_problems(stack_config, "tooling", _ci(ephemeralStorageQuotaGb=100))
+    assert (
+        "platform:ci.ephemeralStorageQuotaGb: 100 GiB holds 2 job pod(s) of 44 GiB (the build's limit and "
+        "its runner's), fewer than the 4 that may run at once: raise it to 176 or run fewer at once"
+    ) in crowded
     small = new_problems(stack_config, "tooling", _ci(ephemeralStorageQuotaGb=20))
     assert any(
         p.startswith("platform:ci.ephemeralStorageQuotaGb: 20 GiB is less than one build's limit")
