@@ -271,6 +271,44 @@ def app_rules(
                 f"database '{app.database}' is not declared in platform:database.databases "
                 f"(declared: {', '.join(sorted(databases)) or 'none'})",
             )
+        if app.migrate is not None and app.database is None:
+            problems.add(
+                f"{path}.migrate",
+                "requires platform:apps[].database: the migration runs as that database's migrator",
+            )
+    if database is not None:
+        connection_budget(apps, database, problems)
+
+
+#: Connections the platform itself may hold beside the apps': PostgreSQL's reserved superuser
+#: slots (superuser_reserved_connections, 3 by default), the managed service's own monitoring and
+#: the admin, and per app database one for its migrator and one for the restore check's reader.
+PLATFORM_CONNECTIONS = 5
+PER_DATABASE_CONNECTIONS = 2
+
+
+def connection_budget(apps: list[AppSettings], database: DatabaseSettings, problems: Problems) -> None:
+    """Every app's pool (maxConnections per replica, for every replica a rolling update may run:
+    twice its replicas) plus the platform's own connections fit the database's connection limit."""
+    # An app naming an undeclared database has its own problem; it does not count here.
+    declared = {entry.name for entry in database.databases}
+    users = [a for a in apps if a.database in declared]
+    if not users:
+        return
+    budget = {a.name: a.max_connections * 2 * a.replicas for a in users}
+    platform = PLATFORM_CONNECTIONS + PER_DATABASE_CONNECTIONS * len(database.databases)
+    total = sum(budget.values()) + platform
+    if total > database.max_connections:
+        parts = ", ".join(
+            f"{name} {a.max_connections} x {2 * a.replicas} = {budget[name]}"
+            for name, a in ((a.name, a) for a in users)
+        )
+        problems.add(
+            "platform:database.maxConnections",
+            f"{total} connections needed, more than the limit {database.max_connections}: {parts} "
+            f"(maxConnections x replicas x 2 for a rolling update), platform {platform}; lower the apps' "
+            "maxConnections or replicas, or raise the limit",
+        )
 
 
 def operations_rules(

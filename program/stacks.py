@@ -728,6 +728,8 @@ def _app_databases(database: ManagedPostgres | None) -> dict[str, AppDatabase]:
             name=credentials.database,
             user=credentials.user,
             password=credentials.password,
+            migrator_user=credentials.migrator.name if credentials.migrator else None,
+            migrator_password=credentials.migrator.password if credentials.migrator else None,
         )
         for name, credentials in database.credentials.items()
     }

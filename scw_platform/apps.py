@@ -150,6 +150,19 @@ AppName = Annotated[str, AfterValidator(_app_name)]
 AppEnvKey = Annotated[str, AfterValidator(_env_key)]
 
 
+class MigrateSettings(Settings):
+    """The app's schema migration, run before each rollout (a PreSync hook after the parity gate)."""
+
+    command: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=1000)]],
+        Field(min_length=1, max_length=50),
+    ]
+    """The command and its arguments, run from the app's own image as the migrator user, e.g.
+    [python, manage.py, migrate, --noinput]."""
+    timeout_minutes: int = Field(default=15, ge=1, le=240)
+    """How long the migration may run before the sync fails."""
+
+
 class AppSettings(Settings):
     name: AppName
     """The app's name: its namespace, Argo CD Application (<env>-<name>) and vault location."""
@@ -177,6 +190,12 @@ class AppSettings(Settings):
     """Requests and limits of each pod (the namespace quota follows)."""
     egress: list[AppEgress] = Field(default_factory=list)
     """Egress beyond DNS and the database, denied unless listed."""
+    migrate: MigrateSettings | None = None
+    """Schema migrations in the rollout (needs a database): the hook gets the migrator's
+    credentials from their own Secret, the app's pods never do."""
+    max_connections: int = Field(default=10, ge=1, le=1000)
+    """Database connections one replica opens at most (its pool size): the budget the database's
+    connection limit must hold, for every replica a rolling update may run."""
     secrets_path: str | None = None
     """Where the app's keys live in the vault (default: see PlatformConfig.app_secrets_path): a Scaleway
     Secret Manager folder such as /prod/website, or a 1Password item title.
@@ -191,6 +210,8 @@ class AppSettings(Settings):
 
 #: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
 DATABASE_SECRET = "platform-database"
+#: The migrator's entry beside it: read by the migration hook's ExternalSecret only.
+MIGRATOR_SECRET = "platform-database-migrator"
 #: DATABASE_* key -> property of the JSON document the program writes.
 DATABASE_PROPERTIES: Mapping[str, str] = {
     "DATABASE_URL": "url",
@@ -396,6 +417,33 @@ class AppDatabase:
     user: str
     #: Secret.
     password: pulumi.Input[str]
+    #: The migrator (all on this database), for the migration hook only; None: no migrations.
+    migrator_user: str | None = None
+    #: Secret.
+    migrator_password: pulumi.Input[str] | None = None
+
+
+def migrator_secret_name(app: str) -> str:
+    """The Secret the migration hook reads (the app's pods read only ``<app>-env``)."""
+    return f"{app}-migrator"
+
+
+def migrator_external_secret_spec(app: AppSettings, vault: AppVault) -> dict[str, Any]:
+    """The DATABASE_* keys of the migrator's entry, into their own Secret."""
+    reference = remote_key("scaleway", vault.platform_path, MIGRATOR_SECRET)
+    return {
+        "refreshInterval": vault.refresh_interval,
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": vault.platform_store},
+        "target": {
+            "name": migrator_secret_name(app.name),
+            "creationPolicy": "Owner",
+            "deletionPolicy": "Retain",
+        },
+        "data": [
+            {"secretKey": key, "remoteRef": {"key": reference, "property": prop}}
+            for key, prop in DATABASE_PROPERTIES.items()
+        ],
+    }
 
 
 def database_document(host: str, port: int, name: str, user: str, password: str) -> str:
@@ -511,6 +559,10 @@ class App(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=before_sync)),
         )
 
+        if app.migrate is not None and args.database is not None:
+            self._migrator_secret(
+                name, args, args.database, meta=meta, before_sync=before_sync, k8s_opts=k8s_opts
+            )
         if args.gateway is not None:
             self._route(name, args, args.gateway, meta, k8s_opts)
         self.delivery = RegisteredApp(
@@ -586,25 +638,79 @@ class App(pulumi.ComponentResource):
 
     def _database_entry(self, name: str, args: AppArgs, database: AppDatabase) -> pulumi.Resource:
         """The app's database credentials as one Scaleway Secret Manager entry (JSON document)."""
-        secret = scaleway.secrets.Secret(
+        return self._vault_entry(
             f"{name}-database",
-            name=DATABASE_SECRET,
-            path=args.vault.platform_path,
+            args,
+            secret_name=DATABASE_SECRET,
             description=f"Database credentials of app {args.settings.name}, written by the platform",
+            database=database,
+            user=database.user,
+            password=database.password,
+        )
+
+    def _migrator_secret(
+        self,
+        name: str,
+        args: AppArgs,
+        database: AppDatabase,
+        *,
+        meta: Any,
+        before_sync: list[pulumi.Resource],
+        k8s_opts: pulumi.ResourceOptions,
+    ) -> None:
+        """The migrator's credentials: their own vault entry and their own Secret, which only the
+        migration hook reads (the app's pods get ``<app>-env``, without them)."""
+        if database.migrator_user is None or database.migrator_password is None:
+            raise ValueError(f"app {args.settings.name} migrates: its database needs a migrator user")
+        entry = self._vault_entry(
+            f"{name}-database-migrator",
+            args,
+            secret_name=MIGRATOR_SECRET,
+            description=f"Migrator credentials of app {args.settings.name}'s database (its migration hook)",
+            database=database,
+            user=database.migrator_user,
+            password=database.migrator_password,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-migrator",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={**meta, "name": migrator_secret_name(args.settings.name)},
+            spec=migrator_external_secret_spec(args.settings, args.vault),
+            opts=pulumi.ResourceOptions.merge(
+                k8s_opts, pulumi.ResourceOptions(depends_on=[*before_sync, entry])
+            ),
+        )
+
+    def _vault_entry(
+        self,
+        resource_name: str,
+        args: AppArgs,
+        *,
+        secret_name: str,
+        description: str,
+        database: AppDatabase,
+        user: str,
+        password: pulumi.Input[str],
+    ) -> pulumi.Resource:
+        """One database user's credentials as a Scaleway Secret Manager entry (a JSON document)."""
+        secret = scaleway.secrets.Secret(
+            resource_name,
+            name=secret_name,
+            path=args.vault.platform_path,
+            description=description,
             project_id=args.vault.project_id,
             region=args.vault.region,
             tags=[*args.tags, f"app={args.settings.name}"],
             opts=pulumi.ResourceOptions(parent=self),
         )
         document: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(database.host, database.port, database.password).apply(
-                lambda parts: database_document(
-                    parts[0], int(parts[1]), database.name, database.user, parts[2]
-                )
+            pulumi.Output.all(database.host, database.port, password).apply(
+                lambda parts: database_document(parts[0], int(parts[1]), database.name, user, parts[2])
             )
         )
         return scaleway.secrets.Version(
-            f"{name}-database-version",
+            f"{resource_name}-version",
             secret_id=secret.id,
             data=document,
             description="written by the platform program",

@@ -3,6 +3,21 @@
 No public endpoint is ever declared: the ``load_balancer`` argument (the public endpoint) is never
 set, and the instance attaches to the private network with IPAM. Each app database gets its own
 user with ``readwrite`` on that database only; the admin password never leaves Pulumi secrets.
+
+Each app database has three users, each with its own generated password (a Pulumi secret):
+
+* the runtime user (``readwrite``): what the app's pods get; it reads and writes rows but cannot
+  create, alter or drop tables;
+* the migrator, ``<user>_migrator`` (``all`` on that database only): what the app's migration
+  hook gets, never its pods;
+* the reader, ``<user>_reader`` (``readonly``): what the restore check dumps with.
+
+Scaleway's permission levels (``readonly``, ``readwrite``, ``all``) are per user and database and
+apply to existing objects only: a table created later gives nobody rights on it
+(https://www.scaleway.com/en/docs/managed-databases-for-postgresql-and-mysql/api-cli/advanced-user-permissions/,
+https://www.scaleway.com/en/docs/managed-databases-for-postgresql-and-mysql/how-to/manage-permissions/).
+The migration hook's grants (scw_platform/db_grants.py) give the runtime user and the reader what
+the migrator creates; tests/integration/test_db_privileges.py proves the model on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -57,11 +72,26 @@ def _not_reserved(name: str) -> str:
     return name
 
 
+#: Suffixes of an app database's migrator and reader users (``<user>_migrator``, ``<user>_reader``).
+MIGRATOR_SUFFIX, READER_SUFFIX = "_migrator", "_reader"
+
+
+def _room_for_suffixes(user: str) -> str:
+    longest = max(len(MIGRATOR_SUFFIX), len(READER_SUFFIX))
+    if len(user) + longest > 63:
+        raise ValueError(
+            f"{user!r} is too long: at most {63 - longest} characters, so that {user}{MIGRATOR_SUFFIX} "
+            "stays a PostgreSQL name (63 at most)"
+        )
+    return user
+
+
 class DatabaseEntry(Settings):
     name: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
     """Database name (not PostgreSQL's own, pg_*, or an administrator's)."""
-    user: Annotated[PgIdentifier, AfterValidator(_not_reserved)]
-    """The user that owns the database; its password is generated and kept secret."""
+    user: Annotated[PgIdentifier, AfterValidator(_not_reserved), AfterValidator(_room_for_suffixes)]
+    """The app's runtime user (readwrite); ``<user>_migrator`` and ``<user>_reader`` are made
+    beside it. Passwords are generated and kept secret."""
 
 
 class DatabaseSettings(Settings):
@@ -79,6 +109,10 @@ class DatabaseSettings(Settings):
     """Storage size in GB (block volumes only)."""
     encryption_at_rest: bool = True
     """Encrypt the storage (not possible with lssd)."""
+    max_connections: int = Field(default=100, ge=10, le=10000)
+    """The instance's connection limit (its max_connections engine setting; PostgreSQL's default is
+    100): the apps' pools and the platform's own connections must fit in it. Scaleway's maximum
+    depends on the node type; read the instance's settings (scw rdb instance get <id>)."""
     backups: Backups = Backups()
     """Scaleway's managed backups of the instance."""
     public_endpoint: bool = False
@@ -135,7 +169,19 @@ _PASSWORD_SPECIALS = "-_.~!*"
 @dataclass(frozen=True)
 class DatabaseCredentials:
     database: str
+    #: The runtime user (readwrite): what the app's pods get.
     user: str
+    #: Secret.
+    password: pulumi.Output[str]
+    #: The migrator (all on this database): what the migration hook gets, never the pods.
+    migrator: DatabaseUser | None = None
+    #: The reader (readonly): what the restore check dumps with.
+    reader: DatabaseUser | None = None
+
+
+@dataclass(frozen=True)
+class DatabaseUser:
+    name: str
     #: Secret.
     password: pulumi.Output[str]
 
@@ -253,8 +299,48 @@ class ManagedPostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         return DatabaseCredentials(
-            database=db.name, user=db.user, password=pulumi.Output.secret(password.result)
+            database=db.name,
+            user=db.user,
+            password=pulumi.Output.secret(password.result),
+            migrator=self._extra_user(
+                name, args, instance, database, user_name=f"{db.user}{MIGRATOR_SUFFIX}", permission="all"
+            ),
+            reader=self._extra_user(
+                name, args, instance, database, user_name=f"{db.user}{READER_SUFFIX}", permission="readonly"
+            ),
         )
+
+    def _extra_user(
+        self,
+        name: str,
+        args: ManagedPostgresArgs,
+        instance: scaleway.databases.Instance,
+        database: scaleway.databases.Database,
+        *,
+        user_name: str,
+        permission: Literal["all", "readonly"],
+    ) -> DatabaseUser:
+        """One more user of an app database, with its own password and permission on it alone."""
+        password = _password(f"{name}-user-{user_name}-password", self)
+        user = scaleway.databases.User(
+            f"{name}-user-{user_name}",
+            instance_id=instance.id,
+            name=user_name,
+            password=password.result,
+            is_admin=False,
+            region=args.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        scaleway.databases.Privilege(
+            f"{name}-privilege-{user_name}",
+            instance_id=instance.id,
+            database_name=database.name,
+            user_name=user.name,
+            permission=permission,
+            region=args.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return DatabaseUser(name=user_name, password=pulumi.Output.secret(password.result))
 
 
 def _require_private_endpoint(

@@ -25,7 +25,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from offline import parity
+from offline import migrations, parity
 from program.model import PlatformConfig
 from scw_platform.apps import DATABASE_KEYS, AppResources
 
@@ -410,3 +410,11 @@ def test_gate_script_runs_in_a_real_shell(prod: PlatformConfig) -> None:
     )
     assert empty.returncode == 1
     assert "SESSION_SECRET is empty in Secret website-env" in empty.stdout
+
+
+def test_rendered_migration_hooks_pass_kubernetes_validate_strict(tmp_path: Path) -> None:
+    assert parity.main(["prod", "--render-hooks", str(tmp_path)], env={}) == 0
+    files = sorted(tmp_path.rglob(migrations.MIGRATE_FILE))
+    assert [str(f.relative_to(tmp_path)) for f in files] == [f"apps/website/{migrations.MIGRATE_FILE}"]
+    (document,) = list(yaml.safe_load_all(files[0].read_text()))
+    kubernetes_validate.validate(document, "1.34", strict=True)

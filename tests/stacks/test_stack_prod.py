@@ -104,8 +104,15 @@ def test_database_is_protected_private_and_ha(plan: runner.Plan, raw: dict[str, 
 def test_app_databases_from_the_stack_file(plan: runner.Plan, raw: dict[str, Any]) -> None:
     declared = {(d["name"], d["user"]) for d in raw["platform:database"]["databases"]}
     privileges = plan.by_type("scaleway:databases/privilege:Privilege")
-    assert {(p.inputs["databaseName"], p.inputs["userName"]) for p in privileges} == declared
-    assert {p.inputs["permission"] for p in privileges} == {"readwrite"}
+    # The runtime user (readwrite), the migrator (all) and the reader (readonly) of each database.
+    expected = {
+        (name, f"{user}{suffix}", permission)
+        for name, user in declared
+        for suffix, permission in (("", "readwrite"), ("_migrator", "all"), ("_reader", "readonly"))
+    }
+    assert {
+        (p.inputs["databaseName"], p.inputs["userName"], p.inputs["permission"]) for p in privileges
+    } == expected
     assert sorted(plan.exports["databaseNames"].value) == sorted(name for name, _ in declared)
 
 

@@ -50,6 +50,8 @@ ENVELOPE = {
     ROUTE: 1,
 }
 DATABASE_ENTRY = {SM_SECRET: 1, SM_VERSION: 1}
+#: With migrate: the migrator's own vault entry and its own ExternalSecret (the hook's Secret).
+MIGRATOR_ENTRY = {SM_SECRET: 2, SM_VERSION: 2, EXTERNAL_SECRET: 2}
 #: What tooling declares for prod's apps: the children of its ``prod-gitops`` component.
 DELIVERY = "prod-gitops"
 REGISTRY = "rg.fr-par.scw.cloud/acme-platform"
@@ -127,7 +129,11 @@ def test_prod_declares_two_apps_and_each_gets_the_whole_envelope(
     assert sorted(c.name for c in components) == sorted(f"app-{a['name']}" for a in raw_apps)
     for raw in raw_apps:
         component = _named(prod, f"app-{raw['name']}")
-        expected = {**ENVELOPE, **(DATABASE_ENTRY if raw.get("database") else {})}
+        expected = {
+            **ENVELOPE,
+            **(DATABASE_ENTRY if raw.get("database") else {}),
+            **(MIGRATOR_ENTRY if raw.get("migrate") else {}),
+        }
         assert _counts(_children(prod, component)) == expected, raw["name"]
     assert prod.exports["apps"].value == [a["name"] for a in raw_apps]
 
@@ -562,7 +568,8 @@ def test_custom_resources_pass_their_crd_schemas(app_manifests: tuple[Path, list
     custom = {m.group for m in manifests if schemas.is_custom_group(m.group)}
     assert custom == {"external-secrets.io", "gateway.networking.k8s.io"}
     result = validate.check_custom(manifests, custom, schemas.schemas_dir())
-    assert result.objects == 4
+    # Two ExternalSecrets (<app>-env) and two HTTPRoutes, and the website's migrator ExternalSecret.
+    assert result.objects == 5
     assert result.failures == []
 
 
@@ -591,8 +598,11 @@ def test_checkov_reports_no_failure_on_the_app_envelope(
     result = validate.check_checkov(root, len(manifests), validate.CHECKOV)
     assert result.failures == []
     assert result.objects == len(manifests)
-    # The gate's two inline skips carry their reasons (a skip without one is a failure).
-    assert len([n for n in result.notes if "skipped inline" in n]) == 4
+    # The gates' two inline skips each (two apps) and the website's migration hook's two carry
+    # their reasons (a skip without one is a failure).
+    skipped = [n for n in result.notes if "skipped inline" in n]
+    assert len(skipped) == 6
+    assert len([n for n in skipped if "platform-migrate.yaml" in n]) == 2
 
 
 def test_argocd_reads_but_never_writes_external_secrets(prod: runner.Plan, tooling: runner.Plan) -> None:

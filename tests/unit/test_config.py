@@ -71,6 +71,8 @@ def both(*mutations: Mutation) -> Mutation:
 def apps_without_databases(raw: dict[str, Any]) -> None:
     for app in raw.get("platform:apps") or []:
         app.pop("database", None)
+        # Migrations run as the database's migrator: no database, nothing to migrate.
+        app.pop("migrate", None)
 
 
 CLUSTER, DATABASE, PLAN = "platform:cluster", "platform:database", "platform:addressPlan"

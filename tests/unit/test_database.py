@@ -165,9 +165,11 @@ def test_admin_password_is_secret(prod: Recording) -> None:
 
 
 @pytest.mark.parametrize(("fixture", "raw"), [("prod", PRODUCTION), ("dev", DEVELOPMENT)])
-def test_one_least_privileged_user_per_app_database(
+def test_three_least_privileged_users_per_app_database(
     fixture: str, raw: dict[str, Any], request: pytest.FixtureRequest
 ) -> None:
+    """The runtime user (readwrite, the pods'), the migrator (all, the migration hook's) and the
+    reader (readonly, the restore check's), each on its own database only."""
     rec: Recording = request.getfixturevalue(fixture)
     instance_id = rec.named("pg-instance").id
     declared = {(d["name"], d["user"]) for d in raw["databases"]}
@@ -175,13 +177,18 @@ def test_one_least_privileged_user_per_app_database(
     databases = rec.by_type(DATABASE)
     users = rec.by_type(USER)
     privileges = rec.by_type(PRIVILEGE)
-    assert len(databases) == len(users) == len(privileges) == len(declared)
+    assert len(databases) == len(declared)
+    assert len(users) == len(privileges) == 3 * len(declared)
     assert {d.inputs["name"] for d in databases} == {name for name, _ in declared}
-    assert {u.inputs["name"] for u in users} == {user for _, user in declared}
-    # Each user gets readwrite on its own database and nothing else.
-    assert {(p.inputs["databaseName"], p.inputs["userName"]) for p in privileges} == declared
-    for privilege in privileges:
-        assert privilege.inputs["permission"] == "readwrite"
+    expected = {
+        (name, f"{user}{suffix}", permission)
+        for name, user in declared
+        for suffix, permission in (("", "readwrite"), ("_migrator", "all"), ("_reader", "readonly"))
+    }
+    assert {u.inputs["name"] for u in users} == {user for _, user, _ in expected}
+    # Each user gets its one permission on its own database and nothing else.
+    granted = {(p.inputs["databaseName"], p.inputs["userName"], p.inputs["permission"]) for p in privileges}
+    assert granted == expected
     for resource in (*databases, *users, *privileges):
         assert resource.inputs["instanceId"] == instance_id, resource.name
     for user in users:

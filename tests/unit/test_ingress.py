@@ -512,7 +512,7 @@ def test_app_hostnames_beyond_one_gateway_shard_onto_more_gateways(
     raw = stack_config("prod")
     template = raw["platform:apps"][0]
     raw["platform:apps"] = [
-        {**template, "name": f"app{i}", "hostname": f"app{i}.example.com", "database": None}
+        {**template, "name": f"app{i}", "hostname": f"app{i}.example.com", "database": None, "migrate": None}
         for i in range(100)
     ]
     raw["platform:gitops"]["imageUpdates"] = []
