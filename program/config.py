@@ -306,14 +306,8 @@ def _typed(
         else None
     )
     if role == "production":
-        return ProductionConfig(
-            **common,
-            cluster=parsed["cluster"],
-            database=parsed["database"],
-            delivery=_proven(delivery, "platform:gitops"),
-            front_door=_proven(front_door, "platform:ingress"),
-            restore_check=_proven(operations.restore_check, "platform:operations.restoreCheck"),
-            observability=_proven(operations.observability, "platform:operations.observability"),
+        return _production_config(
+            parsed, common, delivery=delivery, front_door=front_door, operations=operations
         )
     return DevelopmentConfig(
         **common,
@@ -321,6 +315,26 @@ def _typed(
         delivery=delivery,
         front_door=front_door,
         observability=operations.observability,
+    )
+
+
+def _production_config(
+    parsed: Mapping[str, Any],
+    common: Mapping[str, Any],
+    *,
+    delivery: Delivery | None,
+    front_door: FrontDoorConfig | None,
+    operations: Operations,
+) -> ProductionConfig:
+    return ProductionConfig(
+        **common,
+        cluster=parsed["cluster"],
+        database=parsed["database"],
+        delivery=_proven(delivery, "platform:gitops"),
+        front_door=_proven(front_door, "platform:ingress"),
+        restore_check=_proven(operations.restore_check, "platform:operations.restoreCheck"),
+        observability=_proven(operations.observability, "platform:operations.observability"),
+        backup_drill=operations.backup_drill,
     )
 
 

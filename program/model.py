@@ -25,6 +25,7 @@ from scw_platform.ci import CiSettings
 from scw_platform.cluster import ClusterSettings
 from scw_platform.database import DatabaseSettings
 from scw_platform.dns import DnsSettings
+from scw_platform.drill import BackupDrillSettings
 from scw_platform.gitops import ArgoCdSettings, GitOpsSettings
 from scw_platform.ingress import IngressSettings
 from scw_platform.network import NetworkSettings
@@ -42,6 +43,8 @@ class Operations(Settings):
     """Metrics, logs, alert rules, routing and probes."""
     restore_check: RestoreCheckSettings | None = None
     """The daily dump, restore and sanity check of the app databases."""
+    backup_drill: BackupDrillSettings | None = None
+    """The monthly restore of Scaleway's managed backups into a scratch instance (opt-in)."""
 
 
 #: The ``platform:`` keys and the settings model each parses into (None: a plain value).
@@ -177,6 +180,8 @@ class ProductionConfig(StackConfig):
     front_door: FrontDoorConfig
     restore_check: RestoreCheckSettings
     observability: ObservabilitySettings
+    #: platform:operations.backupDrill, the monthly restore of Scaleway's managed backups (opt-in).
+    backup_drill: BackupDrillSettings | None = None
 
     @property
     def apps(self) -> tuple[AppSettings, ...]:

@@ -322,6 +322,11 @@ def operations_rules(
 ) -> None:
     """platform:operations: what the restore check and observability need from other keys."""
     raw_check = raw.get("restoreCheck") if isinstance(raw, dict) else None
+    if isinstance(raw, dict) and raw.get("backupDrill") is not None and not present["database"]:
+        problems.add(
+            "platform:operations.backupDrill",
+            "requires platform:database (the managed backups it restores)",
+        )
     if raw_check is not None:
         _restore_check_rules(raw_check, database=database, present=present, problems=problems)
     if operations.observability is not None:

@@ -42,6 +42,7 @@ from scw_platform.contract import (
     registration_export,
 )
 from scw_platform.database import ManagedPostgres, ManagedPostgresArgs
+from scw_platform.drill import BackupDrill, BackupDrillArgs
 from scw_platform.gitops import (
     TOOLING_ALLOWED_KINDS,
     ArgoCd,
@@ -334,6 +335,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     if isinstance(cfg, ProductionConfig):
         database = _database(cfg, network)
         exports_restore["restoreCheckBucket"] = _restore_check(cfg, cluster, database, tooling).bucket_name
+        _backup_drill(cfg, cluster, network, database)
     front_door = _front_door(cfg, cluster)
     secrets = _secrets_operator(cfg, cluster)
     apps = (
@@ -762,6 +764,29 @@ def _restore_check(
             registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
             if tooling is not None
             else None,
+            tags=cfg.tags,
+        ),
+    )
+
+
+def _backup_drill(
+    cfg: ProductionConfig, cluster: KapsuleCluster, network: Network, database: ManagedPostgres
+) -> BackupDrill | None:
+    """platform:operations.backupDrill: the monthly restore of Scaleway's managed backups."""
+    if cfg.backup_drill is None:
+        return None
+    return BackupDrill(
+        f"{cfg.environment}-backup-drill",
+        BackupDrillArgs(
+            provider=cluster.provider,
+            environment=cfg.environment,
+            region=cfg.region,
+            project_id=cfg.project_id,
+            settings=cfg.backup_drill,
+            instance_id=database.instance_id,
+            private_network_id=network.private_network_id,
+            subnet=str(cfg.subnet),
+            databases=[entry.name for entry in cfg.database.databases],
             tags=cfg.tags,
         ),
     )

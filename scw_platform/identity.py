@@ -22,6 +22,8 @@ PERMISSION_SETS = frozenset(
         "ObservabilityFullAccess",
         "ObjectStorageFullAccess",
         "ObjectStorageReadOnly",
+        # The backup drill's: it creates and deletes a scratch database instance.
+        "RelationalDatabasesFullAccess",
     }
 )
 

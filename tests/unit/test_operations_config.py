@@ -250,7 +250,7 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         "typo-in-operations",
         "prod",
         lambda raw: raw[OPS].update(restorecheck={}),
-        f"{OPS}.restorecheck: unknown key (allowed: observability, restoreCheck)",
+        f"{OPS}.restorecheck: unknown key (allowed: observability, restoreCheck, backupDrill)",
     ),
     (
         "observability-without-cluster",
