@@ -330,14 +330,16 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     delivery = cfg.delivery
     tooling = read_tooling(delivery.tooling_stack) if delivery is not None else None
     cluster = _cluster(cfg, cfg.cluster, network, _tooling_api_access(tooling) if tooling else ())
+    front_door = _front_door(cfg, cluster)
+    # Before the restore check: its ExternalSecret (the age identity) needs the operator's stores.
+    secrets = _secrets_operator(cfg, cluster)
     database: ManagedPostgres | None = None
     exports_restore: Exports = {}
     if isinstance(cfg, ProductionConfig):
         database = _database(cfg, network)
-        exports_restore["restoreCheckBucket"] = _restore_check(cfg, cluster, database, tooling).bucket_name
+        check = _restore_check(cfg, cluster, database, tooling, secrets)
+        exports_restore["restoreCheckBucket"] = check.bucket_name
         _backup_drill(cfg, cluster, network, database)
-    front_door = _front_door(cfg, cluster)
-    secrets = _secrets_operator(cfg, cluster)
     apps = (
         _apps(
             cfg, delivery, tooling, cluster=cluster, secrets=secrets, front_door=front_door, database=database
@@ -741,7 +743,11 @@ def _app_databases(database: ManagedPostgres | None) -> dict[str, AppDatabase]:
 
 
 def _restore_check(
-    cfg: ProductionConfig, cluster: KapsuleCluster, database: ManagedPostgres, tooling: ToolingFacts | None
+    cfg: ProductionConfig,
+    cluster: KapsuleCluster,
+    database: ManagedPostgres,
+    tooling: ToolingFacts | None,
+    secrets: SecretsOperator,
 ) -> RestoreCheck:
     """platform:operations.restoreCheck: the daily dump, restore and sanity check of production."""
     check = cfg.restore_check
@@ -765,6 +771,8 @@ def _restore_check(
             if tooling is not None
             else None,
             tags=cfg.tags,
+            secret_store=secrets.platform_store,
+            secrets_depends_on=(secrets.release, *secrets.stores.values()),
         ),
     )
 

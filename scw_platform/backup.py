@@ -1,12 +1,27 @@
-"""The daily restore check: prove that the app databases' logical backups restore.
+"""The daily restore check: prove that the app databases' logical backups restore, and how fast.
 
 Besides the managed database's own backups (platform:database.backups), a CronJob in the
 production cluster runs ``ops/restore_check/restore_check.py`` every day. For each app database it
-dumps the source (``pg_dump -Fc`` over the private network), stores the dump in a versioned Object
-Storage bucket, restores it into a scratch PostgreSQL inside the job, and runs the sanity checks
-declared in ``platform:operations.restoreCheck`` (tables, minimum row counts, freshness). The job
-exits non-zero naming each failed check; kube-state-metrics reports the Job's outcome and the
-CronJob's last success to alerting (``ops/alerts/platform-rules.yaml``, group platform-backups).
+dumps the source (``pg_dump -Fc`` over the private network) as that database's READ-ONLY user
+(``DatabaseCredentials.reader``, never the app's read-write user: a compromised or buggy job can
+read, not change, the data), encrypts the dump with age, stores the ciphertext in a versioned Object
+Storage bucket, reads that very version back, decrypts it, restores it into a scratch PostgreSQL
+inside the job, and runs the sanity checks declared in ``platform:operations.restoreCheck``
+(tables, minimum row counts, freshness). It times the recovery: the restore (read back, decryption,
+``pg_restore``) against ``rtoMinutes``, and the age of the newest restored row (over each database's
+freshness columns) against ``rpoHours``. The job exits non-zero naming each failed check (a failed
+decryption and an over-target restore included); kube-state-metrics reports the Job's outcome and
+the CronJob's last success to alerting (``ops/alerts/platform-rules.yaml``, group platform-backups).
+
+Why age (https://age-encryption.org), public-key encryption in the job, rather than SSE-C (the
+object store encrypting with a key the client sends on every request): with SSE-C the key travels
+to Object Storage on every PUT and GET, and whoever can call the bucket with it can read the dumps;
+with age the bucket only ever receives ciphertext, and the encryption key is a *public* key in
+stack config (``encryptionRecipient``), useless for reading. The private key (the age identity)
+never leaves the cluster and the vault: an operator generates it (``age-keygen``), stores it in
+Scaleway Secret Manager at ``/platform/restore-check/age-identity``, and an ExternalSecret syncs it
+into this namespace, where only the restore job mounts it. It is in neither Pulumi's state nor its
+config. The bucket holds every member's data for ``retentionDays``: hence encryption is required.
 
 What this component declares:
 
@@ -14,11 +29,14 @@ What this component declares:
 * a versioned bucket whose lifecycle expires dumps (current and replaced versions) after
   ``retentionDays``; protected in production;
 * a ``ScopedIdentity`` holding object-storage permission sets only, its key in a Secret;
-* with ``bucket_admins``, a bucket policy: the job's key may only write dumps under its prefix,
-  the listed principals keep full access (see ``PERMISSION_SETS`` for what that protects);
+* with ``bucket_admins``, a bucket policy: the job's key may only write dumps under its prefix and
+  read them back (never delete, list or reconfigure), the listed principals keep full access (see
+  ``PERMISSION_SETS`` for what that protects);
 * a ConfigMap with the script itself (read from the repository at plan time, so what runs is what
   was reviewed) and the generated JSON spec (``restore_check.py --validate`` accepts it: tested);
-* a Secret with each database user's password (mounted as files) and the storage keys;
+* a Secret with each database's read-only user's password (mounted as files) and the storage keys;
+* an ExternalSecret syncing the age identity from the platform's ClusterSecretStore into the Secret
+  ``restore-check-age-identity`` (mounted as a file, only into the job);
 * the CronJob (Forbid concurrency, a retry, a deadline, restricted security context, read-only root
   filesystem with an ``emptyDir`` at ``/work``, resources, pinned image);
 * a default-deny NetworkPolicy plus one allowing only DNS, the database on 5432 and public HTTPS.
@@ -38,8 +56,9 @@ import pulumiverse_scaleway as scaleway
 from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from scw_platform import kube
-from scw_platform.database import DatabaseCredentials
+from scw_platform.database import DatabaseCredentials, DatabaseUser
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.secrets import SCALEWAY_STORE
 from scw_platform.settings import PgIdentifier, Settings, no_duplicates
 
 # --------------------------------------------------------------------------------------------
@@ -91,9 +110,56 @@ def _duration(value: str) -> str:
     return value
 
 
+# age's X25519 recipients are Bech32 (BIP 173) with the human-readable part "age": "age1", 52 data
+# characters (the 32-byte key in 5-bit groups, then 4 zero padding bits) and a 6-character checksum
+# (https://github.com/C2SP/C2SP/blob/main/age.md, "The X25519 recipient type"). The restore check
+# script validates its spec with the same rules (tests/unit/test_backup.py proves they agree).
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_AGE_RECIPIENT = re.compile(rf"^age1[{_BECH32}]{{58}}$")
+_BECH32_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+#: "age" expanded for the Bech32 checksum: the high bits of each character, 0, the low bits.
+_AGE_HRP = (3, 3, 3, 0, 1, 7, 5)
+
+
+def _bech32_polymod(values: Sequence[int]) -> int:
+    checksum = 1
+    for value in values:
+        top = checksum >> 25
+        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
+        for i, generator in enumerate(_BECH32_GENERATOR):
+            if (top >> i) & 1:
+                checksum ^= generator
+    return checksum
+
+
+def _age_recipient(value: str) -> str:
+    """An age X25519 public key exactly as ``age-keygen`` prints it: ``age1``, lowercase Bech32,
+    a valid checksum and a 32-byte key (no other recipient types: the job's age has no plugins)."""
+    if value.upper().startswith("AGE-SECRET-KEY-"):
+        # Never echoed: a private key where the public one belongs.
+        raise ValueError(
+            "this is an age identity (a private key), not a recipient: remove it from the stack "
+            "file, treat it as leaked (make a new one), and set the public key (age-keygen -y)"
+        )
+    if not _AGE_RECIPIENT.fullmatch(value):
+        raise ValueError(
+            "must be an age X25519 public key, age1 followed by 58 lowercase Bech32 characters as "
+            f"age-keygen prints it (got {value!r})"
+        )
+    data = [_BECH32.index(c) for c in value[4:]]
+    if _bech32_polymod([*_AGE_HRP, *data]) != 1:
+        raise ValueError(
+            f"{value!r} is not a valid age public key: its Bech32 checksum does not match (a typo?)"
+        )
+    if data[-7] & 0b1111:  # the last data character holds the key's last bit and 4 padding bits
+        raise ValueError(f"{value!r} is not a valid age public key: its padding bits are not zero")
+    return value
+
+
 PgTable = Annotated[str, AfterValidator(_pg_table)]
 PgColumn = Annotated[str, AfterValidator(_pg_column)]
 Duration = Annotated[str, AfterValidator(_duration)]
+AgeRecipient = Annotated[str, AfterValidator(_age_recipient)]
 
 
 #: An IAM principal by ID: ``user_id:<uuid>`` or ``application_id:<uuid>``.
@@ -122,8 +188,9 @@ class RestoreCheckDatabase(Settings):
     """Tables that must exist."""
     min_rows: dict[PgTable, Annotated[int, Field(strict=True, ge=0, le=10**12)]] = Field(default_factory=dict)
     """Table -> minimum row count (a whole number, never a boolean)."""
-    freshness: list[FreshnessCheck] = Field(default_factory=list)
-    """Freshness checks: the newest value of a column is recent enough."""
+    freshness: list[FreshnessCheck] = Field(default_factory=list, validate_default=True)
+    """Freshness checks: the newest value of a column is recent enough. At least one: the newest
+    restored row over these columns is what ``rpoHours`` is measured on."""
 
     @field_validator("tables")
     @classmethod
@@ -134,6 +201,11 @@ class RestoreCheckDatabase(Settings):
     @field_validator("freshness")
     @classmethod
     def _freshness_once(cls, checks: list[FreshnessCheck]) -> list[FreshnessCheck]:
+        if not checks:
+            raise ValueError(
+                "at least one freshness check is required: the age of the newest restored row, over "
+                "these timestamp columns, is what rpoHours is measured on"
+            )
         no_duplicates("freshness check", [f"{c.table}.{c.column}" for c in checks])
         return checks
 
@@ -151,6 +223,17 @@ class RestoreCheckSettings(Settings):
     """Size of the job's scratch volume: the dump plus the restored copy must fit."""
     databases: list[RestoreCheckDatabase] = Field(min_length=1)
     """The app databases to dump, restore and check (each declared under platform:database.databases)."""
+    encryption_recipient: AgeRecipient
+    """The age public key (``age1...``, from ``age-keygen``) every dump is encrypted to before it
+    leaves the job. Required: the bucket holds every member's data for ``retentionDays``, so it only
+    ever gets ciphertext. The private key lives in the vault only (Secret Manager,
+    ``/platform/restore-check/age-identity``), from which the restore job alone receives it."""
+    rto_minutes: int = Field(strict=True, gt=0, le=24 * 60)
+    """Recovery time objective: the longest a restore may take (read back, decryption,
+    pg_restore), in whole minutes; a slower restore fails the check."""
+    rpo_hours: int = Field(strict=True, gt=0, le=24 * 366)
+    """Recovery point objective: the oldest the newest restored row (over each database's
+    freshness columns) may be when restored, in whole hours; an older one fails the check."""
     bucket_admins: list[BucketAdmin] = Field(default_factory=list)
     """Who keeps full access to the backup bucket (``user_id:<uuid>`` or ``application_id:<uuid>``). The
     bucket policy denies everyone it does not list, so this must include whoever runs ``pulumi up``; the
@@ -214,6 +297,15 @@ POD_LABELS: Mapping[str, str] = {
 CONFIG_MOUNT = "/etc/restore-check"
 SECRETS_MOUNT = "/var/run/secrets/restore-check"
 WORK_DIR = "/work"
+#: The image's virtualenv (ops/restore_check/Dockerfile): Debian's python3 plus the pinned boto3.
+PYTHON = "/opt/restore-check/venv/bin/python3"
+#: The age identity (private key): in the vault only, synced into this Secret by an ExternalSecret
+#: and mounted into the job alone. Operators put it there (docs/runbooks/restore-check.md).
+AGE_IDENTITY_SECRET = "restore-check-age-identity"
+AGE_IDENTITY_KEY = "identity"
+AGE_IDENTITY_REMOTE_KEY = "path:/platform/restore-check/age-identity"
+AGE_IDENTITY_MOUNT = "/var/run/secrets/restore-check-age"
+AGE_IDENTITY_FILE = f"{AGE_IDENTITY_MOUNT}/{AGE_IDENTITY_KEY}"
 #: The image's postgres user: initdb refuses root and needs a uid with a passwd entry.
 RUN_AS = 999
 DUMP_PREFIX = "restore-check/"
@@ -223,11 +315,15 @@ SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 #: delete any object version and change a bucket's versioning and lifecycle: versioning alone does
 #: not make a deletion by this key recoverable. What protects the dumps is the bucket policy
 #: (``bucket_policy_document``, applied when ``RestoreCheckArgs.bucket_admins`` is set): on this
-#: bucket the key may only ``s3:PutObject`` under ``DUMP_PREFIX``. Under policy version 2023-04-17
-#: "only actions explicitly allowed by the bucket policy are permitted, if the principal is also
-#: allowed by an IAM policy" (https://www.scaleway.com/en/docs/object-storage/api-cli/bucket-policy/),
-#: so the key can neither read nor delete a dump (current or older version) nor touch the bucket's
-#: configuration. An overwrite only adds a version, which versioning keeps for ``retentionDays``.
+#: bucket the key may only ``s3:PutObject`` under ``DUMP_PREFIX`` and read those objects back
+#: (``s3:GetObject``, ``s3:GetObjectVersion``: the restore proves the stored version, not a local
+#: copy). Under policy version 2023-04-17 "only actions explicitly allowed by the bucket policy are
+#: permitted, if the principal is also allowed by an IAM policy" and "Deny statements are therefore
+#: useless" (https://www.scaleway.com/en/docs/object-storage/api-cli/bucket-policy/), so the key
+#: can neither delete a dump (``s3:DeleteObject``, ``s3:DeleteObjectVersion``: current or older
+#: version), nor list the bucket, nor touch its configuration. An overwrite only adds a version,
+#: which versioning keeps for ``retentionDays``. Reading back lets a stolen key download old dumps:
+#: ciphertext, which only the age identity (the vault, the job's pod) decrypts.
 #: What it does not cover: a bucket policy cannot name the calls that put or delete the policy
 #: itself (they are not in Scaleway's action list), so those are decided by IAM alone, and the
 #: documentation does not say whether this set grants them. ``ObjectStorageObjectsWrite`` ("create
@@ -235,6 +331,8 @@ SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 #: ``identity.PERMISSION_SETS`` does not admit it yet.
 #: Without ``bucket_admins`` no policy is applied and only this IAM set limits the key.
 PERMISSION_SETS = ("ObjectStorageFullAccess",)
+#: What the job's key may do on its prefix: write a dump, then read that version back.
+JOB_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion")
 #: Scaleway's current bucket-policy language (2012-10-17 is deprecated there).
 BUCKET_POLICY_VERSION = "2023-04-17"
 #: The principals a 2023-04-17 bucket policy can name: IAM users and applications (no groups or
@@ -286,11 +384,24 @@ class RestoreCheckArgs:
     #: no bucket policy (see ``PERMISSION_SETS``).
     bucket_admins: Sequence[str] = field(default_factory=tuple)
     tags: Sequence[str] = field(default_factory=tuple)
+    #: The ClusterSecretStore the age identity is read from (the platform's own entries, Scaleway
+    #: Secret Manager: ``SecretsOperator.platform_store``), and the identity's key in it.
+    secret_store: str = SCALEWAY_STORE
+    identity_remote_key: str = AGE_IDENTITY_REMOTE_KEY
+    #: What the ExternalSecret waits for (the operator and its stores).
+    secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        unknown = sorted({d.database for d in self.settings.databases} - set(self.credentials))
+        checked = [d.database for d in self.settings.databases]
+        unknown = sorted(set(checked) - set(self.credentials))
         if unknown:
             raise ValueError(f"restore check for databases without credentials: {', '.join(unknown)}")
+        no_reader = sorted(db for db in checked if self.credentials[db].reader is None)
+        if no_reader:
+            raise ValueError(
+                f"restore check for databases without a read-only user: {', '.join(no_reader)} "
+                "(DatabaseCredentials.reader): the dump never runs as the app's read-write user"
+            )
         malformed = [p for p in self.bucket_admins if not _PRINCIPAL.fullmatch(p)]
         if malformed:
             raise ValueError(
@@ -333,7 +444,7 @@ def lifecycle_rules(retention_days: int) -> Any:
 
 
 def spec_document(
-    databases: Sequence[RestoreCheckDatabase],
+    settings: RestoreCheckSettings,
     users: Mapping[str, str],
     *,
     host: str,
@@ -341,9 +452,10 @@ def spec_document(
     bucket: str,
     region: str,
 ) -> dict[str, Any]:
-    """The restore check's spec (ops/restore_check/restore_check.py ``load_spec``)."""
+    """The restore check's spec (ops/restore_check/restore_check.py ``load_spec``); ``users`` are
+    the databases' read-only users."""
     entries = []
-    for db in databases:
+    for db in settings.databases:
         checks: dict[str, Any] = {}
         if db.tables:
             checks["tables"] = list(db.tables)
@@ -371,6 +483,8 @@ def spec_document(
         )
     return {
         "databases": entries,
+        "encryption": {"recipient": settings.encryption_recipient, "identityFile": AGE_IDENTITY_FILE},
+        "targets": {"rtoMinutes": settings.rto_minutes, "rpoHours": settings.rpo_hours},
         "storage": {
             "type": "s3",
             "endpoint": object_storage_endpoint(region),
@@ -384,22 +498,41 @@ def spec_document(
     }
 
 
+def reader_of(credentials: DatabaseCredentials) -> DatabaseUser:
+    """The database's read-only user, what the dump runs as (``RestoreCheckArgs`` refuses none)."""
+    if credentials.reader is None:
+        raise ValueError(f"database {credentials.database} has no read-only user to dump with")
+    return credentials.reader
+
+
+def age_identity_spec(secret_store: str, remote_key: str) -> Any:
+    """The ExternalSecret's spec: the vault's age identity into the Secret the job mounts."""
+    return {
+        "refreshInterval": "1h",
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": secret_store},
+        "target": {"name": AGE_IDENTITY_SECRET, "creationPolicy": "Owner"},
+        "data": [{"secretKey": AGE_IDENTITY_KEY, "remoteRef": {"key": remote_key}}],
+    }
+
+
 def render_spec(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def bucket_policy_document(bucket: str, writer_application_id: str, admins: Sequence[str]) -> dict[str, Any]:
     """The bucket's policy: the restore check's application may only write dumps under its prefix
-    (the script only PUTs: it never lists, reads or deletes), the admins keep every action."""
+    and read them back (the script PUTs, then HEADs and GETs the version it wrote: it never lists or
+    deletes), the admins keep every action. Nothing else is allowed, so nothing else is permitted
+    (2023-04-17: no Deny statements, see ``PERMISSION_SETS``)."""
     return {
         "Version": BUCKET_POLICY_VERSION,
         "Id": "restore-check-dumps",
         "Statement": [
             {
-                "Sid": "RestoreCheckWritesDumps",
+                "Sid": "RestoreCheckWritesAndReadsBackDumps",
                 "Effect": "Allow",
                 "Principal": {"SCW": f"application_id:{writer_application_id}"},
-                "Action": ["s3:PutObject"],
+                "Action": list(JOB_ACTIONS),
                 "Resource": [f"{bucket}/{DUMP_PREFIX}*"],
             },
             {
@@ -450,7 +583,7 @@ def _restore_container(settings: RestoreCheckSettings) -> dict[str, Any]:
         "image": settings.image,
         "imagePullPolicy": "Always",
         # The script from the ConfigMap, not the image's copy: what runs is what was planned.
-        "command": ["python3", f"{CONFIG_MOUNT}/restore_check.py"],
+        "command": [PYTHON, f"{CONFIG_MOUNT}/restore_check.py"],
         "args": ["--spec", f"{CONFIG_MOUNT}/spec.json", "--work-dir", WORK_DIR],
         "env": [
             {"name": "TMPDIR", "value": WORK_DIR},
@@ -465,6 +598,7 @@ def _restore_container(settings: RestoreCheckSettings) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "credentials", "mountPath": SECRETS_MOUNT, "readOnly": True},
+            {"name": "age-identity", "mountPath": AGE_IDENTITY_MOUNT, "readOnly": True},
             {"name": "work", "mountPath": WORK_DIR},
         ],
     }
@@ -498,6 +632,15 @@ def _restore_pod(
                     "secretName": CREDENTIALS_SECRET,
                     "defaultMode": 0o400,
                     "items": [{"key": password_key(db), "path": f"{db}/password"} for db in databases],
+                },
+            },
+            # The age identity decrypting the dumps: from the vault, for this job only.
+            {
+                "name": "age-identity",
+                "secret": {
+                    "secretName": AGE_IDENTITY_SECRET,
+                    "defaultMode": 0o400,
+                    "items": [{"key": AGE_IDENTITY_KEY, "path": AGE_IDENTITY_KEY}],
                 },
             },
             # The dump and the scratch cluster; the root filesystem stays read-only.
@@ -540,7 +683,7 @@ def checkov_skips(image: str) -> dict[str, str]:
         "needs a uid with a passwd entry; runAsNonRoot and no privilege escalation still hold",
         "checkov.io/skip2": "CKV_K8S_35=restore_check.py reads the Object Storage keys from the "
         "environment (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, like every S3 client); the database "
-        "passwords are mounted as files",
+        "passwords and the age identity are mounted as files",
     }
     if "@sha256:" not in image:
         skips["checkov.io/skip3"] = (
@@ -592,6 +735,7 @@ class RestoreCheck(pulumi.ComponentResource):
             namespace,
             self._config(name, args, meta, in_namespace),
             self._credentials(name, args, identity, meta, in_namespace),
+            self._age_identity(name, args, meta, in_namespace),
             *self._pod_identity(name, args, meta, in_namespace),
         ]
         self._network_policies(name, args, meta, in_namespace)
@@ -599,7 +743,8 @@ class RestoreCheck(pulumi.ComponentResource):
             f"{name}-cronjob",
             metadata={**meta, "name": RESTORE_CHECK_CRONJOB, "annotations": checkov_skips(settings.image)},
             spec=cronjob_spec(settings, databases=databases, pull_secret=args.registry is not None),
-            # Its first run needs the script, the spec, the passwords and the service account.
+            # Its first run needs the script, the spec, the passwords, the age identity and the
+            # service account.
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=needs)),
         )
         self.register_outputs(
@@ -660,11 +805,11 @@ class RestoreCheck(pulumi.ComponentResource):
 
     def _spec(self, args: RestoreCheckArgs, databases: Sequence[str]) -> pulumi.Output[str]:
         """The generated spec (JSON text), once the database endpoint and the bucket name are known."""
-        users = {db: args.credentials[db].user for db in databases}
+        users = {db: reader_of(args.credentials[db]).name for db in databases}
         return pulumi.Output.all(args.database_host, args.database_port, self.bucket.name).apply(
             lambda parts: render_spec(
                 spec_document(
-                    args.settings.databases,
+                    args.settings,
                     users,
                     host=str(parts[0]),
                     port=int(parts[1]),
@@ -697,9 +842,10 @@ class RestoreCheck(pulumi.ComponentResource):
         meta: Any,
         in_namespace: pulumi.ResourceOptions,
     ) -> k8s.core.v1.Secret:
-        """Declare the Secret with each database user's password (mounted as files) and the storage keys."""
+        """Declare the Secret with each database's read-only user's password (mounted as files) and
+        the storage keys. The app's read-write password never reaches this namespace."""
         credentials_data: dict[str, pulumi.Input[str]] = {
-            password_key(d.database): pulumi.Output.secret(args.credentials[d.database].password)
+            password_key(d.database): pulumi.Output.secret(reader_of(args.credentials[d.database]).password)
             for d in args.settings.databases
         }
         credentials_data[ACCESS_KEY_ENV] = pulumi.Output.secret(identity.access_key)
@@ -710,6 +856,21 @@ class RestoreCheck(pulumi.ComponentResource):
             type="Opaque",
             string_data=credentials_data,
             opts=in_namespace,
+        )
+
+    def _age_identity(
+        self, name: str, args: RestoreCheckArgs, meta: Any, in_namespace: pulumi.ResourceOptions
+    ) -> pulumi.Resource:
+        """Declare the ExternalSecret syncing the age identity from the vault (never Pulumi's state)."""
+        return k8s.apiextensions.CustomResource(
+            f"{name}-age-identity",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={**meta, "name": AGE_IDENTITY_SECRET},
+            spec=age_identity_spec(args.secret_store, args.identity_remote_key),
+            opts=pulumi.ResourceOptions.merge(
+                in_namespace, pulumi.ResourceOptions(depends_on=list(args.secrets_depends_on))
+            ),
         )
 
     def _pod_identity(

@@ -4,24 +4,34 @@
 For every database in the spec it
 
 1. dumps the source with ``pg_dump -Fc`` (the connection comes from the spec, from ``PG*``
-   environment variables, and a password from a mounted secret file or an environment variable),
-2. stores the dump through an :class:`UploadTarget` (S3-compatible Object Storage in production,
-   signed with AWS Signature V4 using the standard library only; a local directory in tests),
-3. restores it into a scratch PostgreSQL started inside the job (``initdb`` + ``pg_ctl`` on a
-   temporary directory, unix socket only, no TCP listener),
+   environment variables, and a password from a mounted secret file or an environment variable;
+   in the platform, each database's read-only user),
+2. encrypts the dump with age (https://age-encryption.org) to the spec's ``encryption.recipient``
+   (an X25519 public key) before it leaves the job, and stores the ciphertext through an
+   :class:`UploadTarget` (S3-compatible Object Storage through boto3 in production; a local
+   directory in tests),
+3. reads back the very object version it stored, decrypts it with ``encryption.identityFile``
+   (the private key, which only the restore job holds) and restores it into a scratch PostgreSQL
+   started inside the job (``initdb`` + ``pg_ctl`` on a temporary directory, unix socket only,
+   no TCP listener): the restore proves what the bucket holds, not a local copy,
 4. runs the declared sanity checks against the RESTORED copy: tables that must exist, minimum row
    counts, and freshness (the newest value of a timestamp column must be recent),
-5. prints one ``PASS``/``FAIL <database>: <what>`` line per check, a single machine-readable
+5. puts a clock on recovery (``targets``): the restore's duration (download, decryption and
+   ``pg_restore``) against ``rtoMinutes``, and the age of the newest restored row (the newest
+   value over the database's freshness columns, when it was restored) against ``rpoHours``,
+6. prints one ``PASS``/``FAIL <database>: <what>`` line per check, a single machine-readable
    ``RESTORE_CHECK_SUMMARY {json}`` line, optionally writes a Prometheus textfile and/or pushes
    the metrics to a Pushgateway, and exits non-zero when any check failed.
 
-Exit codes: 0 every check passed; 1 at least one check failed; 2 the spec or the command line is
+Exit codes: 0 every check passed; 1 at least one check failed (a failed decryption and a restore
+over its targets included, each naming the check); 2 the spec, the command line or the tools are
 invalid (nothing was dumped); 3 the scratch server could not be started.
 
-It needs only Python 3.11's standard library and the PostgreSQL client and server binaries
-(``pg_dump``, ``pg_restore``, ``psql``, ``initdb``, ``pg_ctl``): the image of
-``ops/restore_check/Dockerfile`` (postgres plus python3). docs/operations.md has the spec
-format, docs/runbooks/restore-check.md how to run it by hand.
+It needs Python 3.11, the PostgreSQL client and server binaries (``pg_dump``, ``pg_restore``,
+``psql``, ``initdb``, ``pg_ctl``), ``age`` when the spec encrypts, and boto3 for ``storage.type``
+s3 only (imported then, so ``--validate`` and local runs need the standard library alone): the
+image of ``ops/restore_check/Dockerfile``. docs/operations.md has the spec format,
+docs/runbooks/restore-check.md how to run it by hand.
 """
 
 from __future__ import annotations
@@ -31,7 +41,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -45,7 +54,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
@@ -57,8 +66,14 @@ METRIC_PREFIX = "platform_restore_check"
 SPEC_ENV = "RESTORE_CHECK_SPEC"  # path of the spec file
 SPEC_JSON_ENV = "RESTORE_CHECK_SPEC_JSON"  # the spec itself, inline
 BINDIR_ENV = "PG_BINDIR"
-# A single S3 PUT is limited to 5 GiB; bigger dumps would need a multipart upload.
-MAX_SINGLE_PUT_BYTES = 5 * 1024**3
+AGE_ENV = "AGE_BIN"  # the age binary, default: age on PATH
+#: Suffix of an encrypted dump (age's own convention).
+AGE_SUFFIX = ".age"
+#: Scaleway Object Storage takes 1 to 1000 parts of 5 MB to 5 GB per multipart upload
+#: (https://www.scaleway.com/en/docs/object-storage/api-cli/multipart-uploads/): parts grow with the
+#: dump, so that any dump the job's scratch volume holds (500 GiB at most) fits in 1000 parts.
+MAX_PARTS = 1000
+MIN_PART_BYTES = 64 * 1024**2
 
 # --------------------------------------------------------------------------------------------
 # Spec: parsed strictly, every problem reported at once with its key path.
@@ -154,16 +169,44 @@ class StorageSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Encryption:
+    """age: dumps are encrypted to ``recipient`` before upload, decrypted with ``identity_file``."""
+
+    recipient: str
+    identity_file: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Targets:
+    """The recovery objectives a restore is measured against (None: not measured against)."""
+
+    rto_minutes: int | None = None
+    rpo_hours: int | None = None
+
+    @property
+    def rto_seconds(self) -> int | None:
+        return None if self.rto_minutes is None else self.rto_minutes * 60
+
+    @property
+    def rpo_seconds(self) -> int | None:
+        return None if self.rpo_hours is None else self.rpo_hours * 3600
+
+
+@dataclasses.dataclass(frozen=True)
 class Spec:
     databases: tuple[DatabaseSpec, ...]
     storage: StorageSpec
+    encryption: Encryption | None = None
+    targets: Targets = Targets()
 
 
-_TOP_KEYS = ("databases", "storage")
+_TOP_KEYS = ("databases", "storage", "encryption", "targets")
 _DB_KEYS = ("name", "connection", "checks")
 _CONN_KEYS = ("dbname", "host", "port", "user", "sslmode", "passwordFile", "passwordEnv")
 _CHECK_KEYS = ("tables", "minRows", "freshness")
 _FRESH_KEYS = ("table", "column", "maxAge")
+_ENCRYPTION_KEYS = ("recipient", "identityFile")
+_TARGET_KEYS = ("rtoMinutes", "rpoHours")
 _STORAGE_KEYS = {
     "s3": (
         "type",
@@ -187,12 +230,28 @@ def load_spec(raw: object) -> Spec:
     if not isinstance(raw, dict):
         raise SpecError([f"spec: must be a JSON object with keys {', '.join(_TOP_KEYS)}"])
     _unknown_keys(raw, _TOP_KEYS, "spec", problems)
+    targets = _targets(raw.get("targets", {}), problems)
+    databases = _spec_databases(raw.get("databases"), targets, problems)
+    storage = _storage(raw.get("storage", {"type": "none"}), problems)
+    encryption = _encryption(raw.get("encryption"), problems)
+    if storage is not None and storage.type == "s3" and "encryption" not in raw:
+        problems.append(
+            "encryption: required with storage type s3 ({recipient, identityFile}): the object "
+            "store only ever gets ciphertext"
+        )
+    if problems:
+        raise SpecError(problems)
+    assert storage is not None
+    return Spec(databases=databases, storage=storage, encryption=encryption, targets=targets)
 
-    databases: list[DatabaseSpec] = []
-    raw_dbs = raw.get("databases")
+
+def _spec_databases(raw_dbs: object, targets: Targets, problems: list[str]) -> tuple[DatabaseSpec, ...]:
+    """``databases``: each entry parsed; a name used twice and, with an RPO target, a database
+    without a timestamp column to measure it on are problems too."""
     if not isinstance(raw_dbs, list) or not raw_dbs:
         problems.append("databases: required, a non-empty list of databases to back up and check")
-        raw_dbs = []
+        return ()
+    databases: list[DatabaseSpec] = []
     seen: set[str] = set()
     for i, raw_db in enumerate(raw_dbs):
         name = raw_db.get("name") if isinstance(raw_db, dict) else None
@@ -201,14 +260,95 @@ def load_spec(raw: object) -> Spec:
                 problems.append(f"databases[{i}].name: {name!r} is declared twice")
             seen.add(name)
         db = _database(raw_db, f"databases[{i}]", problems)
-        if db is not None:
-            databases.append(db)
+        if db is None:
+            continue
+        databases.append(db)
+        if targets.rpo_hours is not None and not db.freshness:
+            problems.append(
+                f"databases[{i}].checks.freshness: at least one timestamp column is required with "
+                "targets.rpoHours (the newest restored row's age is measured on these columns)"
+            )
+    return tuple(databases)
 
-    storage = _storage(raw.get("storage", {"type": "none"}), problems)
-    if problems:
-        raise SpecError(problems)
-    assert storage is not None
-    return Spec(databases=tuple(databases), storage=storage)
+
+def _targets(raw: object, problems: list[str]) -> Targets:
+    """``targets``: ``rtoMinutes`` and ``rpoHours``, each optional, a whole number above 0."""
+    if not isinstance(raw, dict):
+        problems.append(f"targets: must be an object with keys {', '.join(_TARGET_KEYS)}")
+        return Targets()
+    _unknown_keys(raw, _TARGET_KEYS, "targets", problems)
+    found: dict[str, int | None] = {}
+    for key, unit in (("rtoMinutes", "minutes"), ("rpoHours", "hours")):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            problems.append(f"targets.{key}: must be a whole number of {unit} above 0, got {value!r}")
+            value = None
+        found[key] = value
+    return Targets(rto_minutes=found["rtoMinutes"], rpo_hours=found["rpoHours"])
+
+
+def _encryption(raw: object, problems: list[str]) -> Encryption | None:
+    """``encryption``: the age recipient (public key) and the identity file (private key)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"encryption: must be an object with keys {', '.join(_ENCRYPTION_KEYS)}")
+        return None
+    _unknown_keys(raw, _ENCRYPTION_KEYS, "encryption", problems)
+    recipient, identity = raw.get("recipient"), raw.get("identityFile")
+    problem = age_recipient_problem(recipient)
+    if problem is not None:
+        problems.append(f"encryption.recipient: {problem}")
+    if not isinstance(identity, str) or not identity:
+        problems.append(
+            "encryption.identityFile: required, the file holding the age identity (private key) "
+            f"that decrypts the dumps, got {identity!r}"
+        )
+    if problem is not None or not isinstance(identity, str) or not identity:
+        return None
+    assert isinstance(recipient, str)
+    return Encryption(recipient=recipient, identity_file=identity)
+
+
+# age's X25519 recipients are Bech32 (BIP 173) with the human-readable part "age": "age1", 52 data
+# characters (the 32-byte key in 5-bit groups, 4 padding bits) and a 6-character checksum
+# (https://github.com/C2SP/C2SP/blob/main/age.md, "The X25519 recipient type").
+# scw_platform/backup.py validates config with the same rules (tested to agree).
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_AGE_RECIPIENT = re.compile(rf"age1[{_BECH32}]{{58}}")
+_BECH32_GENERATOR = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
+
+
+def _bech32_polymod(values: Sequence[int]) -> int:
+    checksum = 1
+    for value in values:
+        top = checksum >> 25
+        checksum = (checksum & 0x1FFFFFF) << 5 ^ value
+        for i, generator in enumerate(_BECH32_GENERATOR):
+            if (top >> i) & 1:
+                checksum ^= generator
+    return checksum
+
+
+def age_recipient_problem(value: object) -> str | None:
+    """Why ``value`` is not an age X25519 public key (``age1...``, as age-keygen prints), or None."""
+    if isinstance(value, str) and value.upper().startswith("AGE-SECRET-KEY-"):
+        # Never echo it: this is a private key where a public one belongs.
+        return (
+            "this is an age identity (a private key), not a recipient: remove it from here, "
+            "treat it as leaked, and give its public key instead (age-keygen -y)"
+        )
+    if not isinstance(value, str) or not _AGE_RECIPIENT.fullmatch(value):
+        return (
+            "must be an age X25519 public key, age1 followed by 58 lowercase Bech32 characters "
+            f"as age-keygen prints it, got {value!r}"
+        )
+    data = [_BECH32.index(c) for c in value[4:]]
+    if _bech32_polymod([3, 3, 3, 0, 1, 7, 5, *data]) != 1:  # the expanded "age", then the data
+        return f"{value!r} is not a valid age public key (its Bech32 checksum does not match: a typo?)"
+    if data[-7] & 0b1111:  # the last data character carries 1 key bit and 4 padding bits
+        return f"{value!r} is not a valid age public key (non-zero padding bits)"
+    return None
 
 
 def _unknown_keys(raw: Mapping[str, Any], allowed: Sequence[str], path: str, problems: list[str]) -> None:
@@ -439,26 +579,50 @@ def read_spec_source(path: str | None, env: Mapping[str, str]) -> object:
 # --------------------------------------------------------------------------------------------
 
 
-class UploadError(Exception):
+class StorageError(Exception):
     pass
 
 
+class UploadError(StorageError):
+    pass
+
+
+class DownloadError(StorageError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    """Where a dump went: ``uri`` for the logs, ``key`` and ``version_id`` to read it back."""
+
+    uri: str
+    key: str
+    version_id: str | None = None
+
+
 class UploadTarget(Protocol):
-    def put(self, key: str, source: Path) -> str:
-        """Store ``source`` under ``key``; return where it went (a URI for the logs)."""
+    def put(self, key: str, source: Path) -> Stored | None:
+        """Store ``source`` under ``key``; None when the target keeps nothing (type none)."""
+        ...
+
+    def fetch(self, stored: Stored, dest: Path) -> None:
+        """Read back exactly what :meth:`put` stored (its version) into ``dest``."""
         ...
 
 
-def dump_key(prefix: str, database: str, when: dt.datetime) -> str:
-    """``<prefix><database>/<database>-<UTC timestamp>.dump``: one object per run, so a
+def dump_key(prefix: str, database: str, when: dt.datetime, *, encrypted: bool = False) -> str:
+    """``<prefix><database>/<database>-<UTC timestamp>.dump[.age]``: one object per run, so a
     versioned bucket with a lifecycle rule is the retention policy."""
     stamp = when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{prefix}{database}/{database}-{stamp}.dump"
+    return f"{prefix}{database}/{database}-{stamp}.dump" + (AGE_SUFFIX if encrypted else "")
 
 
 class NullTarget:
-    def put(self, key: str, source: Path) -> str:
-        return "not stored (storage type none)"
+    def put(self, key: str, source: Path) -> Stored | None:
+        return None
+
+    def fetch(self, stored: Stored, dest: Path) -> None:
+        raise DownloadError("storage type none keeps nothing to read back")
 
 
 class LocalDirTarget:
@@ -467,10 +631,14 @@ class LocalDirTarget:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def put(self, key: str, source: Path) -> str:
+    def _path(self, key: str) -> Path:
         target = (self.root / key).resolve()
         if not target.is_relative_to(self.root.resolve()):
             raise UploadError(f"key {key!r} escapes {self.root}")
+        return target
+
+    def put(self, key: str, source: Path) -> Stored | None:
+        target = self._path(key)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
@@ -478,58 +646,13 @@ class LocalDirTarget:
             partial.replace(target)  # atomic: a reader never sees half a dump
         except OSError as exc:
             raise UploadError(f"cannot write {target}: {exc.strerror or exc}") from exc
-        return f"file://{target}"
+        return Stored(uri=f"file://{target}", key=key)
 
-
-def _uri_encode(value: str, *, keep_slash: bool) -> str:
-    return urllib.parse.quote(value, safe="-_.~/" if keep_slash else "-_.~")
-
-
-def sign_v4(
-    *,
-    method: str,
-    host: str,
-    path: str,
-    query: Mapping[str, str] | None = None,
-    headers: Mapping[str, str] | None = None,
-    payload_sha256: str,
-    access_key: str,
-    secret_key: str,
-    region: str,
-    amz_date: str,
-    service: str = "s3",
-) -> dict[str, str]:
-    """AWS Signature Version 4, header-based, for one request. ``path`` is the already
-    URI-encoded absolute path. Returns every header to send, ``Authorization`` included."""
-    all_headers = {k.lower(): " ".join(str(v).split()) for k, v in (headers or {}).items()}
-    all_headers["host"] = host
-    all_headers["x-amz-date"] = amz_date
-    all_headers["x-amz-content-sha256"] = payload_sha256
-    names = sorted(all_headers)
-    canonical_headers = "".join(f"{name}:{all_headers[name]}\n" for name in names)
-    signed_headers = ";".join(names)
-    canonical_query = "&".join(
-        f"{_uri_encode(k, keep_slash=False)}={_uri_encode(v, keep_slash=False)}"
-        for k, v in sorted((query or {}).items())
-    )
-    canonical_request = "\n".join(
-        [method, path, canonical_query, canonical_headers, signed_headers, payload_sha256]
-    )
-    date = amz_date[:8]
-    scope = f"{date}/{region}/{service}/aws4_request"
-    string_to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest()]
-    )
-    key = f"AWS4{secret_key}".encode()
-    for part in (date, region, service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-    sent = {name: all_headers[name] for name in names}
-    sent["authorization"] = (
-        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope},"
-        f"SignedHeaders={signed_headers},Signature={signature}"
-    )
-    return sent
+    def fetch(self, stored: Stored, dest: Path) -> None:
+        try:
+            shutil.copyfile(self._path(stored.key), dest)
+        except OSError as exc:
+            raise DownloadError(f"cannot read {stored.uri}: {exc.strerror or exc}") from exc
 
 
 def file_sha256(path: Path) -> str:
@@ -540,8 +663,76 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def part_size(size: int) -> int:
+    """Multipart part size for a ``size``-byte dump: at least 64 MiB, and few enough parts for
+    Scaleway's limit of 1000 (rounded up to whole MiB)."""
+    mib = 1024**2
+    needed = -(-size // MAX_PARTS)  # ceil(size / MAX_PARTS)
+    return max(MIN_PART_BYTES, -(-needed // mib) * mib)
+
+
+def s3_client(
+    *,
+    endpoint: str,
+    region: str,
+    access_key: str,
+    secret_key: str,
+    addressing: str,
+    timeout: float,
+    max_attempts: int = 5,
+) -> Any:
+    """A boto3 S3 client for an S3-compatible endpoint (imported here: only type s3 needs boto3)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=region,
+        s3={"addressing_style": addressing},
+        signature_version="s3v4",
+        connect_timeout=15,
+        read_timeout=timeout,
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        # Since 1.36 boto3 adds CRC32 checksum headers and trailers by default, which S3-compatible
+        # services other than AWS have refused: send and check them only where the API requires
+        # them. Integrity does not rest on them: age authenticates every chunk of the ciphertext,
+        # and the restore compares the decrypted dump's SHA-256 with the dump taken.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=config,
+    )
+
+
+def _s3_errors() -> tuple[type[BaseException], ...]:
+    from boto3.exceptions import Boto3Error
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (Boto3Error, BotoCoreError, ClientError)
+
+
+def _s3_failure(verb: str, uri: str, exc: BaseException) -> str:
+    """``PUT s3://b/k answered HTTP 403 (AccessDenied)`` from boto3's error (or the one it wraps)."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        response = getattr(cause, "response", None)
+        if isinstance(response, dict) and "Error" in response:
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?")
+            code = response["Error"].get("Code")
+            # An error without a body (a bare 403) gets its status as its code from botocore.
+            detail = f" ({code})" if code and code != str(status) else ""
+            return f"{verb} {uri} answered HTTP {status}{detail}"
+        cause = cause.__cause__ or cause.__context__
+    return f"{verb} {uri} failed: {exc}"
+
+
 class S3Target:
-    """PUT one object to an S3-compatible endpoint (Scaleway Object Storage), SigV4-signed."""
+    """Scaleway Object Storage (any S3 API) through boto3: multipart upload when the dump is large,
+    then the stored version is read back by its version ID. Never lists, deletes or reconfigures."""
 
     def __init__(
         self,
@@ -554,70 +745,72 @@ class S3Target:
         addressing: str = "virtual",
         storage_class: str | None = None,
         timeout: float = 300.0,
+        max_attempts: int = 5,
     ) -> None:
-        self.endpoint = urllib.parse.urlsplit(endpoint)
+        self.endpoint = endpoint
         self.region = region
         self.bucket = bucket
-        self.access_key = access_key
-        self.secret_key = secret_key
         self.addressing = addressing
         self.storage_class = storage_class
+        self._credentials = (access_key, secret_key)
         self.timeout = timeout
+        self.max_attempts = max_attempts
+        self._client: Any = None
 
-    def request_for(
-        self, key: str, payload_sha256: str, size: int, now: dt.datetime, body: BinaryIO | None = None
-    ) -> urllib.request.Request:
-        """The signed PUT request (tests inspect it). The body is given here, not set later:
-        setting ``Request.data`` afterwards drops Content-Length and urllib would then send the
-        file chunked, which S3 refuses."""
-        netloc = self.endpoint.netloc
-        encoded_key = _uri_encode(key, keep_slash=True)
-        if self.addressing == "virtual":
-            host, path = f"{self.bucket}.{netloc}", f"/{encoded_key}"
-        else:
-            host, path = netloc, f"/{_uri_encode(self.bucket, keep_slash=False)}/{encoded_key}"
-        extra = {"x-amz-storage-class": self.storage_class} if self.storage_class else {}
-        headers = sign_v4(
-            method="PUT",
-            host=host,
-            path=path,
-            headers=extra,
-            payload_sha256=payload_sha256,
-            access_key=self.access_key,
-            secret_key=self.secret_key,
-            region=self.region,
-            amz_date=now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ"),
-        )
-        headers["content-length"] = str(size)
-        headers["content-type"] = "application/octet-stream"
-        url = f"{self.endpoint.scheme}://{host}{path}"
-        return urllib.request.Request(url, data=body, method="PUT", headers=headers)
-
-    def put(self, key: str, source: Path) -> str:
-        size = source.stat().st_size
-        if size > MAX_SINGLE_PUT_BYTES:
-            raise UploadError(
-                f"dump is {size} bytes, over the 5 GiB single-PUT limit (multipart not supported)"
+    @property
+    def client(self) -> Any:
+        """The boto3 client, made on first use (``--validate`` never imports boto3)."""
+        if self._client is None:
+            access_key, secret_key = self._credentials
+            self._client = s3_client(
+                endpoint=self.endpoint,
+                region=self.region,
+                access_key=access_key,
+                secret_key=secret_key,
+                addressing=self.addressing,
+                timeout=self.timeout,
+                max_attempts=self.max_attempts,
             )
-        digest = file_sha256(source)
-        try:
-            with source.open("rb") as body:
-                request = self.request_for(key, digest, size, dt.datetime.now(dt.UTC), body)
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read(2000).decode("utf-8", "replace")
-            code = re.search(r"<Code>([^<]*)</Code>", detail)
-            raise UploadError(
-                f"PUT {exc.url} answered HTTP {exc.code}" + (f" ({code.group(1)})" if code else "")
-            ) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UploadError(f"PUT {self._describe(key)} failed: {reason}") from exc
+        return self._client
+
+    def _uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def _describe(self, key: str) -> str:
-        return f"{urllib.parse.urlunsplit(self.endpoint)} bucket {self.bucket} key {key}"
+    def _transfer(self, size: int) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        chunk = part_size(size)
+        return TransferConfig(multipart_threshold=chunk, multipart_chunksize=chunk, max_concurrency=4)
+
+    def put(self, key: str, source: Path) -> Stored | None:
+        size = source.stat().st_size
+        extra = {"ContentType": "application/octet-stream"}
+        if self.storage_class:
+            extra["StorageClass"] = self.storage_class
+        try:
+            self.client.upload_file(
+                str(source), self.bucket, key, ExtraArgs=extra, Config=self._transfer(size)
+            )
+            # The upload's own answer is not handed back by the transfer manager: HEAD gives the
+            # version just written (the key is this run's, concurrency is Forbid) and its size.
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+        except _s3_errors() as exc:
+            raise UploadError(_s3_failure("PUT", self._uri(key), exc)) from exc
+        if head.get("ContentLength") != size:
+            raise UploadError(f"{self._uri(key)} holds {head.get('ContentLength')} bytes, {size} were sent")
+        version = head.get("VersionId")
+        return Stored(
+            uri=self._uri(key) + (f"?versionId={version}" if version else ""), key=key, version_id=version
+        )
+
+    def fetch(self, stored: Stored, dest: Path) -> None:
+        extra = {"VersionId": stored.version_id} if stored.version_id else {}
+        try:
+            self.client.download_file(
+                self.bucket, stored.key, str(dest), ExtraArgs=extra, Config=self._transfer(0)
+            )
+        except _s3_errors() as exc:
+            raise DownloadError(_s3_failure("GET", stored.uri, exc)) from exc
 
 
 def make_target(storage: StorageSpec, env: Mapping[str, str]) -> UploadTarget:
@@ -639,6 +832,44 @@ def make_target(storage: StorageSpec, env: Mapping[str, str]) -> UploadTarget:
             storage_class=storage.storage_class,
         )
     return NullTarget()
+
+
+# --------------------------------------------------------------------------------------------
+# Encryption: age, a subprocess (the age binary from Debian's package in the image).
+# --------------------------------------------------------------------------------------------
+
+
+class CryptoError(Exception):
+    pass
+
+
+def find_age(explicit: str | None = None) -> Path:
+    """The age binary: ``$AGE_BIN`` or ``age`` on ``PATH``."""
+    found = explicit or shutil.which("age")
+    if not found or not os.access(found, os.X_OK):
+        raise FileNotFoundError(
+            f"age not found ({explicit or 'PATH'}): the spec encrypts dumps; install age "
+            "(Debian's package age, which the image has) or set $" + AGE_ENV
+        )
+    return Path(found)
+
+
+def _age(argv: Sequence[str]) -> None:
+    proc = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+        detail = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "")
+        raise CryptoError(re.sub(r"^age: (error: )?", "", detail) or f"age exited {proc.returncode}")
+
+
+def age_encrypt(age: Path, recipient: str, source: Path, dest: Path) -> None:
+    _age([str(age), "--encrypt", "--recipient", recipient, "--output", str(dest), str(source)])
+
+
+def age_decrypt(age: Path, identity_file: str, source: Path, dest: Path) -> None:
+    if not os.access(identity_file, os.R_OK):
+        raise CryptoError(f"cannot read the age identity {identity_file}")
+    _age([str(age), "--decrypt", "--identity", identity_file, "--output", str(dest), str(source)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -874,7 +1105,7 @@ class ScratchServer:
 
 
 # --------------------------------------------------------------------------------------------
-# One database: dump, store, restore, check.
+# One database: dump, encrypt, store, read back, decrypt, restore, check, time.
 # --------------------------------------------------------------------------------------------
 
 
@@ -885,8 +1116,16 @@ class DatabaseResult:
     failed: list[str] = dataclasses.field(default_factory=list)
     dump_bytes: int | None = None
     dump_sha256: str | None = None
+    encrypted: bool = False
     stored: str | None = None
     inventory: dict[str, dict[str, Any]] | None = None
+    #: Seconds from reading the stored dump back to a restored copy (the RTO figure).
+    restore_seconds: float | None = None
+    #: The newest restored row (over the freshness columns) and its age when restored (the RPO figure).
+    newest_row: str | None = None
+    newest_row_age: float | None = None
+    #: Each freshness column's newest value (unix seconds), as the checks found them.
+    newest_values: list[tuple[str, float]] = dataclasses.field(default_factory=list)
 
     def ok(self, message: str) -> None:
         self.passed.append(message)
@@ -904,7 +1143,11 @@ class DatabaseResult:
             "failures": self.failed,
             "dumpBytes": self.dump_bytes,
             "dumpSha256": self.dump_sha256,
+            "encrypted": self.encrypted,
             "stored": self.stored,
+            "restoreSeconds": None if self.restore_seconds is None else round(self.restore_seconds, 3),
+            "newestRow": self.newest_row,
+            "newestRowAgeSeconds": None if self.newest_row_age is None else round(self.newest_row_age, 3),
         }
         if self.inventory is not None:
             out["inventory"] = self.inventory
@@ -991,12 +1234,13 @@ def _check_min_rows(restored: _RestoredCopy, table: TableName, minimum: int, res
 def _check_freshness(
     restored: _RestoredCopy, fresh: Freshness, reference: float, res: DatabaseResult
 ) -> None:
-    """The newest value of ``fresh.column`` is at most ``fresh.max_age`` older than ``reference``."""
+    """The newest value of ``fresh.column`` is at most ``fresh.max_age`` older than ``reference``;
+    the value is kept for the RPO figure."""
     label = f'"{fresh.table.given}.{fresh.column}"'
     if not restored.table_exists(fresh.table):
         res.fail(_missing(fresh.table) + f" (freshness of {label})")
         return
-    expr = _newest_expr(restored, fresh, label, res)
+    expr = _newest_expr(restored, fresh.table, fresh.column, label, res)
     if expr is None:
         return
     newest = restored.psql(f"select {expr} from {fresh.table.sql}")[0][0]
@@ -1006,6 +1250,7 @@ def _check_freshness(
             f"(expected within {fresh.max_age})"
         )
         return
+    res.newest_values.append((label, float(newest)))
     age = reference - float(newest)
     newest_iso = dt.datetime.fromtimestamp(float(newest), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if age <= fresh.max_age_seconds:
@@ -1017,24 +1262,26 @@ def _check_freshness(
         )
 
 
-def _newest_expr(restored: _RestoredCopy, fresh: Freshness, label: str, res: DatabaseResult) -> str | None:
-    """SQL for the newest value of the freshness column as unix seconds; None (the failure
-    reported) when the column is missing or of a type that holds no time."""
+def _newest_expr(
+    restored: _RestoredCopy, table: TableName, column: str, label: str, res: DatabaseResult
+) -> str | None:
+    """SQL for the newest value of ``table.column`` as unix seconds; None (the failure reported)
+    when the column is missing or of a type that holds no time."""
     type_rows = restored.psql(
         "select format_type(atttypid, atttypmod) from pg_attribute "
-        f"where attrelid = to_regclass({fresh.table.regclass_literal}) "
-        f"and attname = '{fresh.column}' and attnum > 0 and not attisdropped",
+        f"where attrelid = to_regclass({table.regclass_literal}) "
+        f"and attname = '{column}' and attnum > 0 and not attisdropped",
     )
     if not type_rows:
         res.fail(f"freshness column {label} does not exist in the restored copy")
         return None
     col_type = type_rows[0][0]
-    column = _quote_ident(fresh.column)
+    quoted = _quote_ident(column)
     if col_type in _EPOCH_TYPES:
-        return f"max({column})::float8"  # unix seconds
+        return f"max({quoted})::float8"  # unix seconds
     if col_type.split("(")[0] in _TIME_TYPES:
         # timestamp without time zone is read as UTC (the session time zone is UTC).
-        return f"extract(epoch from max({column}))::float8"
+        return f"extract(epoch from max({quoted}))::float8"
     res.fail(f"freshness column {label} has type {col_type}, expected a timestamp, date or unix seconds")
     return None
 
@@ -1061,58 +1308,109 @@ def inventory(server: ScratchServer, scratch_db: str) -> dict[str, dict[str, Any
     return out
 
 
-def check_one(
-    db: DatabaseSpec,
-    *,
-    bindir: Path,
-    server: ScratchServer,
-    target: UploadTarget,
-    prefix: str,
-    workdir: Path,
-    from_dumps: Path | None,
-    want_inventory: bool,
-    started: dt.datetime,
-) -> DatabaseResult:
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What every database's check shares in one run."""
+
+    bindir: Path
+    server: ScratchServer
+    target: UploadTarget
+    prefix: str
+    #: This run's private scratch directory (removed when the run ends).
+    workdir: Path
+    #: ``--from-dumps``: check ``<dir>/<name>.dump`` (or ``.dump.age``) instead of dumping.
+    from_dumps: Path | None
+    want_inventory: bool
+    started: dt.datetime
+    encryption: Encryption | None = None
+    age: Path | None = None
+    targets: Targets = Targets()
+
+
+@dataclasses.dataclass
+class _Dump:
+    """A dump on its way through the check."""
+
+    #: The local file: the restore's fallback when nothing was stored or it cannot be read back.
+    path: Path
+    encrypted: bool
+    #: The freshness checks' reference time: the dump's start, or the file's modification time.
+    reference: float
+    #: SHA-256 of the plaintext dump, when known before the restore.
+    sha256: str | None
+    stored: Stored | None = None
+
+
+def check_one(db: DatabaseSpec, ctx: RunContext) -> DatabaseResult:
     res = DatabaseResult(db.name)
-    dump_path = (workdir if from_dumps is None else from_dumps) / f"{db.name}.dump"
+    scratch = Path(tempfile.mkdtemp(prefix=f"{db.name}-", dir=ctx.workdir))
     try:
-        if from_dumps is not None:
-            reference = _existing_dump(db, dump_path, res)
-        else:
-            reference = _dump_source(db, bindir, dump_path, res)
-        if reference is None:
+        dump = _take_dump(db, ctx, scratch, res)
+        if dump is None:
             return res
-        res.dump_bytes = dump_path.stat().st_size
-        res.dump_sha256 = file_sha256(dump_path)
-        if from_dumps is None:
-            _store(target, dump_key(prefix, db.name, started), dump_path, res)
-            # An upload failure is reported, but the restore below still proves the dump.
-        scratch_db = _restore(db, bindir, server, dump_path, res)
+        scratch_db = _recover(db, ctx, dump, scratch, res)
         if scratch_db is None:
             return res
-        run_checks(db, server, scratch_db, reference, res)
-        if want_inventory:
-            res.inventory = inventory(server, scratch_db)
-        server.psql(f"drop database {_quote_ident(scratch_db)}")
+        run_checks(db, ctx.server, scratch_db, dump.reference, res)
+        _check_rpo(ctx.targets, res)
+        if ctx.want_inventory:
+            res.inventory = inventory(ctx.server, scratch_db)
+        ctx.server.psql(f"drop database {_quote_ident(scratch_db)}")
     except RuntimeError as exc:  # a psql call against the scratch server failed unexpectedly
         res.fail(f"check error: {exc}")
     except Exception as exc:  # one database's surprise must not hide the others' results
         res.fail(f"internal error: {exc!r}")
     finally:
-        if from_dumps is None:
-            dump_path.unlink(missing_ok=True)
+        # The plaintext and the ciphertext alike: nothing of this database stays in the job.
+        shutil.rmtree(scratch, ignore_errors=True)
     return res
 
 
-def _existing_dump(db: DatabaseSpec, dump_path: Path, res: DatabaseResult) -> float | None:
-    """``--from-dumps``: the dump's modification time is the freshness reference; None (the
-    failure reported) when there is no dump file."""
-    if not dump_path.is_file():
-        res.fail(f"no dump file {dump_path}")
+def _take_dump(db: DatabaseSpec, ctx: RunContext, scratch: Path, res: DatabaseResult) -> _Dump | None:
+    """Dump the source (or take ``--from-dumps``' file), encrypt it and store it; None (the
+    failure reported) when there is no dump to restore."""
+    if ctx.from_dumps is not None:
+        return _existing_dump(db, ctx.from_dumps, res, encryption=ctx.encryption)
+    plain = scratch / f"{db.name}.dump"
+    reference = _dump_source(db, ctx.bindir, plain, res)
+    if reference is None:
         return None
-    reference = dump_path.stat().st_mtime
-    _log(f"{db.name}: using existing dump {dump_path}")
-    return reference
+    res.dump_bytes = plain.stat().st_size
+    res.dump_sha256 = file_sha256(plain)
+    dump = _Dump(path=plain, encrypted=False, reference=reference, sha256=res.dump_sha256)
+    if ctx.encryption is not None and not _encrypt_dump(ctx, dump, res):
+        return None
+    key = dump_key(ctx.prefix, db.name, ctx.started, encrypted=dump.encrypted)
+    # An upload failure is reported, but the restore below still proves the dump.
+    dump.stored = _store(ctx.target, key, dump.path, res)
+    return dump
+
+
+def _existing_dump(
+    db: DatabaseSpec, directory: Path, res: DatabaseResult, *, encryption: Encryption | None
+) -> _Dump | None:
+    """``--from-dumps``: ``<name>.dump``, else ``<name>.dump.age`` (decrypted with the spec's
+    identity); the file's modification time is the freshness reference. None (the failure
+    reported) when there is no such file."""
+    plain = directory / f"{db.name}.dump"
+    sealed = plain.with_name(plain.name + AGE_SUFFIX)
+    if plain.is_file():
+        path, encrypted = plain, False
+    elif sealed.is_file():
+        if encryption is None:
+            res.fail(f"decryption failed: {sealed} is encrypted and the spec has no encryption")
+            return None
+        path, encrypted = sealed, True
+    else:
+        res.fail(f"no dump file {plain} (nor {sealed.name})")
+        return None
+    _log(f"{db.name}: using existing dump {path}")
+    res.encrypted = encrypted
+    digest = None
+    if not encrypted:
+        res.dump_bytes, res.dump_sha256 = path.stat().st_size, file_sha256(path)
+        digest = res.dump_sha256
+    return _Dump(path=path, encrypted=encrypted, reference=path.stat().st_mtime, sha256=digest)
 
 
 def _dump_source(db: DatabaseSpec, bindir: Path, dump_path: Path, res: DatabaseResult) -> float | None:
@@ -1140,13 +1438,100 @@ def _dump_source(db: DatabaseSpec, bindir: Path, dump_path: Path, res: DatabaseR
     return reference
 
 
-def _store(target: UploadTarget, key: str, dump_path: Path, res: DatabaseResult) -> None:
-    """Upload the dump; a failure is reported as a failed check."""
+def _encrypt_dump(ctx: RunContext, dump: _Dump, res: DatabaseResult) -> bool:
+    """Replace the plaintext dump by its age ciphertext; False (the failure reported) if age failed."""
+    assert ctx.age is not None and ctx.encryption is not None
+    sealed = dump.path.with_name(dump.path.name + AGE_SUFFIX)
     try:
-        res.stored = target.put(key, dump_path)
-        res.ok(f"dump stored: {res.stored}")
-    except UploadError as exc:
+        age_encrypt(ctx.age, ctx.encryption.recipient, dump.path, sealed)
+    except CryptoError as exc:
+        res.fail(f"encryption failed: {exc}")
+        return False
+    dump.path.unlink()  # the plaintext never leaves the job, and does not wait in it either
+    dump.path, dump.encrypted, res.encrypted = sealed, True, True
+    res.ok(f"dump encrypted with age ({sealed.stat().st_size} bytes)")
+    return True
+
+
+def _store(target: UploadTarget, key: str, path: Path, res: DatabaseResult) -> Stored | None:
+    """Upload the dump; a failure is reported as a failed check (None: nothing to read back)."""
+    try:
+        stored = target.put(key, path)
+    except StorageError as exc:
         res.fail(f"upload failed: {exc}")
+        return None
+    if stored is not None:
+        res.stored = stored.uri
+        res.ok(f"dump stored: {stored.uri}")
+    return stored
+
+
+def _recover(
+    db: DatabaseSpec, ctx: RunContext, dump: _Dump, scratch: Path, res: DatabaseResult
+) -> str | None:
+    """What a recovery does, timed: read the stored version back, decrypt it, check it is the
+    dump taken, restore it. The scratch database's name, or None (the failure reported)."""
+    t0 = time.monotonic()
+    source = _fetch(ctx.target, dump, scratch, res)
+    if dump.encrypted:
+        what = dump.stored.uri if dump.stored is not None and source != dump.path else str(source)
+        decrypted = _decrypt(ctx, source, what, scratch / f"{db.name}.restored.dump", res)
+        if decrypted is None:
+            return None
+        source = decrypted
+    if not _same_dump(dump, source, res):
+        return None
+    scratch_db = _restore(db, ctx.bindir, ctx.server, source, res)
+    if scratch_db is None:
+        return None
+    res.restore_seconds = time.monotonic() - t0
+    _check_rto(ctx.targets, res)
+    return scratch_db
+
+
+def _fetch(target: UploadTarget, dump: _Dump, scratch: Path, res: DatabaseResult) -> Path:
+    """The stored version, read back; the local file when nothing was stored or the download
+    failed (reported: the local copy still proves the dump itself)."""
+    if dump.stored is None:
+        return dump.path
+    fetched = scratch / f"fetched-{Path(dump.stored.key).name}"
+    try:
+        target.fetch(dump.stored, fetched)
+    except StorageError as exc:
+        res.fail(f"download failed: {exc}")
+        return dump.path
+    res.ok(f"dump read back: {dump.stored.uri}")
+    dump.path.unlink(missing_ok=True)
+    return fetched
+
+
+def _decrypt(ctx: RunContext, source: Path, what: str, dest: Path, res: DatabaseResult) -> Path | None:
+    """age-decrypt ``source`` (``what``: the stored object, for the message) with the restore job's
+    identity; None (the failure reported)."""
+    assert ctx.age is not None and ctx.encryption is not None
+    try:
+        age_decrypt(ctx.age, ctx.encryption.identity_file, source, dest)
+    except CryptoError as exc:
+        res.fail(
+            f"decryption failed: {what} did not decrypt with the identity "
+            f"{ctx.encryption.identity_file} ({exc})"
+        )
+        return None
+    return dest
+
+
+def _same_dump(dump: _Dump, source: Path, res: DatabaseResult) -> bool:
+    """What is restored is the dump taken (the decrypted read-back has the dump's SHA-256)."""
+    if source == dump.path:
+        return True
+    digest = file_sha256(source)
+    if dump.sha256 is None:  # an encrypted --from-dumps file: known only now
+        res.dump_bytes, res.dump_sha256 = source.stat().st_size, digest
+        return True
+    if digest != dump.sha256:
+        res.fail(f"the stored dump is not the dump taken (sha256 {digest}, expected {dump.sha256})")
+        return False
+    return True
 
 
 def _restore(
@@ -1188,33 +1573,126 @@ def _restore(
     return scratch_db
 
 
+def _check_rto(targets: Targets, res: DatabaseResult) -> None:
+    """The restore (read back, decryption, pg_restore) took at most ``rtoMinutes``."""
+    if targets.rto_seconds is None or res.restore_seconds is None:
+        return
+    took = _human_age(res.restore_seconds)
+    if res.restore_seconds <= targets.rto_seconds:
+        res.ok(f"restore took {took}, within the RTO of {targets.rto_minutes}m")
+    else:
+        res.fail(
+            f"RTO exceeded: the restore (read back, decryption, pg_restore) took {took}, "
+            f"over the target of {targets.rto_minutes}m (rtoMinutes)"
+        )
+
+
+def _check_rpo(targets: Targets, res: DatabaseResult) -> None:
+    """The newest restored row (over the freshness columns) is at most ``rpoHours`` old, now."""
+    if not res.newest_values:
+        if targets.rpo_seconds is not None:
+            res.fail(
+                "RPO not measured: no freshness column holds a row in the restored copy, so the "
+                f"newest row's age is unknown (target {targets.rpo_hours}h, rpoHours)"
+            )
+        return
+    label, newest = max(res.newest_values, key=lambda item: item[1])
+    res.newest_row, res.newest_row_age = label.strip('"'), time.time() - newest
+    if targets.rpo_seconds is None:
+        return
+    age = _human_age(res.newest_row_age)
+    if res.newest_row_age <= targets.rpo_seconds:
+        res.ok(f"newest restored row ({label}) is {age} old, within the RPO of {targets.rpo_hours}h")
+    else:
+        res.fail(
+            f"RPO exceeded: the newest restored row ({label}) is {age} old, "
+            f"over the target of {targets.rpo_hours}h (rpoHours)"
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Metrics for alerting.
 # --------------------------------------------------------------------------------------------
 
 _LAST_SUCCESS = f"{METRIC_PREFIX}_last_success_timestamp_seconds"
+#: Per database: the figures of the last run (a database whose restore failed has none).
+_PER_DATABASE = (
+    (
+        f"{METRIC_PREFIX}_restore_duration_seconds",
+        "Seconds from reading the stored dump back to a restored copy (download, decryption, "
+        "pg_restore) in the last run.",
+        "restore_seconds",
+    ),
+    (
+        f"{METRIC_PREFIX}_newest_row_age_seconds",
+        "Age of the newest restored row (over the freshness columns) when it was restored in the last run.",
+        "newest_row_age",
+    ),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def render_metrics(
-    *, now: float, failed_checks: int, databases: int, duration: float, last_success: float | None
+    *,
+    now: float,
+    failed_checks: int,
+    databases: int,
+    duration: float,
+    last_success: float | None,
+    results: Sequence[DatabaseResult] = (),
+    targets: Targets = Targets(),
 ) -> str:
-    metrics = [
-        (f"{METRIC_PREFIX}_last_run_timestamp_seconds", "Unix time the last restore check finished.", now),
+    metrics: list[tuple[str, str, list[tuple[str, float]]]] = [
+        (
+            f"{METRIC_PREFIX}_last_run_timestamp_seconds",
+            "Unix time the last restore check finished.",
+            [("", now)],
+        ),
         (
             f"{METRIC_PREFIX}_failed_checks",
             "Checks that failed in the last restore check run.",
-            failed_checks,
+            [("", failed_checks)],
         ),
-        (f"{METRIC_PREFIX}_databases", "Databases covered by the last restore check run.", databases),
-        (f"{METRIC_PREFIX}_duration_seconds", "Wall time of the last restore check run.", round(duration, 3)),
+        (f"{METRIC_PREFIX}_databases", "Databases covered by the last restore check run.", [("", databases)]),
+        (
+            f"{METRIC_PREFIX}_duration_seconds",
+            "Wall time of the last restore check run.",
+            [("", round(duration, 3))],
+        ),
     ]
     if last_success is not None:
         metrics.append(
-            (_LAST_SUCCESS, "Unix time of the last run in which every check passed.", last_success)
+            (_LAST_SUCCESS, "Unix time of the last run in which every check passed.", [("", last_success)])
         )
+    for name, help_text, attribute in _PER_DATABASE:
+        samples = [
+            (f'{{database="{_label(r.name)}"}}', round(value, 3))
+            for r in results
+            if (value := getattr(r, attribute)) is not None
+        ]
+        if samples:
+            metrics.append((name, help_text, samples))
+    for name, help_text, seconds in (
+        (
+            f"{METRIC_PREFIX}_rto_target_seconds",
+            "The restore's target duration (rtoMinutes).",
+            targets.rto_seconds,
+        ),
+        (
+            f"{METRIC_PREFIX}_rpo_target_seconds",
+            "The newest restored row's target age (rpoHours).",
+            targets.rpo_seconds,
+        ),
+    ):
+        if seconds is not None:
+            metrics.append((name, help_text, [("", seconds)]))
     lines: list[str] = []
-    for name, help_text, value in metrics:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+    for name, help_text, values in metrics:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+        lines += [f"{name}{labels} {value}" for labels, value in values]
     return "\n".join(lines) + "\n"
 
 
@@ -1274,13 +1752,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--from-dumps",
         metavar="DIR",
-        help="check existing dumps DIR/<name>.dump instead of dumping the sources (nothing is stored)",
+        help="check existing dumps DIR/<name>.dump (or <name>.dump.age, decrypted with the spec's "
+        "identity) instead of dumping the sources (nothing is stored)",
     )
     p.add_argument(
         "--work-dir", default=None, help="where dumps and the scratch cluster live (default: $TMPDIR)"
     )
     p.add_argument(
         "--pg-bindir", default=os.environ.get(BINDIR_ENV), help=f"PostgreSQL binaries (${BINDIR_ENV})"
+    )
+    p.add_argument(
+        "--age", default=os.environ.get(AGE_ENV), help=f"the age binary (${AGE_ENV}; default: PATH)"
     )
     p.add_argument("--metrics-file", help="write Prometheus metrics to this textfile (atomically)")
     p.add_argument("--pushgateway", help="push metrics to this Pushgateway URL")
@@ -1305,28 +1787,49 @@ def _select(spec: Spec, names: Sequence[str]) -> tuple[DatabaseSpec, ...]:
     return tuple(known[n] for n in names)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A validated command line: the spec, what to check, where dumps go."""
+
+    spec: Spec
+    selected: tuple[DatabaseSpec, ...]
+    storage: StorageSpec
+    target: UploadTarget
+
+
+def _plan(args: argparse.Namespace) -> _Plan:
+    """The spec and the command line, validated (:class:`SpecError` lists the problems)."""
+    spec = load_spec(read_spec_source(args.spec, os.environ))
+    selected = _select(spec, args.database)
+    storage = spec.storage
+    if args.storage_dir:
+        storage = StorageSpec(type="local", prefix=spec.storage.prefix, path=args.storage_dir)
+    return _Plan(spec, selected, storage, make_target(storage, os.environ))
+
+
+def _tools(args: argparse.Namespace, spec: Spec) -> tuple[Path, Path | None]:
+    """The PostgreSQL binaries and, when the spec encrypts, age (FileNotFoundError naming them)."""
+    bindir = find_bindir(args.pg_bindir)
+    age = find_age(args.age) if spec.encryption is not None else None
+    return bindir, age
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        spec = load_spec(read_spec_source(args.spec, os.environ))
-        selected = _select(spec, args.database)
-        storage = spec.storage
-        if args.storage_dir:
-            storage = StorageSpec(type="local", prefix=spec.storage.prefix, path=args.storage_dir)
-        target = make_target(storage, os.environ)
+        plan = _plan(args)
     except SpecError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return EXIT_USAGE
+    spec = plan.spec
     if args.validate:
         print(f"spec ok: {len(spec.databases)} database(s): {', '.join(db.name for db in spec.databases)}")
         return EXIT_OK
-
     try:
-        bindir = find_bindir(args.pg_bindir)
+        bindir, age = _tools(args, spec)
     except FileNotFoundError as exc:
         print(f"ERROR {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from_dumps = Path(args.from_dumps) if args.from_dumps else None
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
     results: list[DatabaseResult] = []
@@ -1340,25 +1843,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log(f"scratch server up on {server.socket_dir} ({bindir})")
         run_dir = Path(tempfile.mkdtemp(prefix="dumps-", dir=workdir))
         stack.callback(shutil.rmtree, run_dir, True)
-        for db in selected:
-            results.append(
-                check_one(
-                    db,
-                    bindir=bindir,
-                    server=server,
-                    target=target,
-                    prefix=storage.prefix,
-                    workdir=run_dir,
-                    from_dumps=from_dumps,
-                    want_inventory=args.inventory,
-                    started=started,
-                )
-            )
-    return _report(results, started, time.monotonic() - t0, args)
+        ctx = RunContext(
+            bindir=bindir,
+            server=server,
+            target=plan.target,
+            prefix=plan.storage.prefix,
+            workdir=run_dir,
+            from_dumps=Path(args.from_dumps) if args.from_dumps else None,
+            want_inventory=args.inventory,
+            started=started,
+            encryption=spec.encryption,
+            age=age,
+            targets=spec.targets,
+        )
+        results.extend(check_one(db, ctx) for db in plan.selected)
+    return _report(results, started, time.monotonic() - t0, args, spec.targets)
 
 
 def _report(
-    results: list[DatabaseResult], started: dt.datetime, duration: float, args: argparse.Namespace
+    results: list[DatabaseResult],
+    started: dt.datetime,
+    duration: float,
+    args: argparse.Namespace,
+    targets: Targets = Targets(),
 ) -> int:
     failures = [f"{r.name}: {msg}" for r in results for msg in r.failed]
     now = time.time()
@@ -1368,6 +1875,7 @@ def _report(
         "durationSeconds": round(duration, 3),
         "failedChecks": len(failures),
         "failures": failures,
+        "targets": {"rtoMinutes": targets.rto_minutes, "rpoHours": targets.rpo_hours},
         "databases": [r.as_json() for r in results],
     }
     print(SUMMARY_PREFIX + json.dumps(summary, sort_keys=True), flush=True)
@@ -1380,6 +1888,8 @@ def _report(
         databases=len(results),
         duration=duration,
         last_success=last_success,
+        results=results,
+        targets=targets,
     )
     if textfile:
         write_textfile(textfile, body)

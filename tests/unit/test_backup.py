@@ -1,6 +1,7 @@
 """The restore check as the program declares it: namespace, bucket, identity, script and spec,
-credentials, CronJob and network policies. The script itself is tested against a real PostgreSQL
-server in tests/test_restore_check.py; here the spec the program generates is fed to that script.
+credentials (the read-only users'), the age identity from the vault, CronJob and network policies.
+The script itself is tested against a real PostgreSQL server, age and moto's S3 server in
+tests/integration/test_restore_check.py; here the spec the program generates is fed to that script.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import datetime as dt
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,10 +28,13 @@ from policy.rules import image_problem
 from program.paths import RESTORE_CHECK_SCRIPT
 from scw_platform import backup
 from scw_platform.backup import RestoreCheckSettings
-from scw_platform.database import DatabaseCredentials
+from scw_platform.database import DatabaseCredentials, DatabaseUser
 from tests.harness import Recording, is_secret, plaintext_secrets, record, unwrap
 
 CRONJOB = "kubernetes:batch/v1:CronJob"
+EXTERNAL_SECRET = "kubernetes:external-secrets.io/v1:ExternalSecret"
+#: age public keys from age-keygen (their private keys were thrown away).
+AGE_RECIPIENT = "age1ujqga9uak877kuhxdzz9yvft52fwcfm6pj7yp5y42xnxcu8n0ansnt44wp"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 RFC1918 = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
@@ -107,7 +112,9 @@ def test_identity_holds_object_storage_permissions_only(members: list[Registrati
     assert _one(members, "scaleway:iam/apiKey:ApiKey")
 
 
-def test_config_map_ships_the_script_and_the_spec(members: list[Registration], prod: runner.Plan) -> None:
+def test_config_map_ships_the_script_and_the_spec(
+    members: list[Registration], prod: runner.Plan, settings: RestoreCheckSettings
+) -> None:
     config = _one(members, "kubernetes:core/v1:ConfigMap")
     data = config.inputs["data"]
     shipped = RESTORE_CHECK_SCRIPT.read_text(encoding="utf-8")
@@ -116,6 +123,14 @@ def test_config_map_ships_the_script_and_the_spec(members: list[Registration], p
     host = prod.exports["databaseHost"].value
     assert {db["connection"]["host"] for db in spec["databases"]} == {host}
     assert {db["connection"]["dbname"] for db in spec["databases"]} == {"website", "newsletter"}
+    # The dump runs as each database's read-only user, never the app's read-write one.
+    assert {db["connection"]["user"] for db in spec["databases"]} == {"website_reader", "newsletter_reader"}
+    # Encrypted to the configured key, decrypted with the identity the job mounts; the clock's targets.
+    assert spec["encryption"] == {
+        "recipient": settings.encryption_recipient,
+        "identityFile": backup.AGE_IDENTITY_FILE,
+    }
+    assert spec["targets"] == {"rtoMinutes": settings.rto_minutes, "rpoHours": settings.rpo_hours}
     bucket = _one(members, "scaleway:object/bucket:Bucket")
     assert spec["storage"]["bucket"] == bucket.inputs["name"]
     assert spec["storage"]["endpoint"] == "https://s3.fr-par.scw.cloud"
@@ -124,6 +139,7 @@ def test_config_map_ships_the_script_and_the_spec(members: list[Registration], p
     website = next(db for db in parsed.databases if db.name == "website")
     assert [t.given for t in website.tables] == ["members", "orders", "payments"]
     assert website.freshness[0].max_age_seconds == 26 * 3600
+    assert parsed.encryption is not None and parsed.targets.rto_minutes == settings.rto_minutes
 
 
 def test_the_script_validates_the_generated_spec(members: list[Registration], tmp_path: Path) -> None:
@@ -190,7 +206,7 @@ def test_cronjob(members: list[Registration], settings: Any) -> None:
     assert security["runAsNonRoot"] is True and security["readOnlyRootFilesystem"] is True
     assert container["resources"]["requests"] and container["resources"]["limits"]
     # The ConfigMap's script runs, with the spec from the same ConfigMap.
-    assert container["command"] == ["python3", f"{backup.CONFIG_MOUNT}/restore_check.py"]
+    assert container["command"] == [backup.PYTHON, f"{backup.CONFIG_MOUNT}/restore_check.py"]
     assert container["args"][:2] == ["--spec", f"{backup.CONFIG_MOUNT}/spec.json"]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
@@ -202,7 +218,34 @@ def test_cronjob(members: list[Registration], settings: Any) -> None:
     # Every passwordFile in the spec is a mounted key of the Secret.
     mounted = {f"{backup.SECRETS_MOUNT}/{item['path']}" for item in credentials["items"]}
     assert mounted == {backup.password_file(d.database) for d in settings.databases}
+    # The age identity: the ExternalSecret's target, mounted read-only where the spec says.
+    identity = volumes[mounts[backup.AGE_IDENTITY_MOUNT]["name"]]["secret"]
+    assert mounts[backup.AGE_IDENTITY_MOUNT]["readOnly"] is True
+    assert identity["secretName"] == backup.AGE_IDENTITY_SECRET and identity["defaultMode"] == 0o400
+    (item,) = identity["items"]
+    assert f"{backup.AGE_IDENTITY_MOUNT}/{item['path']}" == backup.AGE_IDENTITY_FILE
     assert pod["imagePullSecrets"] == [{"name": backup.PULL_SECRET}]
+    # The CronJob waits for the identity's ExternalSecret (its first run mounts the Secret).
+    external = _one(members, EXTERNAL_SECRET)
+    assert external.urn in cronjob.dependencies
+
+
+def test_the_age_identity_comes_from_the_vault_never_from_pulumi(members: list[Registration]) -> None:
+    external = _one(members, EXTERNAL_SECRET)
+    assert external.inputs["metadata"]["namespace"] == backup.RESTORE_CHECK_NAMESPACE
+    spec = external.inputs["spec"]
+    assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "platform-scaleway"}
+    assert spec["data"] == [
+        {
+            "secretKey": backup.AGE_IDENTITY_KEY,
+            "remoteRef": {"key": "path:/platform/restore-check/age-identity"},
+        }
+    ]
+    assert spec["target"]["name"] == backup.AGE_IDENTITY_SECRET
+    # No private key anywhere in the plan: only the public recipient is config.
+    identity = re.compile(r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}")
+    for reg in members:
+        assert not identity.search(json.dumps(reg.inputs, default=str)), reg.name
 
 
 def test_network_policies_allow_only_dns_the_database_and_public_https(
@@ -238,19 +281,43 @@ def test_every_kubernetes_child_is_explicit_and_parented(members: list[Registrat
 def _settings(**changes: Any) -> RestoreCheckSettings:
     raw: dict[str, Any] = {
         "image": "rg.fr-par.scw.cloud/acme/restore-check:16.9-1",
-        "databases": [{"database": "_legacy", "tables": ["public.items"], "minRows": {"items": 1}}],
+        "databases": [
+            {
+                "database": "_legacy",
+                "tables": ["public.items"],
+                "minRows": {"items": 1},
+                "freshness": [{"table": "items", "column": "updated_at", "maxAge": "2d"}],
+            }
+        ],
+        "encryptionRecipient": AGE_RECIPIENT,
+        "rtoMinutes": 30,
+        "rpoHours": 48,
         **changes,
     }
     return RestoreCheckSettings.model_validate(raw, context={"role": "development", "region": "fr-par"})
 
 
+#: The runtime (read-write) and the read-only user's passwords of the unit component's database.
+RW_PASSWORD, RO_PASSWORD = "rw-password-of-the-app", "ro-password-of-the-reader"
+
+
 def _component(
-    *, protect: bool, credentials: dict[str, str] | None = None, bucket_admins: tuple[str, ...] = ()
+    *,
+    protect: bool,
+    credentials: dict[str, str] | None = None,
+    bucket_admins: tuple[str, ...] = (),
+    readers: bool = True,
+    secrets_depends_on: tuple[pulumi.Resource, ...] = (),
 ) -> Recording:
     def program() -> dict[str, Any]:
         provider = k8s.Provider("unit-k8s", kubeconfig=pulumi.Output.secret("apiVersion: v1"))
         creds = {
-            name: DatabaseCredentials(database=name, user=user, password=pulumi.Output.secret("pw"))
+            name: DatabaseCredentials(
+                database=name,
+                user=user,
+                password=pulumi.Output.secret(RW_PASSWORD),
+                reader=DatabaseUser(f"{user}_reader", pulumi.Output.secret(RO_PASSWORD)) if readers else None,
+            )
             for name, user in (credentials or {"_legacy": "legacy_app"}).items()
         }
         check = backup.RestoreCheck(
@@ -267,6 +334,8 @@ def _component(
                 credentials=creds,
                 protect=protect,
                 bucket_admins=bucket_admins,
+                secret_store="unit-store",
+                secrets_depends_on=secrets_depends_on,
             ),
         )
         return {"spec": check.spec, "bucket": check.bucket_name}
@@ -287,14 +356,37 @@ def test_component_without_registry_and_unprotected() -> None:
     spec = json.loads(recording.outputs["spec"].value)
     (db,) = spec["databases"]
     assert db["name"] == "db_legacy" and db["connection"]["dbname"] == "_legacy"
-    assert db["connection"]["user"] == "legacy_app"
+    assert db["connection"]["user"] == "legacy_app_reader", "the read-only user dumps"
     assert spec["storage"]["endpoint"] == "https://s3.nl-ams.scw.cloud"
+    assert spec["encryption"]["recipient"] == AGE_RECIPIENT
+    assert spec["targets"] == {"rtoMinutes": 30, "rpoHours": 48}
     restore_check.load_spec(spec)
+    # The identity's ExternalSecret reads the given store.
+    (external,) = recording.by_type(EXTERNAL_SECRET)
+    assert external.inputs["spec"]["secretStoreRef"]["name"] == "unit-store"
+
+
+def test_only_the_read_only_password_reaches_the_namespace() -> None:
+    recording = _component(protect=False)
+    (secret,) = [
+        r
+        for r in recording.by_type("kubernetes:core/v1:Secret")
+        if r.inputs["metadata"]["name"] == "restore-check-credentials"
+    ]
+    data = unwrap(secret.inputs["stringData"])
+    assert data[backup.password_key("_legacy")] == RO_PASSWORD
+    everything = json.dumps([r.inputs for r in recording.registrations], default=str)
+    assert RW_PASSWORD not in everything, "the app's read-write password never reaches the restore check"
 
 
 def test_component_refuses_a_check_without_credentials() -> None:
     with pytest.raises(ValueError, match="without credentials: _legacy"):
         _component(protect=False, credentials={"website": "website"})
+
+
+def test_component_refuses_a_database_without_a_read_only_user() -> None:
+    with pytest.raises(ValueError, match=r"without a read-only user: _legacy \(DatabaseCredentials.reader\)"):
+        _component(protect=False, readers=False)
 
 
 def test_checkov_skips_carry_reasons() -> None:
@@ -317,21 +409,24 @@ def _statements(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {statement["Sid"]: statement for statement in document["Statement"]}
 
 
-def test_bucket_policy_lets_the_job_only_write_dumps_and_keeps_the_admins() -> None:
+def test_bucket_policy_lets_the_job_only_write_and_read_back_dumps_and_keeps_the_admins() -> None:
     document = backup.bucket_policy_document("prod-db-dumps-6a0c2f3e", WRITER, [OPERATOR, DEPLOYER])
     # The current language: what it does not allow is denied, whatever IAM grants.
     assert document["Version"] == "2023-04-17"
     statements = _statements(document)
-    assert set(statements) == {"RestoreCheckWritesDumps", "AdminsKeepFullAccess"}
+    assert set(statements) == {"RestoreCheckWritesAndReadsBackDumps", "AdminsKeepFullAccess"}
     assert all(s["Effect"] == "Allow" for s in statements.values()), "Deny statements do nothing"
-    writer = statements["RestoreCheckWritesDumps"]
+    writer = statements["RestoreCheckWritesAndReadsBackDumps"]
     assert writer["Principal"] == {"SCW": f"application_id:{WRITER}"}
-    # PUT only: no listing, reading, deleting (any version) or bucket configuration, and only
-    # under the dumps' prefix, which is the prefix the script writes to.
-    assert writer["Action"] == ["s3:PutObject"]
+    # PUT, and GET of what it wrote (the restore reads the stored version back): no listing,
+    # deleting (any version) or bucket configuration, and only under the dumps' prefix, which is
+    # the prefix the script writes to.
+    assert writer["Action"] == ["s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"]
     assert writer["Resource"] == ["prod-db-dumps-6a0c2f3e/restore-check/*"]
-    key = restore_check.dump_key(backup.DUMP_PREFIX, "website", dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
-    assert fnmatch.fnmatchcase(f"prod-db-dumps-6a0c2f3e/{key}", writer["Resource"][0])
+    when = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    for encrypted in (False, True):
+        key = restore_check.dump_key(backup.DUMP_PREFIX, "website", when, encrypted=encrypted)
+        assert fnmatch.fnmatchcase(f"prod-db-dumps-6a0c2f3e/{key}", writer["Resource"][0])
     admins = statements["AdminsKeepFullAccess"]
     assert admins["Principal"] == {"SCW": [OPERATOR, DEPLOYER]}
     assert admins["Action"] == ["s3:*"]
@@ -362,3 +457,121 @@ def test_bucket_admins_must_be_users_or_applications_by_id() -> None:
     for bad in ("project_id:11111111-2222-3333-4444-555555555555", "user_id:alice", "*"):
         with pytest.raises(ValueError, match="bucket admins must be"):
             _component(protect=False, bucket_admins=(bad,))
+
+
+def _allowed(document: dict[str, Any], principal: str, action: str, resource: str) -> bool:
+    """Scaleway's 2023-04-17 evaluation as its documentation states it: an action is permitted
+    only if an Allow statement names the principal, the action (``*``, ``s3:*`` or itself) and a
+    matching resource; everything else is denied ("Deny statements are therefore useless")."""
+    for statement in document["Statement"]:
+        named = statement["Principal"]["SCW"]
+        principals = [named] if isinstance(named, str) else named
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if (
+            statement["Effect"] == "Allow"
+            and principal in principals
+            and any(fnmatch.fnmatchcase(action, a) for a in actions)
+            and any(fnmatch.fnmatchcase(resource, r) for r in statement["Resource"])
+        ):
+            return True
+    return False
+
+
+def test_the_bucket_policy_denies_the_job_every_deletion() -> None:
+    """What the policy document means for the job's principal. moto's S3 server enforces only
+    AWS-dialect Deny statements and ignores principals (tests/integration/test_restore_check.py
+    shows what it does enforce), so Scaleway's reading of this document is evaluated here."""
+    bucket = "prod-db-dumps-6a0c2f3e"
+    document = backup.bucket_policy_document(bucket, WRITER, [OPERATOR])
+    job = f"application_id:{WRITER}"
+    key = restore_check.dump_key(backup.DUMP_PREFIX, "website", dt.datetime(2026, 1, 2, tzinfo=dt.UTC))
+    dump = f"{bucket}/{key}"
+    for action in ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion"):
+        assert _allowed(document, job, action, dump), action
+    for action in (
+        "s3:DeleteObject",
+        "s3:DeleteObjectVersion",
+        "s3:PutLifecycleConfiguration",
+        "s3:PutBucketVersioning",
+        "s3:PutObjectRetention",
+        "s3:ListBucket",
+        "s3:ListBucketVersions",
+    ):
+        assert not _allowed(document, job, action, dump), action
+        assert not _allowed(document, job, action, bucket), action
+    # Outside its prefix the job may not even write; the admins may do anything, deleting included.
+    assert not _allowed(document, job, "s3:PutObject", f"{bucket}/elsewhere.dump")
+    assert _allowed(document, OPERATOR, "s3:DeleteObjectVersion", dump)
+
+
+# --- Settings: the recipient, the clock -----------------------------------------------------------
+
+#: More public keys from age-keygen, and near misses of the first.
+RECIPIENTS = (
+    AGE_RECIPIENT,
+    "age1xvvf82f7r04ua2kwwlav65my35j6ljz04vzmy8avvhd82t4n7eascpsp66",
+    "age1frlcqq6au2k8gzujh6n74z2gsgtkgezug97pu2dj7z36mqe0h30sexx3w7",
+)
+NOT_RECIPIENTS = {
+    "checksum": AGE_RECIPIENT[:-1] + ("q" if AGE_RECIPIENT[-1] != "q" else "p"),
+    "typo": AGE_RECIPIENT[:10] + ("q" if AGE_RECIPIENT[10] != "q" else "p") + AGE_RECIPIENT[11:],
+    "uppercase": AGE_RECIPIENT.upper(),
+    "short": AGE_RECIPIENT[:-2],
+    "long": AGE_RECIPIENT + "q",
+    "not bech32": AGE_RECIPIENT[:20] + "b" + AGE_RECIPIENT[21:],
+    "ssh key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHk5f1O8xoqwHP5UwoUD7Ge4vK4Q9eG9GrSuQkRv5Qel",
+    "plugin": "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t",
+    "empty": "",
+}
+
+
+def test_age_public_keys_are_accepted() -> None:
+    for recipient in RECIPIENTS:
+        assert _settings(encryptionRecipient=recipient).encryption_recipient == recipient
+        assert restore_check.age_recipient_problem(recipient) is None
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_RECIPIENTS))
+def test_anything_else_is_refused_by_the_config_and_by_the_script(kind: str) -> None:
+    bad = NOT_RECIPIENTS[kind]
+    with pytest.raises(ValueError, match="age") as err:
+        _settings(encryptionRecipient=bad)
+    assert "encryptionRecipient" in str(err.value)
+    assert restore_check.age_recipient_problem(bad) is not None, "the script agrees"
+
+
+def test_a_private_key_in_place_of_the_recipient_is_refused_and_never_echoed() -> None:
+    # The format of an identity (age-keygen's AGE-SECRET-KEY-1 line); not a real key.
+    identity = "AGE-SECRET-KEY-1" + "Q" * 58
+    with pytest.raises(ValueError, match="a private key") as err:
+        _settings(encryptionRecipient=identity)
+    assert identity not in str(err.value)
+    problem = restore_check.age_recipient_problem(identity)
+    assert problem is not None and identity not in problem
+
+
+def test_padding_bits_must_be_zero() -> None:
+    """A Bech32 string with a valid checksum whose last data character sets a padding bit."""
+    data = [backup._BECH32.index(c) for c in AGE_RECIPIENT[4:-6]]
+    data[-1] ^= 1  # a padding bit
+    polymod = backup._bech32_polymod([*backup._AGE_HRP, *data, 0, 0, 0, 0, 0, 0]) ^ 1
+    checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
+    forged = "age1" + "".join(backup._BECH32[v] for v in data + checksum)
+    assert backup._bech32_polymod([*backup._AGE_HRP, *data, *checksum]) == 1
+    with pytest.raises(ValueError, match="padding bits"):
+        _settings(encryptionRecipient=forged)
+    assert "padding" in (restore_check.age_recipient_problem(forged) or "")
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("rtoMinutes", 0), ("rtoMinutes", -5), ("rpoHours", 0), ("rpoHours", -1)]
+)
+def test_targets_must_be_positive(key: str, value: int) -> None:
+    with pytest.raises(ValueError, match=rf"{key}\n.*greater than 0"):
+        _settings(**{key: value})
+
+
+@pytest.mark.parametrize(("key", "value"), [("rtoMinutes", True), ("rpoHours", "26"), ("rtoMinutes", 1.5)])
+def test_targets_are_whole_numbers(key: str, value: object) -> None:
+    with pytest.raises(ValueError, match=rf"{key}\n.*valid integer"):
+        _settings(**{key: value})

@@ -55,6 +55,8 @@ def remove(key: str) -> Mutation:
 
 
 WEBHOOK = {"name": "chat", "kind": "webhook"}
+#: An age public key (age-keygen; its private key was thrown away).
+AGE_RECIPIENT = "age1frlcqq6au2k8gzujh6n74z2gsgtkgezug97pu2dj7z36mqe0h30sexx3w7"
 EMAIL = {"name": "oncall", "email": "oncall@example.com"}
 
 CASES: list[tuple[str, str, Mutation, str]] = [
@@ -337,9 +339,19 @@ def test_defaults(stack_config: StackConfig) -> None:
         "observability": {"contactPoints": [{"name": "oncall", "email": "oncall@example.com"}]},
         "restoreCheck": {
             "image": "rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "a" * 64,
-            "databases": [{"database": "website"}],
+            # A freshness column: what the newest restored row's age (rpoHours) is measured on.
+            "databases": [
+                {
+                    "database": "website",
+                    "freshness": [{"table": "orders", "column": "created_at", "maxAge": "26h"}],
+                }
+            ],
             # Not a default: production must say who keeps access to its backups.
             "bucketAdmins": ["user_id:5e2f8a1c-3b7d-4c9e-8f6a-2d1b0c9e7f34"],
+            # Not defaults either: the key dumps are encrypted to, and the recovery objectives.
+            "encryptionRecipient": AGE_RECIPIENT,
+            "rtoMinutes": 60,
+            "rpoHours": 26,
         },
     }
     cfg = _load("prod", raw)
@@ -359,3 +371,91 @@ def test_defaults(stack_config: StackConfig) -> None:
     dev = stack_config("dev")
     dev.pop(OPS, None)
     assert _load("dev", dev).restore_check is None, "operations are optional in development"
+
+
+# --- the restore check's encryption and clock (issue 14) ------------------------------------------
+
+
+def without_check_key(key: str) -> Mutation:
+    def mutate(raw: dict[str, Any]) -> None:
+        raw[OPS]["restoreCheck"].pop(key)
+
+    return mutate
+
+
+RECOVERY_CASES: list[tuple[str, Mutation, str]] = [
+    (
+        "recipient-missing",
+        without_check_key("encryptionRecipient"),
+        f"{OPS}.restoreCheck.encryptionRecipient: required",
+    ),
+    (
+        "recipient-not-a-key",
+        check(encryptionRecipient="age1notakey"),
+        f"{OPS}.restoreCheck.encryptionRecipient: must be an age X25519 public key",
+    ),
+    (
+        "recipient-typo",
+        check(encryptionRecipient=AGE_RECIPIENT[:-1] + "q"),
+        f"{OPS}.restoreCheck.encryptionRecipient: '{AGE_RECIPIENT[:-1]}q' is not a valid age public key: "
+        "its Bech32 checksum does not match",
+    ),
+    (
+        "recipient-is-a-private-key",
+        check(encryptionRecipient="AGE-SECRET-KEY-1" + "Q" * 58),
+        f"{OPS}.restoreCheck.encryptionRecipient: this is an age identity (a private key), not a recipient",
+    ),
+    (
+        "recipient-not-text",
+        check(encryptionRecipient=42),
+        f"{OPS}.restoreCheck.encryptionRecipient: Input should be a valid string",
+    ),
+    ("rto-missing", without_check_key("rtoMinutes"), f"{OPS}.restoreCheck.rtoMinutes: required"),
+    ("rto-zero", check(rtoMinutes=0), f"{OPS}.restoreCheck.rtoMinutes: Input should be greater than 0"),
+    ("rto-negative", check(rtoMinutes=-30), f"{OPS}.restoreCheck.rtoMinutes: Input should be greater than 0"),
+    (
+        "rto-text",
+        check(rtoMinutes="an hour"),
+        f"{OPS}.restoreCheck.rtoMinutes: Input should be a valid integer",
+    ),
+    ("rpo-missing", without_check_key("rpoHours"), f"{OPS}.restoreCheck.rpoHours: required"),
+    ("rpo-zero", check(rpoHours=0), f"{OPS}.restoreCheck.rpoHours: Input should be greater than 0"),
+    ("rpo-negative", check(rpoHours=-1), f"{OPS}.restoreCheck.rpoHours: Input should be greater than 0"),
+    ("rpo-boolean", check(rpoHours=True), f"{OPS}.restoreCheck.rpoHours: Input should be a valid integer"),
+    (
+        "no-timestamp-column-for-the-rpo",
+        database_check(1, freshness=[]),
+        f"{OPS}.restoreCheck.databases[1].freshness: at least one freshness check is required",
+    ),
+    (
+        "timestamp-column-not-an-identifier",
+        database_check(0, freshness=[{"table": "orders", "column": "created at", "maxAge": "26h"}]),
+        f"{OPS}.restoreCheck.databases[0].freshness[0].column: 'created at' is not a column name",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [c[1:] for c in RECOVERY_CASES], ids=[c[0] for c in RECOVERY_CASES]
+)
+def test_bad_encryption_or_recovery_targets_name_the_key(
+    stack_config: StackConfig, mutate: Mutation, expected: str
+) -> None:
+    found = new_problems(stack_config, "prod", mutate)
+    assert any(p.startswith(expected) for p in found), "\n".join(found) or "no new problem"
+
+
+def test_a_private_key_in_the_stack_file_is_never_echoed(stack_config: StackConfig) -> None:
+    identity = "AGE-SECRET-KEY-1" + "Q" * 58
+    found = new_problems(stack_config, "prod", check(encryptionRecipient=identity))
+    assert found and not any(identity in p for p in found)
+
+
+def test_committed_encryption_and_targets(stack_config: StackConfig) -> None:
+    prod = _load("prod", stack_config("prod"))
+    assert prod.restore_check is not None
+    assert prod.restore_check.encryption_recipient.startswith("age1")
+    assert prod.restore_check.rto_minutes > 0 and prod.restore_check.rpo_hours > 0
+    # Every database has a timestamp column for the newest restored row's age (the RPO figure).
+    for database in prod.restore_check.databases:
+        assert database.freshness, database.database
