@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from offline import hooks
 from program.model import PlatformConfig
 from scw_platform.apps import AppSettings, migrator_secret_name
 from scw_platform.database import MIGRATOR_SUFFIX, READER_SUFFIX
@@ -55,38 +56,20 @@ def migration_job(app: AppSettings, *, runtime_user: str) -> dict[str, Any]:
     grants = migrator_grants_sql(
         app.database, runtime_user, f"{runtime_user}{MIGRATOR_SUFFIX}", f"{runtime_user}{READER_SUFFIX}"
     )
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": MIGRATE_JOB,
-            "namespace": app.name,
-            "labels": labels,
-            "annotations": _annotations(),
+    return hooks.hook_job(
+        name=MIGRATE_JOB,
+        namespace=app.name,
+        labels=labels,
+        annotations=_annotations(),
+        deadline_seconds=app.migrate.timeout_minutes * 60,
+        ttl_seconds=86400,
+        uid=HOOK_UID,
+        pod={
+            "initContainers": [_grants_container(app, grants)],
+            "containers": [_migrate_container(app)],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
         },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": app.migrate.timeout_minutes * 60,
-            "ttlSecondsAfterFinished": 86400,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": HOOK_UID,
-                        "runAsGroup": HOOK_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "initContainers": [_grants_container(app, grants)],
-                    "containers": [_migrate_container(app)],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
-                },
-            },
-        },
-    }
+    )
 
 
 def _annotations() -> dict[str, str]:
@@ -99,16 +82,6 @@ def _annotations() -> dict[str, str]:
         "path's kustomize images entry, which the image updater writes",
         "checkov.io/skip2": "CKV_K8S_35=the migrator's credentials as environment variables: the "
         "migration tools read DATABASE_URL; the Secret is the hook's alone",
-    }
-
-
-def _restricted() -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
     }
 
 
@@ -132,7 +105,7 @@ def _grants_container(app: AppSettings, grants: str) -> dict[str, Any]:
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"cpu": "200m", "memory": "128Mi"},
         },
-        "securityContext": _restricted(),
+        "securityContext": hooks.restricted_container(),
     }
 
 
@@ -151,7 +124,7 @@ def _migrate_container(app: AppSettings) -> dict[str, Any]:
         },
         # Migration tools write temporary files: to /tmp, an emptyDir; the image stays read-only.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        "securityContext": _restricted(),
+        "securityContext": hooks.restricted_container(),
     }
 
 

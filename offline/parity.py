@@ -51,7 +51,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from offline import migrations, runner
+from offline import hooks, migrations, runner
 from program import config as platform_config
 from program.config import ConfigError
 from program.model import SECRET_KEYS, PlatformConfig
@@ -391,36 +391,16 @@ def gate_job(app: AppSettings, *, with_database: bool, image: str = GATE_IMAGE) 
         "app.kubernetes.io/part-of": app.name,
         "platform.scw/gate": "parity",
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": GATE_JOB,
-            "namespace": app.name,
-            "labels": labels,
-            "annotations": _gate_annotations(image),
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": GATE_DEADLINE_SECONDS,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": GATE_UID,
-                        "runAsGroup": GATE_UID,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [_gate_container(app, keys, image)],
-                },
-            },
-        },
-    }
+    return hooks.hook_job(
+        name=GATE_JOB,
+        namespace=app.name,
+        labels=labels,
+        annotations=_gate_annotations(image),
+        deadline_seconds=GATE_DEADLINE_SECONDS,
+        ttl_seconds=3600,
+        uid=GATE_UID,
+        pod={"containers": [_gate_container(app, keys, image)]},
+    )
 
 
 def _gate_annotations(image: str) -> dict[str, str]:
@@ -460,13 +440,7 @@ def _gate_container(app: AppSettings, keys: Sequence[str], image: str) -> dict[s
             for key in keys
         ],
         "resources": gate_resources(app),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": hooks.restricted_container(),
     }
 
 
