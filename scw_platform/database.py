@@ -268,9 +268,9 @@ class ManagedPostgres(pulumi.ComponentResource):
         instance: scaleway.databases.Instance,
         db: DatabaseEntry,
     ) -> DatabaseCredentials:
-        """Declare one app's database, its own user and that user's ``readwrite`` on it alone.
+        """Declare one app's database and its three users, each with its permission on it alone.
 
-        Returns the credentials the app's secret is built from (the password is a Pulumi secret).
+        Returns the credentials the app's secrets are built from (passwords are Pulumi secrets).
         """
         database = scaleway.databases.Database(
             f"{name}-db-{db.name}",
@@ -279,38 +279,22 @@ class ManagedPostgres(pulumi.ComponentResource):
             region=args.region,
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
-        password = _password(f"{name}-user-{db.name}-password", self)
-        user = scaleway.databases.User(
-            f"{name}-user-{db.name}",
-            instance_id=instance.id,
-            name=db.user,
-            password=password.result,
-            is_admin=False,
-            region=args.region,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        scaleway.databases.Privilege(
-            f"{name}-privilege-{db.name}",
-            instance_id=instance.id,
-            database_name=database.name,
-            user_name=user.name,
-            permission="readwrite",
-            region=args.region,
-            opts=pulumi.ResourceOptions(parent=self),
+        runtime = self._user(
+            name, args, instance, database, key=db.name, user_name=db.user, permission="readwrite"
         )
         return DatabaseCredentials(
             database=db.name,
             user=db.user,
-            password=pulumi.Output.secret(password.result),
-            migrator=self._extra_user(
-                name, args, instance, database, user_name=f"{db.user}{MIGRATOR_SUFFIX}", permission="all"
+            password=runtime.password,
+            migrator=self._user(
+                name, args, instance, database, permission="all", user_name=db.user + MIGRATOR_SUFFIX
             ),
-            reader=self._extra_user(
-                name, args, instance, database, user_name=f"{db.user}{READER_SUFFIX}", permission="readonly"
+            reader=self._user(
+                name, args, instance, database, permission="readonly", user_name=db.user + READER_SUFFIX
             ),
         )
 
-    def _extra_user(
+    def _user(
         self,
         name: str,
         args: ManagedPostgresArgs,
@@ -318,12 +302,16 @@ class ManagedPostgres(pulumi.ComponentResource):
         database: scaleway.databases.Database,
         *,
         user_name: str,
-        permission: Literal["all", "readonly"],
+        permission: Literal["readwrite", "all", "readonly"],
+        key: str | None = None,
     ) -> DatabaseUser:
-        """One more user of an app database, with its own password and permission on it alone."""
-        password = _password(f"{name}-user-{user_name}-password", self)
+        """A user of one app database, with its own password and ``permission`` on it alone.
+        ``key`` names its resources (default: the user's name; the runtime user's are named after
+        the database, as they were before it had siblings)."""
+        key = key or user_name
+        password = _password(f"{name}-user-{key}-password", self)
         user = scaleway.databases.User(
-            f"{name}-user-{user_name}",
+            f"{name}-user-{key}",
             instance_id=instance.id,
             name=user_name,
             password=password.result,
@@ -332,7 +320,7 @@ class ManagedPostgres(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         scaleway.databases.Privilege(
-            f"{name}-privilege-{user_name}",
+            f"{name}-privilege-{key}",
             instance_id=instance.id,
             database_name=database.name,
             user_name=user.name,
