@@ -121,17 +121,11 @@ class BackupDrill(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        access_key: pulumi.Output[str] = pulumi.Output.secret(identity.access_key)
-        secret_key: pulumi.Output[str] = pulumi.Output.secret(identity.secret_key)
         return k8s.core.v1.Secret(
             f"{name}-credentials",
             metadata={**meta, "name": DRILL_CREDENTIALS},
             type="Opaque",
-            string_data={
-                "SCW_ACCESS_KEY": access_key,
-                "SCW_SECRET_KEY": secret_key,
-                "SCW_DEFAULT_PROJECT_ID": args.project_id,
-            },
+            string_data={**identity.key_data(), "SCW_DEFAULT_PROJECT_ID": args.project_id},
             opts=opts,
         )
 

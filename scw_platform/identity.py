@@ -87,3 +87,10 @@ class ScopedIdentity(pulumi.ComponentResource):
         self.access_key = key.access_key
         self.secret_key = pulumi.Output.secret(key.secret_key)
         self.register_outputs({"applicationId": self.application_id, "accessKey": self.access_key})
+
+    def key_data(
+        self, access: str = "SCW_ACCESS_KEY", secret: str = "SCW_SECRET_KEY"
+    ) -> dict[str, pulumi.Output[str]]:
+        """The API key as a Kubernetes Secret's ``string_data`` under the given key names, both
+        values Pulumi secrets (the access key too: it names the key, and the two travel together)."""
+        return {access: pulumi.Output.secret(self.access_key), secret: pulumi.Output.secret(self.secret_key)}

@@ -293,16 +293,11 @@ class SecretsOperator(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        access_key: pulumi.Output[str] = pulumi.Output.secret(identity.access_key)
-        secret_key: pulumi.Output[str] = pulumi.Output.secret(identity.secret_key)
         credentials = k8s.core.v1.Secret(
             f"{name}-scaleway-credentials",
             metadata={"name": SCALEWAY_CREDENTIALS_SECRET, "namespace": EXTERNAL_SECRETS_NAMESPACE},
             type="Opaque",
-            string_data={
-                "access-key": access_key,
-                "secret-key": secret_key,
-            },
+            string_data=identity.key_data("access-key", "secret-key"),
             opts=in_namespace,
         )
         return identity, credentials

@@ -274,13 +274,11 @@ class CertManager(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        access_key: pulumi.Output[str] = pulumi.Output.secret(identity.access_key)
-        secret_key: pulumi.Output[str] = pulumi.Output.secret(identity.secret_key)
         return k8s.core.v1.Secret(
             f"{name}-dns01-credentials",
             metadata={"name": DNS01_SECRET, "namespace": CERT_MANAGER_NAMESPACE},
             type="Opaque",
-            string_data={"SCW_ACCESS_KEY": access_key, "SCW_SECRET_KEY": secret_key},
+            string_data=identity.key_data(),
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.release])),
         )
 
