@@ -159,7 +159,8 @@ from scaleway.rdb.v1 import (
     RdbV1API,
 )
 from scaleway_core.api import ScalewayException
-from scaleway_core.client import Client
+
+from ops import scaleway_api
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -167,7 +168,6 @@ EXIT_USAGE = 2
 
 PROG = "backup-drill"
 PAGE_SIZE = 100  # the API's maximum page size: fewest requests
-REQUIRED_ENV = ("SCW_ACCESS_KEY", "SCW_SECRET_KEY", "SCW_DEFAULT_PROJECT_ID")
 REGION = re.compile(r"[a-z]{2}-[a-z]{3}")
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 #: Database names as the platform declares them (a PostgreSQL identifier; Scaleway allows dashes).
@@ -283,16 +283,10 @@ class Report:
 
 def _describe(exc: Exception) -> tuple[str, int | None]:
     """``<status> (<API message>)`` and the status, or why there was no usable answer."""
-    if isinstance(exc, ScalewayException):
-        status = exc.response.status_code
-        try:
-            body = exc.response.json()
-            detail = str(body.get("message") or body) if isinstance(body, dict) else str(body)
-        except ValueError:
-            detail = exc.response.text.strip()[:200] or exc.response.reason
-        return f"{status} ({detail})", status
-    if isinstance(exc, requests.JSONDecodeError):
-        return "the API answered with a body that is not JSON", None
+    answer = scaleway_api.api_answer(exc)
+    if answer is not None:
+        status, detail = answer
+        return (f"{status} ({detail})" if status is not None else detail), status
     if isinstance(exc, requests.RequestException):
         return f"no answer ({type(exc).__name__})", None
     return f"unexpected answer ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})", None
@@ -864,18 +858,11 @@ def check_command_argv(command: str | None) -> list[str]:
 def connect(args: argparse.Namespace) -> Rdb:
     """The RDB API from the environment's credentials; usage errors for missing or malformed
     settings (the SDK validates them before any request)."""
-    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
-    if missing:
-        raise UsageError(f"missing credentials: set {', '.join(missing)}")
-    client = Client.from_env()  # scaleway_core/profile/profile.py:98
-    if args.api_url:
-        client.api_url = args.api_url.rstrip("/")
     try:
-        api = RdbV1API(client)  # scaleway_core/api.py:105 -> client.py:28
-    except ValueError as exc:  # the SDK's message quotes a malformed secret key: mask it
-        message = str(exc).replace(str(client.secret_key), "<SCW_SECRET_KEY>")
-        raise UsageError(f"invalid Scaleway settings: {message}") from exc
-    return Rdb(api, args.region, str(client.default_project_id))
+        api, project_id = scaleway_api.from_env(RdbV1API, args.api_url)
+    except scaleway_api.CredentialsError as exc:
+        raise UsageError(str(exc)) from exc
+    return Rdb(api, args.region, project_id)
 
 
 def interruption(exc: KeyboardInterrupt) -> str:

@@ -77,14 +77,14 @@ import requests
 import yaml
 from scaleway.registry.v1 import RegistryV1API
 from scaleway_core.api import ScalewayException
-from scaleway_core.client import Client
+
+from ops import scaleway_api
 
 EXIT_OK = 0
 EXIT_API = 1
 EXIT_USAGE = 2
 
 PAGE_SIZE = 100  # the API's maximum page size (api.py docstrings): fewest requests
-REQUIRED_ENV = ("SCW_ACCESS_KEY", "SCW_SECRET_KEY", "SCW_DEFAULT_PROJECT_ID")
 REGION = re.compile(r"[a-z]{2}-[a-z]{3}")
 #: The platform's namespace rule (scw_platform/registry.py, RegistrySettings.namespace).
 NAMESPACE = re.compile(r"[a-z0-9][a-z0-9-]{2,52}[a-z0-9]")
@@ -178,16 +178,10 @@ class Tally:
 
 def _describe(exc: Exception) -> tuple[str, int | None]:
     """A one-line reason and the HTTP status, from what the SDK or requests raised."""
-    if isinstance(exc, ScalewayException):
-        status = exc.response.status_code
-        try:
-            body = exc.response.json()
-            detail = str(body.get("message") or body) if isinstance(body, dict) else str(body)
-        except ValueError:
-            detail = exc.response.text.strip()[:200] or exc.response.reason
-        return f"HTTP {status}: {detail}", status
-    if isinstance(exc, requests.JSONDecodeError):
-        return "the API answered with a body that is not JSON", None
+    answer = scaleway_api.api_answer(exc)
+    if answer is not None:
+        status, detail = answer
+        return (f"HTTP {status}: {detail}" if status is not None else detail), status
     return (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), None
 
 
@@ -469,18 +463,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 def connect(args: argparse.Namespace) -> tuple[Registry, str]:
     """The registry API from the environment's credentials, and the project id; usage errors for
     missing or malformed settings (the SDK validates them before any request)."""
-    missing = [name for name in REQUIRED_ENV if not os.environ.get(name)]
-    if missing:
-        raise UsageError(f"missing credentials: set {', '.join(missing)}")
-    client = Client.from_env()
-    if args.api_url:
-        client.api_url = args.api_url.rstrip("/")
     try:
-        api = RegistryV1API(client)
-    except ValueError as exc:  # the SDK's message quotes a malformed secret key: mask it for CI logs
-        message = str(exc).replace(str(client.secret_key), "<SCW_SECRET_KEY>")
-        raise UsageError(f"invalid Scaleway settings: {message}") from exc
-    return Registry(api, args.region), str(client.default_project_id)
+        api, project_id = scaleway_api.from_env(RegistryV1API, args.api_url)
+    except scaleway_api.CredentialsError as exc:
+        raise UsageError(str(exc)) from exc
+    return Registry(api, args.region), project_id
 
 
 def execute(registry: Registry, decisions: Sequence[Decision], dry_run: bool, tally: Tally) -> None:
