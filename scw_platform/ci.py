@@ -337,18 +337,13 @@ class CiRunners(pulumi.ComponentResource):
         ]
 
     def _admission(self, name: str, args: CiRunnersArgs) -> list[pulumi.Resource]:
-        cluster_opts = pulumi.ResourceOptions(parent=self, provider=args.provider)
-        policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+        policy, binding = kube.admission_policy(
             f"{name}-build-pods",
-            metadata={"name": BUILD_POD_POLICY},
-            spec=build_pod_policy(args.settings.pool),
-            opts=cluster_opts,
-        )
-        binding = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
             f"{name}-build-pods-binding",
-            metadata={"name": BUILD_POD_POLICY},
-            spec=build_pod_binding_spec(),
-            opts=pulumi.ResourceOptions.merge(cluster_opts, pulumi.ResourceOptions(depends_on=[policy])),
+            name=BUILD_POD_POLICY,
+            spec=build_pod_policy(args.settings.pool),
+            binding=build_pod_binding_spec(),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
         )
         return [policy, binding]
 

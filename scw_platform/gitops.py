@@ -728,21 +728,16 @@ class ArgoCd(pulumi.ComponentResource):
         binding_specs = argocd_admission.binding_specs(specs)
         bindings: list[pulumi.Resource] = []
         spec: Any
-        binding: Any
         for policy_id, spec in specs.items():
-            policy_name = argocd_admission.policy_name(policy_id)
-            binding = binding_specs[policy_id]
-            policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
-                f"{name}-{policy_id}-policy", metadata={"name": policy_name}, spec=spec, opts=k8s_opts
+            _, binding = kube.admission_policy(
+                f"{name}-{policy_id}-policy",
+                f"{name}-{policy_id}-binding",
+                name=argocd_admission.policy_name(policy_id),
+                spec=spec,
+                binding=binding_specs[policy_id],
+                opts=k8s_opts,
             )
-            bindings.append(
-                k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
-                    f"{name}-{policy_id}-binding",
-                    metadata={"name": policy_name},
-                    spec=binding,
-                    opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[policy]),
-                )
-            )
+            bindings.append(binding)
         return bindings
 
     def _image_updater_rbac(

@@ -116,3 +116,29 @@ def image_pull_secret(
         string_data={".dockerconfigjson": document},
         opts=opts,
     )
+
+
+def admission_policy(
+    resource_name: str,
+    binding_resource_name: str,
+    *,
+    name: str,
+    spec: Any,
+    binding: Any,
+    opts: pulumi.ResourceOptions,
+) -> tuple[
+    k8s.admissionregistration.v1.ValidatingAdmissionPolicy,
+    k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding,
+]:
+    """A ValidatingAdmissionPolicy named ``name`` and its binding (same name), the binding after
+    the policy: a binding to a policy that does not exist yet is refused by the API server."""
+    policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+        resource_name, metadata={"name": name}, spec=spec, opts=opts
+    )
+    bound = k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+        binding_resource_name,
+        metadata={"name": name},
+        spec=binding,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy])),
+    )
+    return policy, bound
