@@ -29,7 +29,13 @@ from program.paths import RESTORE_CHECK_SCRIPT
 from program.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
 from scw_platform import labels
 from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
-from scw_platform.backup import RegistryPull, RestoreCheck, RestoreCheckArgs
+from scw_platform.backup import (
+    RESTORE_CHECK_NAMESPACE,
+    MetricsPush,
+    RegistryPull,
+    RestoreCheck,
+    RestoreCheckArgs,
+)
 from scw_platform.ci import CiRunners, CiRunnersArgs
 from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.contract import (
@@ -73,7 +79,15 @@ from scw_platform.ingress import (
     hostnames_by_kind,
 )
 from scw_platform.network import Network, NetworkArgs
-from scw_platform.observability import FrontDoorPods, Observability, ObservabilityArgs
+from scw_platform.observability import (
+    MONITORING_NAMESPACE,
+    PUSHGATEWAY_POD_LABELS,
+    PUSHGATEWAY_PORT,
+    PUSHGATEWAY_URL,
+    FrontDoorPods,
+    Observability,
+    ObservabilityArgs,
+)
 from scw_platform.registry import Registry, RegistryArgs
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 
@@ -773,6 +787,15 @@ def _restore_check(
             tags=cfg.tags,
             secret_store=secrets.platform_store,
             secrets_depends_on=(secrets.release, *secrets.stores.values()),
+            # The stack's observability runs a Pushgateway for exactly this job (_observability).
+            metrics_push=MetricsPush(
+                url=PUSHGATEWAY_URL,
+                namespace=MONITORING_NAMESPACE,
+                pod_labels=PUSHGATEWAY_POD_LABELS,
+                port=PUSHGATEWAY_PORT,
+            )
+            if cfg.observability is not None
+            else None,
         ),
     )
 
@@ -825,6 +848,8 @@ def _observability(
             rule_groups=cluster_groups,
             scaleway_rule_groups=scaleway_groups,
             probe_hostnames=[app.hostname for app in cfg.apps] if production else (),
+            # Production runs the restore check (_restore_check), which pushes its clock on recovery.
+            push_clients=(RESTORE_CHECK_NAMESPACE,) if production else (),
             webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
             tags=cfg.tags,
         ),

@@ -357,6 +357,17 @@ class RegistryPull:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MetricsPush:
+    """Where the job pushes its figures (a Pushgateway in the same cluster), and how its network
+    policy names that destination: the job may reach those pods on that port and nothing else there."""
+
+    url: str
+    namespace: str
+    pod_labels: Mapping[str, str]
+    port: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class RestoreCheckArgs:
     provider: k8s.Provider
     environment: str
@@ -390,6 +401,9 @@ class RestoreCheckArgs:
     identity_remote_key: str = AGE_IDENTITY_REMOTE_KEY
     #: What the ExternalSecret waits for (the operator and its stores).
     secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    #: Where the job pushes its clock on recovery (restore duration, newest row age, targets) so
+    #: the alert rules see them; None: the figures stay in the job's log and summary line only.
+    metrics_push: MetricsPush | None = None
 
     def __post_init__(self) -> None:
         checked = [d.database for d in self.settings.databases]
@@ -546,8 +560,27 @@ def bucket_policy_document(bucket: str, writer_application_id: str, admins: Sequ
     }
 
 
-def egress_spec(database_cidr: pulumi.Input[str], database_port: pulumi.Input[int]) -> Any:
+def egress_spec(
+    database_cidr: pulumi.Input[str],
+    database_port: pulumi.Input[int],
+    metrics_push: MetricsPush | None = None,
+) -> Any:
     """What the job may reach on top of the default deny (nothing may reach it)."""
+    to_pushgateway = (
+        [
+            {
+                "to": [
+                    {
+                        "namespaceSelector": kube.namespace_selector(metrics_push.namespace),
+                        "podSelector": {"matchLabels": dict(metrics_push.pod_labels)},
+                    }
+                ],
+                "ports": [{"protocol": "TCP", "port": metrics_push.port}],
+            }
+        ]
+        if metrics_push is not None
+        else []
+    )
     return {
         "podSelector": {"matchLabels": dict(POD_LABELS)},
         "policyTypes": ["Ingress", "Egress"],
@@ -560,11 +593,12 @@ def egress_spec(database_cidr: pulumi.Input[str], database_port: pulumi.Input[in
             },
             # The bucket (s3.<region>.scw.cloud has no published address range).
             kube.public_https_egress_rule(),
+            *to_pushgateway,
         ],
     }
 
 
-def _restore_container(settings: RestoreCheckSettings) -> dict[str, Any]:
+def _restore_container(settings: RestoreCheckSettings, metrics_url: str | None) -> dict[str, Any]:
     """The job's one container: the reviewed script from the ConfigMap, hardened, keys from the Secret.
 
     A step of :func:`cronjob_spec`.
@@ -584,7 +618,14 @@ def _restore_container(settings: RestoreCheckSettings) -> dict[str, Any]:
         "imagePullPolicy": "Always",
         # The script from the ConfigMap, not the image's copy: what runs is what was planned.
         "command": [PYTHON, f"{CONFIG_MOUNT}/restore_check.py"],
-        "args": ["--spec", f"{CONFIG_MOUNT}/spec.json", "--work-dir", WORK_DIR],
+        "args": [
+            "--spec",
+            f"{CONFIG_MOUNT}/spec.json",
+            "--work-dir",
+            WORK_DIR,
+            # The figures the recovery alerts read; a failed push is a warning, never a failed check.
+            *(["--pushgateway", metrics_url] if metrics_url else []),
+        ],
         "env": [
             {"name": "TMPDIR", "value": WORK_DIR},
             {"name": "PGCONNECT_TIMEOUT", "value": "15"},
@@ -605,7 +646,7 @@ def _restore_container(settings: RestoreCheckSettings) -> dict[str, Any]:
 
 
 def _restore_pod(
-    settings: RestoreCheckSettings, *, databases: Sequence[str], pull_secret: bool
+    settings: RestoreCheckSettings, *, databases: Sequence[str], pull_secret: bool, metrics_url: str | None
 ) -> dict[str, Any]:
     """The job's pod: no API token, restricted security context, its config, passwords and scratch space.
 
@@ -623,7 +664,7 @@ def _restore_pod(
             "fsGroup": RUN_AS,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [_restore_container(settings)],
+        "containers": [_restore_container(settings, metrics_url)],
         "volumes": [
             {"name": "config", "configMap": {"name": CONFIG_MAP}},
             {
@@ -652,9 +693,15 @@ def _restore_pod(
     return pod
 
 
-def cronjob_spec(settings: RestoreCheckSettings, *, databases: Sequence[str], pull_secret: bool) -> Any:
+def cronjob_spec(
+    settings: RestoreCheckSettings,
+    *,
+    databases: Sequence[str],
+    pull_secret: bool,
+    metrics_url: str | None = None,
+) -> Any:
     """The CronJob's spec (typed ``Any``: a plain dict, not the SDK's nested TypedDicts)."""
-    pod = _restore_pod(settings, databases=databases, pull_secret=pull_secret)
+    pod = _restore_pod(settings, databases=databases, pull_secret=pull_secret, metrics_url=metrics_url)
     return {
         "schedule": settings.schedule,
         "timeZone": "Etc/UTC",
@@ -742,7 +789,12 @@ class RestoreCheck(pulumi.ComponentResource):
         self.cronjob = k8s.batch.v1.CronJob(
             f"{name}-cronjob",
             metadata={**meta, "name": RESTORE_CHECK_CRONJOB, "annotations": checkov_skips(settings.image)},
-            spec=cronjob_spec(settings, databases=databases, pull_secret=args.registry is not None),
+            spec=cronjob_spec(
+                settings,
+                databases=databases,
+                pull_secret=args.registry is not None,
+                metrics_url=args.metrics_push.url if args.metrics_push is not None else None,
+            ),
             # Its first run needs the script, the spec, the passwords, the age identity and the
             # service account.
             opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=needs)),
@@ -912,6 +964,7 @@ class RestoreCheck(pulumi.ComponentResource):
             spec=egress_spec(
                 pulumi.Output.from_input(args.database_host).apply(lambda ip: f"{ip}/32"),
                 args.database_port,
+                args.metrics_push,
             ),
             opts=in_namespace,
         )

@@ -33,6 +33,8 @@ Per stack with ``platform:operations.observability`` (tooling and prod, so both 
   probes ``https://<hostname>/`` every 30 s from inside the cluster, failing on an invalid
   certificate, plain HTTP or a non-2xx answer: scraped by the agent (backend cockpit) or a
   ``Probe`` custom resource (backend prometheus).
+* **Batch jobs' figures** (``push_clients``, production's restore check): a Pushgateway (pinned
+  chart) that only those namespaces may reach, scraped with the pushed labels kept.
 * **The namespace** ``monitoring`` enforces Pod Security ``privileged`` (node-exporter and the log
   collector read the nodes) and is therefore *not* a platform namespace: that label would admit it
   to the External Secrets stores and to the platform's hostnames on the Gateway. A default deny
@@ -147,6 +149,22 @@ PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
 PROMETHEUS_STACK_CHART_VERSION = "79.12.0"
 PROMETHEUS_STACK_RELEASE = "kps"
 MIMIRTOOL_IMAGE = "grafana/mimirtool:3.0.1"
+#: The Pushgateway: where batch jobs (the restore check) leave their figures for the agent to
+#: scrape. prometheus-community/helm-charts charts/prometheus-pushgateway, chart 3.6.1 (appVersion
+#: v1.11.2, Chart.yaml); the image tag is pinned here rather than left to the chart's appVersion.
+PUSHGATEWAY_CHART = "prometheus-pushgateway"
+PUSHGATEWAY_CHART_VERSION = "3.6.1"
+PUSHGATEWAY_IMAGE_TAG = "v1.11.2"
+PUSHGATEWAY_SERVICE = "pushgateway"
+PUSHGATEWAY_PORT = 9091
+#: With nameOverride and the release both ``pushgateway``, the chart's selector labels
+#: (``prometheus-pushgateway.selectorLabels`` in its _helpers.tpl) are exactly these.
+PUSHGATEWAY_POD_LABELS: Mapping[str, str] = {
+    "app.kubernetes.io/name": PUSHGATEWAY_SERVICE,
+    "app.kubernetes.io/instance": PUSHGATEWAY_SERVICE,
+}
+#: What a job in the cluster pushes to (``restore_check.py --pushgateway``).
+PUSHGATEWAY_URL = f"http://{PUSHGATEWAY_SERVICE}.{MONITORING_NAMESPACE}.svc:{PUSHGATEWAY_PORT}"
 
 COCKPIT_TOKEN_SECRET = "cockpit-token"
 RULES_TOKEN_SECRET = "cockpit-rules-token"
@@ -271,6 +289,61 @@ def probe_scrape_config(hostnames: Sequence[str]) -> str:
     )
 
 
+def pushgateway_scrape_config() -> str:
+    """Alloy configuration: scrape the Pushgateway every minute (backend cockpit).
+
+    ``honor_labels``: the pushed series keep their own ``job`` and ``instance`` labels instead of the
+    Pushgateway's, as the Pushgateway's README asks of every scraper ("Configure the Pushgateway as
+    a target to scrape"); the batch job's labels (``database``) are what the alert rules group by.
+    """
+    address = f"{PUSHGATEWAY_SERVICE}.{MONITORING_NAMESPACE}.svc:{PUSHGATEWAY_PORT}"
+    return (
+        'prometheus.scrape "platform_pushgateway" {\n'
+        '  job_name        = "pushgateway"\n'
+        "  honor_labels    = true\n"
+        '  scrape_interval = "60s"\n'
+        f'  targets = [{{"__address__" = "{address}"}}]\n'
+        f"  forward_to = [prometheus.remote_write.{alloy_name(METRICS_DESTINATION)}.receiver]\n"
+        "}\n"
+    )
+
+
+def pushgateway_values() -> dict[str, Any]:
+    """The Pushgateway: one replica, restricted, its figures kept across container restarts.
+
+    ``--persistence.file`` on the chart's emptyDir (mounted at /data) keeps what was pushed when the
+    container restarts; a rescheduled pod starts empty, and the figures' alerts stay quiet until the
+    next run pushes again (the last-success alerts come from kube-state-metrics, not from here).
+    """
+    return {
+        "nameOverride": PUSHGATEWAY_SERVICE,
+        "fullnameOverride": PUSHGATEWAY_SERVICE,
+        "image": {"tag": PUSHGATEWAY_IMAGE_TAG},
+        "extraArgs": ["--persistence.file=/data/pushgateway.data", "--persistence.interval=1m"],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "fsGroup": 65534,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containerSecurityContext": dict(_RESTRICTED_CONTAINER),
+        "serviceAccount": {"create": True},
+        # Scraped by a static job (pushgateway_scrape_config, PUSHGATEWAY_SCRAPE): the chart's
+        # ServiceMonitor would need the operator's CRDs before this release, with either backend.
+        "serviceMonitor": {"enabled": False},
+    }
+
+
+#: Backend prometheus: the same scrape as pushgateway_scrape_config, in Prometheus's own terms.
+PUSHGATEWAY_SCRAPE: dict[str, Any] = {
+    "job_name": "pushgateway",
+    "honor_labels": True,
+    "scrape_interval": "60s",
+    "static_configs": [{"targets": [f"{PUSHGATEWAY_SERVICE}.{MONITORING_NAMESPACE}.svc:{PUSHGATEWAY_PORT}"]}],
+}
+
+
 def agent_values(
     *,
     cluster_name: str,
@@ -278,6 +351,7 @@ def agent_values(
     metrics_push_url: pulumi.Input[str] | None,
     logs_push_url: pulumi.Input[str],
     probe_hostnames: Sequence[str] = (),
+    pushgateway: bool = False,
 ) -> dict[str, Any]:
     """Values of the k8s-monitoring chart (3.x): destinations read the token from our Secret."""
     token = {"create": False, "name": COCKPIT_TOKEN_SECRET, "namespace": MONITORING_NAMESPACE}
@@ -319,8 +393,12 @@ def agent_values(
         }
         values["annotationAutodiscovery"] = {"enabled": True}
         metrics: dict[str, Any] = {"enabled": True}
-        if probe_hostnames:
-            metrics["extraConfig"] = probe_scrape_config(probe_hostnames)
+        extra = [
+            *([probe_scrape_config(probe_hostnames)] if probe_hostnames else []),
+            *([pushgateway_scrape_config()] if pushgateway else []),
+        ]
+        if extra:
+            metrics["extraConfig"] = "\n".join(extra)
         values["alloy-metrics"] = metrics
     return values
 
@@ -352,7 +430,7 @@ ANNOTATED_SERVICES_SCRAPE: dict[str, Any] = {
 }
 
 
-def prometheus_stack_values(*, retention_days: int) -> dict[str, Any]:
+def prometheus_stack_values(*, retention_days: int, pushgateway: bool = False) -> dict[str, Any]:
     """kube-prometheus-stack: Prometheus, Alertmanager (to the webhook), kube-state-metrics and
     node-exporter. Grafana is left out: dashboards and logs live in Cockpit's Grafana."""
     return {
@@ -369,7 +447,10 @@ def prometheus_stack_values(*, retention_days: int) -> dict[str, Any]:
                 "probeSelectorNilUsesHelmValues": False,
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
-                "additionalScrapeConfigs": [ANNOTATED_SERVICES_SCRAPE],
+                "additionalScrapeConfigs": [
+                    ANNOTATED_SERVICES_SCRAPE,
+                    *([PUSHGATEWAY_SCRAPE] if pushgateway else []),
+                ],
             }
         },
         "alertmanager": {
@@ -432,14 +513,17 @@ class FrontDoorPods:
     port: int
 
 
-def monitoring_policy_spec(*, backend: str, front_door: FrontDoorPods | None = None) -> Any:
+def monitoring_policy_spec(
+    *, backend: str, front_door: FrontDoorPods | None = None, push_from: Sequence[str] = ()
+) -> Any:
     """What the monitoring namespace may do on top of its default deny.
 
     Ingress: only from its own pods (the collectors scrape kube-state-metrics, the blackbox exporter
     and each other; Prometheus talks to Alertmanager). Kubelet probes need no rule: traffic from a
     pod's own node is always allowed
     (https://kubernetes.io/docs/concepts/services-networking/network-policies/). With backend
-    prometheus, the API server also calls the operator's admission webhook.
+    prometheus, the API server also calls the operator's admission webhook. The namespaces in
+    ``push_from`` (batch jobs' figures) may reach the Pushgateway's port, nothing else.
 
     Egress: DNS; its own pods; the Kubernetes API, kubelet/cAdvisor and node-exporter; the platform
     controllers' metrics ports; Traefik's HTTPS entry point; public HTTPS (Cockpit's push and ruler
@@ -467,6 +551,13 @@ def monitoring_policy_spec(*, backend: str, front_door: FrontDoorPods | None = N
     if backend == "prometheus":
         # Kapsule's API server lives outside the cluster, with no selector to name it.
         ingress.append({"ports": _tcp(PROMETHEUS_OPERATOR_WEBHOOK_PORT)})
+    if push_from:
+        ingress.append(
+            {
+                "from": [{"namespaceSelector": kube.namespace_selector(ns)} for ns in sorted(push_from)],
+                "ports": _tcp(PUSHGATEWAY_PORT),
+            }
+        )
     return {
         "podSelector": {},
         "policyTypes": ["Ingress", "Egress"],
@@ -567,6 +658,10 @@ class ObservabilityArgs:
     probe_hostnames: Sequence[str] = ()
     #: Secret: the webhook contact point's URL (backend prometheus).
     webhook_url: pulumi.Input[str] | None = None
+    #: Namespaces whose batch jobs push their figures (the restore check's clock on recovery): with
+    #: any, the stack runs a Pushgateway (``PUSHGATEWAY_URL``) that only they may reach, scraped
+    #: into the same place as every other cluster metric.
+    push_clients: Sequence[str] = ()
     #: Labels of the monitoring namespace: leave the default (``monitoring_namespace_labels``).
     namespace_labels: Mapping[str, str] = field(default_factory=monitoring_namespace_labels)
     tags: Sequence[str] = field(default_factory=tuple)
@@ -583,6 +678,7 @@ class Observability(pulumi.ComponentResource):
     metrics_source_url: pulumi.Output[str] | None
     agent: k8s.helm.v3.Release
     blackbox: k8s.helm.v3.Release | None = None
+    pushgateway: k8s.helm.v3.Release | None = None
     prometheus_stack: k8s.helm.v3.Release | None = None
     #: Rule groups by where they are evaluated (custom, scaleway, or cluster for PrometheusRule).
     rule_groups: dict[str, list[str]]
@@ -696,7 +792,11 @@ class Observability(pulumi.ComponentResource):
             k8s.networking.v1.NetworkPolicy(
                 f"{name}-allow",
                 metadata={"name": "monitoring-allow", "namespace": MONITORING_NAMESPACE},
-                spec=monitoring_policy_spec(backend=args.settings.backend, front_door=args.front_door),
+                spec=monitoring_policy_spec(
+                    backend=args.settings.backend,
+                    front_door=args.front_door,
+                    push_from=args.push_clients,
+                ),
                 opts=namespace_ready,
             ),
         ]
@@ -740,6 +840,15 @@ class Observability(pulumi.ComponentResource):
                 values=blackbox_values(),
                 opts=in_namespace,
             )
+        if args.push_clients:
+            self.pushgateway = helm.release(
+                f"{name}-pushgateway",
+                release_name=PUSHGATEWAY_SERVICE,
+                chart=helm.Chart(PUSHGATEWAY_CHART, PUSHGATEWAY_CHART_VERSION, PROMETHEUS_COMMUNITY_REPO),
+                namespace=MONITORING_NAMESPACE,
+                values=pushgateway_values(),
+                opts=in_namespace,
+            )
         return helm.release(
             f"{name}-agent",
             release_name=AGENT_RELEASE,
@@ -751,6 +860,7 @@ class Observability(pulumi.ComponentResource):
                 metrics_push_url=metrics.push_url if metrics is not None else None,
                 logs_push_url=logs.push_url,
                 probe_hostnames=probes if cockpit else (),
+                pushgateway=bool(args.push_clients) and cockpit,
             ),
             timeout=600,
             # The collectors read the token Secret when they start.
@@ -817,7 +927,9 @@ class Observability(pulumi.ComponentResource):
                 PROMETHEUS_STACK_CHART, PROMETHEUS_STACK_CHART_VERSION, PROMETHEUS_COMMUNITY_REPO
             ),
             namespace=MONITORING_NAMESPACE,
-            values=prometheus_stack_values(retention_days=args.settings.metrics_retention_days),
+            values=prometheus_stack_values(
+                retention_days=args.settings.metrics_retention_days, pushgateway=bool(args.push_clients)
+            ),
             timeout=900,
             # Alertmanager mounts the webhook Secret when it starts.
             opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[webhook])),

@@ -248,7 +248,7 @@ def test_the_age_identity_comes_from_the_vault_never_from_pulumi(members: list[R
         assert not identity.search(json.dumps(reg.inputs, default=str)), reg.name
 
 
-def test_network_policies_allow_only_dns_the_database_and_public_https(
+def test_network_policies_allow_only_dns_the_database_public_https_and_the_pushgateway(
     members: list[Registration], prod: runner.Plan
 ) -> None:
     policies = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in members if r.type == NETWORK_POLICY}
@@ -256,7 +256,7 @@ def test_network_policies_allow_only_dns_the_database_and_public_https(
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     allow = policies["restore-check-egress"]
     assert "ingress" not in allow and set(allow["policyTypes"]) == {"Ingress", "Egress"}
-    dns, database, https = allow["egress"]
+    dns, database, https, pushgateway = allow["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
     assert dns["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
     assert database["to"] == [{"ipBlock": {"cidr": f"{prod.exports['databaseHost'].value}/32"}}]
@@ -264,6 +264,28 @@ def test_network_policies_allow_only_dns_the_database_and_public_https(
     (block,) = https["to"]
     assert block["ipBlock"]["cidr"] == "0.0.0.0/0" and set(block["ipBlock"]["except"]) >= RFC1918
     assert https["ports"] == [{"protocol": "TCP", "port": 443}]
+    # The figures go to the monitoring namespace's Pushgateway pods, on its port only.
+    assert pushgateway == {
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                "podSelector": {
+                    "matchLabels": {
+                        "app.kubernetes.io/name": "pushgateway",
+                        "app.kubernetes.io/instance": "pushgateway",
+                    }
+                },
+            }
+        ],
+        "ports": [{"protocol": "TCP", "port": 9091}],
+    }
+
+
+def test_the_job_pushes_its_figures_to_the_stacks_pushgateway(members: list[Registration]) -> None:
+    (cronjob,) = [r for r in members if r.type == "kubernetes:batch/v1:CronJob"]
+    (container,) = cronjob.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[args.index("--pushgateway") + 1] == "http://pushgateway.monitoring.svc:9091"
 
 
 def test_every_kubernetes_child_is_explicit_and_parented(members: list[Registration]) -> None:

@@ -225,6 +225,13 @@ MONITORING_EGRESS = [
 ]
 
 
+RESTORE_CHECK_PUSH = {
+    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "restore-check"}}}],
+    "ports": _tcp(9091),
+}
+PUSH_INGRESS: dict[str, list[dict[str, Any]]] = {"prod": [RESTORE_CHECK_PUSH], "tooling": []}
+
+
 def _policies(members: list[Registration]) -> dict[str, Registration]:
     found = {r.inputs["metadata"]["name"]: r for r in _typed(members, NETWORK_POLICY)}
     assert {p.inputs["metadata"]["namespace"] for p in found.values()} == {obs.MONITORING_NAMESPACE}
@@ -244,8 +251,9 @@ def test_monitoring_namespace_denies_by_default_and_opens_what_the_collectors_ne
     assert is_default_deny(view)
     allow = policies["monitoring-allow"].inputs["spec"]
     assert allow["podSelector"] == {} and sorted(allow["policyTypes"]) == ["Egress", "Ingress"]
-    # Nothing outside the namespace may open a connection to it (kubelet probes come from the node).
-    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}]
+    # Nothing outside the namespace may open a connection to it (kubelet probes come from the node),
+    # but the restore check (production) to the Pushgateway's port.
+    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}, *PUSH_INGRESS[stack]]
     assert allow["egress"] == MONITORING_EGRESS
     # The collectors start (and are uninstalled) while their paths are open.
     workloads = [r for r in members if r.type in (HELM, JOB)]
@@ -258,8 +266,45 @@ def test_prometheus_backend_admits_the_api_server_to_the_operator_webhook(
     prometheus_plan: runner.Plan,
 ) -> None:
     allow = _policies(_members(prometheus_plan))["monitoring-allow"].inputs["spec"]
-    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}, {"ports": _tcp(10250)}]
+    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}, {"ports": _tcp(10250)}, RESTORE_CHECK_PUSH]
     assert allow["egress"] == MONITORING_EGRESS
+
+
+def _releases(plan: runner.Plan) -> dict[str, Registration]:
+    return {r.inputs["name"]: r for r in _members(plan) if r.type == HELM}
+
+
+def test_production_runs_a_pinned_restricted_pushgateway_the_agent_scrapes_with_pushed_labels(
+    committed_plans: dict[str, runner.Plan],
+) -> None:
+    releases = _releases(committed_plans["prod"])
+    gateway = releases[obs.PUSHGATEWAY_SERVICE].inputs
+    assert (gateway["chart"], gateway["version"]) == ("prometheus-pushgateway", "3.6.1")
+    values = gateway["values"]
+    assert values["image"]["tag"] == "v1.11.2"
+    assert values["containerSecurityContext"]["readOnlyRootFilesystem"] is True
+    assert values["containerSecurityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert values["serviceMonitor"] == {"enabled": False}
+    # The chart's selector labels are what the restore check's egress policy names.
+    assert values["nameOverride"] == values["fullnameOverride"] == "pushgateway"
+    extra = releases[obs.AGENT_RELEASE].inputs["values"]["alloy-metrics"]["extraConfig"]
+    block = extra[extra.index('prometheus.scrape "platform_pushgateway"') :]
+    assert "honor_labels    = true" in block
+    assert '"__address__" = "pushgateway.monitoring.svc:9091"' in block
+    # Tooling runs no batch job that pushes: no Pushgateway there.
+    assert obs.PUSHGATEWAY_SERVICE not in _releases(committed_plans["tooling"])
+    assert "platform_pushgateway" not in str(
+        _releases(committed_plans["tooling"])[obs.AGENT_RELEASE].inputs["values"]
+    )
+
+
+def test_prometheus_backend_scrapes_the_pushgateway_itself(prometheus_plan: runner.Plan) -> None:
+    releases = _releases(prometheus_plan)
+    assert obs.PUSHGATEWAY_SERVICE in releases
+    spec = releases[obs.PROMETHEUS_STACK_RELEASE].inputs["values"]["prometheus"]["prometheusSpec"]
+    (scrape,) = [c for c in spec["additionalScrapeConfigs"] if c["job_name"] == "pushgateway"]
+    assert scrape["honor_labels"] is True
+    assert scrape["static_configs"] == [{"targets": ["pushgateway.monitoring.svc:9091"]}]
 
 
 # --- Alert rules as code ---------------------------------------------------------------------------
