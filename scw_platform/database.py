@@ -110,9 +110,10 @@ class DatabaseSettings(Settings):
     encryption_at_rest: bool = True
     """Encrypt the storage (not possible with lssd)."""
     max_connections: int = Field(default=100, ge=10, le=10000)
-    """The instance's connection limit (its max_connections engine setting; PostgreSQL's default is
-    100): the apps' pools and the platform's own connections must fit in it. Scaleway's maximum
-    depends on the node type; read the instance's settings (scw rdb instance get <id>)."""
+    """The instance's connection limit, set as its max_connections engine setting (PostgreSQL's
+    default is 100): the apps' pools and the platform's own connections must fit in it. Scaleway
+    bounds the setting by node type (``scw rdb engine list`` shows each setting's range) and refuses
+    a value outside it at apply time; the catalogue does not hold those bounds."""
     backups: Backups = Backups()
     """Scaleway's managed backups of the instance."""
     public_endpoint: bool = False
@@ -257,6 +258,10 @@ class ManagedPostgres(pulumi.ComponentResource):
             encryption_at_rest=s.encryption_at_rest,
             volume_type=s.volume_type,
             volume_size_in_gb=None if s.volume_type == "lssd" else s.volume_size_gb,
+            # The limit the connection budget (program.rules.connection_budget) is checked against
+            # is the one the instance runs with: an engine setting on the running instance
+            # (terraform-provider-scaleway docs/resources/rdb_instance.md, "Example with Settings").
+            settings={"max_connections": str(s.max_connections)},
             tags=list(args.tags),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )

@@ -28,6 +28,7 @@ PRODUCTION: dict[str, Any] = {
     "volumeSizeGb": 50,
     "encryptionAtRest": True,
     "backups": {"enabled": True, "frequencyHours": 12, "retentionDays": 14},
+    "maxConnections": 180,
     # A user name that differs from its database name, so a mix-up cannot pass unnoticed.
     "databases": [{"name": "website", "user": "web"}, {"name": "newsletter", "user": "mailer"}],
 }
@@ -136,6 +137,8 @@ def test_production_settings_reach_the_instance(prod: Recording) -> None:
     assert inputs["volumeType"] == "sbs_15k"
     assert inputs["volumeSizeInGb"] == 50
     assert inputs["userName"] == ADMIN_USER
+    # The connection budget's limit is the instance's own engine setting.
+    assert inputs["settings"] == {"max_connections": "180"}
 
 
 def test_development_settings_reach_the_instance(dev: Recording) -> None:
@@ -144,6 +147,7 @@ def test_development_settings_reach_the_instance(dev: Recording) -> None:
     assert inputs["disableBackup"] is True
     assert inputs["encryptionAtRest"] is False
     assert inputs["volumeType"] == "sbs_5k"
+    assert inputs["settings"] == {"max_connections": "100"}  # PostgreSQL's default, stated
 
 
 def test_protect_when_asked(prod: Recording) -> None:
