@@ -312,6 +312,7 @@ def _typed(
     return DevelopmentConfig(
         **common,
         cluster=parsed.get("cluster"),
+        database=parsed.get("database"),
         delivery=delivery,
         front_door=front_door,
         observability=operations.observability,

@@ -196,8 +196,9 @@ class DevelopmentConfig(StackConfig):
     cluster: ClusterSettings | None = None
     delivery: Delivery | None = None
     front_door: FrontDoorConfig | None = None
-    # Development has no database (the rules refuse one) and so no restore check.
-    database: None = None
+    #: A small database of its own, optional: what a release migrates is proven here before prod
+    #: receives it. Never protected, never restore-checked (it is rebuilt, not repaired).
+    database: DatabaseSettings | None = None
     restore_check: None = None
     #: Nothing in development is protected: it is rebuilt, never repaired.
     protect_stateful: ClassVar[bool] = False

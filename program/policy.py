@@ -208,7 +208,7 @@ def role_rules(role: str, present: Mapping[str, bool], problems: Problems) -> No
         "development": (),
     }
     owners = {
-        "database": ("production",),
+        "database": ("production", "development"),
         "registry": ("tooling",),
         "ci": ("tooling",),
         "apps": ("production", "development"),

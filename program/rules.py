@@ -141,6 +141,7 @@ def gitops_rules(
                 "required with platform:gitops: the tooling environment whose Argo CD registers this one",
             )
         _workload_gitops_rules(role, gitops, problems=problems)
+        _promotion_rules(role, gitops, environment=environment, environments=environments, problems=problems)
         if apps_known and not apps and not gitops.namespaces:
             # An empty namespace list would register the cluster for every namespace.
             problems.add(
@@ -199,9 +200,51 @@ def _tooling_gitops_rules(gitops: GitOpsSettings, *, secrets: Mapping[str, Any],
             f"{path}.targetRevision",
             "must name the protected branch itself (e.g. main), not HEAD or a refs/ path",
         )
-    if "image_updates" in gitops.model_fields_set:
+    _workload_only_keys(gitops, problems)
+
+
+def _workload_only_keys(gitops: GitOpsSettings, problems: Problems) -> None:
+    """How an environment's images update is the environment's own stack's to say."""
+    for key in ("image_updates", "promoted_from"):
+        if key in gitops.model_fields_set:
+            problems.add(
+                f"platform:gitops.{_camel(key)}",
+                "not allowed for role tooling (set it in the environment's stack)",
+            )
+
+
+def _promotion_rules(
+    role: str, gitops: GitOpsSettings, *, environment: str, environments: Environments, problems: Problems
+) -> None:
+    """Production receives images by promotion only: a digest that ran in an earlier environment,
+    through a reviewed merge request (ops/promote.py), never the image updater's guess."""
+    path = "platform:gitops.promotedFrom"
+    source = gitops.promoted_from
+    if source is None:
+        if role == "production":
+            problems.add(
+                path,
+                "required for role production: images reach production only by promotion of a digest "
+                "another environment ran (e.g. promotedFrom: dev; docs/releases.md)",
+            )
+        return
+    entries = environments.entries
+    own_hub = entries[environment].managed_by
+    if source == environment:
+        problems.add(path, f"'{source}' is this environment: promote from another one")
+    elif source not in entries:
+        problems.add(path, f"unknown environment '{source}' (known: {', '.join(sorted(entries))})")
+    elif own_hub is not None and (entries[source].role == "tooling" or entries[source].managed_by != own_hub):
         problems.add(
-            f"{path}.imageUpdates", "not allowed for role tooling (list it in the environment's stack)"
+            path,
+            f"'{source}' must be a workload environment registered by the same tooling environment "
+            f"as this one ({own_hub}): promotion compares what both run in one Argo CD",
+        )
+    if gitops.image_updates:
+        problems.add(
+            "platform:gitops.imageUpdates",
+            f"not allowed with {path}: no image updater writes an environment fed by promotion "
+            f"(configure image updates in '{source}')",
         )
 
 

@@ -40,6 +40,7 @@ from scw_platform.ci import CiRunners, CiRunnersArgs
 from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.contract import (
     FACT_REGISTRY_ENDPOINT,
+    PROMOTION,
     REGISTRATION_KEY,
     PlatformFacts,
     ProblemsError,
@@ -47,7 +48,7 @@ from scw_platform.contract import (
     ToolingFacts,
     registration_export,
 )
-from scw_platform.database import ManagedPostgres, ManagedPostgresArgs
+from scw_platform.database import DatabaseSettings, ManagedPostgres, ManagedPostgresArgs
 from scw_platform.drill import BackupDrill, BackupDrillArgs
 from scw_platform.gitops import (
     TOOLING_ALLOWED_KINDS,
@@ -349,8 +350,12 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     secrets = _secrets_operator(cfg, cluster)
     database: ManagedPostgres | None = None
     exports_restore: Exports = {}
+    if cfg.database is not None:
+        # Development may run a small database of its own (unprotected, no restore check) so that
+        # a release, its migration included, is proven there before prod receives it.
+        database = _database(cfg, cfg.database, network)
     if isinstance(cfg, ProductionConfig):
-        database = _database(cfg, network)
+        assert database is not None  # production requires platform:database (program.policy)
         check = _restore_check(cfg, cluster, database, tooling, secrets)
         exports_restore["restoreCheckBucket"] = check.bucket_name
         _backup_drill(cfg, cluster, network, database)
@@ -376,7 +381,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     return exports
 
 
-def _database(cfg: ProductionConfig, network: Network) -> ManagedPostgres:
+def _database(cfg: WorkloadConfig, settings: DatabaseSettings, network: Network) -> ManagedPostgres:
     return ManagedPostgres(
         f"{cfg.environment}-postgres",
         ManagedPostgresArgs(
@@ -384,7 +389,7 @@ def _database(cfg: ProductionConfig, network: Network) -> ManagedPostgres:
             region=cfg.region,
             zone=cfg.database_zone,
             private_network_id=network.private_network_id,
-            settings=cfg.database,
+            settings=settings,
             protect=cfg.protect_stateful,
             tags=cfg.tags,
         ),
@@ -686,6 +691,7 @@ def _apps(
 ) -> list[App]:
     """Every app's envelope from platform:apps (delivery by Argo CD follows the registration)."""
     updates = {u.app: u for u in delivery.gitops.image_updates_for(app.name for app in delivery.apps)}
+    promoted = delivery.gitops.promoted_from is not None
     listeners = {listener.hostname: listener for listener in front_door.listeners} if front_door else {}
     # Every app database is declared under platform:database (the rules check it).
     databases = _app_databases(database)
@@ -715,8 +721,9 @@ def _apps(
                     ingress_namespace=TRAEFIK_NAMESPACE,
                     registry_host=_registry_host(tooling),
                     registry_password=tooling.registry_pull_secret_key,
-                    update_strategy=updates[settings.name].strategy,
-                    update_allow_tags=updates[settings.name].allow_tags,
+                    # An environment fed by promotion has no image updater entry (ops/promote.py).
+                    update_strategy=PROMOTION if promoted else updates[settings.name].strategy,
+                    update_allow_tags=None if promoted else updates[settings.name].allow_tags,
                     secrets_depends_on=(secrets.release, *secrets.stores.values()),
                     tags=cfg.tags,
                 ),

@@ -33,7 +33,10 @@ REGISTRATION_KEY = "argocdRegistration"
 REGISTRATION_VERSION = 1
 REGISTRATION_FIELDS = ("version", "environment", "server", "caData", "token", "namespaces", "facts", "apps")
 APP_FIELDS = ("name", "path", "image", "strategy", "allowTags")
-UPDATE_STRATEGIES = ("semver", "digest", "newest-build", "alphabetical")
+#: The image updater's strategies, and ``promotion``: no image updater for the app, its images
+#: arrive only by promotion from another environment (``ops/promote.py``).
+PROMOTION = "promotion"
+UPDATE_STRATEGIES = ("semver", "digest", "newest-build", "alphabetical", PROMOTION)
 
 #: Namespaces that belong to the platform's own controllers: never a destination Argo CD may
 #: deploy apps into (DESIGN.md §7: a commit reaches app namespaces only).

@@ -38,7 +38,13 @@ import yaml
 from pydantic import Field, StringConstraints, field_validator
 
 from scw_platform import helm, kube, labels
-from scw_platform.contract import PLATFORM_NAMESPACES, RegisteredApp, Registration, tag_pattern_problem
+from scw_platform.contract import (
+    PLATFORM_NAMESPACES,
+    PROMOTION,
+    RegisteredApp,
+    Registration,
+    tag_pattern_problem,
+)
 from scw_platform.settings import DnsLabel, Hostname, Settings, no_duplicates
 
 # --------------------------------------------------------------------------------------------
@@ -126,6 +132,9 @@ class GitOpsSettings(Settings):
     """The image updater's write-back (tooling only)."""
     image_updates: list[ImageUpdate] = Field(default_factory=list)
     """Per-app image-updater settings; apps not listed get the defaults (semver, any tag)."""
+    promoted_from: DnsLabel | None = None
+    """The environment this one receives images from by promotion only (``make promote FROM=dev
+    TO=prod``): no image updater writes this environment's paths. Required for role production."""
 
     @field_validator("image_updates")
     @classmethod
@@ -1224,8 +1233,11 @@ class EnvironmentProject(pulumi.ComponentResource):
         project = self._project(name, args, in_tooling)
         for app in args.apps:
             self._application(name, args, app, project)
-        if args.apps:
-            self._image_updater(name, args, in_tooling)
+        # Apps fed by promotion get no image updater entry: nothing but a reviewed promotion
+        # merge request writes their paths.
+        updated = [app for app in args.apps if app.strategy != PROMOTION]
+        if updated:
+            self._image_updater(name, args, updated, in_tooling)
         self.register_outputs({"projectName": self.project_name})
 
     def _project(
@@ -1292,9 +1304,13 @@ class EnvironmentProject(pulumi.ComponentResource):
         )
 
     def _image_updater(
-        self, name: str, args: EnvironmentProjectArgs, in_tooling: pulumi.ResourceOptions
+        self,
+        name: str,
+        args: EnvironmentProjectArgs,
+        apps: Sequence[RegisteredApp],
+        in_tooling: pulumi.ResourceOptions,
     ) -> None:
-        """The environment's ImageUpdater: one entry per app (only when it has apps)."""
+        """The environment's ImageUpdater: one entry per app it updates (only when there is one)."""
         k8s.apiextensions.CustomResource(
             f"{name}-image-updater",
             api_version="argocd-image-updater.argoproj.io/v1alpha1",
@@ -1302,7 +1318,7 @@ class EnvironmentProject(pulumi.ComponentResource):
             metadata={"name": args.environment, "namespace": ARGOCD_NAMESPACE},
             spec=image_updater_spec(
                 args.environment,
-                args.apps,
+                apps,
                 repo_url=args.repo_url,
                 target_revision=args.target_revision,
                 branch=args.write_back_branch,

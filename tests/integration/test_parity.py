@@ -368,8 +368,8 @@ def test_rendered_gates_pass_kubernetes_validate_strict(tmp_path: Path, prod: Pl
     assert parity.main(["prod", "--render-hooks", str(tmp_path)], env={}) == 0
     files = sorted(tmp_path.rglob(parity.GATE_FILE))
     assert [str(f.relative_to(tmp_path)) for f in files] == [
-        f"apps/newsletter/{parity.GATE_FILE}",
-        f"apps/website/{parity.GATE_FILE}",
+        f"apps/newsletter/envs/prod/{parity.GATE_FILE}",
+        f"apps/website/envs/prod/{parity.GATE_FILE}",
     ]
     for path in files:
         (document,) = list(yaml.safe_load_all(path.read_text()))
@@ -380,7 +380,7 @@ def test_check_mode_reports_stale_gates(tmp_path: Path, capsys: pytest.CaptureFi
     assert parity.main(["prod", "--render-hooks", str(tmp_path), "--check"], env={}) == 1
     assert parity.main(["prod", "--render-hooks", str(tmp_path)], env={}) == 0
     assert parity.main(["prod", "--render-hooks", str(tmp_path), "--check"], env={}) == 0
-    gate = tmp_path / "apps" / "website" / parity.GATE_FILE
+    gate = tmp_path / "apps" / "website" / "envs" / "prod" / parity.GATE_FILE
     gate.write_text(gate.read_text().replace("SESSION_SECRET", "SESSION_KEY"))
     capsys.readouterr()
     assert parity.main(["prod", "--render-hooks", str(tmp_path), "--check"], env={}) == 1
@@ -415,6 +415,8 @@ def test_gate_script_runs_in_a_real_shell(prod: PlatformConfig) -> None:
 def test_rendered_migration_hooks_pass_kubernetes_validate_strict(tmp_path: Path) -> None:
     assert parity.main(["prod", "--render-hooks", str(tmp_path)], env={}) == 0
     files = sorted(tmp_path.rglob(migrations.MIGRATE_FILE))
-    assert [str(f.relative_to(tmp_path)) for f in files] == [f"apps/website/{migrations.MIGRATE_FILE}"]
+    assert [str(f.relative_to(tmp_path)) for f in files] == [
+        f"apps/website/envs/prod/{migrations.MIGRATE_FILE}"
+    ]
     (document,) = list(yaml.safe_load_all(files[0].read_text()))
     kubernetes_validate.validate(document, "1.34", strict=True)

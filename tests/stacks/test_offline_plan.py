@@ -126,9 +126,12 @@ def test_bad_stack_file_exits_2_with_every_problem_and_no_traceback(repo_copy: P
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""  # not a single resource line
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("stack 'broken': 4 configuration problem(s), nothing was created:\n")
+    assert result.stderr.startswith("stack 'broken': 6 configuration problem(s), nothing was created:\n")
     for path in (
         "platform:clustr: unknown key",
+        # dev's front door and secrets operator run in the cluster the typo removed.
+        "platform:secrets: requires platform:cluster",
+        "platform:ingress: requires platform:cluster",
         # A copied stack file that still names dev's environment: dev is another stack.
         "platform:environment: 'dev' is stack organization/platform/dev",
         "platform:addressPlan: moved to environments.yaml: <environment>.subnet",
@@ -186,9 +189,11 @@ def test_tooling_bootstrap_plan_says_prod_is_pending_and_what_to_run(
     assert lines[1 : 1 + len(warnings)] == warnings
     assert lines[1 + len(warnings)] == "stack platform/tooling"
     tree = "\n".join(_tree(captured.out, "tooling"))
-    for name in ("prod-cluster", "prod-gitops", "argocd-root-prod", "organization/platform/prod"):
-        assert f"─ {name} (" not in tree, name
+    for env in ("dev", "prod"):
+        for name in (f"{env}-cluster", f"{env}-gitops", f"argocd-root-{env}", f"organization/platform/{env}"):
+            assert f"─ {name} (" not in tree, name
     exports = captured.out.split("\nExports:\n", 1)[1].splitlines()
     assert "registeredEnvironments = []" in exports
-    assert any(line.startswith("pendingEnvironments = {'prod': ") for line in exports), exports
+    (pending,) = [line for line in exports if line.startswith("pendingEnvironments = ")]
+    assert pending.startswith("pendingEnvironments = {'dev': ") and "'prod': " in pending, pending
     assert "Traceback" not in captured.err

@@ -1,5 +1,6 @@
-"""The committed dev stack: a reserved address space (network) plus an optional small cluster.
-Nothing in it is protected: it may be deleted and rebuilt at will."""
+"""The committed dev stack: its network, a small cluster and database, and the same apps as prod
+under GitOps (new images land here first). Nothing in it is protected: it may be deleted and
+rebuilt at will."""
 
 from __future__ import annotations
 
@@ -61,9 +62,23 @@ def test_optional_cluster_as_configured(
     assert exported_kubeconfigs(committed_plans) == []
 
 
-def test_no_database_and_no_registry(plan: runner.Plan) -> None:
-    assert plan.by_type("platform:database:ManagedPostgres") == []
+def test_a_small_unprotected_database_no_restore_check_and_no_registry(
+    plan: runner.Plan, raw: dict[str, Any]
+) -> None:
+    (instance,) = plan.by_type("scaleway:databases/instance:Instance")
+    assert instance.inputs["nodeType"] == raw["platform:database"]["nodeType"] == "DB-DEV-S"
+    assert instance.inputs["isHaCluster"] is False
+    assert not instance.protect
+    assert plan.by_type("platform:backup:RestoreCheck") == []
     assert plan.by_type("platform:registry:Registry") == []
+
+
+def test_registered_like_prod_with_the_same_apps(
+    plan: runner.Plan, committed_plans: dict[str, runner.Plan]
+) -> None:
+    assert environments.load_file().entries["dev"].managed_by == "tooling"
+    assert plan.exports["apps"].value == committed_plans["prod"].exports["apps"].value
+    assert "argocdRegistration" in plan.exports
 
 
 def test_nothing_is_protected(plan: runner.Plan) -> None:
@@ -72,7 +87,21 @@ def test_nothing_is_protected(plan: runner.Plan) -> None:
 
 
 def test_without_a_cluster_dev_is_a_network_only(plan_with: Callable[..., runner.Plan]) -> None:
-    plan = plan_with("dev", remove=("platform:cluster",))
+    """A development environment may reserve its address space only (and then is not registered)."""
+    plan = plan_with(
+        "dev",
+        remove=(
+            "platform:cluster",
+            "platform:database",
+            "platform:gitops",
+            "platform:apps",
+            "platform:secrets",
+            "platform:ingress",
+            "platform:tls",
+            "platform:dns",
+        ),
+        environments=environments_with({"dev": {"managedBy": None}}),
+    )
     types = [r.type for r in plan.registrations]
     assert set(types) == NETWORK_TYPES
     assert len(types) == len(NETWORK_TYPES)

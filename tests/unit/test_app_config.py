@@ -234,6 +234,8 @@ def test_apps_need_the_front_door_in_development(stack_config: StackConfig) -> N
         {"dev": {"managedBy": "tooling", "dns": {"zone": "example.com", "hostnames": ["*.dev.example.com"]}}}
     )
     raw = stack_config("dev")
+    for key in ("platform:ingress", "platform:tls", "platform:dns"):
+        raw.pop(key)
     raw["platform:gitops"] = {}
     raw[APPS] = [
         {

@@ -394,11 +394,13 @@ def test_argocd_application_delivers_the_gitops_path(
 def test_image_updater_matches_the_application_names(
     tooling: runner.Plan, raw_apps: list[dict[str, Any]]
 ) -> None:
-    updater = _named(tooling, "prod-gitops-image-updater")
+    # New images land in dev (the same apps as prod); prod receives them by promotion only.
+    updater = _named(tooling, "dev-gitops-image-updater")
     patterns = {ref["namePattern"] for ref in updater.inputs["spec"]["applicationRefs"]}
     names = {r.inputs["metadata"]["name"] for r in tooling.by_type(APPLICATION)}
     assert patterns <= names
-    assert patterns == {f"prod-{raw['name']}" for raw in raw_apps}
+    assert patterns == {f"dev-{raw['name']}" for raw in raw_apps}
+    assert not [r for r in tooling.registrations if r.name == "prod-gitops-image-updater"]
 
 
 def test_registration_waits_for_the_app_namespaces(prod: runner.Plan) -> None:
@@ -450,8 +452,9 @@ def test_a_third_app_is_only_config(tmp_path: Path) -> None:
     assert application.inputs["spec"]["source"]["path"] == "apps/members"
     project = _named(tooling, "prod-gitops-project")
     assert {"name": "prod", "namespace": "members"} in project.inputs["spec"]["destinations"]
-    updater = _named(tooling, "prod-gitops-image-updater")
-    assert "prod-members" in {ref["namePattern"] for ref in updater.inputs["spec"]["applicationRefs"]}
+    # prod is fed by promotion: its new app has no image updater entry.
+    assert not [r for r in tooling.registrations if r.name == "prod-gitops-image-updater"]
+    assert registered["members"]["strategy"] == "promotion"
 
 
 # --- pure helpers --------------------------------------------------------------------------------
@@ -516,12 +519,12 @@ def app_manifests(
 def delivery_manifests(
     tooling: runner.Plan, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, list[validate.Manifest]]:
-    """Every Kubernetes object tooling declares to deliver prod's apps, as files."""
+    """Every Kubernetes object tooling declares to deliver prod's and dev's apps, as files."""
     out = tmp_path_factory.mktemp("app-delivery")
-    delivery = _named(tooling, DELIVERY).urn
+    delivery = {_named(tooling, DELIVERY).urn, _named(tooling, "dev-gitops").urn}
     manifests = []
     for relative, (reg, obj) in artifacts.manifest_files(tooling).items():
-        if reg.parent == delivery:
+        if reg.parent in delivery:
             path = out / relative
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(artifacts.dump_yaml(obj), encoding="utf-8")
@@ -548,7 +551,11 @@ def test_delivery_manifests_cover_every_kind(
     delivery_manifests: tuple[Path, list[validate.Manifest]], raw_apps: list[dict[str, Any]]
 ) -> None:
     kinds = [m.obj["kind"] for m in delivery_manifests[1]]
-    assert sorted(kinds) == sorted(["AppProject", "ImageUpdater", *(["Application"] * len(raw_apps))])
+    # Per environment a project and the apps' Applications; one ImageUpdater, dev's: nothing but a
+    # promotion writes prod's paths.
+    assert sorted(kinds) == sorted(
+        ["AppProject", "AppProject", "ImageUpdater", *(["Application"] * 2 * len(raw_apps))]
+    )
 
 
 def test_core_objects_pass_kubernetes_validate_strict(
@@ -582,8 +589,8 @@ def test_delivery_resources_pass_their_crd_schemas(
     custom = {m.group for m in manifests if schemas.is_custom_group(m.group)}
     assert custom == {"argoproj.io", "argocd-image-updater.argoproj.io"}
     result = validate.check_custom(manifests, custom, schemas.schemas_dir())
-    # Two Applications, the AppProject and the ImageUpdater.
-    assert result.objects == 4 == len(manifests)
+    # Per environment two Applications and the AppProject; dev's ImageUpdater.
+    assert result.objects == 7 == len(manifests)
     assert result.failures == []
 
 

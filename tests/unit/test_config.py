@@ -365,7 +365,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "tooling",
         put(DATABASE, value={"nodeType": "DB-DEV-S"}),
         "platform:database",
-        "not allowed for role tooling (only: production)",
+        "not allowed for role tooling (only: production, development)",
     ),
     (
         "registry-on-production",
@@ -664,7 +664,9 @@ def test_dev_is_unprotected_and_zone_defaults_to_region(stack_config: StackConfi
     assert cfg.zone == "fr-par-1"
     assert not cfg.protect_stateful
     assert isinstance(cfg, model.DevelopmentConfig)
-    assert cfg.database is None and not hasattr(cfg, "registry")
+    # dev's own small database, never protected; no registry (tooling's only).
+    assert cfg.database is not None and cfg.database.node_type == "DB-DEV-S"
+    assert not hasattr(cfg, "registry")
 
 
 def test_development_may_have_public_pool_and_no_acl(stack_config: StackConfig) -> None:

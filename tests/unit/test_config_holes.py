@@ -47,12 +47,16 @@ def _egress(cidr: str) -> Change:
     ("change", "key", "message"),
     [
         (
-            lambda raw: raw["platform:gitops"]["imageUpdates"][0].__setitem__("allowTags", ""),
+            lambda raw: raw["platform:gitops"].__setitem__(
+                "imageUpdates", [{"app": "website", "allowTags": ""}]
+            ),
             "platform:gitops.imageUpdates[0].allowTags",
             "at least 1 character",
         ),
         (
-            lambda raw: raw["platform:gitops"]["imageUpdates"][0].__setitem__("allowTags", r"^v(?!0)\d+$"),
+            lambda raw: raw["platform:gitops"].__setitem__(
+                "imageUpdates", [{"app": "website", "allowTags": r"^v(?!0)\d+$"}]
+            ),
             "platform:gitops.imageUpdates[0].allowTags",
             "must be an RE2 expression",
         ),

@@ -323,4 +323,7 @@ def test_committed_front_door_config(stack_config: StackConfig) -> None:
     assert dns.managed and ingress.adopt_ip_id is None
     tooling = _load("tooling", stack_config("tooling"))
     assert tooling.front_door.tls.acme_email
-    assert _load("dev", stack_config("dev")).front_door is None
+    dev = _load("dev", stack_config("dev")).front_door
+    assert dev is not None and dev.ingress.domain == "dev.example.com"
+    # Development's default issuer: Let's Encrypt's staging CA.
+    assert dev.tls.issuer == "letsencrypt-staging"

@@ -286,30 +286,43 @@ def test_gitops_namespace_is_declared_with_the_platform_envelope(tooling: runner
 
 def test_app_applications_are_declared_by_tooling(tooling: runner.Plan) -> None:
     apps = {a.inputs["metadata"]["name"]: a for a in tooling.by_type(APPLICATION)}
-    for app, path in (("website", "apps/website"), ("newsletter", "apps/newsletter")):
-        application = apps[f"prod-{app}"]
-        spec = application.inputs["spec"]
-        assert spec["project"] == "prod"
-        assert spec["destination"] == {"name": "prod", "namespace": app}
-        assert spec["source"]["path"] == path
-        assert "FailOnSharedResource=true" in spec["syncPolicy"]["syncOptions"]
-        assert application.inputs["metadata"]["finalizers"] == [kube.ARGOCD_FINALIZER]
-        assert _named(tooling, "prod-gitops-project").urn in application.dependencies
+    for env in ("prod", "dev"):
+        for app in ("website", "newsletter"):
+            application = apps[f"{env}-{app}"]
+            spec = application.inputs["spec"]
+            assert spec["project"] == env
+            assert spec["destination"] == {"name": env, "namespace": app}
+            assert spec["source"]["path"] == f"apps/{app}/envs/{env}"
+            assert "FailOnSharedResource=true" in spec["syncPolicy"]["syncOptions"]
+            assert application.inputs["metadata"]["finalizers"] == [kube.ARGOCD_FINALIZER]
+            assert _named(tooling, f"{env}-gitops-project").urn in application.dependencies
     for root in (r for r in tooling.by_type(APPLICATION) if r.name.startswith("argocd-root-")):
         assert "FailOnSharedResource=true" in root.inputs["spec"]["syncPolicy"]["syncOptions"]
 
 
 def test_image_updater_lists_the_configured_apps_and_writes_to_a_branch(tooling: runner.Plan) -> None:
-    spec = _named(tooling, "prod-gitops-image-updater").inputs["spec"]
+    spec = _named(tooling, "dev-gitops-image-updater").inputs["spec"]
     # Its own write credential, never Argo CD's read-only repository Secret.
     assert spec["writeBackConfig"]["method"] == "git:secret:argocd/gitops-write-credential"
     assert spec["writeBackConfig"]["gitConfig"]["branch"] == "main:image-updater-{{.SHA256}}"
     refs = {ref["namePattern"]: ref["images"][0] for ref in spec["applicationRefs"]}
-    assert set(refs) == {"prod-website", "prod-newsletter"}
-    assert refs["prod-website"]["imageName"] == "rg.fr-par.scw.cloud/acme-platform/website"
-    assert refs["prod-website"]["commonUpdateSettings"]["updateStrategy"] == "semver"
-    assert refs["prod-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+$"
-    assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "digest"}
+    assert set(refs) == {"dev-website", "dev-newsletter"}
+    assert refs["dev-website"]["imageName"] == "rg.fr-par.scw.cloud/acme-platform/website"
+    assert refs["dev-website"]["commonUpdateSettings"]["updateStrategy"] == "semver"
+    assert refs["dev-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+(-rc\.\d+)?$"
+    assert refs["dev-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "digest"}
+
+
+def test_no_image_updater_writes_prods_paths(tooling: runner.Plan) -> None:
+    """prod is fed by promotion (platform:gitops.promotedFrom): its apps have Applications but no
+    ImageUpdater entry anywhere, and its registration says so."""
+    updaters = [r for r in tooling.registrations if r.type.endswith(":ImageUpdater")]
+    assert [u.name for u in updaters] == ["dev-gitops-image-updater"]
+    for updater in updaters:
+        patterns = [ref["namePattern"] for ref in updater.inputs["spec"]["applicationRefs"]]
+        assert not [p for p in patterns if p.startswith("prod-")], patterns
+    apps = {a.inputs["metadata"]["name"] for a in tooling.by_type(APPLICATION)}
+    assert {"prod-website", "prod-newsletter"} <= apps
 
 
 def test_git_credentials_are_split(tooling: runner.Plan) -> None:
@@ -1001,7 +1014,8 @@ def test_an_environment_registered_without_gitops_is_refused(
 ) -> None:
     """managedBy makes tooling read the environment's registration: its stack must export one."""
     raw = stack_config("dev")
-    assert "platform:gitops" not in raw, "the committed dev stack is not registered"
+    raw.pop("platform:gitops")
+    raw.pop("platform:apps")
     managed = environments_with({"dev": {"managedBy": "tooling"}})
     assert "dev" in managed.registered_by("tooling")
     assert _problem_list(raw, environments=managed) == [
@@ -1011,7 +1025,7 @@ def test_an_environment_registered_without_gitops_is_refused(
 
 
 def test_image_update_for_an_undeclared_app(stack_config: Callable[[str], dict[str, Any]]) -> None:
-    raw = stack_config("prod")
+    raw = stack_config("dev")
     raw["platform:gitops"]["imageUpdates"].append({"app": "shop", "strategy": "semver"})
     message = _problems(raw)
     assert "platform:gitops.imageUpdates[2].app: app 'shop' is not declared in platform:apps" in message
@@ -1020,7 +1034,7 @@ def test_image_update_for_an_undeclared_app(stack_config: Callable[[str], dict[s
 def test_image_update_strategy_and_tag_pattern_are_checked(
     stack_config: Callable[[str], dict[str, Any]],
 ) -> None:
-    raw = stack_config("prod")
+    raw = stack_config("dev")
     raw["platform:gitops"]["imageUpdates"][0].update(strategy="latest", allowTags="^v(")
     message = _problems(raw)
     assert "platform:gitops.imageUpdates[0].strategy" in message
@@ -1178,7 +1192,7 @@ def test_workload_stacks_leave_the_repository_to_tooling(
 
 
 def test_a_registered_environment_names_its_namespaces(stack_config: Callable[[str], dict[str, Any]]) -> None:
-    raw = stack_config("prod")
+    raw = stack_config("dev")
     raw["platform:apps"] = []
     raw["platform:gitops"].pop("imageUpdates")
     assert "platform:gitops: a registered environment needs platform:apps or platform:gitops.namespaces" in (
@@ -1197,23 +1211,86 @@ def test_a_workload_stack_cannot_name_itself_as_tooling() -> None:
 def test_every_app_gets_an_image_updater_entry(
     plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
 ) -> None:
-    raw = stack_config("prod")
+    raw = stack_config("dev")
     raw["platform:gitops"]["imageUpdates"] = [
         u for u in raw["platform:gitops"]["imageUpdates"] if u["app"] == "website"
     ]
-    exported = _registration(plan_with("prod", raw))
+    exported = _registration(plan_with("dev", raw))
     registration = contract.parse_registration(
-        exported, stack="p", environment="prod", registry_endpoint="rg.fr-par.scw.cloud/acme-platform"
+        exported, stack="d", environment="dev", registry_endpoint="rg.fr-par.scw.cloud/acme-platform"
     )
-    # What tooling's ImageUpdater for prod is built from.
+    # What tooling's ImageUpdater for dev is built from.
     spec = gitops.image_updater_spec(
-        "prod", registration.apps, repo_url="https://example.com/r.git", target_revision="main", branch="b"
+        "dev", registration.apps, repo_url="https://example.com/r.git", target_revision="main", branch="b"
     )
     refs = {ref["namePattern"]: ref["images"][0] for ref in spec["applicationRefs"]}
-    assert set(refs) == {"prod-website", "prod-newsletter"}
+    assert set(refs) == {"dev-website", "dev-newsletter"}
     # Not listed in imageUpdates: the defaults (semver, any tag).
-    assert refs["prod-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "semver"}
-    assert refs["prod-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+$"
+    assert refs["dev-newsletter"]["commonUpdateSettings"] == {"updateStrategy": "semver"}
+    assert refs["dev-website"]["commonUpdateSettings"]["allowTags"] == r"regexp:^v\d+\.\d+\.\d+(-rc\.\d+)?$"
+
+
+def test_a_promoted_environment_registers_its_apps_for_promotion_only(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    registration = contract.parse_registration(
+        _registration(plan_with("prod", stack_config("prod"))),
+        stack="p",
+        environment="prod",
+        registry_endpoint="rg.fr-par.scw.cloud/acme-platform",
+    )
+    assert {(a.name, a.strategy, a.allow_tags) for a in registration.apps} == {
+        ("website", contract.PROMOTION, None),
+        ("newsletter", contract.PROMOTION, None),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda g: g.pop("promotedFrom"),
+            "platform:gitops.promotedFrom: required for role production: images reach production only by "
+            "promotion of a digest another environment ran",
+        ),
+        (lambda g: g.update(promotedFrom="prod"), "platform:gitops.promotedFrom: 'prod' is this environment"),
+        (
+            lambda g: g.update(promotedFrom="qa"),
+            "platform:gitops.promotedFrom: unknown environment 'qa' (known: dev, prod, tooling)",
+        ),
+        (
+            lambda g: g.update(promotedFrom="tooling"),
+            "platform:gitops.promotedFrom: 'tooling' must be a workload environment registered by the same "
+            "tooling environment as this one (tooling)",
+        ),
+        (
+            lambda g: g.update(imageUpdates=[{"app": "website"}]),
+            "platform:gitops.imageUpdates: not allowed with platform:gitops.promotedFrom: no image updater "
+            "writes an environment fed by promotion (configure image updates in 'dev')",
+        ),
+    ],
+)
+def test_promotion_config_is_checked(
+    stack_config: Callable[[str], dict[str, Any]], change: Callable[[dict[str, Any]], Any], expected: str
+) -> None:
+    raw = stack_config("prod")
+    change(raw["platform:gitops"])
+    assert expected in _problems(raw)
+
+
+def test_promotion_source_must_share_the_hub(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("prod")
+    unmanaged = environments_with({"dev": {"managedBy": None}})
+    assert _problem_list(raw, environments=unmanaged) == [
+        "platform:gitops.promotedFrom: 'dev' must be a workload environment registered by the same "
+        "tooling environment as this one (tooling): promotion compares what both run in one Argo CD"
+    ]
+
+
+def test_tooling_takes_no_promotion_source(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["promotedFrom"] = "dev"
+    assert "platform:gitops.promotedFrom: not allowed for role tooling" in _problems(raw)
 
 
 def test_plaintext_deploy_time_secret_in_a_stack_file_is_refused(
@@ -1232,6 +1309,6 @@ def test_only_tooling_needs_the_git_credential(stack_config: Callable[[str], dic
 
 
 def test_one_image_update_entry_per_app(stack_config: Callable[[str], dict[str, Any]]) -> None:
-    raw = stack_config("prod")
+    raw = stack_config("dev")
     raw["platform:gitops"]["imageUpdates"].append({"app": "website", "strategy": "digest"})
     assert "platform:gitops.imageUpdates: duplicate app 'website'" in _problems(raw)

@@ -189,6 +189,7 @@ def test_development_front_door_is_not_protected(plan_with: PlanWith) -> None:
             },
             "platform:tls": {"acmeEmail": "platform@example.com"},
         },
+        remove=("platform:dns",),
         # The hostnames a stack serves are its environment's in environments.yaml.
         environments=environments_with(
             {"dev": {"dns": {"zone": "example.com", "hostnames": ["*.dev.example.com"]}}}

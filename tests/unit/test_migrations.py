@@ -23,8 +23,8 @@ def prod_config() -> PlatformConfig:
 @pytest.fixture(scope="module")
 def hook(prod_config: PlatformConfig) -> dict[str, Any]:
     files = migrations.migration_files(prod_config)
-    assert list(files) == [f"apps/website/{migrations.MIGRATE_FILE}"], "only the website migrates"
-    return files[f"apps/website/{migrations.MIGRATE_FILE}"]
+    assert list(files) == [f"apps/website/envs/prod/{migrations.MIGRATE_FILE}"], "only the website migrates"
+    return files[f"apps/website/envs/prod/{migrations.MIGRATE_FILE}"]
 
 
 def test_the_hook_runs_after_the_gate_and_fails_the_sync(
