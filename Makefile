@@ -10,6 +10,9 @@
 #   make bench-apps             plan prod with 1, 10 and 100 generated apps
 #   make urns [UPDATE=1]        compare (or refresh) the committed URN snapshots of every stack
 #   make config-reference       regenerate docs/configuration.md from the settings models
+#   make promote FROM=dev TO=prod GITOPS=../platform-gitops ARGS="--argocd-url URL --provider gitlab --url URL --project P"
+#                               open the merge request that gives prod the digests dev runs (docs/releases.md)
+#   make status ARGS="--argocd-url URL" [GITOPS=../platform-gitops]   what runs where (add --json for scripts)
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -18,7 +21,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference
+.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference promote status
 
 # First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -79,6 +82,17 @@ parity: setup
 gates: setup
 	@test -n "$(GITOPS)" || { echo "make gates needs GITOPS=<checkout of your GitOps repository>, e.g. make gates STACK=prod GITOPS=../platform-gitops" >&2; exit 2; }
 	$(PY) -m offline.parity $(STACK) --render-hooks $(GITOPS)
+
+# Both need a live Argo CD (ARGOCD_AUTH_TOKEN: the platform-status account's token); promote also
+# the Git host (GITOPS_API_TOKEN). Everything else goes in ARGS (docs/releases.md).
+FROM ?= dev
+TO   ?= prod
+promote: setup
+	@test -n "$(GITOPS)" || { echo "make promote needs GITOPS=<clone of your GitOps repository>, e.g. make promote FROM=dev TO=prod GITOPS=../platform-gitops ARGS='--argocd-url https://argocd.example.com --provider gitlab --url https://gitlab.example.com --project acme/platform-gitops'" >&2; exit 2; }
+	$(PY) -m ops.promote $(FROM) $(TO) --repo $(GITOPS) $(ARGS)
+
+status: setup
+	$(PY) -m ops.status $(if $(GITOPS),--repo $(GITOPS)) $(ARGS)
 
 bench-apps: setup
 	$(PY) scripts/bench_apps.py

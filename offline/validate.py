@@ -410,11 +410,33 @@ def stack_settings(stack: str) -> tuple[str | None, str | None]:
     return (entry.role if entry else None), (str(version) if version else None)
 
 
+def check_stack_notifications(stack: str) -> CheckResult:
+    """Argo CD's notification config as the program renders it from the stack's settings (its Helm
+    values are masked in the artifacts: the release carries a secret)."""
+    from offline import notifications_check, parity
+    from program.model import ToolingConfig
+    from scw_platform.secrets import SCALEWAY_STORE
+
+    result = CheckResult("Argo CD notifications (templates, triggers, services, secret keys)")
+    cfg = parity.load_stack(stack)
+    settings = cfg.gitops.notifications if isinstance(cfg, ToolingConfig) else None
+    if settings is None:
+        result.notes.append("no platform:gitops.notifications in this stack (not counted)")
+        return result
+    problems, skipped = notifications_check.check(settings, store=SCALEWAY_STORE)
+    result.objects = len(settings.contact_points)
+    result.failures = [Failure("helm/argocd-argocd.yaml", "notifications", p) for p in problems]
+    if skipped is not None:
+        result.notes.append(f"templates not parsed with Go's text/template: {skipped}")
+    return result
+
+
 def validate_stack(stack: str, out: Path = BUILD, no_skips: bool = False) -> tuple[bool, str]:
     plan = runner.run(stack)
     written = artifacts.write(plan, out)
     role, version = stack_settings(stack)
     results, header = validate_artifacts(written.root, role=role, kubernetes=version)
+    results.append(check_stack_notifications(stack))
     ok = all(not r.failures for r in results) and not (no_skips and any(r.skipped for r in results))
     return ok, render(stack, written.root, results, header)
 

@@ -251,6 +251,8 @@ def _key_checks(
     if role == "production":
         operations = parsed.get("operations") or Operations()
         policy.production_rules(raw.get("operations"), operations.observability, problems)
+    elif role is not None:
+        policy.production_only_operations(role, raw.get("operations"), problems)
     if parsed.get("ci") is not None:
         rules.ci_rules(parsed["ci"], parsed.get("cluster"), secrets=secrets, problems=problems)
 

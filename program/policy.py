@@ -230,6 +230,19 @@ def role_rules(role: str, present: Mapping[str, bool], problems: Problems) -> No
         )
 
 
+#: Operations only production runs: the restore check and the backup drill guard production's
+#: data (a development database is rebuilt, not restored).
+PRODUCTION_ONLY_OPERATIONS = ("restoreCheck", "backupDrill")
+
+
+def production_only_operations(role: str, raw_operations: Any, problems: Problems) -> None:
+    """Refuse production's data guards elsewhere, instead of ignoring them."""
+    raw = raw_operations if isinstance(raw_operations, dict) else {}
+    for key in PRODUCTION_ONLY_OPERATIONS:
+        if raw.get(key) is not None:
+            problems.add(f"platform:operations.{key}", f"not allowed for role {role} (only: production)")
+
+
 def production_rules(
     raw_operations: Any, observability: ObservabilitySettings | None, problems: Problems
 ) -> None:

@@ -252,7 +252,7 @@ def _workload_gitops_rules(role: str, gitops: GitOpsSettings, *, problems: Probl
     path = "platform:gitops"
     # The hub owns Argo CD, the repository and the image updater; a workload stack only says which
     # namespaces and apps it offers, and how their images update.
-    for key in ("argocd", "repo_url", "repo_username", "target_revision", "image_updater"):
+    for key in ("argocd", "repo_url", "repo_username", "target_revision", "image_updater", "notifications"):
         if key in gitops.model_fields_set:
             problems.add(f"{path}.{_camel(key)}", f"not allowed for role {role} (the tooling stack sets it)")
 
@@ -365,11 +365,6 @@ def operations_rules(
 ) -> None:
     """platform:operations: what the restore check and observability need from other keys."""
     raw_check = raw.get("restoreCheck") if isinstance(raw, dict) else None
-    if isinstance(raw, dict) and raw.get("backupDrill") is not None and not present["database"]:
-        problems.add(
-            "platform:operations.backupDrill",
-            "requires platform:database (the managed backups it restores)",
-        )
     if raw_check is not None:
         _restore_check_rules(raw_check, database=database, present=present, problems=problems)
     if operations.observability is not None:

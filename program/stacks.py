@@ -186,7 +186,7 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
     secrets = _secrets_operator(cfg, cluster)
     ci = _ci_runners(cfg, cluster, secrets)
     _gitops_namespaces(cfg, cfg.gitops, cluster)
-    argocd = _argocd(cfg, cluster, registrations, front_door)
+    argocd = _argocd(cfg, cluster, registrations, secrets, front_door)
     for registration in registrations:
         _register(cfg, cluster, argocd, registration)
     facts = ToolingFacts(
@@ -456,6 +456,7 @@ def _argocd(
     cfg: ToolingConfig,
     cluster: KapsuleCluster,
     registrations: list[Registration],
+    secrets: SecretsOperator,
     front_door: FrontDoor | None = None,
 ) -> ArgoCd:
     """Argo CD and the image updater in tooling, plus tooling's own project."""
@@ -504,6 +505,9 @@ def _argocd(
             else None,
             # Its HTTPRoute needs the Gateway API CRDs and attaches to the platform Gateway.
             depends_on=(gateway.gateway_api_crds, gateway.gateway) if gateway is not None else (),
+            notifications=gitops.notifications,
+            secret_store=secrets.platform_store,
+            secrets_depends_on=(secrets.release, *secrets.stores.values()),
         ),
     )
     _tooling_project(cfg, cluster, argocd)

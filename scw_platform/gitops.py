@@ -45,6 +45,12 @@ from scw_platform.contract import (
     Registration,
     tag_pattern_problem,
 )
+from scw_platform.notifications import (
+    NotificationSettings,
+    declare_notifications_secret,
+    notifications_values,
+    vault_references,
+)
 from scw_platform.settings import DnsLabel, Hostname, Settings, no_duplicates
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +136,9 @@ class GitOpsSettings(Settings):
     """Argo CD in the tooling cluster (tooling only)."""
     image_updater: ImageUpdaterSettings = ImageUpdaterSettings()
     """The image updater's write-back (tooling only)."""
+    notifications: NotificationSettings | None = None
+    """Tooling only: where Argo CD announces deployments, failed syncs and degraded apps (Telegram
+    or webhook contact points; their credentials in the vault, see docs/releases.md)."""
     image_updates: list[ImageUpdate] = Field(default_factory=list)
     """Per-app image-updater settings; apps not listed get the defaults (semver, any tag)."""
     promoted_from: DnsLabel | None = None
@@ -323,6 +332,12 @@ class ArgoCdArgs:
     commit_author_email: str
     oidc: OidcClient | None = None
     gateway: GatewayParent | None = None
+    #: Deployment notifications (platform:gitops.notifications): their credentials come from the
+    #: vault through ``secret_store`` (External Secrets), never from Helm values.
+    notifications: NotificationSettings | None = None
+    secret_store: str | None = None
+    #: What the notifications' ExternalSecret waits for (the operator and its stores).
+    secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     #: Resources the charts need first (e.g. Gateway API CRDs for the HTTPRoute).
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
@@ -369,7 +384,10 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
         "server": {"replicas": replicas},
         "repoServer": {"replicas": replicas},
         "applicationSet": {"replicas": replicas},
-        "notifications": {"enabled": False},
+        # Deployments announce themselves (scw_platform.notifications): off without contact points.
+        "notifications": notifications_values(args.notifications)
+        if args.notifications is not None
+        else {"enabled": False},
     }
 
 
@@ -383,6 +401,9 @@ def _argocd_cm(args: ArgoCdArgs) -> dict[str, object]:
         "admin.enabled": args.oidc is None,
         "exec.enabled": False,
         "statusbadge.enabled": False,
+        # The release status CLI's account (ops/status.py, ops/promote.py): API tokens only, no
+        # login; argocd-rbac-cm gives it nothing but ``applications, get``.
+        f"accounts.{STATUS_ACCOUNT}": "apiKey",
         "resource.exclusions": resource_exclusions(),
         # argocd-manager may list only what it manages; without this Argo CD fails the whole
         # cluster cache on the first kind it may not list (a NetworkPolicy, a ResourceQuota, ...)
@@ -409,12 +430,27 @@ def _argocd_rbac(oidc: OidcClient | None) -> dict[str, object]:
     # No default role: a signed-in user the identity provider knows sees nothing unless a group
     # grants it (admin_groups, readonly_groups).
     rbac: dict[str, object] = {"policy.default": ""}
+    policy = status_account_policy()
     if oidc is not None:
-        rbac["policy.csv"] = "".join(f"g, {group}, role:admin\n" for group in oidc.admin_groups) + "".join(
+        policy += "".join(f"g, {group}, role:admin\n" for group in oidc.admin_groups) + "".join(
             f"g, {group}, role:readonly\n" for group in oidc.readonly_groups
         )
         rbac["scopes"] = "[groups]"
+    rbac["policy.csv"] = policy
     return rbac
+
+
+#: The read-only account the release CLIs use: ``argocd account generate-token --account
+#: platform-status`` gives its token (docs/releases.md).
+STATUS_ACCOUNT = "platform-status"
+
+
+def status_account_policy() -> str:
+    """``applications, get`` on every project's Applications, nothing else: no sync, no logs, no
+    exec, no clusters or repositories (argo-cd docs/operator-manual/rbac.md: ``p, <role>,
+    <resource>, <action>, <project>/<object>, allow``)."""
+    role = f"role:{STATUS_ACCOUNT}"
+    return f"p, {role}, applications, get, */*, allow\ng, {STATUS_ACCOUNT}, {role}\n"
 
 
 def resource_exclusions() -> str:
@@ -548,6 +584,8 @@ class ArgoCd(pulumi.ComponentResource):
         after_namespace = pulumi.ResourceOptions(
             parent=self, provider=args.provider, depends_on=[namespace, *args.depends_on]
         )
+        if args.notifications is not None:
+            self._notifications_secret(name, args, namespace)
         self.release = self._argocd_release(name, args, after_namespace)
         after_argocd = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release])
         self._repository_credentials(name, args, after_namespace)
@@ -561,6 +599,20 @@ class ArgoCd(pulumi.ComponentResource):
 
         self.namespace = ARGOCD_NAMESPACE
         self.register_outputs({"namespace": self.namespace})
+
+    def _notifications_secret(self, name: str, args: ArgoCdArgs, namespace: pulumi.Resource) -> None:
+        """The notification services' credentials (bot tokens, webhook URLs), from the vault."""
+        assert args.notifications is not None
+        if args.secret_store is None:
+            raise ValueError("notifications need the secret store their credentials are read from")
+        declare_notifications_secret(
+            f"{name}-notifications-secret",
+            provider=args.provider,
+            store=args.secret_store,
+            settings=args.notifications,
+            remote_keys=vault_references(args.notifications),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *args.secrets_depends_on]),
+        )
 
     def _argocd_release(
         self, name: str, args: ArgoCdArgs, after_namespace: pulumi.ResourceOptions

@@ -80,12 +80,10 @@ def test_the_drill_image_is_pinned(stack_config: StackConfig, image: str, expect
     assert any(p.startswith("platform:operations.backupDrill.image:") and expected in p for p in problems)
 
 
-def test_the_drill_needs_a_database(stack_config: StackConfig) -> None:
+def test_the_drill_is_production_only(stack_config: StackConfig) -> None:
+    """Development may now have a database, but the drill guards production's: refused elsewhere."""
     mutate: Callable[[dict[str, Any]], None] = lambda raw: raw.update(  # noqa: E731
         {"platform:operations": {**raw.get("platform:operations", {}), "backupDrill": {"image": OPS_IMAGE}}}
     )
     problems = new_problems(stack_config, "dev", mutate)
-    assert (
-        "platform:operations.backupDrill: requires platform:database (the managed backups it restores)"
-        in problems
-    )
+    assert "platform:operations.backupDrill: not allowed for role development (only: production)" in problems

@@ -87,6 +87,58 @@ def test_argocd_values_follow_config(
     assert "argocdServerAdminPassword" not in json.dumps(values)
 
 
+def test_the_status_account_may_only_get_applications(tooling: runner.Plan) -> None:
+    """ops/status.py and ops/promote.py read Argo CD with this account's token (docs/releases.md)."""
+    configs = _plain(_named(tooling, "argocd-argocd").inputs["values"])["configs"]
+    assert configs["cm"]["accounts.platform-status"] == "apiKey"  # tokens only, no UI login
+    rbac = configs["rbac"]
+    assert rbac["policy.default"] == ""
+    lines = [line for line in rbac["policy.csv"].splitlines() if "platform-status" in line]
+    assert lines == [
+        "p, role:platform-status, applications, get, */*, allow",
+        "g, platform-status, role:platform-status",
+    ]
+    # The SSO groups keep their own roles beside it.
+    assert "g, acme/platform-team, role:admin" in rbac["policy.csv"].splitlines()
+
+
+def test_deployments_announce_themselves_through_the_vault(tooling: runner.Plan) -> None:
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])["notifications"]
+    assert values["enabled"] is True
+    # The chart does not create the Secret: the ExternalSecret below owns it.
+    assert values["secret"] == {"create": False}
+    assert values["notifiers"] == {"service.telegram.deploys": "token: $telegram-deploys\n"}
+    (subscription,) = values["subscriptions"]
+    assert subscription["recipients"] == ["deploys:-1001234567890"]
+    assert set(subscription["triggers"]) == {"on-deployed", "on-sync-failed", "on-health-degraded"}
+    secret = _named(tooling, "argocd-notifications-secret")
+    assert secret.inputs["metadata"] == {"name": "argocd-notifications-secret", "namespace": "argocd"}
+    spec = secret.inputs["spec"]
+    assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "platform-scaleway"}
+    assert spec["data"] == [
+        {"secretKey": "telegram-deploys", "remoteRef": {"key": "path:/platform/argocd-notifications/deploys"}}
+    ]
+    assert _named(tooling, "tooling-secrets-operator").urn in secret.dependencies
+
+
+def test_notifications_belong_to_tooling(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("dev")
+    raw["platform:gitops"]["notifications"] = {"contactPoints": [{"name": "x", "kind": "webhook"}]}
+    assert "platform:gitops.notifications: not allowed for role development (the tooling stack sets it)" in (
+        _problems(raw)
+    )
+
+
+def test_notifications_off_without_settings(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"].pop("notifications")
+    plan = plan_with("tooling", raw)
+    assert _plain(_named(plan, "argocd-argocd").inputs["values"])["notifications"] == {"enabled": False}
+    assert not [r for r in plan.registrations if r.name == "argocd-notifications-secret"]
+
+
 def test_sso_disables_the_local_admin_and_keeps_the_client_secret_secret(
     plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
 ) -> None:

@@ -459,3 +459,21 @@ def test_committed_encryption_and_targets(stack_config: StackConfig) -> None:
     # Every database has a timestamp column for the newest restored row's age (the RPO figure).
     for database in prod.restore_check.databases:
         assert database.freshness, database.database
+
+
+@pytest.mark.parametrize("stack", ["dev", "tooling"])
+@pytest.mark.parametrize("key", ["restoreCheck", "backupDrill"])
+def test_production_data_guards_are_refused_elsewhere(
+    stack_config: StackConfig, stack: str, key: str
+) -> None:
+    """Development and tooling models have nowhere to put them: refused, never silently ignored."""
+    prod_ops = runner.read_stack_config("prod")[OPS]
+    guard = prod_ops.get(key, {"image": "rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-3"})
+
+    def mutate(raw: dict[str, Any]) -> None:
+        raw.setdefault(OPS, {})[key] = copy.deepcopy(guard)
+
+    role = "development" if stack == "dev" else "tooling"
+    assert f"{OPS}.{key}: not allowed for role {role} (only: production)" in new_problems(
+        stack_config, stack, mutate
+    )
