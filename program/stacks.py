@@ -825,6 +825,7 @@ def _backup_drill(
             region=cfg.region,
             project_id=cfg.project_id,
             settings=cfg.backup_drill,
+            restore_check=cfg.restore_check,
             instance_id=database.instance_id,
             private_network_id=network.private_network_id,
             subnet=str(cfg.subnet),

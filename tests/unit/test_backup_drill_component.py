@@ -1,24 +1,33 @@
-"""platform:operations.backupDrill: the monthly managed-backup drill, fenced, with its own identity."""
+"""platform:operations.backupDrill: the monthly managed-backup drill, fenced, with its own identity,
+in the restore check's image, running the daily restore check's checks on its copy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from offline import runner
-from scw_platform import drill
+from ops.restore_check import restore_check as rc
+from scw_platform import backup, drill
 from tests.harness import StackConfig, new_problems, plaintext_secrets, unwrap
 
-OPS_IMAGE = "rg.fr-par.scw.cloud/acme-platform/platform-ops@sha256:" + "a" * 64
+ROOT = Path(__file__).resolve().parents[2]
+IMAGE = "rg.fr-par.scw.cloud/acme-platform/restore-check@sha256:" + "a" * 64
+CHECK_COMMAND = (
+    "/opt/restore-check/venv/bin/python3 /opt/restore-check/restore_check.py "
+    "--spec /etc/backup-drill/{database}.json --work-dir /work"
+)
 
 
 @pytest.fixture(scope="module")
 def prod_with_drill() -> runner.Plan:
     config = runner.read_stack_config("prod")
     operations = dict(config["platform:operations"])
-    operations["backupDrill"] = {"image": OPS_IMAGE}
+    operations["backupDrill"] = {"image": IMAGE}
     config["platform:operations"] = operations
     return runner.run("prod", config=config)
 
@@ -26,6 +35,15 @@ def prod_with_drill() -> runner.Plan:
 def _named(plan: runner.Plan, name: str) -> Any:
     (found,) = [r for r in plan.registrations if r.name == name]
     return found
+
+
+def _pod(plan: runner.Plan) -> Any:
+    return _named(plan, "prod-backup-drill-cronjob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def _restore_check_settings() -> backup.RestoreCheckSettings:
+    raw = runner.read_stack_config("prod")["platform:operations"]["restoreCheck"]
+    return backup.RestoreCheckSettings.model_validate(raw)
 
 
 def test_the_drill_is_opt_in(committed_plans: dict[str, runner.Plan]) -> None:
@@ -37,17 +55,143 @@ def test_the_drill_runs_monthly_once_with_the_environments_instance(prod_with_dr
     assert cron["schedule"] == "0 4 1 * *" and cron["concurrencyPolicy"] == "Forbid"
     job = cron["jobTemplate"]["spec"]
     assert job["backoffLimit"] == 0, "a failed drill is reported, never retried into a second instance"
+    # Two databases: the instance, 4 changes, 2 x (grant or restore, checks), the deletion.
+    assert job["activeDeadlineSeconds"] == (60 * (6 + 2 * 2) + 10) * 60
     pod = job["template"]["spec"]
     (container,) = pod["containers"]
     command = unwrap(container["command"])
-    assert command[:3] == ["python", "-m", "ops.backup_drill"]
+    assert command[:3] == ["/opt/restore-check/venv/bin/python3", "-m", "ops.backup_drill"]
     instance = unwrap(_named(prod_with_drill, "prod-postgres-instance").id)
     assert command[command.index("--instance-id") + 1] == instance.rsplit("/", 1)[-1]
     databases = [command[i + 1] for i, part in enumerate(command) if part == "--database"]
     assert databases == ["website", "newsletter"]
-    assert container["image"] == OPS_IMAGE
+    assert "--source" not in command, "the instance's volume type chooses snapshots or backups"
     assert container["envFrom"] == [{"secretRef": {"name": drill.DRILL_CREDENTIALS}}]
-    assert pod["terminationGracePeriodSeconds"] >= 120, "time to delete the scratch instance"
+    assert pod["terminationGracePeriodSeconds"] >= 60, "time to delete the scratch instance"
+
+
+def test_the_drill_runs_in_the_restore_check_image_with_its_checks(prod_with_drill: runner.Plan) -> None:
+    (container,) = _pod(prod_with_drill)["containers"]
+    assert container["image"] == IMAGE
+    command = unwrap(container["command"])
+    assert command[command.index("--check-command") + 1] == CHECK_COMMAND
+    assert drill.check_command() == CHECK_COMMAND
+    assert drill.check_command(runner=("runuser", "-u", "postgres", "--"), spec_dir="/s", work_dir="/w") == (
+        "runuser -u postgres -- /opt/restore-check/venv/bin/python3 /opt/restore-check/restore_check.py "
+        "--spec /s/{database}.json --work-dir /w"
+    )
+
+
+def test_the_pod_is_restricted_with_scratch_space_as_the_restore_checks(prod_with_drill: runner.Plan) -> None:
+    pod = _pod(prod_with_drill)
+    (container,) = pod["containers"]
+    assert pod["automountServiceAccountToken"] is False and pod["restartPolicy"] == "Never"
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 999,
+        "runAsGroup": 999,
+        "fsGroup": 999,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": 999,
+        "runAsGroup": 999,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert pod["volumes"] == [
+        {"name": "specs", "configMap": {"name": drill.DRILL_SPECS}},
+        {"name": "work", "emptyDir": {"sizeLimit": "20Gi"}},  # restoreCheck.scratchSizeGb
+    ]
+    assert container["volumeMounts"] == [
+        {"name": "specs", "mountPath": "/etc/backup-drill", "readOnly": True},
+        {"name": "work", "mountPath": "/work"},
+    ]
+    assert {"name": "TMPDIR", "value": "/work"} in container["env"]
+    assert container["resources"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
+    # The CronJob's departures from checkov's defaults, each with its reason (no digest: a third).
+    annotations = _named(prod_with_drill, "prod-backup-drill-cronjob").inputs["metadata"]["annotations"]
+    assert sorted(v.split("=", 1)[0] for v in annotations.values()) == ["CKV_K8S_35", "CKV_K8S_40"]
+    assert "checkov.io/skip3" in drill.checkov_skips("rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-3")
+
+
+def test_each_spec_carries_the_daily_checks_and_takes_the_connection_from_pg(
+    prod_with_drill: runner.Plan,
+) -> None:
+    data = _named(prod_with_drill, "prod-backup-drill-specs").inputs["data"]
+    assert set(data) == {"website.json", "newsletter.json"}
+    daily = json.loads(
+        unwrap(_named(prod_with_drill, "prod-restore-check-config").inputs["data"]["spec.json"])
+    )
+    daily_checks = {entry["name"]: entry["checks"] for entry in daily["databases"]}
+    for database in ("website", "newsletter"):
+        document = json.loads(data[f"{database}.json"])
+        assert document == {
+            "databases": [
+                {
+                    "name": database,
+                    "connection": {"dbname": database, "passwordEnv": "PGPASSWORD"},
+                    "checks": daily_checks[database],
+                }
+            ],
+            "storage": {"type": "none"},
+        }
+        spec = rc.load_spec(document)  # the restore check accepts it as it is
+        (db,) = spec.databases
+        assert (db.connection.host, db.connection.port, db.connection.user) == (None, None, None)
+        assert spec.encryption is None and spec.storage.type == "none"
+    assert json.loads(data["website.json"])["databases"][0]["checks"] == {
+        "tables": ["members", "orders", "payments"],
+        "minRows": {"members": 100, "orders": 10},
+        "freshness": [{"table": "orders", "column": "created_at", "maxAge": "26h"}],
+    }
+
+
+def test_a_database_the_daily_check_does_not_cover_gets_a_spec_without_checks() -> None:
+    settings = _restore_check_settings()
+    specs = drill.check_specs(settings, ["website", "_audit"])
+    audit = json.loads(specs["_audit.json"])
+    (entry,) = audit["databases"]
+    assert entry == {
+        "name": "db_audit",
+        "connection": {"dbname": "_audit", "passwordEnv": "PGPASSWORD"},
+        "checks": {},
+    }
+    rc.load_spec(audit)
+    assert json.loads(specs["website.json"])["databases"][0]["checks"]["minRows"] == {
+        "members": 100,
+        "orders": 10,
+    }
+
+
+def test_the_restore_check_image_holds_the_drill_and_its_pinned_sdk() -> None:
+    dockerfile = (ROOT / "ops" / "restore_check" / "Dockerfile").read_text()
+    assert "COPY ops/__init__.py ops/backup_drill.py ops/scaleway_api.py /opt/platform/ops/" in dockerfile
+    assert re.search(r"PYTHONPATH=/opt/platform\b", dockerfile)
+    # What ops.backup_drill imports from the repository: only those modules.
+    imports = set(
+        re.findall(r"^from ops(?:\.(\w+))? import (\w+)", (ROOT / "ops/backup_drill.py").read_text(), re.M)
+    )
+    assert imports == {("", "scaleway_api")}
+
+    def pins(path: Path) -> dict[str, str]:
+        lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+        return {name.lower(): version for name, version in (line.split("==") for line in lines)}
+
+    image, ops_image = pins(ROOT / "ops/restore_check/requirements.txt"), pins(ROOT / "ops/requirements.txt")
+    closure = (
+        *("scaleway", "scaleway-core", "pyyaml", "python-dateutil", "six", "requests", "urllib3"),
+        *("certifi", "charset-normalizer", "idna"),
+    )
+    assert {name: image[name] for name in closure} == {name: ops_image[name] for name in closure}
+    assert image["boto3"] == image["botocore"] == "1.44.8"
 
 
 def test_the_drill_is_fenced_and_its_key_secret(prod_with_drill: runner.Plan) -> None:
@@ -68,11 +212,14 @@ def test_the_drill_is_fenced_and_its_key_secret(prod_with_drill: runner.Plan) ->
 @pytest.mark.parametrize(
     ("image", "expected"),
     [
-        ("rg.fr-par.scw.cloud/acme-platform/platform-ops", "has no tag or digest"),
-        ("rg.fr-par.scw.cloud/acme-platform/platform-ops:latest", "uses the tag latest"),
+        ("rg.fr-par.scw.cloud/acme-platform/restore-check", "has no tag or digest"),
+        ("rg.fr-par.scw.cloud/acme-platform/restore-check:latest", "uses the tag latest"),
+        ("rg.fr-par.scw.cloud/acme-platform/platform-ops@sha256:" + "a" * 64, "is the ops image"),
     ],
 )
-def test_the_drill_image_is_pinned(stack_config: StackConfig, image: str, expected: str) -> None:
+def test_the_drill_image_is_pinned_and_the_restore_checks(
+    stack_config: StackConfig, image: str, expected: str
+) -> None:
     def drill_with(raw: dict[str, Any]) -> None:
         raw["platform:operations"]["backupDrill"] = {"image": image}
 
@@ -81,9 +228,12 @@ def test_the_drill_image_is_pinned(stack_config: StackConfig, image: str, expect
 
 
 def test_the_drill_is_production_only(stack_config: StackConfig) -> None:
-    """Development may now have a database, but the drill guards production's: refused elsewhere."""
-    mutate: Callable[[dict[str, Any]], None] = lambda raw: raw.update(  # noqa: E731
-        {"platform:operations": {**raw.get("platform:operations", {}), "backupDrill": {"image": OPS_IMAGE}}}
-    )
+    """Development may have a database of its own, but no managed backups to drill."""
+
+    def mutate(raw: dict[str, Any]) -> None:
+        raw["platform:operations"] = {**raw.get("platform:operations", {}), "backupDrill": {"image": IMAGE}}
+
     problems = new_problems(stack_config, "dev", mutate)
-    assert "platform:operations.backupDrill: not allowed for role development (only: production)" in problems
+    assert problems == [
+        "platform:operations.backupDrill: not allowed for role development (only: production)"
+    ]
