@@ -358,7 +358,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
         assert database is not None  # production requires platform:database (program.policy)
         check = _restore_check(cfg, cluster, database, tooling, secrets)
         exports_restore["restoreCheckBucket"] = check.bucket_name
-        _backup_drill(cfg, cluster, network, database)
+        _backup_drill(cfg, cluster, network, database, tooling)
     apps = (
         _apps(
             cfg, delivery, tooling, cluster=cluster, secrets=secrets, front_door=front_door, database=database
@@ -812,7 +812,11 @@ def _restore_check(
 
 
 def _backup_drill(
-    cfg: ProductionConfig, cluster: KapsuleCluster, network: Network, database: ManagedPostgres
+    cfg: ProductionConfig,
+    cluster: KapsuleCluster,
+    network: Network,
+    database: ManagedPostgres,
+    tooling: ToolingFacts | None,
 ) -> BackupDrill | None:
     """platform:operations.backupDrill: the monthly restore of Scaleway's managed backups."""
     if cfg.backup_drill is None:
@@ -830,7 +834,12 @@ def _backup_drill(
             private_network_id=network.private_network_id,
             subnet=str(cfg.subnet),
             databases=[entry.name for entry in cfg.database.databases],
+            backup_period_hours=cfg.database.backups.frequency_hours,
             tags=cfg.tags,
+            # The restore-check image lives in the platform registry, read with tooling's pull key.
+            registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
+            if tooling is not None
+            else None,
         ),
     )
 

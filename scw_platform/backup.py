@@ -457,6 +457,21 @@ def lifecycle_rules(retention_days: int) -> Any:
     ]
 
 
+def checks_document(db: RestoreCheckDatabase) -> dict[str, Any]:
+    """One database's ``checks`` in the restore check's spec: tables, minRows, freshness (also what
+    the backup drill runs on its copy, scw_platform/drill.py)."""
+    checks: dict[str, Any] = {}
+    if db.tables:
+        checks["tables"] = list(db.tables)
+    if db.min_rows:
+        checks["minRows"] = dict(db.min_rows)
+    if db.freshness:
+        checks["freshness"] = [
+            {"table": f.table, "column": f.column, "maxAge": f.max_age} for f in db.freshness
+        ]
+    return checks
+
+
 def spec_document(
     settings: RestoreCheckSettings,
     users: Mapping[str, str],
@@ -470,15 +485,7 @@ def spec_document(
     the databases' read-only users."""
     entries = []
     for db in settings.databases:
-        checks: dict[str, Any] = {}
-        if db.tables:
-            checks["tables"] = list(db.tables)
-        if db.min_rows:
-            checks["minRows"] = dict(db.min_rows)
-        if db.freshness:
-            checks["freshness"] = [
-                {"table": f.table, "column": f.column, "maxAge": f.max_age} for f in db.freshness
-            ]
+        checks = checks_document(db)
         entries.append(
             {
                 # The script's names start with a letter or digit (they name dump objects).

@@ -33,7 +33,7 @@ import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, field_validator
 
 from scw_platform import backup, kube, labels
-from scw_platform.backup import RestoreCheckSettings
+from scw_platform.backup import RestoreCheckDatabase, RestoreCheckSettings
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
 
@@ -113,7 +113,12 @@ class BackupDrillArgs:
     #: The environment's private subnet (the scratch instance's endpoint lies in it).
     subnet: str
     databases: Sequence[str]
+    #: Hours between two of Scaleway's managed backups (platform:database.backups.frequencyHours):
+    #: the newest one may be that old, so each freshness check allows that much more on the copy.
+    backup_period_hours: int
     tags: Sequence[str] = field(default_factory=tuple)
+    #: The private registry the restore-check image is pulled from (tooling's read-only key).
+    registry: backup.RegistryPull | None = None
 
 
 class BackupDrill(pulumi.ComponentResource):
@@ -140,16 +145,25 @@ class BackupDrill(pulumi.ComponentResource):
         specs = k8s.core.v1.ConfigMap(
             f"{name}-specs",
             metadata={**meta, "name": DRILL_SPECS},
-            data=check_specs(args.restore_check, args.databases),
+            data=check_specs(args.restore_check, args.databases, allowance_hours=args.backup_period_hours),
             opts=in_namespace,
         )
+        needs: list[pulumi.Resource] = [credentials, specs]
+        if args.registry is not None:
+            needs.append(
+                kube.image_pull_secret(
+                    f"{name}-registry-pull",
+                    metadata=meta,
+                    host=args.registry.host,
+                    password=args.registry.password,
+                    opts=in_namespace,
+                )
+            )
         k8s.batch.v1.CronJob(
             f"{name}-cronjob",
             metadata={**meta, "name": DRILL_CRONJOB, "annotations": checkov_skips(args.settings.image)},
             spec=cronjob_spec(args),
-            opts=pulumi.ResourceOptions.merge(
-                in_namespace, pulumi.ResourceOptions(depends_on=[credentials, specs])
-            ),
+            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=needs)),
         )
         self.register_outputs({"namespace": DRILL_NAMESPACE})
 
@@ -198,12 +212,37 @@ def spec_name(database: str) -> str:
     return database if database[0] != "_" else f"db{database}"
 
 
-def check_spec(restore_check: RestoreCheckSettings, database: str) -> dict[str, Any]:
+def _minutes(duration: str) -> int:
+    """A restore check duration (``26h``, ``7d``; ``backup._DURATION``) in whole minutes, rounded up."""
+    seconds = int(duration[:-1]) * _UNIT_SECONDS[duration[-1]]
+    return -(-seconds // 60)
+
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _duration(minutes: int) -> str:
+    """Whole hours where they are (what people read in the check's PASS/FAIL lines), else minutes."""
+    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+
+
+def drill_checks(db: RestoreCheckDatabase, allowance_hours: int) -> dict[str, Any]:
+    """The daily checks of ``db`` for the drill's copy, each freshness ``maxAge`` widened by
+    ``allowance_hours``: the restored backup may be that old already, and the check measures the
+    newest row against the time of its own dump (restore_check.py ``_check_freshness``)."""
+    checks = backup.checks_document(db)
+    if "freshness" in checks:
+        checks["freshness"] = [
+            {**entry, "maxAge": _duration(_minutes(entry["maxAge"]) + 60 * allowance_hours)}
+            for entry in checks["freshness"]
+        ]
+    return checks
+
+
+def check_spec(restore_check: RestoreCheckSettings, database: str, *, allowance_hours: int) -> dict[str, Any]:
     """The restore check's spec (``restore_check.py load_spec``) for one database of the drill's
-    copy. The checks are the daily spec's, as ``backup.spec_document`` renders them (a database the
-    daily check does not cover gets none: its copy must still dump and restore); only they are
-    taken from that document, rendered with placeholders for what the drill does not use (the
-    host, port, users and bucket of the daily check). The connection has no host,
+    copy. The checks are the daily spec's (``drill_checks``; a database the daily check does not
+    cover gets none: its copy must still dump and restore). The connection has no host,
     port nor user (``PG*``, set by the drill, apply: ``restore_check.source_env``) and the password
     from ``PGPASSWORD``; no storage (the dump is restored from the pod's disk, then removed: a copy
     of production's data is kept nowhere) and so no encryption; no targets (``rtoMinutes`` would
@@ -211,35 +250,31 @@ def check_spec(restore_check: RestoreCheckSettings, database: str) -> dict[str, 
     is the daily dumps' objective, while a managed backup's age is the backup schedule's).
 
     The freshness checks measure the newest row against the time of the check's own dump, so the
-    managed backup's age counts against each ``maxAge``: with daily autobackups, a ``maxAge`` of
-    ``26h`` fails the drill when the backup is a day old and its newest row was more than two hours
-    older than the backup. Same checks, stricter in effect: a failure there says how stale the
-    newest managed backup is."""
-    daily = backup.spec_document(
-        restore_check,
-        {d.database: "" for d in restore_check.databases},
-        host="",
-        port=0,
-        bucket="",
-        region="",
-    )
-    checks = {entry["connection"]["dbname"]: entry["checks"] for entry in daily["databases"]}
+    managed backup's age counts against each ``maxAge``: the drill allows one backup period more
+    (``allowance_hours``), so a drill fails freshness only when the backup itself is older than
+    the schedule promises or the data in it was already stale."""
+    daily = {entry.database: entry for entry in restore_check.databases}
     return {
         "databases": [
             {
                 "name": spec_name(database),
                 "connection": {"dbname": database, "passwordEnv": "PGPASSWORD"},
-                "checks": checks.get(database, {}),
+                "checks": drill_checks(daily[database], allowance_hours) if database in daily else {},
             }
         ],
         "storage": {"type": "none"},
     }
 
 
-def check_specs(restore_check: RestoreCheckSettings, databases: Sequence[str]) -> Mapping[str, str]:
+def check_specs(
+    restore_check: RestoreCheckSettings, databases: Sequence[str], *, allowance_hours: int
+) -> Mapping[str, str]:
     """The ConfigMap's data: ``<database>.json`` per drilled database (one spec each, so the check
     command names no database the restore check would have to look up by its own name)."""
-    return {f"{db}.json": backup.render_spec(check_spec(restore_check, db)) for db in databases}
+    return {
+        f"{db}.json": backup.render_spec(check_spec(restore_check, db, allowance_hours=allowance_hours))
+        for db in databases
+    }
 
 
 def check_command(
@@ -363,6 +398,7 @@ def cronjob_spec(args: BackupDrillArgs) -> Any:
                             "seccompProfile": {"type": "RuntimeDefault"},
                         },
                         "containers": [container],
+                        **({"imagePullSecrets": [{"name": kube.PULL_SECRET}]} if args.registry else {}),
                         "volumes": [
                             {"name": "specs", "configMap": {"name": DRILL_SPECS}},
                             # The dump and the scratch cluster; the root filesystem stays read-only.

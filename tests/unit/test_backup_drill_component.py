@@ -13,6 +13,7 @@ import pytest
 from offline import runner
 from ops.restore_check import restore_check as rc
 from scw_platform import backup, drill
+from scw_platform.backup import RestoreCheckDatabase
 from tests.harness import StackConfig, new_problems, plaintext_secrets, unwrap
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,14 +132,23 @@ def test_each_spec_carries_the_daily_checks_and_takes_the_connection_from_pg(
         unwrap(_named(prod_with_drill, "prod-restore-check-config").inputs["data"]["spec.json"])
     )
     daily_checks = {entry["name"]: entry["checks"] for entry in daily["databases"]}
+    # prod's managed backups run every 24 hours: each freshness check allows one period more
+    # (the restored backup may be a day old), everything else is the daily check's.
+    widened = {"26h": "50h", "7d": "192h"}
     for database in ("website", "newsletter"):
         document = json.loads(data[f"{database}.json"])
+        expected = {
+            **daily_checks[database],
+            "freshness": [
+                {**entry, "maxAge": widened[entry["maxAge"]]} for entry in daily_checks[database]["freshness"]
+            ],
+        }
         assert document == {
             "databases": [
                 {
                     "name": database,
                     "connection": {"dbname": database, "passwordEnv": "PGPASSWORD"},
-                    "checks": daily_checks[database],
+                    "checks": expected,
                 }
             ],
             "storage": {"type": "none"},
@@ -150,13 +160,41 @@ def test_each_spec_carries_the_daily_checks_and_takes_the_connection_from_pg(
     assert json.loads(data["website.json"])["databases"][0]["checks"] == {
         "tables": ["members", "orders", "payments"],
         "minRows": {"members": 100, "orders": 10},
-        "freshness": [{"table": "orders", "column": "created_at", "maxAge": "26h"}],
+        "freshness": [{"table": "orders", "column": "created_at", "maxAge": "50h"}],
     }
+
+
+@pytest.mark.parametrize(
+    ("max_age", "allowance", "expected"),
+    [("26h", 24, "50h"), ("7d", 0, "168h"), ("90s", 1, "62m"), ("1w", 12, "180h"), ("45m", 6, "405m")],
+)
+def test_freshness_allows_one_backup_period_more(max_age: str, allowance: int, expected: str) -> None:
+    db = RestoreCheckDatabase.model_validate(
+        {"database": "website", "freshness": [{"table": "orders", "column": "created_at", "maxAge": max_age}]}
+    )
+    (entry,) = drill.drill_checks(db, allowance)["freshness"]
+    assert entry["maxAge"] == expected
+    # What the restore check itself reads back: the same number of seconds, rounded up to minutes.
+    assert rc.parse_duration(entry["maxAge"], "maxAge") == rc.parse_duration(expected, "maxAge")
+    assert (
+        rc.parse_duration(entry["maxAge"], "maxAge")
+        >= rc.parse_duration(max_age, "maxAge") + 3600 * allowance
+    )
+
+
+def test_the_drill_pulls_its_image_with_toolings_read_only_key(prod_with_drill: runner.Plan) -> None:
+    pull = _named(prod_with_drill, "prod-backup-drill-registry-pull")
+    assert pull.inputs["type"] == "kubernetes.io/dockerconfigjson"
+    assert pull.inputs["metadata"] == {"namespace": "backup-drill", "name": "registry-pull"}
+    cronjob = _named(prod_with_drill, "prod-backup-drill-cronjob")
+    pod = cronjob.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "registry-pull"}]
+    assert pull.urn in cronjob.dependencies
 
 
 def test_a_database_the_daily_check_does_not_cover_gets_a_spec_without_checks() -> None:
     settings = _restore_check_settings()
-    specs = drill.check_specs(settings, ["website", "_audit"])
+    specs = drill.check_specs(settings, ["website", "_audit"], allowance_hours=24)
     audit = json.loads(specs["_audit.json"])
     (entry,) = audit["databases"]
     assert entry == {
@@ -237,3 +275,26 @@ def test_the_drill_is_production_only(stack_config: StackConfig) -> None:
     assert problems == [
         "platform:operations.backupDrill: not allowed for role development (only: production)"
     ]
+
+
+@pytest.mark.parametrize("dockerfile", ["ops/restore_check/Dockerfile", "ops/Dockerfile"])
+def test_the_build_context_sends_what_the_dockerfile_copies(dockerfile: str) -> None:
+    """Both images build from the repository root: their Dockerfile-specific ignore files keep
+    .venv, build/ and the stack files out of the context, yet every COPY source must get in."""
+    sources = [
+        source
+        for line in (ROOT / dockerfile).read_text().splitlines()
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    ]
+    rules = [
+        line
+        for line in (ROOT / f"{dockerfile}.dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert rules[0] == "*", "everything is out unless listed"
+    admitted = [rule[1:] for rule in rules if rule.startswith("!")]
+    excluded = [rule for rule in rules[1:] if not rule.startswith("!")]
+    for source in sources:
+        assert any(source == rule or source.startswith(rule.rstrip("/") + "/") for rule in admitted), source
+        assert not any(source.startswith(rule.rstrip("/") + "/") for rule in excluded), source
