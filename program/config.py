@@ -47,7 +47,7 @@ from scw_platform.contract import ProblemsError
 from scw_platform.gitops import GitOpsSettings
 from scw_platform.network import NetworkSettings
 from scw_platform.secrets import VaultSettings
-from scw_platform.settings import DEFAULT_ZONE, Region, Settings
+from scw_platform.settings import DEFAULT_ZONE, ZONES, Region, Settings
 
 _REGIONS: tuple[str, ...] = get_args(Region)
 _T = TypeVar("_T")
@@ -136,8 +136,9 @@ def _where(
     zone = raw_scaleway.get("zone")
     if region is not None:
         zone = zone or DEFAULT_ZONE[region]
-        if not re.fullmatch(rf"{region}-[1-3]", str(zone)):
-            problems.add("scaleway:zone", f"must be a zone of region {region} ({region}-1..3), got {zone!r}")
+        if zone not in ZONES[region]:
+            allowed = ", ".join(ZONES[region])
+            problems.add("scaleway:zone", f"must be a zone of region {region} ({allowed}), got {zone!r}")
     return _Where(
         environment=environment,
         role=environments.entries[environment].role if environment is not None else None,

@@ -77,6 +77,10 @@ SECRET_KEYS: dict[str, str] = {
     "platform:ci.provider github a GitHub token for the runner scale set",
     "alertWebhookUrl": "URL of the webhook contact point (e.g. a chat bot) alerts are posted to "
     "(platform:operations.observability.contactPoints, kind webhook)",
+    "alertTelegramBotToken": "token of the Telegram bot that posts alerts to the telegram contact points' "
+    "chats (platform:operations.observability.contactPoints, kind telegram)",
+    "alertHeartbeatUrl": "URL of the external heartbeat receiver the Watchdog alert pings every minute "
+    "(platform:operations.observability.heartbeat)",
 }
 
 

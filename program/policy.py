@@ -3,13 +3,13 @@ not run without (:func:`production_rules`), and refinements of the library's set
 Every production-only check lives in this module.
 
 The library's models say what a value *is*. This module says what this organisation allows each
-role: production never runs public nodes, an unreplicated or unencrypted database, a week less of
-backups, one front-door replica or staging certificates; production and tooling never leave the
-Kubernetes API open to the world; development certificates default to Let's Encrypt's staging
-issuer. The refinements are subclasses, so a stack's whole ``platform:`` block still validates in
-one pass: a production rule is reported with its key path beside every other problem of the same
-key, and the result is the library's own settings type. Their validators are named
-``_policy_*`` so that none overrides (and so silently drops) a check of the library's.
+role: production never runs public nodes, nodes in one zone only, an unreplicated or unencrypted
+database, a week less of backups, one front-door replica or staging certificates; production and
+tooling never leave the Kubernetes API open to the world; development certificates default to
+Let's Encrypt's staging issuer. The refinements are subclasses, so a stack's whole ``platform:``
+block still validates in one pass: a production rule is reported with its key path beside every
+other problem of the same key, and the result is the library's own settings type. Their validators
+are named ``_policy_*`` so that none overrides (and so silently drops) a check of the library's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from program.environments import Role
 from program.model import PLATFORM_KEYS, Operations
@@ -27,10 +27,14 @@ from scw_platform.cluster import AllowedRange, ClusterSettings, Pool
 from scw_platform.database import Backups, DatabaseSettings
 from scw_platform.ingress import IngressSettings
 from scw_platform.observability import ObservabilitySettings
+from scw_platform.settings import ZONES, validation_context
 from scw_platform.tls import Issuer, TlsSettings
 
 #: Production's floor for days of retained backups and dumps.
 MIN_PRODUCTION_RETENTION_DAYS = 7
+#: Zones production's pools must span (Scaleway recommends "at least three nodes spread across at
+#: least two different AZs": docs-content pages/kubernetes/reference-content/multi-az-clusters.mdx).
+MIN_PRODUCTION_ZONES = 2
 _PRODUCTION = "for role production"
 
 
@@ -65,8 +69,19 @@ class ToolingCluster(ClusterSettings):
 # --- Production -------------------------------------------------------------------------------
 
 
+def _region_zones(info: ValidationInfo) -> str:
+    """The stack's region's zones, for messages (settings.ZONES)."""
+    zones = ZONES.get(validation_context(info).get("region") or "")
+    return ", ".join(zones) if zones else "a zone of the stack's region"
+
+
 class ProductionPool(Pool):
-    """publicIpDisabled must stay true: nodes reach out through the Public Gateway only."""
+    """publicIpDisabled must stay true: nodes reach out through the Public Gateway only. zone is
+    required: production's pools name their zones, so the spread over zones is what the stack file
+    says (the settings see the region, not scaleway:zone), and a change of scaleway:zone cannot move
+    a pool (the provider recreates a pool whose zone changes: pulumiverse_scaleway Pool.zone)."""
+
+    zone: str | None = Field(default=None, validate_default=True)
 
     @field_validator("public_ip_disabled")
     @classmethod
@@ -75,14 +90,37 @@ class ProductionPool(Pool):
             raise ValueError(f"must be true {_PRODUCTION} (nodes reach out through the Public Gateway)")
         return value
 
+    @field_validator("zone")
+    @classmethod
+    def _policy_named_zone(cls, zone: str | None, info: ValidationInfo) -> str | None:
+        if zone is None:
+            raise ValueError(
+                f"required {_PRODUCTION}: one of {_region_zones(info)}, the pools together in at least "
+                f"{MIN_PRODUCTION_ZONES} (without it a pool follows scaleway:zone)"
+            )
+        return zone
+
 
 class ProductionCluster(ClusterSettings):
-    """apiAllowedRanges is required, and every pool is a ProductionPool (private nodes)."""
+    """apiAllowedRanges is required, every pool is a ProductionPool (private nodes, a named zone),
+    and the pools span at least two zones: a zone failure must not take every node."""
 
     api_allowed_ranges: list[AllowedRange] = Field(default_factory=list, validate_default=True)
     pools: list[ProductionPool] = Field(min_length=1)  # type: ignore[assignment]
 
     _policy_acl = field_validator("api_allowed_ranges")(_acl_required("production"))
+
+    @field_validator("pools")
+    @classmethod
+    def _policy_zones(cls, pools: list[ProductionPool], info: ValidationInfo) -> list[ProductionPool]:
+        zones = sorted({pool.zone for pool in pools if pool.zone is not None})
+        if len(zones) < MIN_PRODUCTION_ZONES:
+            raise ValueError(
+                f"must span at least {MIN_PRODUCTION_ZONES} zones {_PRODUCTION} (a zone failure must not "
+                f"take every node), got only {', '.join(zones)}: give a pool another zone of "
+                f"{_region_zones(info)}"
+            )
+        return pools
 
 
 class ProductionBackups(Backups):
@@ -107,7 +145,7 @@ class ProductionDatabase(DatabaseSettings):
     @classmethod
     def _policy_ha(cls, ha: bool) -> bool:
         if not ha:
-            raise ValueError(f"must be true {_PRODUCTION} (a standby node survives a zone failure)")
+            raise ValueError(f"must be true {_PRODUCTION} (a standby node takes over when the primary fails)")
         return ha
 
     @field_validator("encryption_at_rest")

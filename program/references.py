@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -130,7 +130,12 @@ class Pending:
 
 
 def read_registration(
-    environment: str, stack: str, *, directory: StackDirectory, registry_endpoint: str
+    environment: str,
+    stack: str,
+    *,
+    directory: StackDirectory,
+    registry_endpoint: str,
+    hostname_allowed: Callable[[str], bool] | None = None,
 ) -> Registration | Pending:
     """Environment ``environment``'s registration from ``stack``, validated; or why it is pending
     (stack not deployed yet, or deployed without GitOps). Malformed exports raise
@@ -141,7 +146,11 @@ def read_registration(
     if value is None:
         return _pending(environment, stack, f"exports no {REGISTRATION_KEY} yet")
     return parse_registration(
-        value, stack=stack, environment=environment, registry_endpoint=registry_endpoint
+        value,
+        stack=stack,
+        environment=environment,
+        registry_endpoint=registry_endpoint,
+        hostname_allowed=hostname_allowed,
     )
 
 

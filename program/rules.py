@@ -25,7 +25,7 @@ from scw_platform.database import DatabaseSettings
 from scw_platform.dns import DnsSettings
 from scw_platform.gitops import GitOpsSettings
 from scw_platform.ingress import IngressSettings, within_domain
-from scw_platform.observability import ObservabilitySettings
+from scw_platform.observability import SEVERITIES_RECEIVED, ObservabilitySettings
 from scw_platform.secrets import ONEPASSWORD_ITEM, SCALEWAY_PATH, VaultSettings
 from scw_platform.tls import TlsSettings
 
@@ -423,11 +423,57 @@ def _observability_rules(
             f"required with the webhook contact point {opath}.contactPoints[{webhooks[0]}]: "
             "pulumi config set --secret platform:alertWebhookUrl <url>",
         )
-    if observability.backend == "prometheus" and not webhooks:
+    _routing_rules(observability, secrets=secrets, problems=problems)
+
+
+def _routing_rules(
+    observability: ObservabilitySettings, *, secrets: Mapping[str, Any], problems: Problems
+) -> None:
+    """Telegram, severity routing and the heartbeat: what the in-cluster Alertmanager does and
+    Cockpit's alert manager cannot (it sends every alert to every contact point, and the provider
+    declares email contact points only)."""
+    opath = "platform:operations.observability"
+    cockpit = observability.backend == "cockpit"
+    points = observability.contact_points
+    telegram = [i for i, p in enumerate(points) if p.kind == "telegram"]
+    why = (
+        "needs backend prometheus: Cockpit's alert manager sends every alert to every contact point and "
+        "the provider declares email contact points only"
+    )
+    if telegram and cockpit:
+        problems.add(f"{opath}.contactPoints[{telegram[0]}].kind", f"telegram {why}")
+    elif telegram and "alertTelegramBotToken" not in secrets:
+        problems.add(
+            "platform:alertTelegramBotToken",
+            f"required with the telegram contact point {opath}.contactPoints[{telegram[0]}]: "
+            "pulumi config set --secret platform:alertTelegramBotToken <bot token>",
+        )
+    for i, point in enumerate(points):
+        if point.receives != "all" and (cockpit or point.kind == "email"):
+            problems.add(
+                f"{opath}.contactPoints[{i}].receives",
+                f"'{point.receives}' {why} (email contact points are Cockpit's): use all",
+            )
+    if observability.heartbeat and cockpit:
+        problems.add(f"{opath}.heartbeat", f"the heartbeat {why}: the Watchdog would reach everyone")
+    elif observability.heartbeat and "alertHeartbeatUrl" not in secrets:
+        problems.add(
+            "platform:alertHeartbeatUrl",
+            f"required with {opath}.heartbeat: pulumi config set --secret platform:alertHeartbeatUrl <url>",
+        )
+    delivering = [p for p in points if p.kind in ("webhook", "telegram")]
+    if not cockpit and not delivering:
         problems.add(
             f"{opath}.contactPoints",
-            "backend prometheus needs a webhook contact point: the in-cluster Alertmanager delivers "
-            "through it (email contact points receive only what Cockpit evaluates, the database alerts)",
+            "backend prometheus needs a webhook or telegram contact point: the in-cluster Alertmanager "
+            "delivers through them (email contact points receive only what Cockpit evaluates, the "
+            "database alerts)",
+        )
+    elif not cockpit and not [p for p in delivering if "critical" in SEVERITIES_RECEIVED[p.receives]]:
+        problems.add(
+            f"{opath}.contactPoints",
+            "no webhook or telegram contact point receives pages (receives: page or all): critical "
+            "alerts would reach nobody",
         )
 
 

@@ -10,12 +10,14 @@ the platform Gateway, cert-manager, DNS): see ``scw_platform.ingress``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pulumi
 import pulumiverse_scaleway as scaleway
 
 from program import alerts
+from program import environments as env_list
 from program.model import (
     Delivery,
     DevelopmentConfig,
@@ -91,6 +93,7 @@ from scw_platform.observability import (
 )
 from scw_platform.registry import Registry, RegistryArgs
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
+from scw_platform.slo import SloTarget, slo_rule_groups
 
 Exports = dict[str, Any]
 
@@ -204,7 +207,19 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
         "pendingEnvironments": {p.environment: p.reason for p in pending},
         **_front_door_exports(front_door),
         **facts.exports(),
-        **_observability(cfg, cluster),
+        # Tooling probes production's apps (from their registrations): production's own probes die
+        # with its cluster.
+        **_observability(
+            cfg,
+            cluster,
+            cross_probes=[
+                app.hostname
+                for r in registrations
+                if cfg.environments.entries[r.environment].role == "production"
+                for app in r.apps
+                if app.hostname is not None
+            ],
+        ),
         **({"ciNamespace": ci.namespace, "ciProvider": cfg.ci.provider} if ci and cfg.ci else {}),
         "ciPushAccessKey": ci_push.access_key,
         # Not the key itself: every StackReference to tooling could read an export.
@@ -229,6 +244,8 @@ def _registrations(cfg: ToolingConfig, directory: StackDirectory) -> tuple[list[
             stack,
             directory=directory,
             registry_endpoint=_registry_endpoint(cfg),
+            # An app's hostname must be one its environment may serve: tooling probes it.
+            hostname_allowed=_serves(cfg, environment),
         )
         if isinstance(found, Pending):
             pending.append(found)
@@ -236,6 +253,17 @@ def _registrations(cfg: ToolingConfig, directory: StackDirectory) -> tuple[list[
             registered.append(found)
     _distinct(registered, cfg)
     return registered, pending
+
+
+def _serves(cfg: ToolingConfig, environment: str) -> Callable[[str], bool]:
+    """Whether a hostname is one ``environment`` may serve (environments.yaml, dns.hostnames)."""
+    dns = cfg.environments.entries[environment].dns
+    patterns = list(dns.hostnames) if dns is not None else []
+
+    def serves(hostname: str) -> bool:
+        return any(env_list.matches(pattern, hostname) for pattern in patterns)
+
+    return serves
 
 
 def _distinct(registered: list[Registration], cfg: ToolingConfig) -> None:
@@ -375,7 +403,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     exports["apps"] = [app.name for app in apps]
     exports["secretsBackend"] = secrets.backend
     exports.update(exports_restore)
-    exports.update(_observability(cfg, cluster, database))
+    exports.update(_observability(cfg, cluster, database, cross_probes=_hub_hostnames(cfg)))
     if delivery is not None and tooling is not None:
         exports[REGISTRATION_KEY] = _registration(cfg, delivery, cluster, tooling, database, front_door, apps)
     return exports
@@ -845,15 +873,32 @@ def _backup_drill(
 
 
 def _observability(
-    cfg: PlatformConfig, cluster: KapsuleCluster, database: ManagedPostgres | None = None
+    cfg: PlatformConfig,
+    cluster: KapsuleCluster,
+    database: ManagedPostgres | None = None,
+    cross_probes: Sequence[str] = (),
 ) -> Exports:
-    """platform:operations.observability: metrics, logs, the alert rules and where alerts go."""
+    """platform:operations.observability: metrics, logs, the alert rules and where alerts go.
+
+    ``cross_probes``: another cluster's public hostnames this one probes too, so that losing that
+    cluster (its own probes with it) is seen from here."""
     settings = cfg.observability
     if settings is None:
         return {}
     production = isinstance(cfg, ProductionConfig)
     cluster_groups, scaleway_groups = alerts.stack_rule_groups(
-        restore_check=production, database=database is not None
+        restore_check=production, database=database is not None, heartbeat=settings.heartbeat
+    )
+    probed = [*([app.hostname for app in cfg.apps] if production else []), *cross_probes]
+    if probed:
+        cluster_groups.append(alerts.probe_absence_group(probed))
+    # Each app's SLO over the series this cluster collects: Traefik's requests and its probes.
+    cluster_groups += slo_rule_groups(
+        [
+            SloTarget(app=app.name, namespace=app.name, hostname=app.hostname, port=app.port, slo=app.slo)
+            for app in cfg.apps
+            if app.slo is not None and production
+        ]
     )
     observability = Observability(
         f"{cfg.environment}-observability",
@@ -868,10 +913,12 @@ def _observability(
             else None,
             rule_groups=cluster_groups,
             scaleway_rule_groups=scaleway_groups,
-            probe_hostnames=[app.hostname for app in cfg.apps] if production else (),
+            probe_hostnames=probed,
             # Production runs the restore check (_restore_check), which pushes its clock on recovery.
             push_clients=(RESTORE_CHECK_NAMESPACE,) if production else (),
             webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
+            telegram_bot_token=cfg.secret("alertTelegramBotToken") if settings.telegram else None,
+            heartbeat_url=cfg.secret("alertHeartbeatUrl") if settings.heartbeat else None,
             tags=cfg.tags,
         ),
     )
@@ -882,6 +929,16 @@ def _observability(
     if observability.metrics_source_url is not None:
         exports["cockpitMetricsSource"] = observability.metrics_source_url
     return exports
+
+
+def _hub_hostnames(cfg: WorkloadConfig) -> list[str]:
+    """Production probes its tooling environment's public names (the exact ones environments.yaml
+    lists, e.g. Argo CD's), so losing the tooling cluster is seen from here."""
+    hub = cfg.environments.entries[cfg.environment].managed_by
+    if not isinstance(cfg, ProductionConfig) or hub is None:
+        return []
+    dns = cfg.environments.entries[hub].dns
+    return [name for name in (dns.hostnames if dns is not None else []) if not name.startswith("*.")]
 
 
 def export_all(exports: Exports) -> None:

@@ -45,6 +45,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, 
 from scw_platform import kube, labels
 from scw_platform.contract import IMAGE_PATTERN, RegisteredApp
 from scw_platform.settings import Hostname, PgIdentifier, Settings, no_duplicates, strict_cidr
+from scw_platform.slo import SloSettings
 
 # --------------------------------------------------------------------------------------------
 # Settings: the typed input of this module's component (one entry of platform:apps).
@@ -196,6 +197,9 @@ class AppSettings(Settings):
     max_connections: int = Field(default=10, ge=1, le=1000)
     """Database connections one replica opens at most (its pool size): the budget the database's
     connection limit must hold, for every replica a rolling update may run."""
+    slo: SloSettings | None = None
+    """The app's service-level objective: multi-window, multi-burn-rate alerts over Traefik's
+    requests and the synthetic probe (where the stack has observability)."""
     secrets_path: str | None = None
     """Where the app's keys live in the vault (default: see PlatformConfig.app_secrets_path): a Scaleway
     Secret Manager folder such as /prod/website, or a 1Password item title.
@@ -571,6 +575,7 @@ class App(pulumi.ComponentResource):
             image=app.image,
             strategy=args.update_strategy,
             allow_tags=args.update_allow_tags,
+            hostname=app.hostname,
         )
         self.register_outputs({"namespace": app.name, "keys": self.keys})
 

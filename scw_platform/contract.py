@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ REGISTRATION_KEY = "argocdRegistration"
 #: Bumped when the shape changes; the hub refuses shapes it does not know.
 REGISTRATION_VERSION = 1
 REGISTRATION_FIELDS = ("version", "environment", "server", "caData", "token", "namespaces", "facts", "apps")
-APP_FIELDS = ("name", "path", "image", "strategy", "allowTags")
+APP_FIELDS = ("name", "path", "image", "strategy", "allowTags", "hostname")
 #: The image updater's strategies, and ``promotion``: no image updater for the app, its images
 #: arrive only by promotion from another environment (``ops/promote.py``).
 PROMOTION = "promotion"
@@ -122,6 +122,9 @@ class RegisteredApp:
     image: str
     strategy: str = "semver"
     allow_tags: str | None = None
+    #: The app's public hostname: the hub's cluster probes it (cross-cluster probes), so losing
+    #: the environment's own cluster, probes included, is still seen.
+    hostname: str | None = None
 
     def export(self) -> dict[str, Any]:
         return {
@@ -130,6 +133,7 @@ class RegisteredApp:
             "image": self.image,
             "strategy": self.strategy,
             "allowTags": self.allow_tags,
+            **({"hostname": self.hostname} if self.hostname is not None else {}),
         }
 
 
@@ -242,12 +246,21 @@ class RegistrationError(ProblemsError):
         )
 
 
-def parse_registration(value: Any, *, stack: str, environment: str, registry_endpoint: str) -> Registration:
+def parse_registration(
+    value: Any,
+    *,
+    stack: str,
+    environment: str,
+    registry_endpoint: str,
+    hostname_allowed: Callable[[str], bool] | None = None,
+) -> Registration:
     """Validate what ``stack`` exported under :data:`REGISTRATION_KEY` for ``environment``.
 
     Every problem is reported (``<stack>:argocdRegistration.<key>: ...``); any problem raises
     :class:`RegistrationError`. ``registry_endpoint`` (``rg.<region>.scw.cloud/<namespace>``) is
     the only registry an app's image may come from: the image updater logs in to it alone.
+    ``hostname_allowed`` says whether an app's hostname is one the environment may serve (the hub
+    knows the list of environments); without it, any hostname-shaped value passes.
     """
     problem = _Problems(stack)
     problems = problem.items
@@ -266,7 +279,9 @@ def parse_registration(value: Any, *, stack: str, environment: str, registry_end
         problem("token", "must be a service account token (1-8192 characters of A-Z a-z 0-9 . _ -)")
     namespaces = _namespaces(value.get("namespaces"), problem)
     facts = _facts(value.get("facts"), problem)
-    apps = _apps(value.get("apps"), set(namespaces), registry_endpoint, problem)
+    apps = _apps(
+        value.get("apps"), set(namespaces), registry_endpoint, problem, hostname_allowed or _is_hostname
+    )
     if problems:
         raise RegistrationError(stack, problems)
     return Registration(
@@ -278,6 +293,13 @@ def parse_registration(value: Any, *, stack: str, environment: str, registry_end
         facts=facts,
         apps=tuple(apps),
     )
+
+
+_HOSTNAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+
+
+def _is_hostname(value: str) -> bool:
+    return len(value) <= 253 and _HOSTNAME.fullmatch(value) is not None
 
 
 def _exact_keys(
@@ -354,13 +376,21 @@ def _facts(facts: Any, problem: _Problems) -> dict[str, str]:
     return valid
 
 
-def _apps(apps: Any, namespaces: set[str], registry_endpoint: str, problem: _Problems) -> list[RegisteredApp]:
+def _apps(
+    apps: Any,
+    namespaces: set[str],
+    registry_endpoint: str,
+    problem: _Problems,
+    hostname_allowed: Callable[[str], bool],
+) -> list[RegisteredApp]:
     if not isinstance(apps, list) or len(apps) > _MAX_APPS:
         problem("apps", f"must be a list of at most {_MAX_APPS} apps")
         return []
     valid: list[RegisteredApp] = []
     for i, app in enumerate(apps):
-        parsed = _app(app, f"apps[{i}]", namespaces, registry_endpoint, problem)
+        parsed = _app(
+            app, f"apps[{i}]", namespaces, registry_endpoint, problem, hostname_allowed=hostname_allowed
+        )
         if parsed is not None and parsed.name in {a.name for a in valid}:
             problem(f"apps[{i}].name", f"app '{parsed.name}' is listed twice")
         elif parsed is not None:
@@ -369,14 +399,21 @@ def _apps(apps: Any, namespaces: set[str], registry_endpoint: str, problem: _Pro
 
 
 def _app(
-    app: Any, path: str, namespaces: set[str], registry_endpoint: str, problem: _Problems
+    app: Any,
+    path: str,
+    namespaces: set[str],
+    registry_endpoint: str,
+    problem: _Problems,
+    *,
+    hostname_allowed: Callable[[str], bool],
 ) -> RegisteredApp | None:
     if not isinstance(app, Mapping):
         problem(path, "must be a map")
         return None
     before = len(problem.items)
-    # A null allowTags does not survive an export (Pulumi drops null map values): optional.
-    _exact_keys(app, APP_FIELDS, path, problem, optional=("allowTags",))
+    # A null allowTags does not survive an export (Pulumi drops null map values): optional; a
+    # registration from before cross-cluster probes has no hostname.
+    _exact_keys(app, APP_FIELDS, path, problem, optional=("allowTags", "hostname"))
     name, repo_path, image = app.get("name"), app.get("path"), app.get("image")
     if not isinstance(name, str) or name not in namespaces or name == "root":
         problem(
@@ -400,10 +437,21 @@ def _app(
         problem(f"{path}.strategy", f"must be one of {', '.join(UPDATE_STRATEGIES)}")
     if allow_tags is not None and not _compiles(allow_tags):
         problem(f"{path}.allowTags", "must be a regular expression (or null)")
+    hostname = app.get("hostname")
+    if hostname is not None and (not isinstance(hostname, str) or not hostname_allowed(hostname)):
+        problem(
+            f"{path}.hostname",
+            "must be one of the environment's hostnames (environments.yaml: <environment>.dns.hostnames)",
+        )
     if len(problem.items) != before:
         return None
     return RegisteredApp(
-        name=str(name), path=str(repo_path), image=str(image), strategy=str(strategy), allow_tags=allow_tags
+        name=str(name),
+        path=str(repo_path),
+        image=str(image),
+        strategy=str(strategy),
+        allow_tags=allow_tags,
+        hostname=hostname,
     )
 
 

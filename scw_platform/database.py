@@ -100,7 +100,8 @@ class DatabaseSettings(Settings):
     node_type: str
     """Managed Database commercial type (catalogue: rdbNodeTypes)."""
     ha_cluster: bool = True
-    """A standby node in another zone, promoted when the primary fails."""
+    """A standby node, promoted when the primary fails (Scaleway does not document which zone it
+    lives in: treat the database as zonal, docs/architecture.md#zones)."""
     zone: str | None = None
     """Leave unset: it can only be the region's default zone, where private endpoints work."""
     volume_type: Literal["sbs_5k", "sbs_15k", "lssd", "bssd"] = "sbs_15k"

@@ -197,6 +197,7 @@ IMAGE_UPDATER_CHART_VERSION = "1.2.4"
 IMAGE_UPDATER_IMAGE_TAG = "v1.2.2"  # the chart's appVersion, pinned explicitly
 
 ARGOCD_NAMESPACE = "argocd"
+ARGOCD_RELEASE = "argocd"
 ARGOCD_SERVER_SERVICE = "argocd-server"
 ROOT_PROJECT = "platform"
 MANAGER_NAMESPACE = "argocd-manager"
@@ -355,9 +356,63 @@ def _namespace(
     )
 
 
+#: The argo-cd chart's names of the components that run two replicas in HA (the chart's
+#: ``server.name``, ``repoServer.name`` and ``applicationSet.name`` defaults).
+ARGOCD_HA_COMPONENTS = {
+    "server": "server",
+    "repoServer": "repo-server",
+    "applicationSet": "applicationset-controller",
+}
+
+
+def argocd_pods(component: str) -> dict[str, str]:
+    """The selector labels of one Argo CD component's pods: ``argocd-<component>`` and the release
+    (argo-helm charts/argo-cd/templates/_helpers.tpl, ``argo-cd.selectorLabels``; the chart's name is
+    ``argocd``, its ``nameOverride`` default). The chart fills a missing labelSelector with the same
+    labels; naming them keeps the selector visible and checked here."""
+    return {"app.kubernetes.io/name": f"argocd-{component}", "app.kubernetes.io/instance": ARGOCD_RELEASE}
+
+
+def _argocd_ha(ha: bool) -> dict[str, dict[str, object]]:
+    """Per HA component: replicas, and with ``ha`` a PodDisruptionBudget of minAvailable 1 (``pdb``)
+    and the spread over zones and nodes (kube.spread_constraints; the chart's per-component
+    ``topologySpreadConstraints`` override ``global.topologySpreadConstraints``, argocd-server/
+    deployment.yaml). Without ``ha`` one replica, neither."""
+    if not ha:
+        return {key: {"replicas": 1} for key in ARGOCD_HA_COMPONENTS}
+    return {
+        key: {
+            "replicas": 2,
+            "pdb": {"enabled": True, "minAvailable": 1},
+            "topologySpreadConstraints": kube.spread_constraints(argocd_pods(component)),
+        }
+        for key, component in ARGOCD_HA_COMPONENTS.items()
+    }
+
+
+def _redis_ha(ha: bool) -> dict[str, object]:
+    """redis-ha (the subchart, HA only): its three Redis and three HAProxy pods already sit on
+    separate nodes (the subchart's ``hardAntiAffinity`` and ``haproxy.hardAntiAffinity``, on by
+    default); this adds its own zone spread (``topologySpreadConstraints`` is an object there:
+    one constraint whose selector the subchart sets, soft like kube.spread_constraints' zone rule)
+    and budgets that let a drain take one pod at a time."""
+    if not ha:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "topologySpreadConstraints": {
+            "enabled": True,
+            "maxSkew": 1,
+            "topologyKey": kube.ZONE_TOPOLOGY_KEY,
+            "whenUnsatisfiable": "ScheduleAnyway",
+        },
+        "podDisruptionBudget": {"maxUnavailable": 1},
+        "haproxy": {"podDisruptionBudget": {"maxUnavailable": 1}},
+    }
+
+
 def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
     """Helm values for the argo-cd chart (a pure function, so tests can inspect it)."""
-    replicas = 2 if args.ha else 1
     return {
         "global": {
             **({"domain": args.hostname} if args.hostname else {}),
@@ -372,7 +427,7 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
             "rbac": _argocd_rbac(args.oidc),
         },
         "dex": {"enabled": False},
-        "redis-ha": {"enabled": args.ha},
+        "redis-ha": _redis_ha(args.ha),
         # argocd_app_info (health and sync of every Application) feeds the GitOps alerts.
         "controller": {
             "replicas": 1,
@@ -381,9 +436,7 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
                 "service": {"annotations": labels.scrape(labels.ARGOCD_CONTROLLER_METRICS_PORT)},
             },
         },
-        "server": {"replicas": replicas},
-        "repoServer": {"replicas": replicas},
-        "applicationSet": {"replicas": replicas},
+        **_argocd_ha(args.ha),
         # Deployments announce themselves (scw_platform.notifications): off without contact points.
         "notifications": notifications_values(args.notifications)
         if args.notifications is not None
@@ -625,7 +678,7 @@ class ArgoCd(pulumi.ComponentResource):
         values = _merge(argocd_values(args), secret_values)
         return helm.release(
             f"{name}-argocd",
-            release_name="argocd",
+            release_name=ARGOCD_RELEASE,
             chart=helm.Chart("argo-cd", ARGOCD_CHART_VERSION, ARGO_HELM_REPO),
             namespace=ARGOCD_NAMESPACE,
             values=values,

@@ -41,7 +41,7 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from scw_platform import helm, labels
+from scw_platform import helm, kube, labels
 from scw_platform.dns import DnsRecords, DnsRecordsArgs, resource_suffix
 from scw_platform.settings import (
     Hostname,
@@ -201,6 +201,13 @@ TRAEFIK_CHART_VERSION = "41.3.0"
 TRAEFIK_IMAGE_TAG = "v3.7.11"
 TRAEFIK_NAMESPACE = "traefik"
 TRAEFIK_RELEASE = "traefik"
+#: The chart's selector labels on Traefik's pods: its name and ``<release>-<namespace>`` as the
+#: instance (traefik/templates/_helpers.tpl, ``traefik.labelselector`` and ``traefik.instance-name``).
+#: The chart renders ``topologySpreadConstraints`` as given (``_podtemplate.tpl``), selector included.
+TRAEFIK_POD_LABELS = {
+    "app.kubernetes.io/name": "traefik",
+    "app.kubernetes.io/instance": f"{TRAEFIK_RELEASE}-{TRAEFIK_NAMESPACE}",
+}
 #: Traefik's entry-point ports; Gateway listeners bind to the entry point with the same port.
 WEB_PORT = 8000
 WEBSECURE_PORT = 8443
@@ -353,20 +360,15 @@ def _traefik_pods(replicas: int) -> dict[str, object]:
 
     A step of :func:`traefik_values` (the values' keys keep their order).
     """
+    ha = replicas >= 2
     return {
         "image": {"tag": TRAEFIK_IMAGE_TAG},
         "deployment": {"replicas": replicas},
         # With one replica a PDB would block every node drain; with two or more, one always serves.
-        "podDisruptionBudget": {"enabled": replicas >= 2, "minAvailable": 1},
+        "podDisruptionBudget": {"enabled": ha, "minAvailable": 1},
         "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "topologySpreadConstraints": [
-            {
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "DoNotSchedule",
-                "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "traefik"}},
-            }
-        ],
+        # Over zones and nodes (kube.spread_constraints); one replica has nothing to spread.
+        **({"topologySpreadConstraints": kube.spread_constraints(TRAEFIK_POD_LABELS)} if ha else {}),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "podSecurityContext": {
             "runAsNonRoot": True,
@@ -383,7 +385,8 @@ def _traefik_pods(replicas: int) -> dict[str, object]:
 
 
 def _traefik_entry_points() -> dict[str, object]:
-    """Traefik's entry points: web (redirecting to HTTPS, ACME aside) and websecure, on 80/443.
+    """Traefik's entry points: web (redirecting to HTTPS, ACME aside) and websecure, on 80/443,
+    and metrics, inside the cluster only.
 
     A step of :func:`traefik_values`.
     """
@@ -398,6 +401,30 @@ def _traefik_entry_points() -> dict[str, object]:
             "allowACMEByPass": True,
         },
         "websecure": {"port": WEBSECURE_PORT, "exposedPort": 443},
+        # Prometheus metrics, for the cluster's scraper only: never on the LoadBalancer Service
+        # (``expose.default``); the metrics Service below carries the port instead.
+        "metrics": {"port": labels.TRAEFIK_METRICS_PORT, "expose": {"default": False}},
+    }
+
+
+def _traefik_metrics() -> dict[str, object]:
+    """Prometheus metrics on the ``metrics`` entry point, per service and entry point (the request
+    counters and latency histograms the SLO alerts read: ``traefik_service_requests_total``,
+    ``traefik_service_request_duration_seconds_bucket``), not per router (one series set per
+    route would multiply the series for nothing the alerts use).
+
+    The chart's metrics Service (``metrics.prometheus.service``, ClusterIP, the metrics port only;
+    templates/service-metrics.yaml) carries the scrape annotations, as cert-manager's and External
+    Secrets' metrics Services do. A step of :func:`traefik_values`.
+    """
+    return {
+        "prometheus": {
+            "entryPoint": "metrics",
+            "addEntryPointsLabels": True,
+            "addRoutersLabels": False,
+            "addServicesLabels": True,
+            "service": {"enabled": True, "annotations": labels.scrape(labels.TRAEFIK_METRICS_PORT)},
+        }
     }
 
 
@@ -424,6 +451,7 @@ def traefik_values(
         # Access logs without request headers: cookies and authorization headers stay out of logs.
         "accessLog": {"enabled": True, "format": "json", "fields": {"headers": {"defaultMode": "drop"}}},
         "ports": _traefik_entry_points(),
+        "metrics": _traefik_metrics(),
         "service": {
             "annotations": {
                 IP_IDS_ANNOTATION: pulumi.Output.from_input(ip_id).apply(bare_ip_uuid),

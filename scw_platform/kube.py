@@ -41,6 +41,48 @@ PULL_SECRET = "registry-pull"
 REGISTRY_USERNAME = "nologin"
 
 
+#: Well-known node labels the spread is over: the node's zone (set from the cloud provider) and
+#: its name (set by the kubelet). kubernetes.io/docs/reference/labels-annotations-taints/
+ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+HOSTNAME_TOPOLOGY_KEY = "kubernetes.io/hostname"
+
+
+def spread_constraints(match_labels: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``topologySpreadConstraints`` spreading the pods ``match_labels`` selects over zones, then
+    over nodes, at most one pod apart (maxSkew 1) in each (Pod Topology Spread Constraints,
+    kubernetes.io/docs/concepts/scheduling-eviction/topology-spread-constraints/).
+
+    * Zones: ``ScheduleAnyway``, a preference the scheduler scores. A hard zone rule leaves a pod
+      Pending whenever one zone cannot take it (its pool at maxSize, its node type out of stock,
+      the zone down) and on any node without the zone label; the soft one still places the pod
+      in the emptier zone when it can. In a one-zone cluster (tooling, dev) there is one domain
+      and nothing to prefer.
+    * Nodes: ``DoNotSchedule``: two replicas never share a node while the cluster has another
+      schedulable one (when that one is full the pod waits for the autoscaler's next node rather
+      than doubling up), so one node's loss or drain never takes both.
+    * ``nodeTaintsPolicy: Honor`` on both: a node whose taints the pod does not tolerate is not a
+      domain, so cordoned nodes (a drain, ``node.kubernetes.io/unschedulable``), unreachable or
+      not-ready ones (``node.kubernetes.io/unreachable``, ``not-ready``: NoSchedule taints the
+      pods' default NoExecute tolerations do not cover) and the builders' dedicated pool do not
+      count as empty domains that would hold the evicted pod back. The default, ``Ignore``, counts
+      them (beta and on by default since Kubernetes 1.26).
+
+    ``match_labels`` must select exactly the workload's own pods: the charts render the list
+    verbatim (or default the selector only when it is missing), so each caller names the labels
+    its chart's templates put on the pods.
+    """
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": when,
+            "nodeTaintsPolicy": "Honor",
+            "labelSelector": {"matchLabels": dict(match_labels)},
+        }
+        for key, when in ((ZONE_TOPOLOGY_KEY, "ScheduleAnyway"), (HOSTNAME_TOPOLOGY_KEY, "DoNotSchedule"))
+    ]
+
+
 def namespace_selector(namespace: str) -> dict[str, Any]:
     """Selects one namespace by the label the API server sets on every namespace (immutable, so a
     namespace cannot pose as another by relabelling itself)."""

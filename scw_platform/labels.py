@@ -43,6 +43,8 @@ def app_namespace(app: str) -> dict[str, str]:
 ARGOCD_CONTROLLER_METRICS_PORT = 8082
 EXTERNAL_SECRETS_METRICS_PORT = 8080
 CERT_MANAGER_METRICS_PORT = 9402
+#: Traefik's ``metrics`` entry point (the chart's default port), on a ClusterIP Service of its own.
+TRAEFIK_METRICS_PORT = 9100
 
 
 def scrape(port: int) -> dict[str, str]:

@@ -71,15 +71,36 @@ ObservabilityBackend = Literal["cockpit", "prometheus"]
 _OBSERVABILITY_BACKENDS: tuple[str, ...] = get_args(ObservabilityBackend)
 
 
+#: Telegram chat ids: a user (positive) or a group or channel (negative, ``-100...``). Alertmanager
+#: takes the id as an integer (telegram_configs ``chat_id``), so ``@channelname`` is not accepted.
+_CHAT_ID = re.compile(r"^-?[1-9][0-9]{0,18}$")
+#: Which alerts a contact point receives: ``page`` the critical ones (user-facing and actionable),
+#: ``channel`` the warnings, ``all`` both.
+Receives = Literal["all", "page", "channel"]
+SEVERITIES_RECEIVED: Mapping[str, tuple[str, ...]] = {
+    "all": ("critical", "warning"),
+    "page": ("critical",),
+    "channel": ("warning",),
+}
+
+
 class ContactPoint(Settings):
-    """Where alerts go: an email address, or the webhook whose URL is a deploy-time secret."""
+    """Where alerts go: an email address, the webhook whose URL is a deploy-time secret, or a
+    Telegram chat (the bot's token is a deploy-time secret)."""
 
     name: DnsLabel
     """Contact point name (a DNS label), unique in the stack."""
-    kind: Literal["email", "webhook"] = "email"
-    """email, or webhook (backend prometheus; its URL is the secret platform:alertWebhookUrl)."""
+    kind: Literal["email", "webhook", "telegram"] = "email"
+    """email, webhook (backend prometheus; its URL is the secret platform:alertWebhookUrl) or
+    telegram (backend prometheus; the bot token is the secret platform:alertTelegramBotToken)."""
     email: str | None = Field(default=None, validate_default=True)
     """Required for kind email. A webhook's URL is the secret platform:alertWebhookUrl."""
+    chat_id: str | None = Field(default=None, validate_default=True)
+    """Required for kind telegram: the chat's numeric id (negative for a group or channel, e.g.
+    -1001234567890); the bot must be a member of it."""
+    receives: Receives = "all"
+    """Which alerts it gets: page (critical: user-facing and actionable, wake someone), channel
+    (warnings) or all. Backend prometheus only: Cockpit sends every alert to every contact point."""
 
     @field_validator("email")
     @classmethod
@@ -95,7 +116,29 @@ class ContactPoint(Settings):
                 "not allowed for kind webhook: its URL is the deploy-time secret "
                 "platform:alertWebhookUrl (pulumi config set --secret platform:alertWebhookUrl <url>)"
             )
+        elif kind == "telegram" and email is not None:
+            raise ValueError("not allowed for kind telegram: it posts to chatId")
         return email
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat(cls, chat_id: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if kind != "telegram":
+            if chat_id is not None:
+                raise ValueError(f"only for kind telegram, not {kind}")
+            return None
+        if chat_id is None:
+            raise ValueError("required for kind telegram: the numeric id of the chat alerts are posted to")
+        # YAML reads -1001234567890 as an integer: accept it, keep it as text.
+        text = str(chat_id) if isinstance(chat_id, int) and not isinstance(chat_id, bool) else chat_id
+        if not isinstance(text, str) or not _CHAT_ID.fullmatch(text):
+            names = " (Alertmanager does not accept @names)" if str(chat_id).startswith("@") else ""
+            raise ValueError(
+                f"must be a Telegram chat's numeric id (e.g. -1001234567890 for a channel), "
+                f"got {chat_id!r}{names}"
+            )
+        return text
 
 
 class ObservabilitySettings(Settings):
@@ -109,6 +152,10 @@ class ObservabilitySettings(Settings):
     """Retention of the stack's Cockpit logs data source."""
     contact_points: list[ContactPoint] = Field(default_factory=list)
     """Where alerts go; production needs at least one."""
+    heartbeat: bool = False
+    """The dead man's switch: the always-firing Watchdog alert is sent every minute to an external
+    heartbeat receiver (its URL the secret platform:alertHeartbeatUrl), which alarms when it stops.
+    Backend prometheus only (Cockpit would send it to every contact point)."""
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -132,6 +179,10 @@ class ObservabilitySettings(Settings):
     @property
     def webhook(self) -> ContactPoint | None:
         return next((p for p in self.contact_points if p.kind == "webhook"), None)
+
+    @property
+    def telegram(self) -> list[ContactPoint]:
+        return [p for p in self.contact_points if p.kind == "telegram"]
 
 
 MONITORING_NAMESPACE = "monitoring"
@@ -169,6 +220,10 @@ PUSHGATEWAY_URL = f"http://{PUSHGATEWAY_SERVICE}.{MONITORING_NAMESPACE}.svc:{PUS
 COCKPIT_TOKEN_SECRET = "cockpit-token"
 RULES_TOKEN_SECRET = "cockpit-rules-token"
 WEBHOOK_SECRET = "alert-webhook"
+TELEGRAM_SECRET = "alert-telegram"
+HEARTBEAT_SECRET = "alert-heartbeat"
+#: Where kube-prometheus-stack's Alertmanager mounts each Secret of ``alertmanagerSpec.secrets``.
+ALERTMANAGER_SECRETS = "/etc/alertmanager/secrets"
 RULES_CONFIG_MAP = "platform-rules"
 RULES_SYNC_LABELS: Mapping[str, str] = {"app.kubernetes.io/name": "platform-rules-sync"}
 METRICS_DESTINATION = "cockpit-metrics"
@@ -197,6 +252,8 @@ CONTROLLER_METRICS_PORTS = (
     labels.ARGOCD_CONTROLLER_METRICS_PORT,
     labels.EXTERNAL_SECRETS_METRICS_PORT,
     labels.CERT_MANAGER_METRICS_PORT,
+    # Traefik's requests per app: the SLO rules' first source (scw_platform/slo.py).
+    labels.TRAEFIK_METRICS_PORT,
 )
 
 _RESTRICTED_CONTAINER: Mapping[str, Any] = {
@@ -407,6 +464,11 @@ def agent_values(
 #: ``labels.scrape(port)`` (Argo CD's controller, External Secrets, cert-manager) on that port.
 ANNOTATED_SERVICES_SCRAPE: dict[str, Any] = {
     "job_name": "annotated-services",
+    # The scraped series keep their own labels, as the Cockpit agent's autodiscovery does
+    # (k8s-monitoring feature-annotation-autodiscovery sets honor_labels = true): Traefik's
+    # `service` label is what the SLO rules select on, and a target label would rename it to
+    # exported_service.
+    "honor_labels": True,
     "kubernetes_sd_configs": [{"role": "endpoints"}],
     "relabel_configs": [
         {
@@ -430,9 +492,103 @@ ANNOTATED_SERVICES_SCRAPE: dict[str, Any] = {
 }
 
 
-def prometheus_stack_values(*, retention_days: int, pushgateway: bool = False) -> dict[str, Any]:
-    """kube-prometheus-stack: Prometheus, Alertmanager (to the webhook), kube-state-metrics and
-    node-exporter. Grafana is left out: dashboards and logs live in Cockpit's Grafana."""
+def _receiver(point: ContactPoint) -> dict[str, Any]:
+    """One contact point as an Alertmanager receiver; credentials are read from mounted files."""
+    if point.kind == "telegram":
+        assert point.chat_id is not None
+        return {
+            "name": point.name,
+            "telegram_configs": [
+                {
+                    # bot_token_file: Alertmanager 0.26+ (kube-prometheus-stack ships a newer one).
+                    "bot_token_file": f"{ALERTMANAGER_SECRETS}/{TELEGRAM_SECRET}/token",
+                    "chat_id": int(point.chat_id),
+                    "send_resolved": True,
+                }
+            ],
+        }
+    return {
+        "name": point.name,
+        # The URL stays in the Secret the program declares; never in Helm values.
+        "webhook_configs": [
+            {"url_file": f"{ALERTMANAGER_SECRETS}/{WEBHOOK_SECRET}/url", "send_resolved": True}
+        ],
+    }
+
+
+#: Alerts nobody subscribed to end here (an Alertmanager route needs a receiver).
+NOWHERE = "nowhere"
+HEARTBEAT_RECEIVER = "heartbeat"
+
+
+def alertmanager_config(
+    points: Sequence[ContactPoint], *, heartbeat: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """The in-cluster Alertmanager's configuration and the Secrets it reads.
+
+    Routing by severity: ``critical`` (user-facing, actionable) goes to every contact point that
+    receives pages, ``warning`` to every one that receives the channel; each is a sibling route
+    with ``continue`` so one alert reaches all of its receivers. The Watchdog goes to the heartbeat
+    receiver only, every minute (its silence is the alarm), and never to a person. Email contact
+    points are not here: Cockpit's alert manager sends them what Cockpit evaluates."""
+    delivering = [p for p in points if p.kind in ("webhook", "telegram")]
+    routes: list[dict[str, Any]] = []
+    if heartbeat:
+        routes.append(
+            {
+                "receiver": HEARTBEAT_RECEIVER,
+                "matchers": ['alertname="Watchdog"'],
+                "group_wait": "0s",
+                "group_interval": "1m",
+                "repeat_interval": "1m",
+                "continue": False,
+            }
+        )
+    for severity in ("critical", "warning"):
+        routes += [
+            {"receiver": p.name, "matchers": [f'severity="{severity}"'], "continue": True}
+            for p in delivering
+            if severity in SEVERITIES_RECEIVED[p.receives]
+        ]
+    receivers: list[dict[str, Any]] = [{"name": NOWHERE}, *(_receiver(p) for p in delivering)]
+    secrets = sorted(
+        {WEBHOOK_SECRET if p.kind == "webhook" else TELEGRAM_SECRET for p in delivering}
+        | ({HEARTBEAT_SECRET} if heartbeat else set())
+    )
+    if heartbeat:
+        receivers.append(
+            {
+                "name": HEARTBEAT_RECEIVER,
+                "webhook_configs": [
+                    {"url_file": f"{ALERTMANAGER_SECRETS}/{HEARTBEAT_SECRET}/url", "send_resolved": False}
+                ],
+            }
+        )
+    config = {
+        "route": {
+            "receiver": NOWHERE,
+            "group_by": ["alertname", "namespace"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": "4h",
+            "routes": routes,
+        },
+        "receivers": receivers,
+    }
+    return config, secrets
+
+
+def prometheus_stack_values(
+    *,
+    retention_days: int,
+    pushgateway: bool = False,
+    contact_points: Sequence[ContactPoint] = (),
+    heartbeat: bool = False,
+) -> dict[str, Any]:
+    """kube-prometheus-stack: Prometheus, Alertmanager (routed by :func:`alertmanager_config`),
+    kube-state-metrics and node-exporter. Grafana is left out: dashboards and logs live in
+    Cockpit's Grafana."""
+    config, secrets = alertmanager_config(contact_points, heartbeat=heartbeat)
     return {
         "fullnameOverride": PROMETHEUS_STACK_RELEASE,
         "grafana": {"enabled": False},
@@ -453,30 +609,7 @@ def prometheus_stack_values(*, retention_days: int, pushgateway: bool = False) -
                 ],
             }
         },
-        "alertmanager": {
-            "config": {
-                "route": {
-                    "receiver": "webhook",
-                    "group_by": ["alertname", "namespace"],
-                    "group_wait": "30s",
-                    "group_interval": "5m",
-                    "repeat_interval": "4h",
-                },
-                "receivers": [
-                    {
-                        "name": "webhook",
-                        # The URL stays in the Secret the program declares; never in Helm values.
-                        "webhook_configs": [
-                            {
-                                "url_file": f"/etc/alertmanager/secrets/{WEBHOOK_SECRET}/url",
-                                "send_resolved": True,
-                            }
-                        ],
-                    }
-                ],
-            },
-            "alertmanagerSpec": {"secrets": [WEBHOOK_SECRET]},
-        },
+        "alertmanager": {"config": config, "alertmanagerSpec": {"secrets": secrets}},
     }
 
 
@@ -658,6 +791,10 @@ class ObservabilityArgs:
     probe_hostnames: Sequence[str] = ()
     #: Secret: the webhook contact point's URL (backend prometheus).
     webhook_url: pulumi.Input[str] | None = None
+    #: Secret: the Telegram bot's token, for the telegram contact points (backend prometheus).
+    telegram_bot_token: pulumi.Input[str] | None = None
+    #: Secret: the heartbeat receiver's URL (settings.heartbeat, backend prometheus).
+    heartbeat_url: pulumi.Input[str] | None = None
     #: Namespaces whose batch jobs push their figures (the restore check's clock on recovery): with
     #: any, the stack runs a Pushgateway (``PUSHGATEWAY_URL``) that only they may reach, scraped
     #: into the same place as every other cluster metric.
@@ -667,8 +804,13 @@ class ObservabilityArgs:
     tags: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.settings.backend == "prometheus" and self.webhook_url is None:
-            raise ValueError("backend prometheus needs the webhook URL its Alertmanager posts to")
+        settings = self.settings
+        if settings.webhook is not None and self.webhook_url is None:
+            raise ValueError("a webhook contact point needs the URL its Alertmanager posts to")
+        if settings.telegram and self.telegram_bot_token is None:
+            raise ValueError("telegram contact points need the bot token their Alertmanager posts with")
+        if settings.heartbeat and self.heartbeat_url is None:
+            raise ValueError("the heartbeat needs the receiver's URL")
 
 
 class Observability(pulumi.ComponentResource):
@@ -912,14 +1054,23 @@ class Observability(pulumi.ComponentResource):
         probes: Sequence[str],
         in_namespace: pulumi.ResourceOptions,
     ) -> None:
-        assert args.webhook_url is not None
-        webhook = k8s.core.v1.Secret(
-            f"{name}-webhook",
-            metadata={"name": WEBHOOK_SECRET, "namespace": MONITORING_NAMESPACE},
-            type="Opaque",
-            string_data={"url": pulumi.Output.secret(args.webhook_url)},
-            opts=in_namespace,
-        )
+        # Each credential in its own Secret, mounted by Alertmanager (alertmanagerSpec.secrets):
+        # the monitoring namespace runs privileged pods, so the vault's stores do not serve it.
+        credentials = [
+            k8s.core.v1.Secret(
+                f"{name}-{suffix}",
+                metadata={"name": secret, "namespace": MONITORING_NAMESPACE},
+                type="Opaque",
+                string_data={key: pulumi.Output.secret(value)},
+                opts=in_namespace,
+            )
+            for suffix, secret, key, value in (
+                ("webhook", WEBHOOK_SECRET, "url", args.webhook_url),
+                ("telegram", TELEGRAM_SECRET, "token", args.telegram_bot_token),
+                ("heartbeat", HEARTBEAT_SECRET, "url", args.heartbeat_url),
+            )
+            if value is not None
+        ]
         self.prometheus_stack = helm.release(
             f"{name}-prometheus",
             release_name=PROMETHEUS_STACK_RELEASE,
@@ -928,11 +1079,14 @@ class Observability(pulumi.ComponentResource):
             ),
             namespace=MONITORING_NAMESPACE,
             values=prometheus_stack_values(
-                retention_days=args.settings.metrics_retention_days, pushgateway=bool(args.push_clients)
+                retention_days=args.settings.metrics_retention_days,
+                pushgateway=bool(args.push_clients),
+                contact_points=args.settings.contact_points,
+                heartbeat=args.settings.heartbeat,
             ),
             timeout=900,
-            # Alertmanager mounts the webhook Secret when it starts.
-            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[webhook])),
+            # Alertmanager mounts its credentials' Secrets when it starts.
+            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=credentials)),
         )
         # The custom resources need the operator's CRDs, which the release installs.
         after_operator = pulumi.ResourceOptions.merge(

@@ -142,11 +142,31 @@ class SecretsOperatorArgs:
             raise ValueError("backend onepassword needs the onepassword store settings")
 
 
+def operator_pods(suffix: str = "") -> dict[str, str]:
+    """The labels of one external-secrets deployment's pods: the chart's selector labels,
+    ``app.kubernetes.io/name: external-secrets`` (``-webhook``, ``-cert-controller`` for the helpers)
+    and ``app.kubernetes.io/instance: <release>`` (deploy/charts/external-secrets/templates/
+    _helpers.tpl, ``external-secrets*.selectorLabels``). Named explicitly: the chart renders
+    ``topologySpreadConstraints`` as given (cert-controller-deployment.yaml, toYaml)."""
+    return {
+        "app.kubernetes.io/name": f"external-secrets{suffix}",
+        "app.kubernetes.io/instance": EXTERNAL_SECRETS_RELEASE,
+    }
+
+
 def operator_values(*, ha: bool) -> dict[str, Any]:
     """Helm values for the external-secrets chart (checked offline against its values schema)."""
     return {
         "installCRDs": True,
-        **replicated_controllers(EXTERNAL_SECRETS_IMAGE_TAG, ha=ha, helpers=("webhook", "certController")),
+        **replicated_controllers(
+            EXTERNAL_SECRETS_IMAGE_TAG,
+            ha=ha,
+            pods=operator_pods(),
+            helpers={
+                "webhook": operator_pods("-webhook"),
+                "certController": operator_pods("-cert-controller"),
+            },
+        ),
         "leaderElect": ha,
         # Only cluster stores, all created by the program: a namespace cannot bring its own store
         # (and its own credentials) to bypass the platform's.

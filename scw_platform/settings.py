@@ -14,7 +14,6 @@ on it), passed as pydantic's validation context.
 from __future__ import annotations
 
 import ipaddress
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationInfo
@@ -25,6 +24,19 @@ from scw_platform import catalogue
 #: Private endpoints of managed databases only work in the region's default zone.
 DEFAULT_ZONE = {"fr-par": "fr-par-1", "nl-ams": "nl-ams-1", "pl-waw": "pl-waw-1"}
 Region = Literal["fr-par", "nl-ams", "pl-waw"]
+#: The zones of each region, as Scaleway's own SDK lists them (scaleway-core 2.12.0,
+#: ``scaleway_core/bridge/zone.py``: ``ALL_ZONES``, fr-par-1..3, nl-ams-1..3, pl-waw-1..2; there is
+#: no pl-waw-3). A Kapsule cluster's pools may sit in several zones of its region ("these clusters
+#: can deploy node pools across various Availability Zones",
+#: https://www.scaleway.com/en/docs/kubernetes/reference-content/multi-az-clusters/). Not
+#: confirmed here: that Kapsule offers every one of these zones (that page lists none per region),
+#: nor which node types each zone has ("not all node types are available in every AZ and stocks
+#: might be limited", same page): a pool's type is checked against the catalogue, not its zone.
+ZONES: dict[str, tuple[str, ...]] = {
+    "fr-par": ("fr-par-1", "fr-par-2", "fr-par-3"),
+    "nl-ams": ("nl-ams-1", "nl-ams-2", "nl-ams-3"),
+    "pl-waw": ("pl-waw-1", "pl-waw-2"),
+}
 
 DnsLabel = Annotated[str, StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$")]
 PgIdentifier = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
@@ -60,10 +72,11 @@ def strict_cidr(value: Any) -> Any:
 
 
 def zone_of_region(zone: str | None, info: ValidationInfo) -> str | None:
-    """A zone field: one of the stack's region's zones, when the region is known."""
+    """A zone field: one of the stack's region's zones (:data:`ZONES`), when the region is known."""
     region = validation_context(info).get("region")
-    if zone is not None and region is not None and not re.fullmatch(rf"{region}-[1-3]", zone):
-        raise ValueError(f"must be a zone of region {region} ({region}-1..3), got {zone!r}")
+    zones = ZONES.get(region or "")
+    if zone is not None and zones and zone not in zones:
+        raise ValueError(f"must be a zone of region {region} ({', '.join(zones)}), got {zone!r}")
     return zone
 
 

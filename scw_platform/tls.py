@@ -67,6 +67,7 @@ CERT_MANAGER_CHART_VERSION = "v1.21.1"
 #: The chart's appVersion, pinned explicitly on every image the chart runs.
 CERT_MANAGER_IMAGE_TAG = "v1.21.1"
 CERT_MANAGER_NAMESPACE = "cert-manager"
+CERT_MANAGER_RELEASE = "cert-manager"
 #: cert-manager's own service account (the chart's default name for release ``cert-manager``).
 CERT_MANAGER_SERVICE_ACCOUNT = "cert-manager"
 
@@ -124,11 +125,26 @@ class CertManagerArgs:
     tags: Sequence[str] = field(default_factory=tuple)
 
 
+def cert_manager_pods(component: str) -> dict[str, str]:
+    """The labels of one cert-manager deployment's pods (``controller``, ``webhook``, ``cainjector``):
+    the chart puts ``app.kubernetes.io/instance: <release>`` and ``app.kubernetes.io/component`` on
+    each (deploy/charts/cert-manager/templates/webhook-deployment.yaml and its siblings; the
+    values schema's own topologySpreadConstraints example selects by the same two). The chart
+    renders ``topologySpreadConstraints`` verbatim: without a selector a constraint selects nothing.
+    """
+    return {"app.kubernetes.io/instance": CERT_MANAGER_RELEASE, "app.kubernetes.io/component": component}
+
+
 def cert_manager_values(*, ha: bool) -> dict[str, object]:
     image = {"tag": CERT_MANAGER_IMAGE_TAG}
     return {
         "crds": {"enabled": True, "keep": True},
-        **replicated_controllers(CERT_MANAGER_IMAGE_TAG, ha=ha, helpers=("webhook", "cainjector")),
+        **replicated_controllers(
+            CERT_MANAGER_IMAGE_TAG,
+            ha=ha,
+            pods=cert_manager_pods("controller"),
+            helpers={helper: cert_manager_pods(helper) for helper in ("webhook", "cainjector")},
+        ),
         "startupapicheck": {"image": image},
         "acmesolver": {"image": image},
         # Leases in cert-manager's own namespace rather than kube-system.
@@ -211,7 +227,7 @@ class CertManager(pulumi.ComponentResource):
         )
         self.release = helm.release(
             f"{name}-cert-manager",
-            release_name="cert-manager",
+            release_name=CERT_MANAGER_RELEASE,
             chart=helm.Chart("cert-manager", CERT_MANAGER_CHART_VERSION, CERT_MANAGER_REPO),
             namespace=namespace.metadata.name,
             values=cert_manager_values(ha=args.ha),

@@ -31,7 +31,16 @@ def test_the_drill_manifests_pass_kubernetes_validate_strict(
     drill_manifests: dict[str, dict[str, Any]],
 ) -> None:
     kinds = sorted(obj["kind"] for obj in drill_manifests.values())
-    assert kinds == ["ConfigMap", "CronJob", "Namespace", "NetworkPolicy", "NetworkPolicy", "Secret"]
+    # The Secrets: the drill's Scaleway key and its image pull key.
+    assert kinds == [
+        "ConfigMap",
+        "CronJob",
+        "Namespace",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "Secret",
+        "Secret",
+    ]
     for obj in drill_manifests.values():
         kubernetes_validate.validate(obj, "1.34", strict=True)
 

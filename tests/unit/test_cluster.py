@@ -4,9 +4,10 @@ pools."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import pulumi
+import pydantic
 import pytest
 
 from offline.mocks import SECRET_MARKER
@@ -14,6 +15,7 @@ from program import policy
 from program.environments import Role
 from scw_platform.cluster import ApiAccess, ClusterSettings, KapsuleCluster, KapsuleClusterArgs
 from scw_platform.network import Network, NetworkArgs
+from scw_platform.settings import ZONES, Region
 from tests.harness import Recording, is_secret, record, unwrap
 
 CLUSTER = "scaleway:kubernetes/cluster:Cluster"
@@ -214,6 +216,74 @@ def test_production_settings_refuse_public_pools() -> None:
     raw = {**SETTINGS, "pools": [SETTINGS["pools"][1]]}
     with pytest.raises(Exception, match="must be true for role production"):
         settings(raw, role="production")
+
+
+# --- zones ------------------------------------------------------------------------------------
+
+
+def _pool(name: str, zone: str | None = None) -> dict[str, Any]:
+    pool = {"name": name, "nodeType": "PRO2-M", "size": 2, "minSize": 2, "maxSize": 4}
+    return {**pool, "zone": zone} if zone is not None else pool
+
+
+def _problems(raw: dict[str, Any], role: Role = "production", region: str = "fr-par") -> str:
+    model: type[ClusterSettings] = policy.models_for(role)["cluster"]
+    with pytest.raises(pydantic.ValidationError) as caught:
+        model.model_validate(raw, context={"region": region})
+    return "\n".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in caught.value.errors())
+
+
+def test_the_zone_table_is_the_sdks() -> None:
+    """settings.ZONES is copied from Scaleway's SDK (scaleway-core's ALL_ZONES): the two must agree."""
+    sdk = pytest.importorskip("scaleway_core.bridge.zone")
+    assert sorted(zone for zones in ZONES.values() for zone in zones) == sorted(sdk.ALL_ZONES)
+    assert all(zone.startswith(f"{region}-") for region, zones in ZONES.items() for zone in zones)
+    assert set(ZONES) == set(get_args(Region))
+
+
+def test_a_zone_outside_the_region_is_refused_with_the_regions_zones() -> None:
+    raw = {**SETTINGS, "pools": [_pool("apps", "nl-ams-1")]}
+    assert _problems(raw, role="development") == (
+        "pools.0.zone: Value error, must be a zone of region fr-par (fr-par-1, fr-par-2, fr-par-3), "
+        "got 'nl-ams-1'"
+    )
+
+
+def test_pl_waw_has_two_zones_only() -> None:
+    """The SDK lists pl-waw-1 and pl-waw-2; the old ``<region>-[1-3]`` pattern let pl-waw-3 through."""
+    raw = {**SETTINGS, "pools": [_pool("apps", "pl-waw-3")]}
+    problems = _problems(raw, role="development", region="pl-waw")
+    assert "must be a zone of region pl-waw (pl-waw-1, pl-waw-2), got 'pl-waw-3'" in problems
+    ok = ClusterSettings.model_validate(
+        {**SETTINGS, "pools": [_pool("apps", "pl-waw-2")]}, context={"region": "pl-waw"}
+    )
+    assert ok.pools[0].zone == "pl-waw-2"
+
+
+def test_production_pools_in_one_zone_are_refused() -> None:
+    raw = {**SETTINGS, "pools": [_pool("apps", "fr-par-1"), _pool("apps-b", "fr-par-1")]}
+    problems = _problems(raw)
+    assert problems.startswith("pools: Value error, must span at least 2 zones for role production")
+    assert "got only fr-par-1: give a pool another zone of fr-par-1, fr-par-2, fr-par-3" in problems
+
+
+def test_production_pools_name_their_zone() -> None:
+    """A pool without a zone follows scaleway:zone, which the settings cannot see: production names it."""
+    raw = {**SETTINGS, "pools": [_pool("apps"), _pool("apps-b", "fr-par-2")]}
+    assert _problems(raw) == (
+        "pools.0.zone: Value error, required for role production: one of fr-par-1, fr-par-2, fr-par-3, "
+        "the pools together in at least 2 (without it a pool follows scaleway:zone)"
+    )
+
+
+def test_production_pools_in_two_zones_pass_and_other_roles_may_use_one() -> None:
+    two = settings(
+        {**SETTINGS, "pools": [_pool("apps", "fr-par-1"), _pool("apps-b", "fr-par-3")]}, "production"
+    )
+    assert {pool.zone for pool in two.pools} == {"fr-par-1", "fr-par-3"}
+    for role in ("tooling", "development"):
+        one = settings({**SETTINGS, "pools": [_pool("apps")]}, role)
+        assert one.pools[0].zone is None  # the stack's scaleway:zone
 
 
 def test_component_accepts_an_output_as_private_network() -> None:

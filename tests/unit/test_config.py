@@ -75,6 +75,10 @@ def apps_without_databases(raw: dict[str, Any]) -> None:
         app.pop("migrate", None)
 
 
+def only_first_pool(raw: dict[str, Any]) -> None:
+    del raw["platform:cluster"]["pools"][1:]
+
+
 CLUSTER, DATABASE, PLAN = "platform:cluster", "platform:database", "platform:addressPlan"
 POOL0 = (CLUSTER, "pools", 0)
 
@@ -214,21 +218,21 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "prod",
         put(*POOL0, "minSize", value=10),
         "platform:cluster.pools[0].minSize",
-        "must be <= maxSize (10 > 9)",
+        "must be <= maxSize (10 > 5)",
     ),
     (
         "size-above-max",
         "prod",
         put(*POOL0, "size", value=12),
         "platform:cluster.pools[0].size",
-        "must be <= maxSize (12 > 9)",
+        "must be <= maxSize (12 > 5)",
     ),
     (
         "size-below-min",
         "prod",
-        put(*POOL0, "size", value=2),
+        put(*POOL0, "size", value=1),
         "platform:cluster.pools[0].minSize",
-        "must be <= size (3 > 2)",
+        "must be <= size (2 > 1)",
     ),
     (
         "max-size-out-of-bounds",
@@ -395,7 +399,7 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "prod",
         put("scaleway:zone", value="nl-ams-1"),
         "scaleway:zone",
-        "must be a zone of region fr-par (fr-par-1..3)",
+        "must be a zone of region fr-par (fr-par-1, fr-par-2, fr-par-3)",
     ),
     (
         "pool-zone-outside-region",
@@ -403,6 +407,46 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         put(CLUSTER, "pools", 1, "zone", value="pl-waw-1"),
         "platform:cluster.pools[1].zone",
         "must be a zone of region fr-par",
+    ),
+    (
+        "pool-zone-pl-waw-3",
+        "tooling",
+        both(
+            put("scaleway:region", value="pl-waw"),
+            put("scaleway:zone", value="pl-waw-1"),
+            put(CLUSTER, "pools", 1, "zone", value="pl-waw-3"),
+        ),
+        "platform:cluster.pools[1].zone",
+        "must be a zone of region pl-waw (pl-waw-1, pl-waw-2), got 'pl-waw-3'",
+    ),
+    (
+        "production-pool-zone-outside-region",
+        "prod",
+        put(*POOL0, "zone", value="nl-ams-1"),
+        "platform:cluster.pools[0].zone",
+        "must be a zone of region fr-par (fr-par-1, fr-par-2, fr-par-3), got 'nl-ams-1'",
+    ),
+    (
+        "production-pools-in-one-zone",
+        "prod",
+        put(CLUSTER, "pools", 1, "zone", value="fr-par-1"),
+        "platform:cluster.pools",
+        "must span at least 2 zones for role production (a zone failure must not take every node), "
+        "got only fr-par-1: give a pool another zone of fr-par-1, fr-par-2, fr-par-3",
+    ),
+    (
+        "production-one-pool",
+        "prod",
+        only_first_pool,
+        "platform:cluster.pools",
+        "must span at least 2 zones for role production",
+    ),
+    (
+        "production-pool-without-zone",
+        "prod",
+        drop(*POOL0, "zone"),
+        "platform:cluster.pools[0].zone",
+        "required for role production: one of fr-par-1, fr-par-2, fr-par-3",
     ),
     (
         "registry-namespace-uppercase",
@@ -779,8 +823,11 @@ def test_last_monitor_records_a_valid_run(stack_config: StackConfig) -> None:
 def test_structured_config_survives_the_engine_encoding(stack_config: StackConfig) -> None:
     """The engine hands maps as JSON strings: ``from_pulumi`` must decode them into the same model."""
     plan = runner.run("prod", config=stack_config("prod"))
-    pool = plan.one("scaleway:kubernetes/pool:Pool")
-    assert (pool.inputs["minSize"], pool.inputs["size"], pool.inputs["maxSize"]) == (3, 3, 9)
+    pools = {pool.inputs["name"]: pool.inputs for pool in plan.by_type("scaleway:kubernetes/pool:Pool")}
+    assert {name: (p["zone"], p["minSize"], p["size"], p["maxSize"]) for name, p in pools.items()} == {
+        "apps": ("fr-par-1", 2, 2, 5),
+        "apps-b": ("fr-par-2", 2, 2, 4),
+    }
 
 
 def test_each_environment_has_its_own_scaleway_project(stack_config: StackConfig) -> None:

@@ -13,6 +13,8 @@ from urllib.parse import unquote
 import pytest
 import yaml
 
+from offline import runner
+
 
 def _root() -> Path:
     """The repository root: the nearest folder above this file holding Pulumi.yaml."""
@@ -234,3 +236,42 @@ def test_the_checker_catches_broken_links(tmp_path: Path) -> None:
     broken = [t for _, t in links(page) if _local(t) and resolve(t, tmp_path, page) is not None]
     assert broken == ["missing.md", "other.md#nowhere", "#nowhere"]
     assert "not-a-heading" not in anchors(page)
+
+
+def _loaded_alerts(plan: runner.Plan) -> list[tuple[str, dict[str, Any]]]:
+    """Every alert rule a stack ships (its rules ConfigMap: static and generated groups alike)."""
+    found = []
+    for reg in plan.by_type("kubernetes:core/v1:ConfigMap"):
+        if reg.inputs["metadata"]["name"] != "platform-rules":
+            continue
+        for text in reg.inputs["data"].values():
+            for group in yaml.safe_load(text)["groups"]:
+                found += [(group["name"], rule) for rule in group["rules"] if "alert" in rule]
+    return found
+
+
+@pytest.mark.parametrize("stack", ["prod", "tooling"])
+def test_every_alert_a_stack_loads_has_a_runbook_that_resolves(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    """Generated rules (per probe target, per SLO) included, not only the rule file's."""
+    loaded = _loaded_alerts(committed_plans[stack])
+    assert loaded, f"{stack} loads no alert"
+    problems = []
+    for group, rule in loaded:
+        runbook = (rule.get("annotations") or {}).get("runbook")
+        where = f"{stack}: {group}: {rule['alert']}"
+        if not runbook:
+            problems.append(f"{where}: no runbook annotation")
+        elif (why := resolve(runbook, ROOT, README)) is not None:
+            problems.append(f"{where}: {why}")
+    assert not problems, "\n".join(problems)
+    if stack == "prod":
+        # The generated absence rules are among them, one per probed URL.
+        absent = [rule for group, rule in loaded if group == "platform-probe-targets"]
+        assert {rule["expr"] for rule in absent} == {
+            'absent(probe_success{instance="https://www.example.com/"})',
+            'absent(probe_success{instance="https://newsletter.example.com/"})',
+            # Tooling's public name, probed from production (cross-cluster probes).
+            'absent(probe_success{instance="https://argocd.tooling.example.com/"})',
+        }

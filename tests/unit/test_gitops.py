@@ -31,6 +31,7 @@ from tests.harness import (
     serve_changed_registration,
     upstream,
 )
+from tests.unit.test_ingress import assert_spread
 
 APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
 APP_PROJECT = "kubernetes:argoproj.io/v1alpha1:AppProject"
@@ -85,6 +86,48 @@ def test_argocd_values_follow_config(
     # The UI is public, so single sign-on is on and the local admin is off.
     assert values["configs"]["cm"]["admin.enabled"] is False
     assert "argocdServerAdminPassword" not in json.dumps(values)
+
+
+def test_argocd_ha_components_are_spread_with_budgets(tooling: runner.Plan) -> None:
+    """Server, repo server and ApplicationSet controller: two replicas, a budget a drain can pass and
+    the spread over zones and nodes (zone rule soft: tooling has one zone), each selecting its own
+    pods (argo-cd.selectorLabels: argocd-<component>, the release)."""
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])
+    components = {
+        "server": "server",
+        "repoServer": "repo-server",
+        "applicationSet": "applicationset-controller",
+    }
+    for key, component in components.items():
+        assert values[key]["replicas"] == 2
+        assert values[key]["pdb"] == {"enabled": True, "minAvailable": 1}
+        assert_spread(
+            values[key]["topologySpreadConstraints"],
+            {"app.kubernetes.io/name": f"argocd-{component}", "app.kubernetes.io/instance": "argocd"},
+        )
+    # redis-ha's own, one-constraint form: a soft zone spread (its pods already avoid sharing nodes),
+    # and budgets that let a drain take one of its three pods at a time.
+    redis = values["redis-ha"]
+    assert redis["topologySpreadConstraints"] == {
+        "enabled": True,
+        "maxSkew": 1,
+        "topologyKey": "topology.kubernetes.io/zone",
+        "whenUnsatisfiable": "ScheduleAnyway",
+    }
+    assert redis["podDisruptionBudget"] == redis["haproxy"]["podDisruptionBudget"] == {"maxUnavailable": 1}
+
+
+def test_argocd_without_ha_runs_single_replicas_without_budgets(
+    plan_with: Callable[..., runner.Plan],
+) -> None:
+    raw = runner.read_stack_config("tooling")["platform:gitops"]
+    gitops_settings = {**raw, "argocd": {**raw["argocd"], "ha": False}}
+    values = _plain(
+        _named(plan_with("tooling", {"platform:gitops": gitops_settings}), "argocd-argocd").inputs["values"]
+    )
+    for key in ("server", "repoServer", "applicationSet"):
+        assert values[key] == {"replicas": 1}
+    assert values["redis-ha"] == {"enabled": False}
 
 
 def test_the_status_account_may_only_get_applications(tooling: runner.Plan) -> None:

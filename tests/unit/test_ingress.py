@@ -199,6 +199,8 @@ def test_development_front_door_is_not_protected(plan_with: PlanWith) -> None:
     assert not ip.protect and not ip.retain_on_delete, "dev is rebuilt at will"
     traefik = values(release(plan, "traefik"))
     assert traefik["deployment"]["replicas"] == 1
+    # One replica: nothing to spread, so no constraint that could hold its rolling update back.
+    assert "topologySpreadConstraints" not in traefik
     assert traefik["podDisruptionBudget"]["enabled"] is False, "a PDB on one replica blocks node drains"
     gateway = plan.one(GATEWAY)
     assert (
@@ -230,12 +232,61 @@ def test_http_redirects_permanently_to_https_except_acme(
     assert web["allowACMEByPass"] is True
 
 
-def test_production_traefik_is_highly_available(committed_plans: dict[str, runner.Plan]) -> None:
-    traefik = values(release(committed_plans["prod"], "traefik"))
+def spread(constraints: list[dict[str, Any]]) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """topologyKey -> (whenUnsatisfiable, nodeTaintsPolicy, the selector's labels), maxSkew 1 each."""
+    assert all(c["maxSkew"] == 1 for c in constraints), constraints
+    return {
+        c["topologyKey"]: (c["whenUnsatisfiable"], c["nodeTaintsPolicy"], c["labelSelector"]["matchLabels"])
+        for c in constraints
+    }
+
+
+#: The spread every replicated platform controller carries (kube.spread_constraints): soft over
+#: zones (never Pending for want of a zone), hard over nodes, tainted nodes not counted.
+ZONE_AND_HOST = {
+    "topology.kubernetes.io/zone": ("ScheduleAnyway", "Honor"),
+    "kubernetes.io/hostname": ("DoNotSchedule", "Honor"),
+}
+
+
+def assert_spread(constraints: list[dict[str, Any]], pod_labels: dict[str, str]) -> None:
+    found = spread(constraints)
+    assert {key: (when, taints) for key, (when, taints, _) in found.items()} == ZONE_AND_HOST
+    assert all(selector == pod_labels for *_, selector in found.values()), found
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_replicated_traefik_spreads_over_zones_and_nodes(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    """prod (two zones) and tooling (one) both run two replicas: the same spread, whose zone rule
+    is a preference, so tooling's single zone cannot leave a replica Pending."""
+    traefik = values(release(committed_plans[stack], "traefik"))
     assert traefik["deployment"]["replicas"] >= 2
     assert traefik["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
     assert traefik["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == 0
-    assert traefik["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+    # The chart's selector labels on Traefik's pods (traefik.labelselector: <release>-<namespace>).
+    assert_spread(
+        traefik["topologySpreadConstraints"],
+        {"app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-traefik"},
+    )
+
+
+def test_traefik_metrics_are_scraped_inside_the_cluster_only(committed_plans: dict[str, runner.Plan]) -> None:
+    traefik = values(release(committed_plans["prod"], "traefik"))
+    assert labels.TRAEFIK_METRICS_PORT == 9100
+    metrics_port = traefik["ports"]["metrics"]
+    assert metrics_port["port"] == labels.TRAEFIK_METRICS_PORT
+    # Not on the LoadBalancer Service (the chart's default for this port, kept explicit here).
+    assert metrics_port["expose"] == {"default": False}
+    prometheus = traefik["metrics"]["prometheus"]
+    # traefik_service_requests_total{code,service,...} and the latency histogram need service labels.
+    assert (prometheus["entryPoint"], prometheus["addServicesLabels"]) == ("metrics", True)
+    assert (prometheus["addEntryPointsLabels"], prometheus["addRoutersLabels"]) == (True, False)
+    # The chart's ClusterIP metrics Service carries the agent's scrape annotations, for port 9100.
+    assert prometheus["service"] == {"enabled": True, "annotations": labels.scrape(9100)}
+    assert labels.scrape(9100)["k8s.grafana.com/metrics.portNumber"] == "9100"
+    assert "k8s.grafana.com/scrape" not in traefik["service"]["annotations"], "not on the LoadBalancer"
 
 
 def test_traefik_runs_restricted_and_logs_access(committed_plans: dict[str, runner.Plan]) -> None:
@@ -499,6 +550,10 @@ def test_schemas_catch_what_the_front_door_must_not_send(committed_plans: dict[s
     """The checks above are not vacuous: pre-v34 redirect syntax and a listener without a port fail."""
     traefik = values(release(committed_plans["prod"], "traefik"))
     traefik["ports"]["web"]["redirectTo"] = {"port": "websecure"}
+    assert schemas.validate_helm_values("traefik", traefik)
+    # expose is a map of Service names since the chart's v28 layout: a bare boolean is refused.
+    traefik = values(release(committed_plans["prod"], "traefik"))
+    traefik["ports"]["metrics"]["expose"] = False
     assert schemas.validate_helm_values("traefik", traefik)
     gateway = k8s_object(committed_plans["prod"].one(GATEWAY))
     del gateway["spec"]["listeners"][0]["port"]

@@ -20,7 +20,7 @@ from offline.mocks import Registration
 from policy.rules import ResourceView, image_problem, is_default_deny
 from program import alerts
 from program.paths import ALERT_RULES
-from scw_platform import labels
+from scw_platform import labels, slo
 from scw_platform import observability as obs
 from tests.harness import is_secret, plaintext_secrets, unwrap
 
@@ -35,6 +35,8 @@ CUSTOM_RESOURCE_PROBE = "kubernetes:monitoring.coreos.com/v1:Probe"
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 PROMTOOL = shutil.which("promtool")
 ALL_GROUPS = [g["name"] for g in obs.load_rule_groups(ALERT_RULES)]
+#: What a stack without the heartbeat loads of the rule file (the Watchdog would reach everyone).
+DEFAULT_GROUPS = [n for n in ALL_GROUPS if n != alerts.WATCHDOG_GROUP]
 
 
 def _members(plan: runner.Plan) -> list[Registration]:
@@ -196,8 +198,8 @@ MONITORING_EGRESS = [
     {"to": [{"podSelector": {}}]},
     # Kapsule's API server (outside the cluster), kubelet/cAdvisor and node-exporter: ports only.
     {"ports": _tcp(6443, 10250, 9100)},
-    # Argo CD's controller, External Secrets and cert-manager metrics, in their namespaces.
-    {"to": [{"namespaceSelector": {}}], "ports": _tcp(8082, 8080, 9402)},
+    # Argo CD's controller, External Secrets, cert-manager and Traefik metrics, in their namespaces.
+    {"to": [{"namespaceSelector": {}}], "ports": _tcp(8082, 8080, 9402, 9100)},
     # Probes handed straight to Traefik by the CNI.
     {
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
@@ -324,20 +326,25 @@ def test_rule_groups_go_where_cockpit_evaluates_them(
     assert set(files) == {obs.CUSTOM, obs.SCALEWAY}
     assert [g["name"] for g in files[obs.SCALEWAY]["groups"]] == [alerts.DATABASE_GROUP]
     assert [g["name"] for g in files[obs.CUSTOM]["groups"]] == [
-        n for n in ALL_GROUPS if n != alerts.DATABASE_GROUP
+        *(n for n in DEFAULT_GROUPS if n != alerts.DATABASE_GROUP),
+        alerts.PROBE_TARGETS_GROUP,
+        slo.RULE_GROUP,
     ]
     assert files[obs.CUSTOM]["namespace"] == obs.RULES_NAMESPACE
-    # The rules shipped are the tested rule file's, unchanged.
+    # The rules shipped are the tested rule file's, unchanged, plus the generated absence rules.
     by_name = {g["name"]: g for g in obs.load_rule_groups(ALERT_RULES)}
     for document in files.values():
         for group in document["groups"]:
-            assert group == by_name[group["name"]]
+            if group["name"] not in (alerts.PROBE_TARGETS_GROUP, slo.RULE_GROUP):
+                assert group == by_name[group["name"]]
     # Tooling: no database and no restore check, so neither group (absent() would fire there).
     tooling_files = _rule_files(tooling)
     assert set(tooling_files) == {obs.CUSTOM}
     names = [g["name"] for g in tooling_files[obs.CUSTOM]["groups"]]
     assert alerts.DATABASE_GROUP not in names and alerts.BACKUPS_GROUP not in names
     assert "platform-gitops" in names and "platform-nodes" in names
+    # Tooling probes production's hostnames: their absence rules go with them.
+    assert alerts.PROBE_TARGETS_GROUP in names
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's prometheus package")
@@ -418,11 +425,23 @@ def test_every_app_hostname_is_probed_every_30_seconds(
     assert module["http"]["valid_status_codes"] == [], "empty means 2xx"
     scrape = _release(prod, obs.AGENT_CHART).inputs["values"]["alloy-metrics"]["extraConfig"]
     assert 'scrape_interval = "30s"' in scrape
-    for hostname in hostnames:
+    # Its own apps, and tooling's public name (environments.yaml): losing tooling is seen here.
+    for hostname in [*hostnames, "argocd.tooling.example.com"]:
         assert f'"__param_target" = "https://{hostname}/"' in scrape
-    assert scrape.count("__param_target") == len(hostnames)
+    assert scrape.count("__param_target") == len(hostnames) + 1
     assert f"prometheus.remote_write.{obs.alloy_name(obs.METRICS_DESTINATION)}.receiver" in scrape
-    assert not [r for r in _typed(tooling, HELM) if r.inputs["chart"] == obs.BLACKBOX_CHART]
+
+
+def test_tooling_probes_production_from_outside_its_cluster(
+    tooling: list[Registration], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    """Cross-cluster probes: production's hostnames, from production's registration, probed by
+    tooling's blackbox exporter; dev's are not (not user-facing)."""
+    assert [r for r in _typed(tooling, HELM) if r.inputs["chart"] == obs.BLACKBOX_CHART]
+    scrape = _release(tooling, obs.AGENT_CHART).inputs["values"]["alloy-metrics"]["extraConfig"]
+    targets = sorted(re.findall(r'"__param_target" = "([^"]+)"', scrape))
+    prod_hostnames = [app["hostname"] for app in stack_config("prod")["platform:apps"]]
+    assert targets == sorted(f"https://{hostname}/" for hostname in prod_hostnames)
 
 
 # --- Backend prometheus ----------------------------------------------------------------------------
@@ -435,7 +454,8 @@ def test_prometheus_backend(prometheus_plan: runner.Plan) -> None:
     values = stack.inputs["values"]
     assert values["prometheus"]["prometheusSpec"]["retention"] == "15d"
     assert values["prometheus"]["prometheusSpec"]["ruleSelectorNilUsesHelmValues"] is False
-    receiver = values["alertmanager"]["config"]["receivers"][0]["webhook_configs"][0]
+    receivers = {r["name"]: r for r in values["alertmanager"]["config"]["receivers"]}
+    receiver = receivers["chat"]["webhook_configs"][0]
     assert receiver["url_file"] == f"/etc/alertmanager/secrets/{obs.WEBHOOK_SECRET}/url"
     assert values["alertmanager"]["alertmanagerSpec"]["secrets"] == [obs.WEBHOOK_SECRET]
     assert plaintext_secrets(values) == [] and not is_secret(values)
@@ -444,12 +464,20 @@ def test_prometheus_backend(prometheus_plan: runner.Plan) -> None:
 
     (rule,) = _typed(members, PROMETHEUS_RULE)
     names = [g["name"] for g in rule.inputs["spec"]["groups"]]
-    assert names == [n for n in ALL_GROUPS if n != alerts.DATABASE_GROUP]
+    assert names == [
+        *(n for n in DEFAULT_GROUPS if n != alerts.DATABASE_GROUP),
+        alerts.PROBE_TARGETS_GROUP,
+        slo.RULE_GROUP,
+    ]
     assert stack.urn in rule.dependencies, "the operator's CRDs come with the release"
 
     probes = _typed(members, CUSTOM_RESOURCE_PROBE)
     targets = sorted(t for p in probes for t in p.inputs["spec"]["targets"]["staticConfig"]["static"])
-    assert targets == ["https://newsletter.example.com/", "https://www.example.com/"]
+    assert targets == [
+        "https://argocd.tooling.example.com/",
+        "https://newsletter.example.com/",
+        "https://www.example.com/",
+    ]
     assert {p.inputs["spec"]["interval"] for p in probes} == {"30s"}
     assert {p.inputs["spec"]["module"] for p in probes} == {obs.PROBE_MODULE}
 

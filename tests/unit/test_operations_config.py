@@ -216,7 +216,7 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         "unknown-contact-point-kind",
         "prod",
         observability(contactPoints=[{"name": "pager", "kind": "sms"}]),
-        f"{OPS}.observability.contactPoints[0].kind: Input should be 'email' or 'webhook'",
+        f"{OPS}.observability.contactPoints[0].kind: Input should be 'email', 'webhook' or 'telegram'",
     ),
     (
         "webhook-with-cockpit",
@@ -234,7 +234,7 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         "prometheus-without-webhook",
         "prod",
         observability(backend="prometheus", contactPoints=[EMAIL]),
-        f"{OPS}.observability.contactPoints: backend prometheus needs a webhook contact point",
+        f"{OPS}.observability.contactPoints: backend prometheus needs a webhook or telegram contact point",
     ),
     (
         "duplicate-contact-point",

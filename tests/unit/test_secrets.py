@@ -16,6 +16,7 @@ from offline import runner, schemas
 from offline.mocks import Registration, fake_secret
 from scw_platform import secrets as secrets_component
 from tests.harness import is_secret, unwrap
+from tests.unit.test_ingress import assert_spread
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 STORE = "kubernetes:external-secrets.io/v1:ClusterSecretStore"
@@ -74,6 +75,36 @@ def test_every_cluster_gets_the_operator_and_a_store(
     assert release.urn in stores[0].dependencies
     if "secretsBackend" in plan.exports:
         assert plan.exports["secretsBackend"].value == "scaleway"
+
+
+@pytest.mark.parametrize("stack", ["tooling", "prod"])
+def test_operator_is_highly_available_and_spread(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    """Two replicas of the controller, webhook and cert controller, a budget a drain can pass, and
+    the spread over zones and nodes, each selecting its own pods (the chart's selector labels)."""
+    values = unwrap(_named(committed_plans[stack], f"{stack}-secrets-operator").inputs["values"])
+    components = {
+        "external-secrets": values,
+        "external-secrets-webhook": values["webhook"],
+        "external-secrets-cert-controller": values["certController"],
+    }
+    for name, component in components.items():
+        assert component["replicaCount"] == 2
+        assert component["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+        assert_spread(
+            component["topologySpreadConstraints"],
+            {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "external-secrets"},
+        )
+    assert values["leaderElect"] is True, "two controllers must not both reconcile"
+
+
+def test_development_runs_one_operator_without_budget_or_spread(
+    committed_plans: dict[str, runner.Plan],
+) -> None:
+    values = unwrap(_named(committed_plans["dev"], "dev-secrets-operator").inputs["values"])
+    for component in (values, values["webhook"], values["certController"]):
+        assert component["replicaCount"] == 1
+        assert component["podDisruptionBudget"]["enabled"] is False
+        assert "topologySpreadConstraints" not in component
 
 
 def test_operator_namespace_is_restricted(committed_plans: dict[str, runner.Plan]) -> None:

@@ -11,6 +11,7 @@ from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import SECRET_MARKER, Registration
 from scw_platform import tls
+from tests.unit.test_ingress import assert_spread
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CLUSTER_ISSUER = "kubernetes:cert-manager.io/v1:ClusterIssuer"
@@ -58,11 +59,27 @@ def test_cert_manager_release_is_pinned_with_crds_and_gateway_api(
         assert image["image"]["tag"] == "v1.21.1", "every image pinned, no chart-default drift"
 
 
-def test_production_cert_manager_is_highly_available(committed_plans: dict[str, runner.Plan]) -> None:
-    values = plain(releases(committed_plans["prod"])["cert-manager"].inputs["values"])
-    for component in (values, values["webhook"], values["cainjector"]):
+@pytest.mark.parametrize("stack", ["prod", "tooling"])
+def test_cert_manager_is_highly_available(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    """Two replicas of each deployment, a budget a drain can pass, and the spread over zones and
+    nodes, each selecting its own deployment's pods (the chart's instance and component labels)."""
+    values = plain(releases(committed_plans[stack])["cert-manager"].inputs["values"])
+    components = {"controller": values, "webhook": values["webhook"], "cainjector": values["cainjector"]}
+    for name, component in components.items():
         assert component["replicaCount"] == 2
         assert component["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+        assert_spread(
+            component["topologySpreadConstraints"],
+            {"app.kubernetes.io/instance": "cert-manager", "app.kubernetes.io/component": name},
+        )
+
+
+def test_a_single_cert_manager_has_no_budget_and_no_spread() -> None:
+    values = tls.cert_manager_values(ha=False)
+    for component in (values, values["webhook"], values["cainjector"]):
+        assert component["replicaCount"] == 1
+        assert component["podDisruptionBudget"]["enabled"] is False, "it would block every drain"
+        assert "topologySpreadConstraints" not in component
 
 
 # --- issuers ----------------------------------------------------------------------------------
@@ -197,3 +214,14 @@ def test_schemas_dns01_issuers_and_values(prod_dns01: runner.Plan) -> None:
         assert schemas.validate_custom_resource(obj) == [], issuer.name
     values = plain(releases(prod_dns01)["cert-manager"].inputs["values"])
     assert schemas.validate_helm_values("cert-manager", values) == []
+
+
+@pytest.mark.schemas
+@needs_schemas
+def test_schemas_cert_manager_values_with_and_without_ha() -> None:
+    for ha in (True, False):
+        assert schemas.validate_helm_values("cert-manager", tls.cert_manager_values(ha=ha)) == [], ha
+    # Not vacuous: the budget is a closed object in the schema.
+    values = tls.cert_manager_values(ha=True)
+    values["webhook"]["podDisruptionBudget"] = {"enabled": True, "minAvaliable": 1}
+    assert schemas.validate_helm_values("cert-manager", values)
