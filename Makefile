@@ -8,6 +8,7 @@
 #   make parity STACK=prod      every app's declared keys against the vault (before pulumi up)
 #   make gates STACK=prod GITOPS=../platform-gitops   render each app's PreSync parity gate
 #   make bench-apps             plan prod with 1, 10 and 100 generated apps
+#   make cost STACK=prod [ARGS=--json]   what the stack costs per month, min..max (make cost ARGS=--all: every stack)
 #   make urns [UPDATE=1]        compare (or refresh) the committed URN snapshots of every stack
 #   make config-reference       regenerate docs/configuration.md from the settings models
 #   make promote FROM=dev TO=prod GITOPS=../platform-gitops ARGS="--argocd-url URL --provider gitlab --url URL --project P"
@@ -21,7 +22,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference promote status
+.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference promote status cost
 
 # First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -74,6 +75,7 @@ format: setup
 
 bench: setup
 	$(PY) scripts/benchmark.py
+	$(PY) scripts/bench_cost.py
 
 # Needs SCW_SECRET_KEY (SecretManagerReadOnly) or, with 1Password, op + OP_SERVICE_ACCOUNT_TOKEN.
 parity: setup
@@ -96,6 +98,11 @@ status: setup
 
 bench-apps: setup
 	$(PY) scripts/bench_apps.py
+
+# List prices excluding VAT, from the plan and scw_platform/data/scaleway.yaml (docs/cost.md); exit 2
+# when a line has no price or the maximum exceeds platform:budget. ARGS=--all prices every stack.
+cost: setup
+	$(PY) -m offline.cost $(if $(filter --all,$(ARGS)),,$(STACK)) $(ARGS)
 
 # The committed URN snapshots (tests/urns): compare, or refresh after a deliberate rename.
 urns: setup

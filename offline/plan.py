@@ -4,7 +4,8 @@
     python -m offline.plan prod --out build   # also write build/prod/ (see offline.artifacts)
 
 No credentials, no Pulumi CLI, no network. A bad stack file prints the readable config error and
-exits 2; nothing is registered.
+exits 2; nothing is registered. A plan whose estimated maximum monthly cost exceeds
+``platform:budget`` exits 2 too, naming the budget and the top line items (``offline.cost``).
 """
 
 from __future__ import annotations
@@ -127,6 +128,20 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(render_counts(plan)))
     print("\nExports:")
     print("\n".join(render_exports(plan)))
+    # --- The budget gate (docs/cost.md): the plan's cost estimate against platform:budget.
+    from offline import cost
+
+    try:
+        verdict = cost.gate(plan, runner.read_stack_config(args.stack))
+    except pulumi.RunError as exc:  # an invalid catalogue or budget: every problem, no traceback
+        print(exc, file=sys.stderr)
+        return 2
+    print("\nBudget:")
+    print("\n".join(verdict.lines))
+    if verdict.failure is not None:
+        print(verdict.failure, file=sys.stderr)
+        return 2
+    # --- end of the budget gate.
     if args.out:
         from pathlib import Path
 

@@ -115,9 +115,14 @@ def stack_view(args: StackValidationArgs) -> rules.StackView:
         )
         for r in args.resources
     )
-    configured = (args.get_config() or {}).get("role")
+    config = args.get_config() or {}
+    configured = config.get("role")
     role = configured if configured in rules.ROLES else rules.role_from_tags(resources)
-    return rules.StackView(resources=resources, role=role, capabilities=CROSSGUARD_CAPABILITIES)
+    # A policy pack sees no stack configuration: the budget comes from the policy config.
+    budget = plain(config["budget"]) if isinstance(config.get("budget"), Mapping) else None
+    return rules.StackView(
+        resources=resources, role=role, capabilities=CROSSGUARD_CAPABILITIES, budget=budget
+    )
 
 
 def resource_policy(rule: rules.Rule) -> ResourceValidationPolicy:
@@ -148,6 +153,11 @@ def stack_policy(rule: rules.Rule) -> StackValidationPolicy:
         stack = stack_view(args)
         if not rule.enforced_for(stack):
             args.not_applicable(f"enforced only for role(s) {', '.join(sorted(rule.roles or ()))}")
+        if "budget" in rule.config and stack.budget is None:
+            args.not_applicable(
+                "no budget in the policy config (budget.monthlyEur); `make plan` checks the stack "
+                "file's platform:budget offline"
+            )
         for violation in rule.evaluate(stack):
             report_violation(violation.text(), violation.urn)
 
@@ -156,8 +166,14 @@ def stack_policy(rule: rules.Rule) -> StackValidationPolicy:
         description=rule.description,
         validate=validate,
         enforcement_level=EnforcementLevel.MANDATORY,
-        config_schema=_ROLE_CONFIG if rule.roles is not None else None,
+        config_schema=_config_schema(rule),
     )
+
+
+def _config_schema(rule: rules.Rule) -> PolicyConfigSchema | None:
+    """The role (for rules enforced per role) and whatever else the rule reads from the config."""
+    properties = {**(_ROLE_CONFIG.properties if rule.roles is not None else {}), **rule.config}
+    return PolicyConfigSchema(properties=properties) if properties else None
 
 
 def policies() -> list[Policy]:

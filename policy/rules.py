@@ -119,6 +119,9 @@ class StackView:
     role: str | None = None
     #: What the caller can see (see module docstring): offline sees everything.
     capabilities: frozenset[str] = ALL_CAPABILITIES
+    #: The stack's platform:budget map (monthlyEur, usage), when the caller knows it: the
+    #: stack-budget rule (policy/budget.py) checks the cost estimate against it.
+    budget: Mapping[str, Any] | None = None
 
     @property
     def effective_role(self) -> str:
@@ -157,6 +160,8 @@ class Rule:
     roles: frozenset[str] | None = None
     #: Capabilities the rule needs (see module docstring).
     needs: frozenset[str] = frozenset()
+    #: The CrossGuard policy config the rule reads beyond the role (JSON schema properties).
+    config: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def is_stack_rule(self) -> bool:
@@ -721,6 +726,10 @@ _NOT_DEVELOPMENT = frozenset({"production", "tooling"})
 _WORKLOAD = frozenset({"production", "development"})
 _PRODUCTION = frozenset({"production"})
 
+# --- The stack-budget rule lives in its own module (it prices the stack from the catalogue); it
+# builds on the views above, so it is imported here, after them.
+from policy.budget import STACK_BUDGET  # noqa: E402
+
 RULES: tuple[Rule, ...] = (
     Rule(
         "rdb-private-endpoint-only",
@@ -896,6 +905,7 @@ RULES: tuple[Rule, ...] = (
         lambda r: False,
         stack_check=_unique_objects,
     ),
+    STACK_BUDGET,
 )
 
 RULES_BY_NAME = {rule.name: rule for rule in RULES}
@@ -905,11 +915,13 @@ def evaluate(stack: StackView, rules: Iterable[Rule] = RULES) -> list[Violation]
     return sorted(v for rule in rules for v in rule.evaluate(stack))
 
 
-def inventory_view(inventory: Mapping[str, Any], role: str | None = None) -> StackView:
+def inventory_view(
+    inventory: Mapping[str, Any], role: str | None = None, budget: Mapping[str, Any] | None = None
+) -> StackView:
     """A :class:`StackView` of a plan's ``inventory.json`` (see ``offline.artifacts``).
 
     The role comes from the caller (the stack file), else the stack's ``role`` export, else the
-    ``role=`` tags on its Scaleway resources.
+    ``role=`` tags on its Scaleway resources. ``budget`` is the stack file's ``platform:budget``.
     """
     resources = tuple(
         ResourceView(
@@ -927,4 +939,4 @@ def inventory_view(inventory: Mapping[str, Any], role: str | None = None) -> Sta
     )
     exported = (inventory.get("exports") or {}).get("role")
     role = role or (exported if exported in ROLES else None) or role_from_tags(resources)
-    return StackView(resources=resources, role=role, capabilities=ALL_CAPABILITIES)
+    return StackView(resources=resources, role=role, capabilities=ALL_CAPABILITIES, budget=budget)

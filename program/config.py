@@ -289,6 +289,7 @@ def _typed(
         "vault": parsed.get("secrets") or VaultSettings(),
         "secrets": secrets,
         "environments": environments,
+        "budget": parsed.get("budget"),
     }
     front_door = (
         FrontDoorConfig(ingress=parsed["ingress"], tls=parsed["tls"], dns=parsed.get("dns"))

@@ -21,6 +21,7 @@ from program import environments as env_list
 from program.environments import Environments
 from scw_platform.apps import AppSettings
 from scw_platform.backup import RestoreCheckSettings
+from scw_platform.budget import BudgetSettings
 from scw_platform.ci import CiSettings
 from scw_platform.cluster import ClusterSettings
 from scw_platform.database import DatabaseSettings
@@ -62,6 +63,9 @@ PLATFORM_KEYS: dict[str, Any] = {
     "secrets": VaultSettings,
     "operations": Operations,
     "ci": CiSettings,
+    # The stack's monthly budget; the offline plan and the policy pack check the estimate against
+    # it (docs/cost.md).
+    "budget": BudgetSettings,
 }
 
 #: Deploy-time secrets, set with `pulumi config set --secret platform:<key>`. They are read with
@@ -122,6 +126,8 @@ class StackConfig:
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     #: Every environment (environments.yaml), this one included.
     environments: Environments = field(default_factory=env_list.load_file)
+    #: platform:budget: the stack's monthly budget (checked offline against the plan's estimate).
+    budget: BudgetSettings | None = None
     #: Stateful and address-bearing resources are protected everywhere but development.
     protect_stateful: ClassVar[bool] = True
 

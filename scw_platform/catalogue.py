@@ -16,8 +16,15 @@ Config validation asks::
         raise ValueError(f"unknown node type 'DEV1-XXL' ({catalogue.hint('kapsuleNodeTypes')})")
 
 Lookups ignore case (the Scaleway APIs themselves list database and load-balancer types in lower
-case); ``entry.name`` is the catalogue's spelling. Each entry may carry a ``prices`` block
-(:class:`Price`, monthly EUR excluding VAT, with its own source and date); none is recorded yet.
+case); ``entry.name`` is the catalogue's spelling.
+
+Prices: every entry carries either a ``prices`` block (:class:`Price`: a list price in EUR
+excluding VAT, per month, per hour or per day, or explicitly free, with its own source, date and
+publisher) or an ``unpriced`` text saying why no figure is recorded. A gap is stated, never filled:
+an estimate that needs a missing price fails for that line (``scw_platform.budget``). Hourly prices
+become monthly at :data:`HOURS_PER_MONTH` hours, daily ones at ``HOURS_PER_MONTH / 24`` days. What
+one unit is depends on the section (:data:`UNITS`): a node, a cluster, a GB of provisioned volume,
+or, for ``services``, the price's own ``unit``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
@@ -39,6 +47,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -47,10 +56,38 @@ from scw_platform.contract import ProblemsError
 #: The catalogue the library ships (package data, so ``pip install .`` carries it).
 DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "scaleway.yaml"
 
-SectionName = Literal["kapsuleNodeTypes", "rdbNodeTypes", "loadBalancerTypes", "publicGatewayTypes"]
+SectionName = Literal[
+    "kapsuleNodeTypes",
+    "kapsuleControlPlanes",
+    "blockVolumeTypes",
+    "rdbNodeTypes",
+    "loadBalancerTypes",
+    "publicGatewayTypes",
+    "services",
+]
 SECTIONS: tuple[SectionName, ...] = get_args(SectionName)
 
-_SECTION_KEYS = frozenset({"source", "checked", "membership", "notes", "entries"})
+#: What one priced unit of each section is ("services" entries state their own ``prices.unit``).
+UNITS: dict[SectionName, str] = {
+    "kapsuleNodeTypes": "node",
+    "kapsuleControlPlanes": "cluster",
+    "blockVolumeTypes": "GB",
+    "rdbNodeTypes": "node",
+    "loadBalancerTypes": "load balancer",
+    "publicGatewayTypes": "gateway",
+}
+
+#: The conversion the catalogue states for hourly list prices (Scaleway's own monthly figures for
+#: Instances are exactly hourly x 730: e.g. DEV1-M 0.020196/h and 14.74308/month in the recorded
+#: Instance API listing).
+HOURS_PER_MONTH = Decimal(730)
+DAYS_PER_MONTH = HOURS_PER_MONTH / 24
+
+#: Section keys: provenance defaults for the entries, defaults for their price blocks, and the
+#: reason shared by entries that have no price.
+_SECTION_KEYS = frozenset(
+    {"source", "checked", "membership", "notes", "entries", "priceDefaults", "unpriced"}
+)
 _TOP_LEVEL_KEYS = frozenset({"retrieved", *SECTIONS})
 
 
@@ -82,7 +119,8 @@ def _https_url(value: str) -> str:
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 HttpsUrl = Annotated[str, Field(strict=True), AfterValidator(_https_url)]
-TypeName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*$")]
+# Underscores: volume types are spelt as the APIs spell them (sbs_5k).
+TypeName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 Text = Annotated[str, StringConstraints(strict=True, min_length=1)]
 Count = Annotated[int, Field(strict=True, gt=0)]
 Size = Annotated[int, Field(strict=True, ge=0)]
@@ -94,13 +132,51 @@ class _Model(BaseModel):
 
 
 class Price(_Model):
-    """A monthly list price in EUR excluding VAT, with the page and date it was read from."""
+    """A list price in EUR excluding VAT, with the page and date it was read from.
 
-    monthly_eur: Quantity
+    Exactly one of ``monthlyEur``, ``hourlyEur`` (x :data:`HOURS_PER_MONTH`), ``dailyEur`` (x
+    :data:`DAYS_PER_MONTH`) or ``free: true``. A zero amount is refused: free is said, so that a
+    typo cannot make something free. ``publisher`` says whose record the figure is: Scaleway's own
+    (its docs or its API) or a third party's record of Scaleway's figure.
+    """
+
+    monthly_eur: Quantity | None = None
+    hourly_eur: Quantity | None = None
+    daily_eur: Quantity | None = None
+    free: Literal[True] | None = None
+    #: What one unit is, for "services" entries (e.g. "GB-month", "million samples").
+    unit: Text | None = None
+    publisher: Literal["scaleway", "third-party"]
     source: HttpsUrl
     checked: IsoDate
     region: Text | None = None
     notes: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> Price:
+        given = [
+            k for k in ("monthly_eur", "hourly_eur", "daily_eur", "free") if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError("needs exactly one of monthlyEur, hourlyEur, dailyEur or free: true")
+        return self
+
+    @property
+    def monthly(self) -> Decimal:
+        """The monthly list price of one unit, in EUR (0 when free)."""
+        if self.monthly_eur is not None:
+            return _decimal(self.monthly_eur)
+        if self.hourly_eur is not None:
+            return _decimal(self.hourly_eur) * HOURS_PER_MONTH
+        if self.daily_eur is not None:
+            return _decimal(self.daily_eur) * DAYS_PER_MONTH
+        return Decimal(0)
+
+
+def _decimal(value: float) -> Decimal:
+    # repr() of a float parsed from YAML is its shortest round-trip text: "0.000177", not the
+    # binary expansion, so Decimal arithmetic starts from the figure the file states.
+    return Decimal(repr(value))
 
 
 class Membership(_Model):
@@ -112,7 +188,8 @@ class Membership(_Model):
 
 
 class Entry(_Model):
-    """Fields every catalogue entry has: its name, its provenance and an optional price."""
+    """Fields every catalogue entry has: its name, its provenance, and its price or why it has
+    none."""
 
     name: TypeName
     family: TypeName | None = None
@@ -120,6 +197,20 @@ class Entry(_Model):
     checked: IsoDate
     notes: Text | None = None
     prices: Price | None = None
+    #: Why no price is recorded (no stored public page states one): the gap, said.
+    unpriced: Text | None = None
+
+    @model_validator(mode="after")
+    def _price_or_reason(self) -> Entry:
+        if (self.prices is None) == (self.unpriced is None):
+            raise ValueError(
+                "needs either prices (with their source and date) or unpriced: <why no public "
+                "figure is recorded>, not both"
+                if self.prices is not None
+                else "needs prices (with their source and date) or unpriced: <why no public figure "
+                "is recorded>"
+            )
+        return self
 
 
 class NodeType(Entry):
@@ -158,11 +249,39 @@ class PublicGatewayType(Entry):
     bandwidth_mbps: Count | None = None
 
 
+class ControlPlaneType(Entry):
+    """A Kapsule control plane offer (the cluster's ``type``: mutualized or dedicated)."""
+
+    memory_gb: Count | None = Field(default=None, alias="memoryGB")
+
+
+class BlockVolumeType(Entry):
+    """A volume type a Kapsule pool's root volume can be (priced per provisioned GB)."""
+
+    iops: Count | None = None
+
+
+class Service(Entry):
+    """A unit-priced service: its price states the unit (a GB-month, a million samples, ...)."""
+
+    #: Days of retention included free, for retention prices (Cockpit).
+    free_retention_days: Size | None = None
+
+    @model_validator(mode="after")
+    def _unit(self) -> Service:
+        if self.prices is not None and self.prices.unit is None:
+            raise ValueError("prices.unit: a service's price must say what one unit is")
+        return self
+
+
 _ENTRY_MODELS: dict[SectionName, type[Entry]] = {
     "kapsuleNodeTypes": NodeType,
+    "kapsuleControlPlanes": ControlPlaneType,
+    "blockVolumeTypes": BlockVolumeType,
     "rdbNodeTypes": DatabaseNodeType,
     "loadBalancerTypes": LoadBalancerType,
     "publicGatewayTypes": PublicGatewayType,
+    "services": Service,
 }
 
 E = TypeVar("E", bound=Entry)
@@ -179,17 +298,23 @@ class Catalogue:
 
     retrieved: date
     kapsule_node_types: tuple[NodeType, ...]
+    kapsule_control_planes: tuple[ControlPlaneType, ...]
+    block_volume_types: tuple[BlockVolumeType, ...]
     rdb_node_types: tuple[DatabaseNodeType, ...]
     load_balancer_types: tuple[LoadBalancerType, ...]
     public_gateway_types: tuple[PublicGatewayType, ...]
+    services: tuple[Service, ...]
 
     def section(self, section: SectionName) -> tuple[Entry, ...]:
         """The entries of a section, by its YAML name (``"kapsuleNodeTypes"``, ...)."""
         sections: dict[str, tuple[Entry, ...]] = {
             "kapsuleNodeTypes": self.kapsule_node_types,
+            "kapsuleControlPlanes": self.kapsule_control_planes,
+            "blockVolumeTypes": self.block_volume_types,
             "rdbNodeTypes": self.rdb_node_types,
             "loadBalancerTypes": self.load_balancer_types,
             "publicGatewayTypes": self.public_gateway_types,
+            "services": self.services,
         }
         if section not in sections:
             raise ValueError(f"unknown catalogue section {section!r} (sections: {', '.join(SECTIONS)})")
@@ -210,6 +335,15 @@ class Catalogue:
 
     def public_gateway_type(self, name: str) -> PublicGatewayType | None:
         return _find(self.public_gateway_types, name)
+
+    def control_plane(self, name: str) -> ControlPlaneType | None:
+        return _find(self.kapsule_control_planes, name)
+
+    def block_volume_type(self, name: str) -> BlockVolumeType | None:
+        return _find(self.block_volume_types, name)
+
+    def service(self, name: str) -> Service | None:
+        return _find(self.services, name)
 
     def names(self, section: SectionName) -> list[str]:
         """Every entry name of a section, in file order."""
@@ -260,9 +394,12 @@ def _parse(path: Path) -> Catalogue:
     return Catalogue(
         retrieved=retrieved,
         kapsule_node_types=_only(NodeType, sections["kapsuleNodeTypes"]),
+        kapsule_control_planes=_only(ControlPlaneType, sections["kapsuleControlPlanes"]),
+        block_volume_types=_only(BlockVolumeType, sections["blockVolumeTypes"]),
         rdb_node_types=_only(DatabaseNodeType, sections["rdbNodeTypes"]),
         load_balancer_types=_only(LoadBalancerType, sections["loadBalancerTypes"]),
         public_gateway_types=_only(PublicGatewayType, sections["publicGatewayTypes"]),
+        services=_only(Service, sections["services"]),
     )
 
 
@@ -296,7 +433,22 @@ def _section(name: SectionName, raw: object, retrieved: date | None, problems: l
         problems.append(f"{name}: 'entries' must be a non-empty list")
         return []
     defaults = {key: raw[key] for key in ("source", "checked") if key in raw}
-    entries = [_entry(name, index, item, defaults, problems) for index, item in enumerate(items)]
+    price_defaults = raw.get("priceDefaults") or {}
+    if not isinstance(price_defaults, dict):
+        problems.append(f"{name}: priceDefaults: must be a mapping (source, checked, publisher, ...)")
+        price_defaults = {}
+    entries = [
+        _entry(
+            name,
+            index,
+            item,
+            defaults=defaults,
+            price_defaults=price_defaults,
+            unpriced=raw.get("unpriced"),
+            problems=problems,
+        )
+        for index, item in enumerate(items)
+    ]
     valid = [entry for entry in entries if entry is not None]
     problems.extend(_duplicates(name, valid))
     problems.extend(_after_retrieved(name, valid, retrieved))
@@ -304,14 +456,27 @@ def _section(name: SectionName, raw: object, retrieved: date | None, problems: l
 
 
 def _entry(
-    section: SectionName, index: int, item: object, defaults: Mapping[str, Any], problems: list[str]
+    section: SectionName,
+    index: int,
+    item: object,
+    *,
+    defaults: Mapping[str, Any],
+    price_defaults: Mapping[str, Any],
+    unpriced: object,
+    problems: list[str],
 ) -> Entry | None:
     label = item.get("name") if isinstance(item, dict) else None
     where = f"{section}: entry {label!r}" if isinstance(label, str) else f"{section}: entry #{index + 1}"
     if not isinstance(item, dict):
         problems.append(f"{where}: must be a mapping")
         return None
-    entry = _validate(_ENTRY_MODELS[section], {**defaults, **item}, where, problems)
+    data = {**defaults, **item}
+    if isinstance(data.get("prices"), dict):
+        data["prices"] = {**price_defaults, **data["prices"]}
+    elif "prices" not in data and unpriced is not None and "unpriced" not in data:
+        # The section's reason applies to the entries that record no price of their own.
+        data["unpriced"] = unpriced
+    entry = _validate(_ENTRY_MODELS[section], data, where, problems)
     return entry if isinstance(entry, Entry) else None
 
 
@@ -332,7 +497,14 @@ def _describe(where: str, error: Mapping[str, Any]) -> str:
             f"{where}: no {field} (every fact needs its public https source and the date it was "
             "checked, on the entry or as the section default)"
         )
-    return f"{where}: {field}: {error['msg']}"
+    if error["type"] == "missing" and field in ("prices.source", "prices.checked"):
+        return (
+            f"{where}: no {field} (every price needs its public https source and the date it was "
+            "read, on the price or as the section's priceDefaults)"
+        )
+    if not field:  # a model-level rule (price or reason; one amount): the message says it all
+        return f"{where}: {error['msg'].removeprefix('Value error, ')}"
+    return f"{where}: {field}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _duplicates(section: SectionName, entries: Sequence[Entry]) -> list[str]:
@@ -384,6 +556,18 @@ def load_balancer_type(name: str) -> LoadBalancerType | None:
 
 def public_gateway_type(name: str) -> PublicGatewayType | None:
     return load().public_gateway_type(name)
+
+
+def control_plane(name: str) -> ControlPlaneType | None:
+    return load().control_plane(name)
+
+
+def block_volume_type(name: str) -> BlockVolumeType | None:
+    return load().block_volume_type(name)
+
+
+def service(name: str) -> Service | None:
+    return load().service(name)
 
 
 def find(section: SectionName, name: str) -> Entry | None:

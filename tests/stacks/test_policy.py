@@ -196,6 +196,13 @@ UPDATER = k8s(
 )
 
 Case = tuple[StackView, StackView]
+# stack-budget: 3..9 PRO2-M nodes, at most 2935.21 EUR/month (prices: scw_platform/data/scaleway.yaml).
+_APPS_POOL = res(
+    "scaleway:kubernetes/pool:Pool",
+    "apps",
+    {"nodeType": "PRO2-M", "autoscaling": True, "minSize": 3, "maxSize": 9, "publicIpDisabled": True},
+)
+
 CASES: dict[str, list[Case]] = {
     "rdb-private-endpoint-only": [
         (stack(rdb(loadBalancer={})), stack(rdb())),
@@ -516,6 +523,15 @@ CASES: dict[str, list[Case]] = {
             ),
         ),
     ],
+    # --- stack-budget (policy/budget.py; its own tests: tests/unit/test_cost.py) ---
+    "stack-budget": [
+        (
+            replace(stack(_APPS_POOL), budget={"monthlyEur": 1000}),
+            replace(stack(_APPS_POOL), budget={"monthlyEur": 3000}),
+        ),
+        (replace(stack(_APPS_POOL), budget={"monthlyEur": -5}), stack(_APPS_POOL)),
+    ],
+    # --- end of stack-budget.
 }
 
 
@@ -704,10 +720,15 @@ CROSSGUARD_BLIND = {
 @pytest.mark.parametrize("rule", sorted(set(CASES) - CROSSGUARD_BLIND))
 def test_crossguard_adapters_agree_with_the_offline_rules(rule: str) -> None:
     for bad, good in CASES[rule]:
-        found, reason = run_policy(rule, bad, {"role": bad.role})
+        # The budget reaches CrossGuard as the policy config (policy/budget.py).
+        found, reason = run_policy(
+            rule, bad, {"role": bad.role, **({"budget": bad.budget} if bad.budget else {})}
+        )
         assert reason is None, reason
         assert found, f"{rule}: CrossGuard passed the bad case"
-        found_good, _ = run_policy(rule, good, {"role": good.role})
+        found_good, _ = run_policy(
+            rule, good, {"role": good.role, **({"budget": good.budget} if good.budget else {})}
+        )
         assert found_good == [], f"{rule}: CrossGuard failed the good case: {found_good}"
 
 

@@ -1,11 +1,13 @@
-"""The Scaleway catalogue: committed facts are sourced and dated, the stack files only use
-catalogued types, and a broken catalogue is refused with every problem named."""
+"""The Scaleway catalogue: committed facts and prices are sourced and dated, every entry states its
+price or why it has none, the stack files only use catalogued types, and a broken catalogue is
+refused with every problem named."""
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -57,7 +59,16 @@ def test_every_entry_has_an_https_source_and_a_checked_date(committed: Catalogue
         assert entry.checked <= committed.retrieved, where
         if entry.prices is not None:
             assert urlsplit(entry.prices.source).scheme == "https", where
+            assert type(entry.prices.checked) is date, where
             assert entry.prices.checked <= committed.retrieved, where
+            assert entry.prices.publisher in ("scaleway", "third-party"), where
+
+
+def test_every_entry_states_its_price_or_why_it_has_none(committed: Catalogue) -> None:
+    for section, entry in _entries(committed):
+        assert (entry.prices is None) != (entry.unpriced is None), f"{section}/{entry.name}"
+        if entry.unpriced is not None:
+            assert "No stored public page" in entry.unpriced, f"{section}/{entry.name}"
 
 
 def test_checked_dates_are_iso_dates_in_the_file() -> None:
@@ -66,7 +77,10 @@ def test_checked_dates_are_iso_dates_in_the_file() -> None:
     raw = yaml.safe_load(COMMITTED.read_text(encoding="utf-8"))
     assert type(raw["retrieved"]) is date
     for section in SECTIONS:
-        dates = [raw[section].get("checked")] + [item.get("checked") for item in raw[section]["entries"]]
+        items = raw[section]["entries"]
+        dates = [raw[section].get("checked"), (raw[section].get("priceDefaults") or {}).get("checked")]
+        dates += [item.get("checked") for item in items]
+        dates += [(item.get("prices") or {}).get("checked") for item in items]
         for value in (v for v in dates if v is not None):
             assert type(value) is date and not isinstance(value, datetime), (section, value)
 
@@ -77,8 +91,11 @@ def _stack_usages() -> list[tuple[str, str, str]]:
     for path in sorted(REPO.glob("Pulumi.*.yaml")):
         config = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
         cluster = config.get("platform:cluster") or {}
+        if cluster:
+            usages.append((path.name, "kapsuleControlPlanes", cluster.get("type", "kapsule")))
         for pool in cluster.get("pools") or []:
             usages.append((path.name, "kapsuleNodeTypes", pool["nodeType"]))
+            usages.append((path.name, "blockVolumeTypes", pool.get("rootVolumeType", "sbs_15k")))
         for key, section, field in (
             ("platform:database", "rdbNodeTypes", "nodeType"),
             ("platform:ingress", "loadBalancerTypes", "loadBalancerType"),
@@ -96,6 +113,8 @@ def test_the_types_the_stack_files_use_are_catalogued(committed: Catalogue) -> N
     assert any(section == "kapsuleNodeTypes" for _, section, _ in usages), usages
     lookups: dict[str, Callable[[str], Entry | None]] = {
         "kapsuleNodeTypes": committed.kapsule_node_type,
+        "kapsuleControlPlanes": committed.control_plane,
+        "blockVolumeTypes": committed.block_volume_type,
         "rdbNodeTypes": committed.rdb_node_type,
         "loadBalancerTypes": committed.load_balancer_type,
         "publicGatewayTypes": committed.public_gateway_type,
@@ -121,7 +140,58 @@ def test_unconfirmed_facts_are_absent_not_guessed(committed: Catalogue) -> None:
     assert all(db.max_connections is None for db in committed.rdb_node_types)
     lb_gp_m = committed.load_balancer_type("LB-GP-M")
     assert lb_gp_m is not None and lb_gp_m.bandwidth_mbps is None
-    assert all(entry.prices is None for _, entry in _entries(committed))
+    # No public figure was found for these: they say so instead of carrying a guess.
+    assert all(db.prices is None and db.unpriced for db in committed.rdb_node_types)
+    assert all(gw.prices is None and gw.unpriced for gw in committed.public_gateway_types)
+    for name in ("secret-manager-version", "rdb-backup-storage", "public-gateway-flexible-ipv4"):
+        service = committed.service(name)
+        assert service is not None and service.prices is None and service.unpriced, name
+
+
+def _monthly(cat: Catalogue, section: catalogue.SectionName, name: str) -> Decimal:
+    entry = cat.find(section, name)
+    assert entry is not None and entry.prices is not None, (section, name)
+    return entry.prices.monthly
+
+
+def test_committed_prices_are_the_figures_their_sources_state(committed: Catalogue) -> None:
+    # The Instance API listing's own monthly_price is hourly_price x 730: the catalogue keeps the
+    # hourly figure, and the conversion gives the listing's monthly figure back.
+    assert _monthly(committed, "kapsuleNodeTypes", "PRO2-M") == Decimal("326.1348")
+    assert _monthly(committed, "kapsuleNodeTypes", "PRO2-S") == Decimal("163.0674")
+    assert _monthly(committed, "kapsuleNodeTypes", "DEV1-M") == Decimal("14.74308")
+    assert all(node.prices is not None for node in committed.kapsule_node_types)
+    assert _monthly(committed, "kapsuleControlPlanes", "kapsule") == 0
+    control_plane = committed.control_plane("kapsule")
+    assert control_plane is not None and control_plane.prices is not None and control_plane.prices.free
+    # Object Storage's FAQ: "EUR 0.00002/GB/hour ~EUR 0.0146/GB/month".
+    assert _monthly(committed, "services", "object-storage-standard") == Decimal("0.0146")
+    assert _monthly(committed, "services", "registry-private-storage") == Decimal("0.027")
+    assert _monthly(committed, "services", "cockpit-custom-metrics") == Decimal("0.15")
+    assert _monthly(committed, "services", "cockpit-logs-retention").quantize(Decimal("1e-12")) == Decimal(
+        "0.060833333333"
+    )
+    logs = committed.service("cockpit-logs-retention")
+    assert logs is not None and logs.free_retention_days == 7
+
+
+def test_third_party_figures_say_so(committed: Catalogue) -> None:
+    """Where no Scaleway page gave the figure, the record used is marked and explained."""
+    third_party = [
+        f"{section}/{entry.name}"
+        for section, entry in _entries(committed)
+        if entry.prices is not None and entry.prices.publisher == "third-party"
+    ]
+    assert third_party == [
+        "kapsuleControlPlanes/kapsule-dedicated-4",
+        "blockVolumeTypes/sbs_15k",
+        "loadBalancerTypes/LB-S",
+        "loadBalancerTypes/LB-GP-M",
+        "services/lb-flexible-ipv4",
+    ]
+    for section, entry in _entries(committed):
+        if entry.prices is not None and entry.prices.publisher == "third-party":
+            assert entry.prices.notes and "OpenCost" in entry.prices.notes, f"{section}/{entry.name}"
 
 
 def test_families_and_names(committed: Catalogue) -> None:
@@ -158,20 +228,28 @@ def test_an_unknown_section_is_an_error(committed: Catalogue) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+UNPRICED = "No stored public page states it."
+
+
 def _valid() -> dict[str, Any]:
     provenance = {"source": SOURCE, "checked": date(2026, 6, 1)}
+    gap = {"unpriced": UNPRICED}
     return {
         "retrieved": date(2026, 12, 1),
         "kapsuleNodeTypes": {
             **provenance,
+            **gap,
             "entries": [
                 {"name": "PRO2-S", "family": "PRO2", "vcpus": 8, "memoryGiB": 32},
                 {"name": "PRO2-M", "family": "PRO2", "vcpus": 16, "memoryGiB": 64},
             ],
         },
-        "rdbNodeTypes": {"entries": [{"name": "DB-PRO2-XXS", "family": "DB-PRO2", **provenance}]},
-        "loadBalancerTypes": {"entries": [{"name": "LB-S", "bandwidthMbps": 200, **provenance}]},
-        "publicGatewayTypes": {"entries": [{"name": "VPC-GW-S", "bandwidthMbps": 100, **provenance}]},
+        "kapsuleControlPlanes": {"entries": [{"name": "kapsule", **provenance, **gap}]},
+        "blockVolumeTypes": {"entries": [{"name": "sbs_15k", **provenance, **gap}]},
+        "rdbNodeTypes": {"entries": [{"name": "DB-PRO2-XXS", "family": "DB-PRO2", **provenance, **gap}]},
+        "loadBalancerTypes": {"entries": [{"name": "LB-S", "bandwidthMbps": 200, **provenance, **gap}]},
+        "publicGatewayTypes": {"entries": [{"name": "VPC-GW-S", "bandwidthMbps": 100, **provenance, **gap}]},
+        "services": {"entries": [{"name": "object-storage-standard", **provenance, **gap}]},
     }
 
 
@@ -258,9 +336,7 @@ def test_a_source_must_be_a_public_https_url(write: Callable[[dict[str, Any]], P
     document = _valid()
     document["loadBalancerTypes"]["entries"][0]["source"] = "http://example.org/lb"
     problems = _problems(write(document))
-    assert problems == (
-        "loadBalancerTypes: entry 'LB-S': source: Value error, must be a public https:// URL",
-    )
+    assert problems == ("loadBalancerTypes: entry 'LB-S': source: must be a public https:// URL",)
 
 
 def test_a_fact_checked_after_the_catalogue_was_retrieved_is_refused(
@@ -308,17 +384,20 @@ def test_an_unreadable_file_is_a_catalogue_error(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The price extension: a later change adds prices to the same entries, data only
+# Prices: sourced, dated, one amount each, and every gap said
 # --------------------------------------------------------------------------------------------
 
 
-def _priced(monthly_eur: object) -> dict[str, Any]:
+def _priced(monthly_eur: object, **changes: Any) -> dict[str, Any]:
     document = copy.deepcopy(_valid())
-    document["kapsuleNodeTypes"]["entries"][0]["prices"] = {
+    entry = document["kapsuleNodeTypes"]["entries"][0]
+    entry["prices"] = {
         "monthlyEur": monthly_eur,
+        "publisher": "scaleway",
         "source": "https://example.org/pricing",
         "checked": date(2026, 11, 30),
         "region": "fr-par",
+        **changes,
     }
     return document
 
@@ -327,6 +406,10 @@ def test_a_price_block_loads_on_an_existing_entry(write: Callable[[dict[str, Any
     node = catalogue.load(write(_priced(163.07))).kapsule_node_type("PRO2-S")
     assert node is not None and node.prices is not None
     assert (node.prices.monthly_eur, node.prices.region) == (163.07, "fr-par")
+    assert node.prices.monthly == Decimal("163.07")
+    # The section's reason stays with the entry that records no price of its own.
+    other = catalogue.load(write(_priced(163.07))).kapsule_node_type("PRO2-M")
+    assert other is not None and other.prices is None and other.unpriced == UNPRICED
 
 
 def test_a_price_must_be_positive_and_sourced(write: Callable[[dict[str, Any]], Path]) -> None:
@@ -334,6 +417,106 @@ def test_a_price_must_be_positive_and_sourced(write: Callable[[dict[str, Any]], 
     del document["kapsuleNodeTypes"]["entries"][0]["prices"]["source"]
     problems = _problems(write(document))
     assert sorted(problems) == [
+        "kapsuleNodeTypes: entry 'PRO2-S': no prices.source (every price needs its public https "
+        "source and the date it was read, on the price or as the section's priceDefaults)",
         "kapsuleNodeTypes: entry 'PRO2-S': prices.monthlyEur: Input should be greater than 0",
-        "kapsuleNodeTypes: entry 'PRO2-S': prices.source: Field required",
     ]
+
+
+def test_hourly_and_daily_prices_convert_at_730_hours(write: Callable[[dict[str, Any]], Path]) -> None:
+    hourly = catalogue.load(write(_priced(None, hourlyEur=0.44676))).kapsule_node_type("PRO2-S")
+    assert hourly is not None and hourly.prices is not None
+    assert hourly.prices.monthly == Decimal("326.1348")
+    daily = catalogue.load(write(_priced(None, dailyEur=0.002))).kapsule_node_type("PRO2-S")
+    assert daily is not None and daily.prices is not None
+    assert daily.prices.monthly.quantize(Decimal("1e-12")) == Decimal("0.060833333333")
+
+
+def test_a_price_has_exactly_one_amount(write: Callable[[dict[str, Any]], Path]) -> None:
+    both = _problems(write(_priced(10, hourlyEur=0.01)))
+    none = _problems(write(_priced(None)))
+    expected = (
+        "kapsuleNodeTypes: entry 'PRO2-S': prices: needs exactly one of monthlyEur, hourlyEur, "
+        "dailyEur or free: true"
+    )
+    assert both == (expected,) and none == (expected,)
+
+
+def test_free_is_said_not_a_zero(write: Callable[[dict[str, Any]], Path]) -> None:
+    node = catalogue.load(write(_priced(None, free=True))).kapsule_node_type("PRO2-S")
+    assert node is not None and node.prices is not None and node.prices.monthly == 0
+    assert _problems(write(_priced(None, free=False)))  # only `free: true` means free
+
+
+def test_a_price_names_its_publisher(write: Callable[[dict[str, Any]], Path]) -> None:
+    document = _priced(10)
+    del document["kapsuleNodeTypes"]["entries"][0]["prices"]["publisher"]
+    assert _problems(write(document)) == (
+        "kapsuleNodeTypes: entry 'PRO2-S': prices.publisher: Field required",
+    )
+    wrong = _problems(write(_priced(10, publisher="a blog")))
+    assert wrong[0].startswith("kapsuleNodeTypes: entry 'PRO2-S': prices.publisher: Input should be")
+
+
+def test_an_entry_without_price_or_reason_is_refused(write: Callable[[dict[str, Any]], Path]) -> None:
+    document = _valid()
+    del document["loadBalancerTypes"]["entries"][0]["unpriced"]
+    problems = _problems(write(document))
+    assert problems == (
+        "loadBalancerTypes: entry 'LB-S': needs prices (with their source and date) or unpriced: "
+        "<why no public figure is recorded>",
+    )
+
+
+def test_an_entry_with_both_a_price_and_a_reason_is_refused(write: Callable[[dict[str, Any]], Path]) -> None:
+    document = _priced(10)
+    document["kapsuleNodeTypes"]["entries"][0]["unpriced"] = UNPRICED
+    assert _problems(write(document)) == (
+        "kapsuleNodeTypes: entry 'PRO2-S': needs either prices (with their source and date) or "
+        "unpriced: <why no public figure is recorded>, not both",
+    )
+
+
+def test_price_defaults_fill_the_entries_prices(write: Callable[[dict[str, Any]], Path]) -> None:
+    document = _valid()
+    section = document["kapsuleNodeTypes"]
+    section["priceDefaults"] = {"publisher": "scaleway", "source": SOURCE, "checked": date(2026, 6, 2)}
+    section["entries"][0]["prices"] = {"hourlyEur": 0.22338}
+    node = catalogue.load(write(document)).kapsule_node_type("PRO2-S")
+    assert node is not None and node.prices is not None
+    assert (node.prices.source, node.prices.checked) == (SOURCE, date(2026, 6, 2))
+    # Without the defaults, the price would have no provenance: refused.
+    del section["priceDefaults"]
+    problems = _problems(write(document))
+    assert {p.split(": no ")[1].split(" ")[0] for p in problems if ": no " in p} == {
+        "prices.source",
+        "prices.checked",
+    }
+
+
+def test_a_service_price_says_its_unit(write: Callable[[dict[str, Any]], Path]) -> None:
+    document = _valid()
+    service = document["services"]["entries"][0]
+    del service["unpriced"]
+    service["prices"] = {
+        "hourlyEur": 0.00002,
+        "publisher": "scaleway",
+        "source": SOURCE,
+        "checked": date(2026, 6, 1),
+    }
+    assert _problems(write(document)) == (
+        "services: entry 'object-storage-standard': prices.unit: a service's price must say what one unit is",
+    )
+    service["prices"]["unit"] = "GB-month"
+    entry = catalogue.load(write(document)).service("object-storage-standard")
+    assert entry is not None and entry.prices is not None and entry.prices.monthly == Decimal("0.0146")
+
+
+def test_a_price_read_after_the_catalogue_was_retrieved_is_refused(
+    write: Callable[[dict[str, Any]], Path],
+) -> None:
+    problems = _problems(write(_priced(10, checked=date(2027, 1, 2))))
+    assert problems == (
+        "kapsuleNodeTypes: entry 'PRO2-S': prices.checked 2027-01-02 is after the catalogue's "
+        "retrieved date 2026-12-01",
+    )
