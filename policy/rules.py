@@ -479,7 +479,7 @@ def _without_default_deny(
         if not isinstance(name, str) or not name:
             yield (
                 namespace,
-                ("metadata.name", f"an {what} needs an explicit name to attach policies to"),
+                ("metadata.name", f"the {what} needs an explicit name to attach policies to"),
             )
         elif (namespace.provider, name) not in denied:
             yield (
@@ -503,6 +503,19 @@ def _is_ci_namespace(r: ResourceView) -> bool:
 
 def _ci_namespaces_default_deny(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
     yield from _without_default_deny(stack, _is_ci_namespace, "CI namespace")
+
+
+def _is_platform_namespace(r: ResourceView) -> bool:
+    """Every other Namespace the plan declares: the platform creates it to install into (Traefik,
+    cert-manager and its DNS-01 webhook, External Secrets, Argo CD, argocd-manager, monitoring, the
+    restore check and drill, the GitOps and runner-controller namespaces). Chosen by declaration,
+    not by label: the monitoring namespace deliberately lacks the platform-namespace label, and a
+    namespace must not leave the rule by losing one."""
+    return r.type == NAMESPACE and not _is_app_namespace(r) and not _is_ci_namespace(r)
+
+
+def _platform_namespaces_default_deny(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    yield from _without_default_deny(stack, _is_platform_namespace, "platform namespace")
 
 
 def _containers(r: ResourceView) -> Iterator[tuple[str, Any]]:
@@ -891,6 +904,13 @@ RULES: tuple[Rule, ...] = (
         "ingress and egress.",
         lambda r: False,
         stack_check=_ci_namespaces_default_deny,
+    ),
+    Rule(
+        "platform-namespace-default-deny",
+        "Every other namespace the plan declares (the platform's own: controllers, monitoring, jobs, "
+        "GitOps namespaces) has a default-deny NetworkPolicy for ingress and egress.",
+        lambda r: False,
+        stack_check=_platform_namespaces_default_deny,
     ),
     Rule(
         "ci-build-pods-ephemeral-storage-limited",

@@ -197,6 +197,14 @@ IMAGE_UPDATER_CHART_VERSION = "1.2.4"
 IMAGE_UPDATER_IMAGE_TAG = "v1.2.2"  # the chart's appVersion, pinned explicitly
 
 ARGOCD_NAMESPACE = "argocd"
+#: Container ports, the chart's defaults (argo-helm charts/argo-cd/values.yaml and its README's
+#: values table): ``server.containerPorts.server`` (plain HTTP behind the Gateway, server.insecure)
+#: and the application controller's ``controller.containerPorts.metrics``
+#: (labels.ARGOCD_CONTROLLER_METRICS_PORT, 8082).
+ARGOCD_SERVER_PORT = 8080
+#: Git's default ports by transport, for a repository URL that names none.
+GIT_HTTPS_PORT = 443
+GIT_SSH_PORT = 22
 ARGOCD_RELEASE = "argocd"
 ARGOCD_SERVER_SERVICE = "argocd-server"
 ROOT_PROJECT = "platform"
@@ -411,12 +419,72 @@ def _redis_ha(ha: bool) -> dict[str, object]:
     }
 
 
+def git_port(repo_url: str) -> int:
+    """The TCP port Argo CD and the image updater reach the repository on: the URL's own, else
+    the transport's default (HTTPS 443; SSH 22, also for the scp-like ``git@host:path``)."""
+    match = re.match(r"^(?P<scheme>https|ssh)://(?:[^@/\s]+@)?[^:/\s]+(?::(?P<port>\d+))?/", repo_url)
+    if match is None:
+        return GIT_SSH_PORT
+    if match["port"]:
+        return int(match["port"])
+    return GIT_HTTPS_PORT if match["scheme"] == "https" else GIT_SSH_PORT
+
+
+def argocd_policies(args: ArgoCdArgs) -> dict[str, Any]:
+    """The allows of Argo CD's namespace on top of its default deny (policy name -> spec).
+
+    * Inside the namespace, both ways: the server, the application and ApplicationSet controllers
+      and the notifications controller call the repo-server and Redis (or redis-ha's HAProxy and
+      sentinels); nothing outside may reach those.
+    * The server: from the Gateway's namespace on its HTTP port (the UI's HTTPRoute), with a
+      public hostname only.
+    * The application controller: scraped on its metrics port from the monitoring namespace.
+    * Out, every pod: DNS; the API servers on 6443 (this cluster's, and the registered workload
+      clusters' public ones, by port: see kube.api_server_egress_rule); public HTTPS (the Git host
+      over https, the registry rg.<region>.scw.cloud for the image updater, the OIDC issuer, the
+      notification services); the Git host's port when the repository is not on 443 (SSH).
+      Egress is namespace-wide: the chart's hooks and every component share the API and DNS paths,
+      and the public rule is the same address range whatever the component.
+
+    The chart's own NetworkPolicies stay off (``global.networkPolicy.create``, default false):
+    they open ingress only, per component, and do not know the Gateway's namespace.
+    """
+    port = git_port(args.repo_url)
+    public = [kube.public_https_egress_rule()]
+    if port != GIT_HTTPS_PORT:
+        public.append(kube.public_egress_rule(kube.tcp(port)))
+    policies: dict[str, Any] = {
+        "argocd-internal": kube.policy_spec(
+            ingress=[{"from": [{"podSelector": {}}]}], egress=[{"to": [{"podSelector": {}}]}]
+        ),
+        "argocd-controller-metrics": kube.policy_spec(
+            argocd_pods("application-controller"),
+            ingress=[
+                kube.from_namespace_rule(
+                    kube.MONITORING_NAMESPACE, kube.tcp(labels.ARGOCD_CONTROLLER_METRICS_PORT)
+                )
+            ],
+        ),
+        "argocd-egress": kube.policy_spec(
+            egress=[kube.dns_egress_rule(), kube.api_server_egress_rule(), *public]
+        ),
+    }
+    if args.gateway is not None and args.hostname is not None:
+        policies["argocd-server-gateway"] = kube.policy_spec(
+            argocd_pods("server"),
+            ingress=[kube.from_namespace_rule(args.gateway.namespace, kube.tcp(ARGOCD_SERVER_PORT))],
+        )
+    return policies
+
+
 def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
     """Helm values for the argo-cd chart (a pure function, so tests can inspect it)."""
     return {
         "global": {
             **({"domain": args.hostname} if args.hostname else {}),
             "image": {"tag": ARGOCD_IMAGE_TAG},
+            # The program writes the namespace's policies (argocd_policies).
+            "networkPolicy": {"create": False},
         },
         "configs": {
             # TLS terminates at the platform Gateway; the server speaks plain HTTP behind it. No SCM
@@ -634,8 +702,15 @@ class ArgoCd(pulumi.ComponentResource):
         # redis-ha runs a privileged-free but capability-adding haproxy; baseline is the strictest
         # level the Argo CD chart passes today. Restricted is still warned and audited.
         namespace = _namespace(ARGOCD_NAMESPACE, f"{name}-namespace", k8s_opts, enforce="baseline")
+        policies = kube.namespace_policies(
+            name,
+            namespace=ARGOCD_NAMESPACE,
+            allows=argocd_policies(args),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
+        # Everything in the namespace, both releases included, starts with its paths open.
         after_namespace = pulumi.ResourceOptions(
-            parent=self, provider=args.provider, depends_on=[namespace, *args.depends_on]
+            parent=self, provider=args.provider, depends_on=[namespace, *policies, *args.depends_on]
         )
         if args.notifications is not None:
             self._notifications_secret(name, args, namespace)
@@ -1035,6 +1110,10 @@ class ClusterRegistration(pulumi.ComponentResource):
         target = pulumi.ResourceOptions(parent=self, provider=args.provider)
         namespace = _namespace(MANAGER_NAMESPACE, f"{name}-namespace", target)
         in_namespace = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[namespace])
+        # No pod ever runs here (a service account and its token): the default deny alone.
+        kube.default_deny_policy(
+            f"{name}-default-deny", metadata={"namespace": MANAGER_NAMESPACE}, opts=in_namespace
+        )
         account = k8s.core.v1.ServiceAccount(
             f"{name}-account",
             metadata={"name": "argocd-manager", "namespace": MANAGER_NAMESPACE},

@@ -4,8 +4,10 @@ Gateway, cert-manager (``scw_platform.tls``) and DNS (``scw_platform.dns``).
 Order, each step explicit (``depends_on``) because nothing in the inputs implies it:
 
 1. Gateway API CRDs (standard channel, pinned release), applied from the upstream release bundle.
-2. Traefik and cert-manager Helm releases: Traefik's Gateway provider and cert-manager's
-   gateway-shim only watch Gateway API kinds whose CRDs exist when they start.
+2. Traefik and cert-manager Helm releases, each after its namespace's NetworkPolicies (a default
+   deny and the allows of ``traefik_policies`` and ``tls.cert_manager_policies``): Traefik's
+   Gateway provider and cert-manager's gateway-shim only watch Gateway API kinds whose CRDs exist
+   when they start.
 3. The GatewayClass, the platform Gateway and the ClusterIssuers.
 
 The public address is a flexible load-balancer IP reserved outside the cluster (``protect`` and
@@ -34,14 +36,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from scw_platform import helm, kube, labels
+from scw_platform import helm, kube, labels, tls
 from scw_platform.dns import DnsRecords, DnsRecordsArgs, resource_suffix
 from scw_platform.settings import (
     Hostname,
@@ -209,6 +211,8 @@ TRAEFIK_POD_LABELS = {
     "app.kubernetes.io/instance": f"{TRAEFIK_RELEASE}-{TRAEFIK_NAMESPACE}",
 }
 #: Traefik's entry-point ports; Gateway listeners bind to the entry point with the same port.
+#: They are the chart's defaults (traefik/values.yaml ``ports.web.port`` 8000, ``ports.websecure.port``
+#: 8443), set explicitly in _traefik_entry_points, so the NetworkPolicies name the same numbers.
 WEB_PORT = 8000
 WEBSECURE_PORT = 8443
 
@@ -326,6 +330,44 @@ def gateway_spec(hostnames: Sequence[Listener], *, with_http: bool = True) -> di
                 for listener in hostnames
             ),
         ],
+    }
+
+
+def traefik_policies(gateway: GatewayRef) -> dict[str, Any]:
+    """The allows of Traefik's namespace on top of its default deny (policy name -> spec).
+
+    * Traefik's pods: the load balancer delivers the public's requests to the web and websecure
+      container ports (from anywhere: the LB and the clients it forwards are outside the cluster);
+      the monitoring namespace scrapes the metrics entry point. Out: DNS, the API server (the
+      Gateway provider watches Gateway API objects, Services and Secrets), and the backends the
+      Gateway routes to: pods in app namespaces and in the platform's own (Argo CD's server), on
+      any port, since each route names its own Service port; the receiving namespace's policies
+      decide which of its ports take the Gateway's traffic. Plus the HTTP-01 solver pods next to
+      the Gateway.
+    * The solver pods: see tls.acme_solver_policy.
+    """
+    backends = [
+        {"namespaceSelector": {"matchLabels": {key: "true"}}}
+        for key in (labels.APP_NAMESPACE, labels.PLATFORM_NAMESPACE)
+    ]
+    return {
+        "traefik": kube.policy_spec(
+            TRAEFIK_POD_LABELS,
+            ingress=[
+                {"ports": kube.tcp(WEB_PORT, WEBSECURE_PORT)},
+                kube.from_namespace_rule(kube.MONITORING_NAMESPACE, kube.tcp(labels.TRAEFIK_METRICS_PORT)),
+            ],
+            egress=[
+                kube.dns_egress_rule(),
+                kube.api_server_egress_rule(),
+                {"to": backends},
+                {
+                    "to": [{"podSelector": {"matchLabels": dict(tls.ACME_SOLVER_POD_LABELS)}}],
+                    "ports": kube.tcp(tls.ACME_SOLVER_PORT),
+                },
+            ],
+        ),
+        "acme-http01-solver": tls.acme_solver_policy(gateway),
     }
 
 
@@ -596,6 +638,12 @@ class FrontDoor(pulumi.ComponentResource):
             metadata={"name": TRAEFIK_NAMESPACE, "labels": labels.platform_namespace()},
             opts=k8s_opts,
         )
+        policies = kube.namespace_policies(
+            name,
+            namespace=TRAEFIK_NAMESPACE,
+            allows=traefik_policies(self._gateway_ref()),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
         # helm.v3.Release, not helm.v4.Chart: one atomic Helm release that waits for the load
         # balancer and whose chart, version and values are recorded as inputs (validated offline).
         return helm.release(
@@ -610,9 +658,10 @@ class FrontDoor(pulumi.ComponentResource):
                 load_balancer_type=args.load_balancer_type,
             ),
             timeout=600,
-            # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts.
+            # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts; and it
+            # starts with its paths open (the release waits for the load balancer to serve).
             opts=pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, namespace])
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.gateway_api_crds, namespace, *policies])
             ),
         )
 
@@ -626,9 +675,7 @@ class FrontDoor(pulumi.ComponentResource):
             CertManagerArgs(
                 provider=args.provider,
                 acme_email=args.acme_email,
-                gateway=GatewayRef(
-                    name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, section_name=HTTP_LISTENER
-                ),
+                gateway=self._gateway_ref(),
                 namespace_labels=labels.platform_namespace(),
                 gateway_api_crds=self.gateway_api_crds,
                 ha=args.replicas >= 2,
@@ -642,6 +689,17 @@ class FrontDoor(pulumi.ComponentResource):
                 tags=args.tags,
             ),
             opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    @staticmethod
+    def _gateway_ref() -> GatewayRef:
+        """The platform Gateway as cert-manager sees it: its HTTP listener and Traefik's pods."""
+        return GatewayRef(
+            name=GATEWAY_NAME,
+            namespace=GATEWAY_NAMESPACE,
+            section_name=HTTP_LISTENER,
+            pods=TRAEFIK_POD_LABELS,
+            http_port=WEB_PORT,
         )
 
     def _gateways(

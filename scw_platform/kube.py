@@ -1,8 +1,9 @@
 """Kubernetes building blocks the components share, defined once.
 
-Every namespace the platform runs workloads in (apps, the restore check, monitoring) starts from the
-same default deny and opens the same few paths (cluster DNS, public HTTPS); every private image is
-pulled with the same kind of Secret. One definition keeps a fix to any of them from reaching only
+Every namespace the platform runs workloads in (apps, the controllers' namespaces, the restore
+check, monitoring) starts from the same default deny and opens the same few paths (cluster DNS, the
+API server, public HTTPS, a webhook's port, scrapes from monitoring); every private image is pulled
+with the same kind of Secret. One definition keeps a fix to any of them from reaching only
 some namespaces.
 """
 
@@ -130,6 +131,98 @@ def public_https_egress_rule() -> dict[str, Any]:
         "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}],
         "ports": [{"protocol": "TCP", "port": 443}],
     }
+
+
+#: Where the metrics agent runs (observability.MONITORING_NAMESPACE; a test keeps the two equal,
+#: the components cannot import observability without a cycle): every platform namespace admits
+#: its scrapes from there, on its metrics port only.
+MONITORING_NAMESPACE = "monitoring"
+
+#: Kapsule's API server port (``https://<cluster-id>.api.k8s.<region>.scw.cloud:6443``), also the
+#: endpoint behind ``kubernetes.default.svc`` (observability's and CI's policies use the same).
+KUBERNETES_API_PORT = 6443
+
+
+def tcp(*ports: int) -> list[dict[str, Any]]:
+    """NetworkPolicy ``ports`` entries for TCP ``ports``."""
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
+def api_server_egress_rule() -> dict[str, Any]:
+    """Egress to the Kubernetes API by port only. Kapsule's API server lives outside the cluster,
+    carries no pod labels, and Cilium gives it an identity ``ipBlock`` rules have been reported not
+    to match (observability.monitoring_policy_spec explains and cites it): a rule naming its address
+    could silently cut a controller off the API, a rule without peers cannot. The same rule covers
+    another cluster's public API server on 6443 (Argo CD's registered clusters)."""
+    return {"ports": tcp(KUBERNETES_API_PORT)}
+
+
+def webhook_ingress_rule(port: int) -> dict[str, Any]:
+    """Ingress on an admission or API webhook's container port from any source. The caller is the
+    API server, outside the cluster and selectable by neither pod nor namespace selector (and not
+    reliably by ipBlock, see :func:`api_server_egress_rule`); the webhook's TLS client and the API
+    server's own authentication are what stand behind the open port."""
+    return {"ports": tcp(port)}
+
+
+def from_namespace_rule(
+    namespace: str, ports: list[dict[str, Any]], pods: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Ingress from the pods of one namespace (all of them, or those matching ``pods``) on ``ports``."""
+    peer: dict[str, Any] = {"namespaceSelector": namespace_selector(namespace)}
+    if pods is not None:
+        peer["podSelector"] = {"matchLabels": dict(pods)}
+    return {"from": [peer], "ports": ports}
+
+
+def public_egress_rule(ports: list[dict[str, Any]]) -> dict[str, Any]:
+    """Egress to public addresses (every range :data:`NOT_PUBLIC` names stays denied) on ``ports``:
+    :func:`public_https_egress_rule` for ports other than 443 (SSH to a Git host, a DNS-01 check)."""
+    return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(NOT_PUBLIC)}}], "ports": ports}
+
+
+def policy_spec(
+    pods: Mapping[str, str] | None = None,
+    *,
+    ingress: list[dict[str, Any]] | None = None,
+    egress: list[dict[str, Any]] | None = None,
+) -> Any:
+    """An allow policy for the pods matching ``pods`` (every pod of the namespace when None): the
+    policy types are those it has rules for, so an allow never adds a deny the default deny does
+    not already hold."""
+    spec: dict[str, Any] = {"podSelector": {"matchLabels": dict(pods)} if pods else {}}
+    spec["policyTypes"] = [kind for kind, rules in (("Ingress", ingress), ("Egress", egress)) if rules]
+    if ingress:
+        spec["ingress"] = ingress
+    if egress:
+        spec["egress"] = egress
+    return spec
+
+
+def namespace_policies(
+    resource_prefix: str,
+    *,
+    namespace: str,
+    allows: Mapping[str, Any],
+    opts: pulumi.ResourceOptions,
+) -> list[k8s.networking.v1.NetworkPolicy]:
+    """A namespace's fence: its ``default-deny`` and one NetworkPolicy per entry of ``allows``
+    (policy name -> spec, resource ``<prefix>-netpol-<name>``). Returns all of them, for the
+    namespace's releases to depend on: they start with their paths open, and on destroy they go
+    while those paths still exist."""
+    metadata: Any = {"namespace": namespace}
+    return [
+        default_deny_policy(f"{resource_prefix}-default-deny", metadata=metadata, opts=opts),
+        *(
+            k8s.networking.v1.NetworkPolicy(
+                f"{resource_prefix}-netpol-{policy}",
+                metadata={"name": policy, "namespace": namespace},
+                spec=spec,
+                opts=opts,
+            )
+            for policy, spec in allows.items()
+        ),
+    ]
 
 
 def docker_config_json(host: str, password: str) -> str:

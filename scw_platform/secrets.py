@@ -37,7 +37,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from scw_platform import helm, labels
+from scw_platform import helm, kube, labels
 from scw_platform.controller_values import replicated_controllers
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
@@ -108,6 +108,10 @@ STORE_NAMES = {"scaleway": SCALEWAY_STORE, "onepassword": ONEPASSWORD_STORE}
 #: and read values. Never write: the program writes platform entries with its own credentials.
 SCALEWAY_PERMISSION_SETS = ("SecretManagerReadOnly", "SecretManagerSecretAccess")
 SCALEWAY_API_URL = "https://api.scaleway.com"
+#: The webhook's container port, the chart's ``webhook.port`` default
+#: (deploy/charts/external-secrets/values.yaml); the controller's metrics listen on
+#: ``metrics.listen.port`` (8080 there, labels.EXTERNAL_SECRETS_METRICS_PORT).
+WEBHOOK_PORT = 10250
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -187,6 +191,35 @@ def operator_values(*, ha: bool) -> dict[str, Any]:
     }
 
 
+def operator_policies() -> dict[str, Any]:
+    """The allows of the operator's namespace on top of its default deny (policy name -> spec).
+
+    * Every pod (controller, webhook, cert-controller): DNS and the API server (the controller
+      writes Secrets, the cert-controller rotates the webhook's certificate and patches the
+      webhook configurations with its CA).
+    * The controller: the vault over public HTTPS (Scaleway Secret Manager at api.scaleway.com,
+      or 1Password's API), scraped on its metrics port from the monitoring namespace.
+    * The webhook: the API server calls it on its port (ports only, see kube.webhook_ingress_rule).
+    """
+    return {
+        "external-secrets-api": kube.policy_spec(
+            egress=[kube.dns_egress_rule(), kube.api_server_egress_rule()]
+        ),
+        "external-secrets-controller": kube.policy_spec(
+            operator_pods(),
+            ingress=[
+                kube.from_namespace_rule(
+                    kube.MONITORING_NAMESPACE, kube.tcp(labels.EXTERNAL_SECRETS_METRICS_PORT)
+                )
+            ],
+            egress=[kube.public_https_egress_rule()],
+        ),
+        "external-secrets-webhook": kube.policy_spec(
+            operator_pods("-webhook"), ingress=[kube.webhook_ingress_rule(WEBHOOK_PORT)]
+        ),
+    }
+
+
 def namespace_conditions(label_keys: Sequence[str]) -> list[dict[str, Any]]:
     """Store conditions admitting namespaces that carry any one of ``label_keys`` set to "true"."""
     return [{"namespaceSelector": {"matchLabels": {key: "true"}}} for key in label_keys]
@@ -254,6 +287,9 @@ class SecretsOperator(pulumi.ComponentResource):
             opts=k8s_opts,
         )
         in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
+        policies = kube.namespace_policies(
+            name, namespace=EXTERNAL_SECRETS_NAMESPACE, allows=operator_policies(), opts=in_namespace
+        )
         self.release = helm.release(
             f"{name}-operator",
             release_name=EXTERNAL_SECRETS_RELEASE,
@@ -261,7 +297,8 @@ class SecretsOperator(pulumi.ComponentResource):
             namespace=namespace.metadata.name,
             values=operator_values(ha=args.ha),
             timeout=600,
-            opts=in_namespace,
+            # Its paths open first: the atomic release waits for a webhook the API server can reach.
+            opts=pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=policies)),
         )
 
         self.identity, credentials = self._scaleway_credentials(name, args, in_namespace)

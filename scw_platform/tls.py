@@ -1,6 +1,7 @@
 """TLS that nobody renews by hand: cert-manager, the Let's Encrypt ClusterIssuers, optional DNS-01.
 
-* cert-manager (pinned chart, its own CRDs, Gateway API support on) in its own namespace.
+* cert-manager (pinned chart, its own CRDs, Gateway API support on) in its own namespace, fenced
+  by a default deny and the allows of ``cert_manager_policies``.
 * ``letsencrypt-staging`` and ``letsencrypt-production`` ClusterIssuers. Both exist in every
   cluster (staging is there to rehearse without hitting production rate limits); which one the
   platform Gateway's annotation names is the stack's config. HTTP-01 is solved by an HTTPRoute
@@ -21,13 +22,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import field_validator
 
-from scw_platform import helm, labels
+from scw_platform import helm, kube, labels
 from scw_platform.controller_values import replicated_controllers
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
@@ -85,6 +86,26 @@ SCW_WEBHOOK_RELEASE = "scaleway-certmanager-webhook"
 #: In cert-manager's namespace: for a ClusterIssuer, solver secrets are read from there.
 DNS01_SECRET = "scaleway-dns01-credentials"
 
+#: Container ports of cert-manager's pods, the chart's defaults: the webhook's
+#: ``webhook.securePort`` (deploy/charts/cert-manager/values.yaml, 10250) and the controller's
+#: Prometheus endpoint (``prometheus`` section there, 9402, labels.CERT_MANAGER_METRICS_PORT).
+CERT_MANAGER_WEBHOOK_PORT = 10250
+#: The HTTP-01 solver pods cert-manager starts next to the Certificate, so in the Gateway's
+#: namespace: they carry this label and listen on 8089 (pkg/apis/acme/v1/types.go
+#: ``acme.cert-manager.io/http01-solver``; pkg/issuer/acme/http/http.go ``acmeSolverListenPort``).
+ACME_SOLVER_POD_LABELS: Mapping[str, str] = {"acme.cert-manager.io/http01-solver": "true"}
+ACME_SOLVER_PORT = 8089
+#: The Scaleway webhook's serving port: ``containerPort: 443``, fixed in the chart
+#: (scaleway/helm-charts charts/scaleway-certmanager-webhook/templates/deployment.yaml, no value
+#: moves it; the reason for SCW_WEBHOOK_NAMESPACE's baseline level).
+SCW_WEBHOOK_PORT = 443
+#: Port 80 of the front door: the controller's HTTP-01 self-check fetches the challenge from the
+#: hostname before telling the ACME server to (pkg/issuer/acme/http/http.go, ``testReachability``).
+HTTP_PORT = 80
+#: DNS-01: the controller checks the TXT record's propagation by asking the zone's authoritative
+#: nameservers directly (its ``--dns01-recursive-nameservers-only`` default is false).
+DNS_PORT = 53
+
 ACME_SERVERS: Mapping[str, str] = {
     "letsencrypt-staging": "https://acme-staging-v02.api.letsencrypt.org/directory",
     "letsencrypt-production": "https://acme-v02.api.letsencrypt.org/directory",
@@ -98,6 +119,11 @@ class GatewayRef:
     name: str
     namespace: str
     section_name: str
+    #: The labels of the Gateway's pods and the container port of its HTTP listener: a self-check
+    #: of a challenge may reach them directly (the CNI hands the load balancer's address to the
+    #: pods), and the solver pods in ``namespace`` admit them.
+    pods: Mapping[str, str]
+    http_port: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,6 +189,79 @@ def cert_manager_values(*, ha: bool) -> dict[str, object]:
     }
 
 
+def cert_manager_policies(gateway: GatewayRef, *, dns01: bool) -> dict[str, Any]:
+    """The allows of cert-manager's namespace on top of its default deny (policy name -> spec).
+
+    * Every pod (controller, webhook, cainjector, the startupapicheck hook): DNS and the API server.
+    * The controller: the ACME server (public HTTPS), the HTTP-01 self-check (the hostnames' public
+      address on 80, or the Gateway's pods on their HTTP port when the CNI short-circuits the load
+      balancer), with DNS-01 the zone's authoritative nameservers on 53; scraped on 9402 from the
+      monitoring namespace. DNS-01 records are written by the Scaleway webhook, which the
+      controller calls through the API server, not directly.
+    * The webhook: the API server calls it on its securePort (ports only, see
+      kube.webhook_ingress_rule).
+    """
+    controller: list[dict[str, Any]] = [
+        kube.public_https_egress_rule(),
+        kube.public_egress_rule(kube.tcp(HTTP_PORT)),
+        {
+            "to": [
+                {
+                    "namespaceSelector": kube.namespace_selector(gateway.namespace),
+                    "podSelector": {"matchLabels": dict(gateway.pods)},
+                }
+            ],
+            "ports": kube.tcp(gateway.http_port),
+        },
+    ]
+    if dns01:
+        controller.append(
+            kube.public_egress_rule([{"protocol": "UDP", "port": DNS_PORT}, *kube.tcp(DNS_PORT)])
+        )
+    return {
+        "cert-manager-api": kube.policy_spec(egress=[kube.dns_egress_rule(), kube.api_server_egress_rule()]),
+        "cert-manager-controller": kube.policy_spec(
+            cert_manager_pods("controller"),
+            ingress=[
+                kube.from_namespace_rule(
+                    kube.MONITORING_NAMESPACE, kube.tcp(labels.CERT_MANAGER_METRICS_PORT)
+                )
+            ],
+            egress=controller,
+        ),
+        "cert-manager-webhook": kube.policy_spec(
+            cert_manager_pods("webhook"), ingress=[kube.webhook_ingress_rule(CERT_MANAGER_WEBHOOK_PORT)]
+        ),
+    }
+
+
+def acme_solver_policy(gateway: GatewayRef) -> Any:
+    """In the Gateway's namespace: the HTTP-01 solver pods take the challenge requests the Gateway's
+    pods forward to them, on the solver's port, and nothing else (their egress stays denied)."""
+    return kube.policy_spec(
+        ACME_SOLVER_POD_LABELS,
+        ingress=[
+            {
+                "from": [{"podSelector": {"matchLabels": dict(gateway.pods)}}],
+                "ports": kube.tcp(ACME_SOLVER_PORT),
+            }
+        ],
+    )
+
+
+def scaleway_webhook_policies() -> dict[str, Any]:
+    """The Scaleway DNS-01 webhook's namespace: the API server calls it on its serving port (it is
+    an aggregated API cert-manager reaches through the API server); it reads the solver's Secret
+    through the API and writes the TXT records through Scaleway's DNS API (api.scaleway.com,
+    public HTTPS)."""
+    return {
+        "scaleway-webhook": kube.policy_spec(
+            ingress=[kube.webhook_ingress_rule(SCW_WEBHOOK_PORT)],
+            egress=[kube.dns_egress_rule(), kube.api_server_egress_rule(), kube.public_https_egress_rule()],
+        )
+    }
+
+
 def cluster_issuer_spec(
     issuer: str, *, acme_email: str, gateway: GatewayRef, dns01_zone: str | None
 ) -> dict[str, object]:
@@ -225,6 +324,12 @@ class CertManager(pulumi.ComponentResource):
             metadata={"name": CERT_MANAGER_NAMESPACE, "labels": dict(args.namespace_labels)},
             opts=k8s_opts,
         )
+        policies = kube.namespace_policies(
+            name,
+            namespace=CERT_MANAGER_NAMESPACE,
+            allows=cert_manager_policies(args.gateway, dns01=args.dns01 is not None),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
         self.release = helm.release(
             f"{name}-cert-manager",
             release_name=CERT_MANAGER_RELEASE,
@@ -232,9 +337,10 @@ class CertManager(pulumi.ComponentResource):
             namespace=namespace.metadata.name,
             values=cert_manager_values(ha=args.ha),
             timeout=600,
-            # cert-manager must find the Gateway API CRDs when it starts, or it never watches Gateways.
+            # cert-manager must find the Gateway API CRDs when it starts, or it never watches Gateways;
+            # and its paths must be open, or the startupapicheck hook never reaches the API.
             opts=pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(depends_on=[args.gateway_api_crds, namespace])
+                k8s_opts, pulumi.ResourceOptions(depends_on=[args.gateway_api_crds, namespace, *policies])
             ),
         )
         before_issuers: list[pulumi.Resource] = [args.gateway_api_crds, self.release]
@@ -307,6 +413,12 @@ class CertManager(pulumi.ComponentResource):
             metadata={"name": SCW_WEBHOOK_NAMESPACE, "labels": dict(dns01.namespace_labels)},
             opts=k8s_opts,
         )
+        policies = kube.namespace_policies(
+            f"{name}-dns01",
+            namespace=SCW_WEBHOOK_NAMESPACE,
+            allows=scaleway_webhook_policies(),
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
         return helm.release(
             f"{name}-dns01-webhook",
             release_name=SCW_WEBHOOK_RELEASE,
@@ -325,7 +437,7 @@ class CertManager(pulumi.ComponentResource):
             },
             # The chart issues its serving certificate through cert-manager (Issuer, Certificate).
             opts=pulumi.ResourceOptions.merge(
-                k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, namespace])
+                k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, namespace, *policies])
             ),
         )
 

@@ -150,6 +150,25 @@ def ci_policy(spec: dict[str, Any]) -> ResourceView:
     )
 
 
+def platform_namespace(name: str = "traefik", labels_: dict[str, str] | None = None) -> ResourceView:
+    return k8s("Namespace", f"{name}-ns", {"metadata": {"name": name, "labels": labels_ or {}}})
+
+
+def platform_policy(
+    spec: dict[str, Any], namespace: str = "traefik", name: str = "default-deny"
+) -> ResourceView:
+    return k8s(
+        "NetworkPolicy",
+        f"{namespace}-{name}",
+        {"metadata": {"name": name, "namespace": namespace}, "spec": spec},
+        api="networking.k8s.io/v1",
+    )
+
+
+#: An allow like the platform's (the webhook's port from anywhere): not a default deny.
+WEBHOOK_ALLOW = {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"ports": [{"port": 10250}]}]}
+
+
 def ci_release(values: dict[str, Any]) -> ResourceView:
     return res(
         "kubernetes:helm.sh/v3:Release",
@@ -498,6 +517,35 @@ CASES: dict[str, list[Case]] = {
             stack(ci_namespace(), ci_policy(DENY_ALL)),
         ),
     ],
+    "platform-namespace-default-deny": [
+        # Labelled a platform namespace, or not labelled at all (monitoring): both are covered.
+        (
+            stack(platform_namespace(labels_={labels.PLATFORM_NAMESPACE: "true"})),
+            stack(platform_namespace(labels_={labels.PLATFORM_NAMESPACE: "true"}), platform_policy(DENY_ALL)),
+        ),
+        (
+            stack(platform_namespace("monitoring")),
+            stack(platform_namespace("monitoring"), platform_policy(DENY_ALL, "monitoring")),
+        ),
+        # Allows alone are no fence; a deny in one direction is half of one.
+        (
+            stack(platform_namespace(), platform_policy(WEBHOOK_ALLOW, name="webhook")),
+            stack(
+                platform_namespace(),
+                platform_policy(WEBHOOK_ALLOW, name="webhook"),
+                platform_policy(DENY_ALL),
+            ),
+        ),
+        (
+            stack(platform_namespace(), platform_policy({"podSelector": {}, "policyTypes": ["Egress"]})),
+            stack(platform_namespace(), platform_policy(DENY_ALL)),
+        ),
+        # Another namespace's deny does not count.
+        (
+            stack(platform_namespace("cert-manager"), platform_policy(DENY_ALL)),
+            stack(platform_namespace("cert-manager"), platform_policy(DENY_ALL, "cert-manager")),
+        ),
+    ],
     "ci-build-pods-ephemeral-storage-limited": [
         (stack(pod("ci", limits={"memory": "1Gi"})), stack(pod("ci", limits={"ephemeral-storage": "1Gi"}))),
         (
@@ -633,6 +681,34 @@ def test_app_namespace_rules_look_at_the_committed_app_namespaces(
         "newsletter",
         "website",
     ]
+
+
+def test_platform_namespace_rule_looks_at_every_committed_platform_namespace(
+    committed_plans: dict[str, runner.Plan],
+) -> None:
+    """The rule passes the committed stacks because each of their platform namespaces has its
+    default deny, not because it matched nothing: without the denies, every one is flagged."""
+    from offline import artifacts
+
+    rule = rules.RULES_BY_NAME["platform-namespace-default-deny"]
+    common = {"cert-manager", "external-secrets", "traefik"}
+    expected = {
+        "dev": common | {"argocd-manager"},
+        "prod": common | {"argocd-manager", "monitoring", "restore-check"},
+        # "tools": a GitOps namespace (platform:gitops.namespaces).
+        "tooling": common | {"argocd", "monitoring", "tools"},
+    }
+    for stack_name, namespaces in expected.items():
+        inventory = json.loads(json.dumps(artifacts.inventory(committed_plans[stack_name])))
+        view = rules.inventory_view(inventory, "production")
+        assert rule.evaluate(view) == [], stack_name
+        undenied = tuple(
+            r for r in view.resources if not (r.type == rules.NETWORK_POLICY and rules.is_default_deny(r))
+        )
+        by_urn = {r.urn: r for r in view.resources}
+        flagged = {by_urn[v.urn].metadata["name"] for v in rule.evaluate(replace(view, resources=undenied))}
+        # App and CI namespaces have rules of their own.
+        assert flagged == namespaces, stack_name
 
 
 # --- CrossGuard adapters --------------------------------------------------------------------
