@@ -1,14 +1,14 @@
-"""The offline check of Argo CD's deployment notifications, as the program renders them for a stack.
+"""The offline check of Argo CD's deployment notifications, as the plan records them.
 
-The chart's values reach the plan's artifacts masked (Argo CD's release carries the OIDC client
-secret, so Pulumi keeps the whole values secret), so this check renders the notification config
-from the stack's validated settings with the very functions the program uses
-(``scw_platform.notifications``) and runs :func:`notification_problems` on it: every trigger sends
-a defined template, every subscription names defined triggers and configured services, every
-``$key`` is one the ExternalSecret provides, and every template parses with Go's own
-``text/template`` and Sprig (``offline/gotemplate_check``, built here against Debian's
-``golang-go`` and ``golang-github-masterminds-sprig-dev``, nothing downloaded). Without Go the
-template parse is skipped and says so; the structural checks still run.
+It reads what the program really declared: the ``notifications`` block of the Argo CD release's
+values and the spec of the ``argocd-notifications-secret`` ExternalSecret, from the plan's
+recorded inputs (the artifacts mask the release's values, which carry the OIDC client secret; the
+plan in memory still holds them, secret markers unwrapped here and never printed). On those it
+runs :func:`notification_problems`: every trigger sends a defined template, every subscription
+names defined triggers and configured services, every ``$key`` is one that ExternalSecret provides,
+and every template parses with Go's own ``text/template`` and Sprig (``offline/gotemplate_check``,
+built here against Debian's ``golang-go`` and ``golang-github-masterminds-sprig-dev``, nothing
+downloaded). Without Go the template parse is skipped and says so; the structural checks still run.
 """
 
 from __future__ import annotations
@@ -20,15 +20,9 @@ import subprocess
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from scw_platform.notifications import (
-    NotificationSettings,
-    TemplateParser,
-    notification_problems,
-    notifications_secret_spec,
-    notifications_values,
-    vault_references,
-)
+from scw_platform.notifications import TemplateParser, notification_problems
 
 GO_TOOL = Path(__file__).resolve().parent / "gotemplate_check"
 #: Where Debian's Go library packages put their sources (GOPATH layout).
@@ -84,17 +78,16 @@ def build_parser(work: Path) -> TemplateParser:
     return parse
 
 
-def check(settings: NotificationSettings, *, store: str) -> tuple[list[str], str | None]:
-    """(problems, why the Go parse was skipped or None) for one stack's notification settings."""
-    values = notifications_values(settings)
-    spec = notifications_secret_spec(settings, store=store, remote_keys=vault_references(settings))
+def check(values: Mapping[str, Any], secret_spec: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """(problems, why the Go parse was skipped or None) for the recorded ``notifications`` values
+    and the recorded ExternalSecret spec."""
     skipped = go_unavailable()
     if skipped is not None:
-        return notification_problems(values, spec), skipped
+        return notification_problems(values, secret_spec), skipped
     with tempfile.TemporaryDirectory(prefix="gotemplate-") as work:
         try:
             parser = build_parser(Path(work))
         except (subprocess.SubprocessError, OSError) as exc:
             stderr = getattr(exc, "stderr", b"") or b""
             return [f"offline/gotemplate_check does not build: {stderr.decode(errors='replace')[:500]}"], None
-        return notification_problems(values, spec, parse_templates=parser), None
+        return notification_problems(values, secret_spec, parse_templates=parser), None

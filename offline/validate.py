@@ -410,21 +410,33 @@ def stack_settings(stack: str) -> tuple[str | None, str | None]:
     return (entry.role if entry else None), (str(version) if version else None)
 
 
-def check_stack_notifications(stack: str) -> CheckResult:
-    """Argo CD's notification config as the program renders it from the stack's settings (its Helm
-    values are masked in the artifacts: the release carries a secret)."""
-    from offline import notifications_check, parity
-    from program.model import ToolingConfig
-    from scw_platform.secrets import SCALEWAY_STORE
+def check_stack_notifications(plan: runner.Plan) -> CheckResult:
+    """Argo CD's notification config as the plan records it: the release's ``notifications``
+    values and the ExternalSecret beside them (the artifacts mask the release's values: the
+    release carries a secret)."""
+    from offline import notifications_check
+    from offline.mocks import unwrap_secrets
+    from scw_platform.notifications import NOTIFICATIONS_SECRET
 
     result = CheckResult("Argo CD notifications (templates, triggers, services, secret keys)")
-    cfg = parity.load_stack(stack)
-    settings = cfg.gitops.notifications if isinstance(cfg, ToolingConfig) else None
-    if settings is None:
-        result.notes.append("no platform:gitops.notifications in this stack (not counted)")
+    releases = [
+        r for r in plan.by_type("kubernetes:helm.sh/v3:Release") if r.inputs.get("chart") == "argo-cd"
+    ]
+    values = unwrap_secrets(releases[0].inputs.get("values")) if releases else None
+    block = values.get("notifications") if isinstance(values, dict) else None
+    if not isinstance(block, dict) or not block.get("enabled"):
+        result.notes.append("Argo CD's notifications are off in this stack (not counted)")
         return result
-    problems, skipped = notifications_check.check(settings, store=SCALEWAY_STORE)
-    result.objects = len(settings.contact_points)
+    secrets = [
+        r
+        for r in plan.by_type("kubernetes:external-secrets.io/v1:ExternalSecret")
+        if r.inputs["metadata"]["name"] == NOTIFICATIONS_SECRET
+    ]
+    spec = unwrap_secrets(secrets[0].inputs["spec"]) if secrets else {}
+    problems, skipped = notifications_check.check(block, spec)
+    if not secrets:
+        problems.append(f"notifications are on but no ExternalSecret {NOTIFICATIONS_SECRET} is declared")
+    result.objects = len(block.get("subscriptions") or [])
     result.failures = [Failure("helm/argocd-argocd.yaml", "notifications", p) for p in problems]
     if skipped is not None:
         result.notes.append(f"templates not parsed with Go's text/template: {skipped}")
@@ -436,7 +448,7 @@ def validate_stack(stack: str, out: Path = BUILD, no_skips: bool = False) -> tup
     written = artifacts.write(plan, out)
     role, version = stack_settings(stack)
     results, header = validate_artifacts(written.root, role=role, kubernetes=version)
-    results.append(check_stack_notifications(stack))
+    results.append(check_stack_notifications(plan))
     ok = all(not r.failures for r in results) and not (no_skips and any(r.skipped for r in results))
     return ok, render(stack, written.root, results, header)
 

@@ -59,6 +59,14 @@ from ops.githost import http_problem
 from ops.releases import ImageRef, image_id_digest
 
 TOKEN_ENV = "ARGOCD_AUTH_TOKEN"
+
+
+def token_is_sendable(token: str) -> bool:
+    """A bearer token goes in an HTTP header: visible ASCII only (http.client encodes headers as
+    latin-1 and would raise on anything else, mid-request)."""
+    return token.isascii() and token.isprintable() and " " not in token
+
+
 STATUS_ACCOUNT = "platform-status"
 RIGHT = "applications, get"
 LACKS_RIGHT = f"the token lacks `{RIGHT}`: use the {STATUS_ACCOUNT} account's token"

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,7 +67,7 @@ from urllib.parse import urlsplit
 
 from ops import merge_when_green as mwg
 from ops.argocd_api import TOKEN_ENV as ARGOCD_TOKEN_ENV
-from ops.argocd_api import Application, ArgoCD, ArgoCDError, Running
+from ops.argocd_api import Application, ArgoCD, ArgoCDError, Running, token_is_sendable
 from ops.githost import GitHost, GitHostError, MergeRequest
 from ops.releases import (
     PLATFORM_DIR,
@@ -149,7 +150,13 @@ def verified_digest(app: str, label: str, git_ref: ImageRef, running: Running) -
     """The digest of ``app`` to promote, given what Argo CD says ``label`` runs; RefusedError otherwise."""
     if git_ref.digest is None and git_ref.tag:
         tags = sorted({ref.tag for ref in running.refs if ref.tag})
-        if tags and git_ref.tag not in tags:
+        # Without a tag in what Argo CD reports, nothing ties the running digest to Git's tag:
+        # promoting it would label prod's file with a tag that is not what runs.
+        if not tags:
+            raise RefusedError(
+                app, f"Git pins tag {git_ref.tag} but {label} reports no tag to match it with (digests only)"
+            )
+        if git_ref.tag not in tags:
             raise RefusedError(app, f"Git pins tag {git_ref.tag} but {label} runs {', '.join(tags)}")
     if not running.digests:
         raise RefusedError(
@@ -158,15 +165,15 @@ def verified_digest(app: str, label: str, git_ref: ImageRef, running: Running) -
             "(no summary image pins one, no running Pod reports one)",
         )
     shorts = ", ".join(short(digest) for digest in running.digests)
-    if git_ref.digest is not None:
-        if git_ref.digest not in running.digests:
-            raise RefusedError(
-                app, f"Git pins {short(git_ref.digest)} but {label} never ran it (it runs {shorts})"
-            )
-        return git_ref.digest
+    # Two digests at once is a rollout in progress (or a stuck one), whatever Git pins: what dev
+    # has proven is only known once it runs one.
     if len(running.digests) > 1:
         raise RefusedError(app, f"{label} runs {len(running.digests)} digests ({shorts}): a rollout?")
-    return running.digests[0]
+    if git_ref.digest is not None and git_ref.digest not in running.digests:
+        raise RefusedError(
+            app, f"Git pins {short(git_ref.digest)} but {label} never ran it (it runs {shorts})"
+        )
+    return git_ref.digest or running.digests[0]
 
 
 class Promotion:
@@ -263,7 +270,11 @@ class Promotion:
             )
         path = self.destination.override_path(target_app)
         current = self._override(name, path, self.destination.name)
-        before = images_of(current, app.image) if current else []
+        try:
+            before = images_of(current, app.image) if current else []
+        except ValueError as exc:
+            # The write-back gate admits any non-empty string: a malformed entry is refused here.
+            raise RefusedError(name, f"{self.destination.name}'s override {path}: {exc}") from exc
         if any(found.ref.digest == digest for found in before):
             return Skip(name, f"{self.destination.name} already pins {short(digest)}")
         try:
@@ -468,9 +479,23 @@ def setup(args: argparse.Namespace) -> Setup:
             raise UsageError(
                 f"${ARGOCD_TOKEN_ENV} is not set: export the platform-status account's Argo CD token"
             )
+        if not token_is_sendable(token):
+            raise UsageError(f"${ARGOCD_TOKEN_ENV} holds characters an HTTP header cannot carry")
         argocd = ArgoCD(args.argocd_url, token, ca_file=args.ca_file)
     platform = load_platform(args.platform_dir)
     source, destination = platform.environment(args.source), platform.environment(args.destination)
+    # The destination's own stack file says where its images come from; anything else would be a
+    # second writer beside its image updater, or a skipped stage.
+    if destination.promoted_from is None:
+        raise UsageError(
+            f"{destination.name} is not fed by promotion ({destination.stack_file} sets no "
+            "platform:gitops.promotedFrom): its image updater writes its paths"
+        )
+    if destination.promoted_from != source.name:
+        raise UsageError(
+            f"{destination.name} receives images from {destination.promoted_from} only "
+            f"({destination.stack_file}: platform:gitops.promotedFrom), not from {source.name}"
+        )
     check_repository(args.repo)
     known = [app.name for app in source.apps]
     if not known:
@@ -549,6 +574,10 @@ def open_promotion(args: argparse.Namespace, ready: Setup, base: str, plans: lis
             f"already open: {existing.reference} {existing.source_branch}{link} promotes exactly this; "
             "not opening a second"
         )
+        if args.auto_merge and not existing.auto_merge and not args.dry_run:
+            # An earlier run opened it but the host refused auto-merge then (no pipeline yet):
+            # asking again is what that run's --auto-merge meant.
+            say(f"{existing.reference}: {mwg.describe(host.request_auto_merge(existing))}")
         return EXIT_OK
     now = datetime.now(UTC)
     title = title_for(src, dst, plans)
@@ -576,7 +605,19 @@ def open_promotion(args: argparse.Namespace, ready: Setup, base: str, plans: lis
     try:
         opened = host.open_merge_request(branch, args.target, title, description, auto_merge=args.auto_merge)
     except GitHostError as exc:
-        then = f"{branch} is pushed: open its merge request by hand, or delete the branch and run again"
+        # Take the push back: a promotion branch without its merge request is not a promotion,
+        # and each failed run would otherwise leave one more.
+        taken_back = subprocess.run(
+            ["git", "-C", str(args.repo), "push", "--quiet", "origin", "--delete", branch],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        then = (
+            f"{branch} was pushed and deleted again; run again once the host accepts it"
+            if taken_back.returncode == 0
+            else f"{branch} is pushed: open its merge request by hand, or delete the branch and run again"
+        )
         raise GitHostError(exc.call, f"{exc.problem}; {then}") from exc
     merge_request = opened.merge_request
     link = f" ({merge_request.url})" if merge_request.url else ""

@@ -86,6 +86,8 @@ class Environment:
     name: str
     stack_file: str
     apps: tuple[App, ...]
+    #: platform:gitops.promotedFrom: the only environment this one receives images from.
+    promoted_from: str | None = None
 
     @property
     def project(self) -> str:
@@ -159,7 +161,11 @@ class Platform:
         if not isinstance(entries, list):
             raise ReleaseError(f"{stack_file}: platform:apps is not a list")
         apps = tuple(_app_from(entry, f"{stack_file}: platform:apps[{i}]") for i, entry in enumerate(entries))
-        return Environment(name, stack_file, apps)
+        gitops = config.get("platform:gitops")
+        source = gitops.get("promotedFrom") if isinstance(gitops, dict) else None
+        if source is not None and not isinstance(source, str):
+            raise ReleaseError(f"{stack_file}: platform:gitops.promotedFrom is not a string")
+        return Environment(name, stack_file, apps, source)
 
 
 def load_platform(directory: Path = PLATFORM_DIR) -> Platform:

@@ -69,7 +69,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ops.argocd_api import TOKEN_ENV, Application, ArgoCD, ArgoCDError, Running
+from ops.argocd_api import TOKEN_ENV, Application, ArgoCD, ArgoCDError, Running, token_is_sendable
 from ops.releases import (
     PLATFORM_DIR,
     App,
@@ -305,6 +305,8 @@ def setup(args: argparse.Namespace) -> tuple[Report, list[Environment]]:
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
         raise UsageError(f"${TOKEN_ENV} is not set: export the platform-status account's Argo CD token")
+    if not token_is_sendable(token):
+        raise UsageError(f"${TOKEN_ENV} holds characters an HTTP header cannot carry")
     platform = load_platform(args.platform_dir)
     if args.envs:
         environments = [platform.environment(name) for name in dict.fromkeys(args.envs)]

@@ -113,12 +113,16 @@ class ProductionCluster(ClusterSettings):
     @field_validator("pools")
     @classmethod
     def _policy_zones(cls, pools: list[ProductionPool], info: ValidationInfo) -> list[ProductionPool]:
-        zones = sorted({pool.zone for pool in pools if pool.zone is not None})
+        # Only pools that always run a node and take any workload count: a pool that may scale to
+        # zero, or is tainted for one purpose (the builders), does not hold the apps in its zone.
+        zones = sorted(
+            {pool.zone for pool in pools if pool.zone is not None and pool.min_size >= 1 and not pool.taints}
+        )
         if len(zones) < MIN_PRODUCTION_ZONES:
             raise ValueError(
-                f"must span at least {MIN_PRODUCTION_ZONES} zones {_PRODUCTION} (a zone failure must not "
-                f"take every node), got only {', '.join(zones)}: give a pool another zone of "
-                f"{_region_zones(info)}"
+                f"must span at least {MIN_PRODUCTION_ZONES} zones {_PRODUCTION} with pools of minSize 1 or "
+                f"more and no taints (a zone failure must not take every node), got only "
+                f"{', '.join(zones) or 'none'}: give such a pool another zone of {_region_zones(info)}"
             )
         return pools
 

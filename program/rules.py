@@ -10,7 +10,7 @@ before any resource exists.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from scw_platform.database import DatabaseSettings
 from scw_platform.dns import DnsSettings
 from scw_platform.gitops import GitOpsSettings
 from scw_platform.ingress import IngressSettings, within_domain
-from scw_platform.observability import SEVERITIES_RECEIVED, ObservabilitySettings
+from scw_platform.observability import SEVERITIES_RECEIVED, ContactPoint, ObservabilitySettings
 from scw_platform.secrets import ONEPASSWORD_ITEM, SCALEWAY_PATH, VaultSettings
 from scw_platform.tls import TlsSettings
 
@@ -461,20 +461,30 @@ def _routing_rules(
             "platform:alertHeartbeatUrl",
             f"required with {opath}.heartbeat: pulumi config set --secret platform:alertHeartbeatUrl <url>",
         )
+    if not cockpit:
+        _delivery_rules(points, problems)
+
+
+def _delivery_rules(points: Sequence[ContactPoint], problems: Problems) -> None:
+    """Backend prometheus: the in-cluster Alertmanager delivers through webhook and Telegram
+    contact points, and each severity must reach one of them."""
+    opath = "platform:operations.observability"
     delivering = [p for p in points if p.kind in ("webhook", "telegram")]
-    if not cockpit and not delivering:
+    if not delivering:
         problems.add(
             f"{opath}.contactPoints",
             "backend prometheus needs a webhook or telegram contact point: the in-cluster Alertmanager "
             "delivers through them (email contact points receive only what Cockpit evaluates, the "
             "database alerts)",
         )
-    elif not cockpit and not [p for p in delivering if "critical" in SEVERITIES_RECEIVED[p.receives]]:
-        problems.add(
-            f"{opath}.contactPoints",
-            "no webhook or telegram contact point receives pages (receives: page or all): critical "
-            "alerts would reach nobody",
-        )
+    else:
+        for severity, receives in (("critical", "page or all"), ("warning", "channel or all")):
+            if not [p for p in delivering if severity in SEVERITIES_RECEIVED[p.receives]]:
+                problems.add(
+                    f"{opath}.contactPoints",
+                    f"no webhook or telegram contact point receives {severity} alerts (receives: "
+                    f"{receives}): they would reach nobody",
+                )
 
 
 def secrets_rules(

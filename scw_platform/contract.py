@@ -279,8 +279,15 @@ def parse_registration(
         problem("token", "must be a service account token (1-8192 characters of A-Z a-z 0-9 . _ -)")
     namespaces = _namespaces(value.get("namespaces"), problem)
     facts = _facts(value.get("facts"), problem)
+    # The shape check always applies: the hostname becomes a probe target and an alert rule's
+    # label matcher, so the environment's own predicate only narrows it.
+    allowed = hostname_allowed or (lambda _: True)
     apps = _apps(
-        value.get("apps"), set(namespaces), registry_endpoint, problem, hostname_allowed or _is_hostname
+        value.get("apps"),
+        set(namespaces),
+        registry_endpoint,
+        problem,
+        lambda hostname: _is_hostname(hostname) and allowed(hostname),
     )
     if problems:
         raise RegistrationError(stack, problems)

@@ -389,7 +389,9 @@ def cronjob_spec(args: BackupDrillArgs) -> Any:
                     "spec": {
                         "restartPolicy": "Never",
                         "automountServiceAccountToken": False,
-                        "terminationGracePeriodSeconds": 300,
+                        # After a SIGTERM the drill keeps retrying the deletion for up to its
+                        # timeout: Kubernetes must not SIGKILL it before that ends.
+                        "terminationGracePeriodSeconds": (timeout + 5) * 60,
                         "securityContext": {
                             "runAsNonRoot": True,
                             "runAsUser": DRILL_UID,

@@ -69,6 +69,9 @@ RUNBOOK = "docs/runbooks/alerts.md#sloerrorbudgetburn"
 #: The recorded error ratios, one per window, labelled ``app``, ``namespace`` and ``source``.
 RECORDED_WINDOWS = ("5m", "30m", "1h", "6h")
 MAX_WINDOW_DAYS = 90
+#: Below a week the slow burn's factor (5% of the budget in 6 hours) drops under 1, and under 3
+#: days the fast one's too: the alerts would page while the objective is still being met.
+MIN_WINDOW_DAYS = 7
 #: What Traefik's service metrics count and how they name the app's backend (module docstring).
 TRAEFIK_REQUESTS = "traefik_service_requests_total"
 TRAEFIK_PROVIDER = "kubernetesgateway"
@@ -92,8 +95,13 @@ def _whole_days(value: Any) -> Any:
         raise ValueError(f"must be a whole number of days like 30, not a duration (got {value!r})")
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"must be a whole number of days like 30 (got {value!r})")
-    if not 1 <= value <= MAX_WINDOW_DAYS:
-        raise ValueError(f"must be from 1 to {MAX_WINDOW_DAYS} days (got {value})")
+    if value < MIN_WINDOW_DAYS:
+        raise ValueError(
+            f"must be at least {MIN_WINDOW_DAYS} days (got {value}): over a shorter window the burn-rate "
+            "alerts page while the objective is still met"
+        )
+    if value > MAX_WINDOW_DAYS:
+        raise ValueError(f"must be at most {MAX_WINDOW_DAYS} days (got {value})")
     return value
 
 

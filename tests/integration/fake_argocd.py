@@ -31,9 +31,14 @@ ARGOCD_TOKEN = "argocd-token-9d2e71"
 REVISION = "4f1c2a9be07d3c55a1e8f0b2d6c4e9a7b3f5d8c1"
 
 
-def write_platform(directory: Path, apps: Mapping[str, Sequence[Mapping[str, str]]]) -> Path:
+def write_platform(
+    directory: Path,
+    apps: Mapping[str, Sequence[Mapping[str, str]]],
+    promoted_from: Mapping[str, str] | None = None,
+) -> Path:
     """A platform directory: ``environments.yaml`` and a stack file per environment whose
-    ``platform:apps`` are ``apps[env]`` (none for an empty list), as the tools read them."""
+    ``platform:apps`` are ``apps[env]`` (none for an empty list), as the tools read them, and
+    ``platform:gitops.promotedFrom`` where ``promoted_from`` names the source."""
     directory.mkdir(parents=True, exist_ok=True)
     environments = {env: {"stack": f"organization/platform/{env}"} for env in apps}
     (directory / "environments.yaml").write_text(
@@ -43,6 +48,8 @@ def write_platform(directory: Path, apps: Mapping[str, Sequence[Mapping[str, str
         config: dict[str, Any] = {"platform:environment": env}
         if entries:
             config["platform:apps"] = [dict(entry) for entry in entries]
+        if env in (promoted_from or {}):
+            config["platform:gitops"] = {"promotedFrom": (promoted_from or {})[env]}
         (directory / f"Pulumi.{env}.yaml").write_text(yaml.safe_dump({"config": config}, sort_keys=False))
     return directory
 

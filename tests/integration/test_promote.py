@@ -74,7 +74,11 @@ def argocd_token(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(name="platform")
 def platform_fixture(tmp_path: Path) -> Path:
-    return write_platform(tmp_path / "platform", {"tooling": [], "prod": apps("prod"), "dev": apps("dev")})
+    return write_platform(
+        tmp_path / "platform",
+        {"tooling": [], "prod": apps("prod"), "dev": apps("dev")},
+        promoted_from={"prod": "dev"},
+    )
 
 
 @pytest.fixture(name="remote")
@@ -541,7 +545,11 @@ def test_app_missing_from_prod_is_refused(
     argocd_apps: FakeArgoCD,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    platform = write_platform(tmp_path / "other", {"prod": apps("prod", ("website",)), "dev": apps("dev")})
+    platform = write_platform(
+        tmp_path / "other",
+        {"prod": apps("prod", ("website",)), "dev": apps("dev")},
+        promoted_from={"prod": "dev"},
+    )
     del argocd_apps.apps["prod-website"]
     result = run(capsys, argv(platform, remote, gitlab_api, "--argocd-url", argocd_apps.url))
     refused(
@@ -621,21 +629,25 @@ def test_argocd_denied_or_unreachable_exits_1_with_nothing_pushed(
     nothing_sent(remote, gitlab_api)
 
 
-def test_git_host_failure_after_the_push_says_the_branch_is_pushed(
+def test_git_host_failure_after_the_push_takes_the_push_back(
     platform: Path,
     remote: Remote,
     gitlab_api: FakeGitLab,
     argocd_apps: FakeArgoCD,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """A promotion branch without its merge request is not a promotion: each failed run would
+    otherwise leave one more branch on origin."""
     gitlab_api.failures["create"] = Reply(500, {"message": "500 Internal Server Error"})
-    result = run(capsys, argv(platform, remote, gitlab_api, "--argocd-url", argocd_apps.url))
-    assert result.code == 1
-    [branch] = promotion_branches(remote)
-    assert result.err == (
-        "promote: error: POST /projects/:id/merge_requests: 500 Internal Server Error; "
-        f"{branch} is pushed: open its merge request by hand, or delete the branch and run again\n"
-    )
+    for _ in range(2):
+        result = run(capsys, argv(platform, remote, gitlab_api, "--argocd-url", argocd_apps.url))
+        assert result.code == 1
+        (pushed,) = re.findall(r"^pushed (\S+) ", result.out, re.MULTILINE)
+        assert result.err == (
+            "promote: error: POST /projects/:id/merge_requests: 500 Internal Server Error; "
+            f"{pushed} was pushed and deleted again; run again once the host accepts it\n"
+        )
+        assert promotion_branches(remote) == []
 
 
 @pytest.fixture(name="usage")
@@ -676,10 +688,17 @@ def usage_fixture(platform: Path, remote: Remote) -> list[str]:
             None,
             "dev has no app shop (its apps: website, newsletter)",
         ),
+        # The destination's stack file names its one source (platform:gitops.promotedFrom).
         (
             ["tooling", "prod", "--without-argocd"],
             None,
-            "tooling has no apps (Pulumi.tooling.yaml has no platform:apps)",
+            "prod receives images from dev only (Pulumi.prod.yaml: platform:gitops.promotedFrom), "
+            "not from tooling",
+        ),
+        (
+            ["prod", "dev", "--without-argocd"],
+            None,
+            "dev is not fed by promotion (Pulumi.dev.yaml sets no platform:gitops.promotedFrom)",
         ),
         (["dev", "prod", "--argocd-url", "argocd.example.com"], None, "is not an http(s) URL"),
         (
@@ -722,3 +741,75 @@ def test_subprocess_dry_run(
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "dry run: nothing was changed"
     assert promotion_branches(remote) == []
+
+
+# --- Refusals found in review ------------------------------------------------------------------
+
+
+def test_a_tag_git_pins_is_not_matched_to_a_digest_only_summary(
+    platform: Path,
+    remote: Remote,
+    gitlab_api: FakeGitLab,
+    argocd_apps: FakeArgoCD,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Git pins the tag 1.4.3, Argo CD reports digests only: nothing says the digest is 1.4.3, and
+    prod's file would carry a tag that is not what runs."""
+    remote.commit({DEV_WEBSITE_FILE: kustomize(f"{WEBSITE}:1.4.3")}, "tag only")
+    argocd_apps.add("dev", "website", images=[f"{WEBSITE}@{DEV_WEBSITE}"])
+    args = argv(platform, remote, gitlab_api, "--argocd-url", argocd_apps.url, "--app", "website")
+    refused(
+        run(capsys, args),
+        "promote: refused website: Git pins tag 1.4.3 but dev's Application dev-website reports no tag to "
+        "match it with (digests only)",
+        of=1,
+    )
+    nothing_sent(remote, gitlab_api)
+
+
+def test_two_digests_are_refused_even_when_git_pins_one_of_them(
+    platform: Path,
+    remote: Remote,
+    gitlab_api: FakeGitLab,
+    argocd_apps: FakeArgoCD,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argocd_apps.add(
+        "dev", "website", images=[f"{WEBSITE}:1.4.2@{DEV_WEBSITE}", f"{WEBSITE}:1.4.1@{PROD_WEBSITE}"]
+    )
+    args = argv(platform, remote, gitlab_api, "--argocd-url", argocd_apps.url, "--app", "website")
+    refused(
+        run(capsys, args),
+        f"promote: refused website: dev's Application dev-website runs 2 digests (sha256:{'a' * 12}, "
+        f"sha256:{'b' * 12}): a rollout?",
+        of=1,
+    )
+    nothing_sent(remote, gitlab_api)
+
+
+def test_a_malformed_destination_override_is_refused_not_a_traceback(
+    platform: Path,
+    remote: Remote,
+    gitlab_api: FakeGitLab,
+    argocd_apps: FakeArgoCD,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    remote.commit({PROD_WEBSITE_FILE: kustomize(f"{WEBSITE}:1.4.1@sha256:abc")}, "a broken prod override")
+    args = argv(platform, remote, gitlab_api, "--argocd-url", argocd_apps.url, "--app", "website")
+    result = run(capsys, args)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "promote: refused website: prod's override apps/website/envs/prod/" in result.err + result.out
+    nothing_sent(remote, gitlab_api)
+
+
+def test_a_token_no_http_header_can_carry_is_a_usage_error(
+    platform: Path,
+    remote: Remote,
+    gitlab_api: FakeGitLab,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(TOKEN_ENV, "abc\u2026def")
+    result = run(capsys, argv(platform, remote, gitlab_api, "--argocd-url", "http://127.0.0.1:9"))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert f"${TOKEN_ENV} holds characters an HTTP header cannot carry" in result.err

@@ -109,7 +109,13 @@ def _with_observability(**observability: Any) -> Callable[[dict[str, Any]], None
             {"backend": "prometheus", "contactPoints": [CHANNEL]},
             {"alertTelegramBotToken": "t"},
             "platform:operations.observability.contactPoints: no webhook or telegram contact point receives "
-            "pages",
+            "critical alerts",
+        ),
+        (
+            {"backend": "prometheus", "contactPoints": [PAGER]},
+            {"alertTelegramBotToken": "t"},
+            "platform:operations.observability.contactPoints: no webhook or telegram contact point receives "
+            "warning alerts",
         ),
         (
             {"backend": "prometheus", "contactPoints": [{"name": "a", "email": "a@example.com"}]},

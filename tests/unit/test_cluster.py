@@ -264,7 +264,16 @@ def test_production_pools_in_one_zone_are_refused() -> None:
     raw = {**SETTINGS, "pools": [_pool("apps", "fr-par-1"), _pool("apps-b", "fr-par-1")]}
     problems = _problems(raw)
     assert problems.startswith("pools: Value error, must span at least 2 zones for role production")
-    assert "got only fr-par-1: give a pool another zone of fr-par-1, fr-par-2, fr-par-3" in problems
+    assert "got only fr-par-1: give such a pool another zone of fr-par-1, fr-par-2, fr-par-3" in problems
+
+
+def test_a_tainted_pool_does_not_count_as_a_zone_for_the_apps() -> None:
+    builders = {
+        **_pool("builders", "fr-par-2"),
+        "taints": [{"key": "platform.scw/pool", "value": "builders", "effect": "NoSchedule"}],
+    }
+    problems = _problems({**SETTINGS, "pools": [_pool("apps", "fr-par-1"), builders]})
+    assert "got only fr-par-1" in problems
 
 
 def test_production_pools_name_their_zone() -> None:

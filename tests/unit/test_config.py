@@ -431,8 +431,17 @@ INVALID: list[tuple[str, str, Mutation, str, str]] = [
         "prod",
         put(CLUSTER, "pools", 1, "zone", value="fr-par-1"),
         "platform:cluster.pools",
-        "must span at least 2 zones for role production (a zone failure must not take every node), "
-        "got only fr-par-1: give a pool another zone of fr-par-1, fr-par-2, fr-par-3",
+        "must span at least 2 zones for role production with pools of minSize 1 or more and no taints (a "
+        "zone failure must not take every node), got only fr-par-1: give such a pool another zone of "
+        "fr-par-1, fr-par-2, fr-par-3",
+    ),
+    (
+        # A second zone whose only pool may scale to zero holds nothing when the first one fails.
+        "production-second-zone-may-scale-to-zero",
+        "prod",
+        put(CLUSTER, "pools", 1, "minSize", value=0),
+        "platform:cluster.pools",
+        "must span at least 2 zones for role production with pools of minSize 1 or more",
     ),
     (
         "production-one-pool",

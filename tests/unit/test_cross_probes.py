@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from offline import runner
-from program import alerts
+from offline import parity, runner
+from program import alerts, model
 from scw_platform import contract
 from scw_platform.contract import REGISTRATION_KEY, RegistrationError
 
@@ -50,6 +50,34 @@ def test_a_hostname_the_environment_may_not_serve_is_refused(committed_plans: di
         "organization/platform/prod:argocdRegistration.apps[0].hostname: must be one of the environment's "
         "hostnames (environments.yaml: <environment>.dns.hostnames)"
     ]
+
+
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        # Under a *.example.com pattern the first label is free: only the shape check stops these
+        # from becoming a probe URL or an injected PromQL matcher.
+        "u@localhost:9090/#.example.com",
+        'x"}) or vector(1) or absent(y{a=".example.com',
+        "WWW.example.com",
+    ],
+)
+def test_the_hubs_own_predicate_never_lets_a_malformed_hostname_through(
+    committed_plans: dict[str, runner.Plan], hostname: str
+) -> None:
+    from program import stacks
+
+    exported = _registration(committed_plans["prod"])
+    exported["apps"][0]["hostname"] = hostname
+    tooling = parity.load_stack("tooling")
+    assert isinstance(tooling, model.ToolingConfig)
+    serves = stacks._serves(tooling, "prod")
+    assert serves(hostname) or hostname == "WWW.example.com", "the pattern alone would admit it"
+    with pytest.raises(RegistrationError) as caught:
+        contract.parse_registration(
+            exported, stack="p", environment="prod", registry_endpoint=REGISTRY, hostname_allowed=serves
+        )
+    assert [p.split(": ", 1)[0] for p in caught.value.problems] == ["p:argocdRegistration.apps[0].hostname"]
 
 
 def test_a_registration_without_hostnames_still_parses(committed_plans: dict[str, runner.Plan]) -> None:

@@ -275,3 +275,11 @@ def test_every_alert_a_stack_loads_has_a_runbook_that_resolves(
             # Tooling's public name, probed from production (cross-cluster probes).
             'absent(probe_success{instance="https://argocd.tooling.example.com/"})',
         }
+
+
+def test_every_policy_rule_is_in_the_validation_table() -> None:
+    from policy.rules import RULES
+
+    table = (DOCS / "validation.md").read_text(encoding="utf-8")
+    missing = [rule.name for rule in RULES if f"| `{rule.name}` |" not in table]
+    assert not missing, f"docs/validation.md does not list: {', '.join(missing)}"

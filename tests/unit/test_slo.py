@@ -92,11 +92,21 @@ def test_an_availability_outside_0_to_100_percent_is_refused_naming_the_key(valu
     assert problem.startswith("availability: must be ") and says in problem, problem
 
 
+SHORT_WINDOW = "over a shorter window the burn-rate alerts page while the objective is still met"
+
+
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        (0, "must be from 1 to 90 days (got 0)"),
-        (91, "must be from 1 to 90 days (got 91)"),
+        (
+            0,
+            f"must be at least 7 days (got 0): {SHORT_WINDOW}",
+        ),
+        (
+            6,
+            f"must be at least 7 days (got 6): {SHORT_WINDOW}",
+        ),
+        (91, "must be at most 90 days (got 91)"),
         ("30d", "must be a whole number of days like 30, not a duration (got '30d')"),
         ("30", "must be a whole number of days like 30, not a duration (got '30')"),
         (7.5, "must be a whole number of days like 30 (got 7.5)"),
