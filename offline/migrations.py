@@ -27,14 +27,12 @@ from typing import Any
 
 from offline import hooks
 from program.model import PlatformConfig
-from scw_platform.apps import AppSettings, migrator_secret_name
+from scw_platform.apps import PSQL_IMAGE, AppSettings, migrator_secret_name
 from scw_platform.database import MIGRATOR_SUFFIX, READER_SUFFIX
 from scw_platform.db_grants import migrator_grants_sql
 
 MIGRATE_JOB = "platform-migrate"
 MIGRATE_FILE = "platform-migrate.yaml"
-#: The PostgreSQL client the grants step runs (the official image; psql needs no user of its own).
-PSQL_IMAGE = "docker.io/library/postgres:16.9"
 #: Both containers run as this high, unprivileged UID (no clash with a node's users): the app's
 #: image must run its migration as any user, as restricted Pod Security expects of it anyway.
 HOOK_UID = 10001

@@ -56,6 +56,7 @@ from program import config as platform_config
 from program.config import ConfigError
 from program.model import SECRET_KEYS, PlatformConfig
 from scw_platform.apps import (
+    GATE_IMAGE,
     GATE_RESOURCES,
     AppSettings,
     cpu,
@@ -66,8 +67,6 @@ from scw_platform.apps import (
     synced_keys,
 )
 
-#: Pinned by tag; ``--gate-image`` pins a digest too (``busybox:1.37.0@sha256:...``).
-GATE_IMAGE = "docker.io/library/busybox:1.37.0"
 GATE_JOB = "platform-parity-gate"
 GATE_FILE = "platform-parity-gate.yaml"
 #: Long enough for the kubelet to pull a 2 MB image, short enough to fail the sync quickly.

@@ -30,7 +30,7 @@ from program.model import (
 from program.paths import RESTORE_CHECK_SCRIPT
 from program.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
 from scw_platform import labels
-from scw_platform.apps import App, AppArgs, AppDatabase, AppGateway, AppVault
+from scw_platform.apps import HOOK_IMAGES, App, AppArgs, AppDatabase, AppGateway, AppVault
 from scw_platform.backup import (
     RESTORE_CHECK_NAMESPACE,
     MetricsPush,
@@ -94,6 +94,7 @@ from scw_platform.observability import (
 from scw_platform.registry import Registry, RegistryArgs
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 from scw_platform.slo import SloTarget, slo_rule_groups
+from scw_platform.workload_admission import WorkloadAdmission, WorkloadAdmissionArgs
 
 Exports = dict[str, Any]
 
@@ -394,6 +395,22 @@ def _workload(cfg: WorkloadConfig) -> Exports:
         if delivery is not None and tooling is not None
         else []
     )
+    # What Git may deliver into the app namespaces (images, resources, probes, host access,
+    # Services, tokens), in place before Argo CD can reach the cluster (_registration waits).
+    admission = (
+        WorkloadAdmission(
+            f"{cfg.environment}-workload-admission",
+            WorkloadAdmissionArgs(
+                provider=cluster.provider,
+                settings={settings.name: settings.admission for settings in delivery.apps},
+                registry_endpoint=tooling.registry_endpoint,
+                require_digest=isinstance(cfg, ProductionConfig),
+                platform_images=HOOK_IMAGES,
+            ),
+        ).resources
+        if delivery is not None and tooling is not None and delivery.apps
+        else []
+    )
     exports.update(_cluster_exports(cluster))
     if database is not None:
         exports.update(
@@ -405,7 +422,9 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     exports.update(exports_restore)
     exports.update(_observability(cfg, cluster, database, cross_probes=_hub_hostnames(cfg)))
     if delivery is not None and tooling is not None:
-        exports[REGISTRATION_KEY] = _registration(cfg, delivery, cluster, tooling, database, front_door, apps)
+        exports[REGISTRATION_KEY] = _registration(
+            cfg, delivery, cluster, tooling, database, front_door, apps, admission
+        )
     return exports
 
 
@@ -651,6 +670,7 @@ def _registration(  # noqa: PLR0917 - private composition helper
     database: ManagedPostgres | None,
     front_door: FrontDoor | None,
     apps: list[App],
+    admission: Sequence[pulumi.Resource] = (),
 ) -> pulumi.Output[dict[str, Any]]:
     """argocd-manager in this cluster, and the registration export tooling builds its cluster
     Secret, project and Applications from. Nothing here acts in tooling."""
@@ -663,7 +683,7 @@ def _registration(  # noqa: PLR0917 - private composition helper
             provider=cluster.provider,
             namespaces=namespaces,
             # Its RoleBindings live in the app namespaces.
-            depends_on=(*(app.namespace for app in apps), *extra),
+            depends_on=(*(app.namespace for app in apps), *extra, *admission),
         ),
     )
     facts = PlatformFacts(

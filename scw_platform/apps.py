@@ -46,6 +46,15 @@ from scw_platform import kube, labels
 from scw_platform.contract import IMAGE_PATTERN, RegisteredApp
 from scw_platform.settings import Hostname, PgIdentifier, Settings, no_duplicates, strict_cidr
 from scw_platform.slo import SloSettings
+from scw_platform.workload_admission import WorkloadAdmissionSettings
+
+#: The images of the hooks the platform renders into every app's GitOps path: the parity gate's
+#: (offline/parity.py; ``--gate-image`` pins a digest too: ``busybox:1.37.0@sha256:...``) and the
+#: migration's grants step's, the PostgreSQL client (offline/migrations.py). The workload admission
+#: admits exactly these references from outside the platform registry.
+GATE_IMAGE = "docker.io/library/busybox:1.37.0"
+PSQL_IMAGE = "docker.io/library/postgres:16.9"
+HOOK_IMAGES = (GATE_IMAGE, PSQL_IMAGE)
 
 # --------------------------------------------------------------------------------------------
 # Settings: the typed input of this module's component (one entry of platform:apps).
@@ -197,6 +206,9 @@ class AppSettings(Settings):
     max_connections: int = Field(default=10, ge=1, le=1000)
     """Database connections one replica opens at most (its pool size): the budget the database's
     connection limit must hold, for every replica a rolling update may run."""
+    admission: WorkloadAdmissionSettings = WorkloadAdmissionSettings()
+    """What the app's workloads from Git may do beyond the platform's defaults: more image
+    registries, a Kubernetes API token (scw_platform/workload_admission.py)."""
     slo: SloSettings | None = None
     """The app's service-level objective: multi-window, multi-burn-rate alerts over Traefik's
     requests and the synthetic probe (where the stack has observability)."""
