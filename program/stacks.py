@@ -551,7 +551,7 @@ def _argocd(
             if gateway is not None
             else None,
             # Its HTTPRoute needs the Gateway API CRDs and attaches to the platform Gateway.
-            depends_on=(gateway.gateway_api_crds, gateway.gateway) if gateway is not None else (),
+            route_depends_on=(gateway.gateway_api_crds, gateway.gateway) if gateway is not None else (),
             notifications=gitops.notifications,
             secret_store=secrets.platform_store,
             secrets_depends_on=(secrets.release, *secrets.stores.values()),

@@ -347,8 +347,10 @@ class ArgoCdArgs:
     secret_store: str | None = None
     #: What the notifications' ExternalSecret waits for (the operator and its stores).
     secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
-    #: Resources the charts need first (e.g. Gateway API CRDs for the HTTPRoute).
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    #: What the UI's HTTPRoute needs first (the Gateway API CRDs and the platform Gateway). Only
+    #: the route waits for them: Argo CD's release needs neither (issue 19: a needless wait of
+    #: the front door's whole chain).
+    route_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 def _namespace(
@@ -710,16 +712,24 @@ class ArgoCd(pulumi.ComponentResource):
         )
         # Everything in the namespace, both releases included, starts with its paths open.
         after_namespace = pulumi.ResourceOptions(
-            parent=self, provider=args.provider, depends_on=[namespace, *policies, *args.depends_on]
+            parent=self, provider=args.provider, depends_on=[namespace, *policies]
         )
         if args.notifications is not None:
             self._notifications_secret(name, args, namespace)
         self.release = self._argocd_release(name, args, after_namespace)
         after_argocd = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release])
         self._repository_credentials(name, args, after_namespace)
+        # Kept: the image updater watches Applications, whose CRD Argo CD's release installs.
         self.image_updater = self._image_updater(name, args, after_namespace, after_argocd)
         if args.gateway is not None and args.hostname is not None:
-            self._route(name, args.gateway, args.hostname, after_argocd)
+            self._route(
+                name,
+                args.gateway,
+                args.hostname,
+                pulumi.ResourceOptions.merge(
+                    after_argocd, pulumi.ResourceOptions(depends_on=list(args.route_depends_on))
+                ),
+            )
 
         project, default_project = self._projects(name, args, after_argocd)
         guards: list[pulumi.Resource] = [default_project, *self._admission(name, args, k8s_opts)]

@@ -1407,3 +1407,13 @@ def test_one_image_update_entry_per_app(stack_config: Callable[[str], dict[str, 
     raw = stack_config("dev")
     raw["platform:gitops"]["imageUpdates"].append({"app": "website", "strategy": "digest"})
     assert "platform:gitops.imageUpdates: duplicate app 'website'" in _problems(raw)
+
+
+def test_only_argocds_route_waits_for_the_front_door(tooling: runner.Plan) -> None:
+    """Argo CD's release needs neither the Gateway API CRDs nor the Gateway: only its HTTPRoute
+    does, so the release starts without waiting for the front door's chain (issue 19)."""
+    gateway = _named(tooling, "tooling-front-door-gateway").urn
+    route = _named(tooling, "argocd-route")
+    assert gateway in route.dependencies
+    for name in ("argocd-argocd", "argocd-image-updater"):
+        assert gateway not in upstream(tooling, _named(tooling, name)), name
