@@ -9,6 +9,8 @@
 #   make gates STACK=prod GITOPS=../platform-gitops   render each app's PreSync parity gate
 #   make bench-apps             plan prod with 1, 10 and 100 generated apps
 #   make cost STACK=prod [ARGS=--json]   what the stack costs per month, min..max (make cost ARGS=--all: every stack)
+#   make critical-path STACK=prod [SVG=prod.svg]   the longest chain of waits, its estimated time and the floor
+#                               (SVG: also draw the dependency graph; needs Graphviz, Debian package graphviz)
 #   make urns [UPDATE=1]        compare (or refresh) the committed URN snapshots of every stack
 #   make config-reference       regenerate docs/configuration.md from the settings models
 #   make promote FROM=dev TO=prod GITOPS=../platform-gitops ARGS="--argocd-url URL --provider gitlab --url URL --project P"
@@ -22,7 +24,7 @@ STACK  ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 
-.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference promote status cost
+.PHONY: setup plan test test-fast lint format bench clean artifacts validate validate-all checkov-setup parity gates bench-apps urns config-reference promote status cost critical-path
 
 # First time: about 2 minutes on 2 cores with a cold pip cache (pip shows its progress).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -103,6 +105,11 @@ bench-apps: setup
 # when a line has no price or the maximum exceeds platform:budget. ARGS=--all prices every stack.
 cost: setup
 	$(PY) -m offline.cost $(if $(filter --all,$(ARGS)),,$(STACK)) $(ARGS)
+
+# Estimated build time from nothing: the critical path over the offline plan (docs/architecture.md,
+# "How long a stack takes to build"); figures only, nothing fails on the 10% target.
+critical-path: setup
+	$(PY) scripts/critical_path.py $(STACK) $(if $(SVG),--svg $(SVG))
 
 # The committed URN snapshots (tests/urns): compare, or refresh after a deliberate rename.
 urns: setup
