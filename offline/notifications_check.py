@@ -39,8 +39,9 @@ def go_unavailable() -> str | None:
     return None
 
 
-def build_parser(work: Path) -> TemplateParser:
-    """Build the Go checker in ``work`` (GOPATH mode, offline) and return a parser calling it."""
+def build_checker(work: Path) -> Path:
+    """Build the Go checker in ``work`` (GOPATH mode against Debian's sources, nothing downloaded)
+    and return the binary; see :func:`go_unavailable` first."""
     go = shutil.which("go")
     assert go is not None
     binary = work / "gotemplate_check"
@@ -62,18 +63,35 @@ def build_parser(work: Path) -> TemplateParser:
         timeout=300,
         capture_output=True,
     )
+    return binary
+
+
+#: Per template id: its ``parse`` error, and with variables its ``exec`` error and ``output``.
+CheckerResults = dict[str, dict[str, str]]
+
+
+def run_checker(
+    binary: Path, templates: Mapping[str, str], variables: Mapping[str, Any] | None = None
+) -> CheckerResults:
+    """Parse (and, with ``variables``, render) ``templates`` with the built checker."""
+    run = subprocess.run(
+        [str(binary)],
+        input=json.dumps({"templates": dict(templates), "vars": variables}),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    results: CheckerResults = json.loads(run.stdout)
+    return results
+
+
+def build_parser(work: Path) -> TemplateParser:
+    """Build the Go checker in ``work`` and return a parser calling it."""
+    binary = build_checker(work)
 
     def parse(texts: Mapping[str, str]) -> dict[str, str]:
-        run = subprocess.run(
-            [str(binary)],
-            input=json.dumps({"templates": dict(texts), "vars": None}),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        results = json.loads(run.stdout)
-        return {where: r["parse"] for where, r in results.items() if r["parse"]}
+        return {where: r["parse"] for where, r in run_checker(binary, texts).items() if r["parse"]}
 
     return parse
 

@@ -5,13 +5,10 @@ with Sprig (offline/gotemplate_check), as Argo CD's notifications-engine runs th
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -21,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from offline import schemas
+from offline import notifications_check, schemas
 from scw_platform import gitops, labels
 from scw_platform import notifications as n
 from tests.harness import record
@@ -32,10 +29,6 @@ STORE = "platform-scaleway"
 EXTERNAL_SECRET = "kubernetes:external-secrets.io/v1:ExternalSecret"
 TRIGGERS = ["on-deployed", "on-sync-failed", "on-health-degraded"]
 
-GO_TOOL = Path(__file__).resolve().parents[2] / "offline" / "gotemplate_check"
-#: Where Debian's golang-github-masterminds-sprig-dev puts Sprig (GOPATH layout).
-GOCODE = Path("/usr/share/gocode")
-SPRIG = GOCODE / "src" / "github.com" / "Masterminds" / "sprig"
 
 needs_schemas = pytest.mark.skipif(
     not schemas.schemas_available(),
@@ -380,47 +373,19 @@ def test_condition_problems(expression: str, expected: list[str]) -> None:
 
 # --- the templates, parsed and rendered by Go's text/template with Sprig ----------------------------
 
-GoResults = dict[str, dict[str, str]]
+GoResults = notifications_check.CheckerResults
 GoCheck = Callable[[Mapping[str, str], Mapping[str, Any] | None], GoResults]
 
 
 @pytest.fixture(scope="module")
 def go_check(tmp_path_factory: pytest.TempPathFactory) -> GoCheck:
-    """offline/gotemplate_check, built once, offline (GOPATH mode against Debian's Go sources)."""
-    go = shutil.which("go")
-    if go is None:
-        pytest.skip("go not found: install Debian's golang-go and golang-github-masterminds-sprig-dev")
-    if not SPRIG.is_dir():
-        pytest.skip(
-            f"Sprig's source not found at {SPRIG}: install Debian's golang-github-masterminds-sprig-dev"
-        )
-    work = tmp_path_factory.mktemp("gotemplate_check")
-    binary = work / "gotemplate_check"
-    env = {
-        **os.environ,
-        "GO111MODULE": "off",
-        "GOPATH": f"{work / 'gopath'}{os.pathsep}{GOCODE}",
-        "GOCACHE": str(work / "cache"),
-        "GOPROXY": "off",
-        "GOFLAGS": "",
-        "GOTOOLCHAIN": "local",
-        "CGO_ENABLED": "0",
-    }
-    subprocess.run([go, "build", "-o", str(binary), "."], cwd=GO_TOOL, env=env, check=True, timeout=300)
-
-    def check(templates: Mapping[str, str], variables: Mapping[str, Any] | None) -> GoResults:
-        run = subprocess.run(
-            [str(binary)],
-            input=json.dumps({"templates": dict(templates), "vars": variables}),
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        results: GoResults = json.loads(run.stdout)
-        return results
-
-    return check
+    """offline/gotemplate_check, built once by the offline check's own builder (GOPATH mode
+    against Debian's Go sources, nothing downloaded)."""
+    missing = notifications_check.go_unavailable()
+    if missing is not None:
+        pytest.skip(missing)
+    binary = notifications_check.build_checker(tmp_path_factory.mktemp("gotemplate_check"))
+    return functools.partial(notifications_check.run_checker, binary)
 
 
 def _parser(go_check: GoCheck) -> n.TemplateParser:
