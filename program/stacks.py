@@ -662,6 +662,14 @@ def _registry_host(tooling: ToolingFacts) -> pulumi.Output[str]:
     )
 
 
+def _registry_pull(tooling: ToolingFacts | None) -> RegistryPull | None:
+    """The platform registry with tooling's read-only pull key, for the jobs whose image lives
+    there (the restore check, the backup drill); None when no tooling stack is read."""
+    if tooling is None:
+        return None
+    return RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
+
+
 def _registration(  # noqa: PLR0917 - private composition helper
     cfg: WorkloadConfig,
     delivery: Delivery,
@@ -839,10 +847,7 @@ def _restore_check(
             protect=cfg.protect_stateful,
             namespace_labels=labels.platform_namespace(),
             bucket_admins=tuple(check.bucket_admins),
-            # The image lives in the platform registry, read with tooling's pull key.
-            registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
-            if tooling is not None
-            else None,
+            registry=_registry_pull(tooling),
             tags=cfg.tags,
             secret_store=secrets.platform_store,
             secrets_depends_on=(secrets.release, *secrets.stores.values()),
@@ -884,10 +889,7 @@ def _backup_drill(
             databases=[entry.name for entry in cfg.database.databases],
             backup_period_hours=cfg.database.backups.frequency_hours,
             tags=cfg.tags,
-            # The restore-check image lives in the platform registry, read with tooling's pull key.
-            registry=RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
-            if tooling is not None
-            else None,
+            registry=_registry_pull(tooling),
         ),
     )
 

@@ -355,6 +355,14 @@ class RegistryPull:
     #: Secret.
     password: pulumi.Input[str]
 
+    def pull_secret(
+        self, resource_name: str, *, metadata: Mapping[str, Any], opts: pulumi.ResourceOptions
+    ) -> k8s.core.v1.Secret:
+        """The namespace's image pull Secret for this registry (``kube.image_pull_secret``)."""
+        return kube.image_pull_secret(
+            resource_name, metadata=metadata, host=self.host, password=self.password, opts=opts
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class MetricsPush:
@@ -941,15 +949,7 @@ class RestoreCheck(pulumi.ComponentResource):
         """
         needs: list[pulumi.Resource] = []
         if args.registry is not None:
-            needs.append(
-                kube.image_pull_secret(
-                    f"{name}-registry-pull",
-                    metadata=meta,
-                    host=args.registry.host,
-                    password=args.registry.password,
-                    opts=in_namespace,
-                )
-            )
+            needs.append(args.registry.pull_secret(f"{name}-registry-pull", metadata=meta, opts=in_namespace))
         needs.append(
             k8s.core.v1.ServiceAccount(
                 f"{name}-service-account",

@@ -150,15 +150,7 @@ class BackupDrill(pulumi.ComponentResource):
         )
         needs: list[pulumi.Resource] = [credentials, specs]
         if args.registry is not None:
-            needs.append(
-                kube.image_pull_secret(
-                    f"{name}-registry-pull",
-                    metadata=meta,
-                    host=args.registry.host,
-                    password=args.registry.password,
-                    opts=in_namespace,
-                )
-            )
+            needs.append(args.registry.pull_secret(f"{name}-registry-pull", metadata=meta, opts=in_namespace))
         k8s.batch.v1.CronJob(
             f"{name}-cronjob",
             metadata={**meta, "name": DRILL_CRONJOB, "annotations": checkov_skips(args.settings.image)},
