@@ -61,10 +61,15 @@ from ops.releases import ImageRef, image_id_digest
 TOKEN_ENV = "ARGOCD_AUTH_TOKEN"
 
 
-def token_is_sendable(token: str) -> bool:
-    """A bearer token goes in an HTTP header: visible ASCII only (http.client encodes headers as
-    latin-1 and would raise on anything else, mid-request)."""
-    return token.isascii() and token.isprintable() and " " not in token
+def token_problem(token: str) -> str | None:
+    """Why ``token`` (read from $ARGOCD_AUTH_TOKEN) cannot be used, or None. A bearer token goes in
+    an HTTP header: visible ASCII only (http.client encodes headers as latin-1 and would raise on
+    anything else, mid-request)."""
+    if not token:
+        return f"${TOKEN_ENV} is not set: export the platform-status account's Argo CD token"
+    if not (token.isascii() and token.isprintable() and " " not in token):
+        return f"${TOKEN_ENV} holds characters an HTTP header cannot carry"
+    return None
 
 
 STATUS_ACCOUNT = "platform-status"

@@ -67,10 +67,9 @@ from urllib.parse import urlsplit
 
 from ops import merge_when_green as mwg
 from ops.argocd_api import TOKEN_ENV as ARGOCD_TOKEN_ENV
-from ops.argocd_api import Application, ArgoCD, ArgoCDError, Running, token_is_sendable
+from ops.argocd_api import Application, ArgoCD, ArgoCDError, Running, token_problem
 from ops.githost import GitHost, GitHostError, MergeRequest
 from ops.releases import (
-    PLATFORM_DIR,
     App,
     Environment,
     GitError,
@@ -78,6 +77,7 @@ from ops.releases import (
     Override,
     OverrideImage,
     ReleaseError,
+    add_platform_dir,
     check_repository,
     git,
     images_of,
@@ -427,12 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", default="main", help="branch Argo CD syncs from (default main)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
     parser.add_argument("--auto-merge", action="store_true", help="ask the host to merge when green")
-    parser.add_argument(
-        "--platform-dir",
-        type=Path,
-        default=PLATFORM_DIR,
-        help="platform repository with environments.yaml and the stack files (default: this one)",
-    )
+    add_platform_dir(parser)
     return parser
 
 
@@ -475,12 +470,8 @@ def setup(args: argparse.Namespace) -> Setup:
     argocd = None
     if args.argocd_url:
         token = os.environ.get(ARGOCD_TOKEN_ENV, "").strip()
-        if not token:
-            raise UsageError(
-                f"${ARGOCD_TOKEN_ENV} is not set: export the platform-status account's Argo CD token"
-            )
-        if not token_is_sendable(token):
-            raise UsageError(f"${ARGOCD_TOKEN_ENV} holds characters an HTTP header cannot carry")
+        if (problem := token_problem(token)) is not None:
+            raise UsageError(problem)
         argocd = ArgoCD(args.argocd_url, token, ca_file=args.ca_file)
     platform = load_platform(args.platform_dir)
     source, destination = platform.environment(args.source), platform.environment(args.destination)

@@ -42,6 +42,7 @@ bundled with the Argo CD in use must have both (not checked here).
 
 from __future__ import annotations
 
+import argparse
 import os
 import posixpath
 import re
@@ -166,6 +167,16 @@ class Platform:
         if source is not None and not isinstance(source, str):
             raise ReleaseError(f"{stack_file}: platform:gitops.promotedFrom is not a string")
         return Environment(name, stack_file, apps, source)
+
+
+def add_platform_dir(parser: argparse.ArgumentParser) -> None:
+    """The ``--platform-dir`` option the release tools share."""
+    parser.add_argument(
+        "--platform-dir",
+        type=Path,
+        default=PLATFORM_DIR,
+        help="platform repository with environments.yaml and the stack files (default: this one)",
+    )
 
 
 def load_platform(directory: Path = PLATFORM_DIR) -> Platform:

@@ -69,14 +69,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ops.argocd_api import TOKEN_ENV, Application, ArgoCD, ArgoCDError, Running, token_is_sendable
+from ops.argocd_api import TOKEN_ENV, Application, ArgoCD, ArgoCDError, Running, token_problem
 from ops.releases import (
-    PLATFORM_DIR,
     App,
     Environment,
     ImageRef,
     Platform,
     ReleaseError,
+    add_platform_dir,
     check_repository,
     image_history,
     load_platform,
@@ -287,12 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", action="store_true", help="one JSON object (schema in the module docstring)"
     )
-    parser.add_argument(
-        "--platform-dir",
-        type=Path,
-        default=PLATFORM_DIR,
-        help="platform repository with environments.yaml and the stack files (default: this one)",
-    )
+    add_platform_dir(parser)
     return parser
 
 
@@ -303,10 +298,8 @@ def setup(args: argparse.Namespace) -> tuple[Report, list[Environment]]:
     if args.ca_file and not Path(args.ca_file).is_file():
         raise UsageError(f"--ca-file {args.ca_file}: no such file")
     token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise UsageError(f"${TOKEN_ENV} is not set: export the platform-status account's Argo CD token")
-    if not token_is_sendable(token):
-        raise UsageError(f"${TOKEN_ENV} holds characters an HTTP header cannot carry")
+    if (problem := token_problem(token)) is not None:
+        raise UsageError(problem)
     platform = load_platform(args.platform_dir)
     if args.envs:
         environments = [platform.environment(name) for name in dict.fromkeys(args.envs)]
