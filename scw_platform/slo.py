@@ -148,8 +148,8 @@ class BurnRateAlert:
     name: str
     #: Share of the error budget spent within the long window that pages.
     budget_share: Decimal
+    #: The long window in PromQL, whole hours (``1h``, ``6h``).
     long_window: str
-    long_hours: int
     long_text: str
     #: The long window in a sentence ("spent within an hour").
     within: str
@@ -163,6 +163,10 @@ class BurnRateAlert:
         """The burn rate that spends :attr:`budget_share` of a ``window_days`` budget in the long window."""
         return self.budget_share * window_days * 24 / self.long_hours
 
+    @property
+    def long_hours(self) -> int:
+        return int(self.long_window.removesuffix("h"))
+
 
 # Both page (severity critical): a burning budget means users are getting errors now, and only
 # someone acting on the app (roll back, scale, fix) stops it. The workbook's approach 6 has no
@@ -175,7 +179,6 @@ FAST_BURN = BurnRateAlert(
     name="SLOErrorBudgetFastBurn",
     budget_share=Decimal("0.02"),
     long_window="1h",
-    long_hours=1,
     long_text="hour",
     within="an hour",
     short_window="5m",
@@ -187,7 +190,6 @@ SLOW_BURN = BurnRateAlert(
     name="SLOErrorBudgetSlowBurn",
     budget_share=Decimal("0.05"),
     long_window="6h",
-    long_hours=6,
     long_text="6 hours",
     within="6 hours",
     short_window="30m",
