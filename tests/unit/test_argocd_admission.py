@@ -6,7 +6,6 @@ as a denial."""
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import pytest
 
 from scw_platform import argocd_admission as admission
 from scw_platform import gitops
+from tests import cel
 
 ENVIRONMENTS = ("dev", "prod", "prod-eu", "tooling")
 PROGRAM_OWNED = ("dev-website", "prod-api", "prod-website", "tooling-docs")
@@ -45,31 +45,8 @@ FIELDS = (
 # --- A small admission evaluator ---------------------------------------------------------------
 
 
-def _celpy() -> Any:
-    return pytest.importorskip(
-        "celpy", reason="cel-python is not installed (pip install cel-python==0.5.0): CEL not evaluated"
-    )
-
-
-@functools.cache
-def _program(expression: str) -> Any:
-    celpy = _celpy()
-    env = celpy.Environment()
-    return env.program(env.compile(expression))
-
-
-def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
-    celpy = _celpy()
-    try:
-        return _program(expression).evaluate(activation)
-    except celpy.CELEvalError as error:
-        pytest.fail(f"CEL evaluation error (would deny through failurePolicy): {error}\n  in: {expression}")
-
-
-def _holds(expression: str, activation: dict[str, Any]) -> bool:
-    result = _evaluate(expression, activation)
-    assert isinstance(result, _celpy().celtypes.BoolType), f"not a bool: {result!r} from {expression}"
-    return bool(result)
+# The shared evaluator (tests/cel.py), under the names these tests use.
+_celpy, _program, _evaluate, _holds = cel.celpy_module, cel.program, cel.evaluate, cel.holds
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ bounded; the admission policy's CEL evaluated with cel-python; the config's bad 
 from __future__ import annotations
 
 import copy
-import functools
 import tomllib
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from offline import runner
 from policy import rules as policy
 from scw_platform import ci
+from tests import cel
 from tests.harness import StackConfig, new_problems, plaintext_secrets, unwrap
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -218,14 +218,8 @@ def test_the_github_runner_pod_is_admitted_and_fits_the_namespace_limits(github_
 # --- the admission policy, evaluated -------------------------------------------------------------
 
 
-def _celpy() -> Any:
-    return pytest.importorskip("celpy", reason="cel-python is not installed: CEL not evaluated")
-
-
-@functools.cache
-def _program(expression: str) -> Any:
-    env = _celpy().Environment()
-    return env.program(env.compile(expression))
+# The shared evaluator (tests/cel.py), under the names these tests use.
+_celpy, _program = cel.celpy_module, cel.program
 
 
 def _denials(pod: dict[str, Any]) -> list[str]:

@@ -8,7 +8,6 @@ fails the test: it is never counted as a denial."""
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from offline import migrations, parity, validate
 from scw_platform import apps, labels
 from scw_platform import workload_admission as admission
+from tests import cel
 from tests.harness import record
 
 REGISTRY = "rg.fr-par.scw.cloud/acme-platform"
@@ -46,31 +46,8 @@ APP_NAMESPACE_LABELS = labels.app_namespace("website")
 # --- A small admission evaluator ---------------------------------------------------------------
 
 
-def _celpy() -> Any:
-    return pytest.importorskip(
-        "celpy", reason="cel-python is not installed (pip install cel-python==0.5.0): CEL not evaluated"
-    )
-
-
-@functools.cache
-def _program(expression: str) -> Any:
-    celpy = _celpy()
-    env = celpy.Environment()
-    return env.program(env.compile(expression))
-
-
-def _evaluate(expression: str, activation: dict[str, Any]) -> Any:
-    celpy = _celpy()
-    try:
-        return _program(expression).evaluate(activation)
-    except celpy.CELEvalError as error:
-        pytest.fail(f"CEL evaluation error (would deny through failurePolicy): {error}\n  in: {expression}")
-
-
-def _holds(expression: str, activation: dict[str, Any]) -> bool:
-    result = _evaluate(expression, activation)
-    assert isinstance(result, _celpy().celtypes.BoolType), f"not a bool: {result!r} from {expression}"
-    return bool(result)
+# The shared evaluator (tests/cel.py), under the names these tests use.
+_celpy, _program, _evaluate, _holds = cel.celpy_module, cel.program, cel.evaluate, cel.holds
 
 
 GROUPS = {
