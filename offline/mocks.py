@@ -206,6 +206,10 @@ class PlatformMocks(pulumi_mocks.Mocks):
             },
             "scaleway:observability/source:Source": lambda: _cockpit_source_outputs(seed, inputs),
             "scaleway:observability/token:Token": lambda: {"secretKey": fake_secret(seed)},
+            "scaleway:observability/alertManager:AlertManager": lambda: {
+                "alertManagerUrl": f"https://{fake_uuid(seed)}.alertmanager.cockpit."
+                f"{inputs.get('region') or 'fr-par'}.scw.cloud"
+            },
             "scaleway:iam/apiKey:ApiKey": lambda: {
                 "accessKey": "SCW" + _digest(seed)[:17].upper(),
                 "secretKey": fake_secret(seed),

@@ -17,7 +17,7 @@ from typing import Any
 from program import environments as env_list
 from program.environments import Environments
 from program.model import Operations, app_secrets_path
-from scw_platform import catalogue
+from scw_platform import catalogue, cockpit_routing
 from scw_platform.apps import DATABASE_KEYS, AppSettings, mebibytes, millicores
 from scw_platform.ci import CiSettings, concurrent_pods, pod_ephemeral_gb
 from scw_platform.cluster import ClusterSettings, Pool
@@ -409,15 +409,7 @@ def _observability_rules(
             f"{opath}.contactPoints[{i}]",
             "only one webhook contact point (its URL is the one secret platform:alertWebhookUrl)",
         )
-    if webhooks and observability.backend == "cockpit":
-        problems.add(
-            f"{opath}.contactPoints[{webhooks[0]}].kind",
-            "webhook needs backend prometheus: Cockpit's alert manager takes only email contact points "
-            "from the provider (observability.AlertManager contact_points[].email). Use backend "
-            "prometheus (its Alertmanager posts to the webhook), or add the webhook by hand in "
-            "Cockpit's Grafana and list only email contact points here",
-        )
-    elif webhooks and "alertWebhookUrl" not in secrets:
+    if webhooks and "alertWebhookUrl" not in secrets:
         problems.add(
             "platform:alertWebhookUrl",
             f"required with the webhook contact point {opath}.contactPoints[{webhooks[0]}]: "
@@ -429,52 +421,57 @@ def _observability_rules(
 def _routing_rules(
     observability: ObservabilitySettings, *, secrets: Mapping[str, Any], problems: Problems
 ) -> None:
-    """Telegram, severity routing and the heartbeat: what the in-cluster Alertmanager does and
-    Cockpit's alert manager cannot (it sends every alert to every contact point, and the provider
-    declares email contact points only)."""
+    """Telegram, severity routing and the heartbeat need an Alertmanager configuration: the
+    in-cluster one (backend prometheus) or the one the platform loads into Cockpit's alert manager
+    (backend cockpit, scw_platform/cockpit_routing.py), where it replaces Scaleway's email contact
+    points, which receive every alert."""
     opath = "platform:operations.observability"
-    cockpit = observability.backend == "cockpit"
     points = observability.contact_points
     telegram = [i for i, p in enumerate(points) if p.kind == "telegram"]
-    why = (
-        "needs backend prometheus: Cockpit's alert manager sends every alert to every contact point and "
-        "the provider declares email contact points only"
-    )
-    if telegram and cockpit:
-        problems.add(f"{opath}.contactPoints[{telegram[0]}].kind", f"telegram {why}")
-    elif telegram and "alertTelegramBotToken" not in secrets:
+    if telegram and "alertTelegramBotToken" not in secrets:
         problems.add(
             "platform:alertTelegramBotToken",
             f"required with the telegram contact point {opath}.contactPoints[{telegram[0]}]: "
             "pulumi config set --secret platform:alertTelegramBotToken <bot token>",
         )
     for i, point in enumerate(points):
-        if point.receives != "all" and (cockpit or point.kind == "email"):
+        if point.receives != "all" and point.kind == "email":
             problems.add(
                 f"{opath}.contactPoints[{i}].receives",
-                f"'{point.receives}' {why} (email contact points are Cockpit's): use all",
+                f"'{point.receives}' is for webhook and telegram contact points: an email contact point "
+                "is Cockpit's own and receives every alert; use all",
             )
-    if observability.heartbeat and cockpit:
-        problems.add(f"{opath}.heartbeat", f"the heartbeat {why}: the Watchdog would reach everyone")
-    elif observability.heartbeat and "alertHeartbeatUrl" not in secrets:
+    if observability.heartbeat and "alertHeartbeatUrl" not in secrets:
         problems.add(
             "platform:alertHeartbeatUrl",
             f"required with {opath}.heartbeat: pulumi config set --secret platform:alertHeartbeatUrl <url>",
         )
-    if not cockpit:
+    if cockpit_routing.routed(observability):
+        for i, point in enumerate(points):
+            if point.kind == "email":
+                problems.add(
+                    f"{opath}.contactPoints[{i}].kind",
+                    "email cannot be combined with telegram, webhook or the heartbeat on backend cockpit: "
+                    "the platform then loads the whole routing into Cockpit's alert manager, which "
+                    "replaces Scaleway's email contact points (and has no mail server to name). Use "
+                    "telegram or webhook contact points only, or backend prometheus",
+                )
+        _delivery_rules(points, problems)
+    elif observability.backend == "prometheus":
         _delivery_rules(points, problems)
 
 
 def _delivery_rules(points: Sequence[ContactPoint], problems: Problems) -> None:
-    """Backend prometheus: the in-cluster Alertmanager delivers through webhook and Telegram
-    contact points, and each severity must reach one of them."""
+    """An Alertmanager configuration the platform writes (in the cluster, or loaded into Cockpit)
+    delivers through webhook and Telegram contact points, and each severity must reach one."""
     opath = "platform:operations.observability"
     delivering = [p for p in points if p.kind in ("webhook", "telegram")]
     if not delivering:
         problems.add(
             f"{opath}.contactPoints",
-            "backend prometheus needs a webhook or telegram contact point: the in-cluster Alertmanager "
-            "delivers through them (email contact points receive only what Cockpit evaluates, the "
+            "needs a webhook or telegram contact point: the platform's Alertmanager configuration "
+            "(backend prometheus, or the heartbeat on backend cockpit) delivers through them (with "
+            "backend prometheus, email contact points receive only what Cockpit evaluates, the "
             "database alerts)",
         )
     else:

@@ -29,7 +29,7 @@ from program.model import (
 )
 from program.paths import RESTORE_CHECK_SCRIPT
 from program.references import CliStackDirectory, Pending, StackDirectory, read_registration, read_tooling
-from scw_platform import labels
+from scw_platform import cockpit_routing, labels
 from scw_platform.apps import HOOK_IMAGES, App, AppArgs, AppDatabase, AppGateway, AppVault
 from scw_platform.backup import (
     RESTORE_CHECK_NAMESPACE,
@@ -944,6 +944,26 @@ def _observability(
             tags=cfg.tags,
         ),
     )
+    if cockpit_routing.routed(settings):
+        # Telegram, webhook or the heartbeat on backend cockpit: the routing is loaded into
+        # Cockpit's alert manager, next to (not inside) the component that ships the telemetry.
+        cockpit_routing.CockpitRouting(
+            f"{cfg.environment}-alert-routing",
+            cockpit_routing.CockpitRoutingArgs(
+                environment=cfg.environment,
+                region=cfg.region,
+                project_id=cfg.project_id,
+                settings=settings,
+                webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
+                telegram_bot_token=cfg.secret("alertTelegramBotToken") if settings.telegram else None,
+                heartbeat_url=cfg.secret("alertHeartbeatUrl") if settings.heartbeat else None,
+            ),
+            in_namespace=observability.in_namespace,
+            # Declared by the Observability component while the stack had email contact points.
+            alert_manager_aliases=[
+                pulumi.Alias(name=f"{cfg.environment}-observability-alert-manager", parent=observability)
+            ],
+        )
     exports: Exports = {
         "observabilityBackend": settings.backend,
         "cockpitLogsSource": observability.logs_source_url,

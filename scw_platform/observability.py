@@ -26,9 +26,11 @@ Per stack with ``platform:operations.observability`` (tooling and prod, so both 
   pinned ``mimirtool rules sync`` Job per target data source on every change (the Job's name
   carries a hash of the rules; ``pulumi up`` waits for it and fails if Cockpit refuses a rule).
 * **Routing**: email contact points become the Cockpit alert manager's contact points
-  (``observability.AlertManager``, one per project and region: declare them in one stack). The
-  provider can declare nothing but email there, so a webhook needs backend prometheus (config
-  refuses a webhook with backend cockpit, naming the key).
+  (``observability.AlertManager``, one per project and region: declare them in one stack), and
+  each gets every alert. Telegram and webhook contact points, routing by severity and the
+  heartbeat need an Alertmanager configuration: the in-cluster one (backend prometheus), or, with
+  backend cockpit, one the platform loads into Cockpit's alert manager
+  (scw_platform/cockpit_routing.py, composed by the stack beside this component).
 * **Synthetic checks** (production, one per app hostname): the blackbox exporter (pinned chart)
   probes ``https://<hostname>/`` every 30 s from inside the cluster, failing on an invalid
   certificate, plain HTTP or a non-2xx answer: scraped by the agent (backend cockpit) or a
@@ -91,8 +93,9 @@ class ContactPoint(Settings):
     name: DnsLabel
     """Contact point name (a DNS label), unique in the stack."""
     kind: Literal["email", "webhook", "telegram"] = "email"
-    """email, webhook (backend prometheus; its URL is the secret platform:alertWebhookUrl) or
-    telegram (backend prometheus; the bot token is the secret platform:alertTelegramBotToken)."""
+    """email, webhook (its URL is the secret platform:alertWebhookUrl) or telegram (the bot token
+    is the secret platform:alertTelegramBotToken). With backend cockpit, webhook and telegram
+    contact points replace Scaleway's email ones: the two kinds do not mix there."""
     email: str | None = Field(default=None, validate_default=True)
     """Required for kind email. A webhook's URL is the secret platform:alertWebhookUrl."""
     chat_id: str | None = Field(default=None, validate_default=True)
@@ -100,7 +103,8 @@ class ContactPoint(Settings):
     -1001234567890); the bot must be a member of it."""
     receives: Receives = "all"
     """Which alerts it gets: page (critical: user-facing and actionable, wake someone), channel
-    (warnings) or all. Backend prometheus only: Cockpit sends every alert to every contact point."""
+    (warnings) or all. Webhook and telegram contact points only: an email contact point is
+    Cockpit's own and gets every alert."""
 
     @field_validator("email")
     @classmethod
@@ -155,7 +159,7 @@ class ObservabilitySettings(Settings):
     heartbeat: bool = False
     """The dead man's switch: the always-firing Watchdog alert is sent every minute to an external
     heartbeat receiver (its URL the secret platform:alertHeartbeatUrl), which alarms when it stops.
-    Backend prometheus only (Cockpit would send it to every contact point)."""
+    With backend cockpit the platform then loads the routing into Cockpit's alert manager."""
 
     @field_validator("backend", mode="before")
     @classmethod
@@ -836,6 +840,9 @@ class Observability(pulumi.ComponentResource):
         self.logs_source_url = logs.url
         self.metrics_source_url = metrics.url if metrics is not None else None
         in_namespace = self._namespace(name, args, k8s_opts)
+        #: What a resource in the monitoring namespace is declared with (its provider, after the
+        #: namespace and its default deny): scw_platform/cockpit_routing.py places its Job there.
+        self.in_namespace = in_namespace
         probes = tuple(args.probe_hostnames)
         self.agent = self._collectors(
             name,

@@ -80,20 +80,50 @@ def _with_observability(**observability: Any) -> Callable[[dict[str, Any]], None
 @pytest.mark.parametrize(
     ("observability", "secrets", "expected"),
     [
+        # Backend cockpit (prod's): the routing is loaded into Cockpit's alert manager, which
+        # then has no email contact points (prod's committed ones are Telegram chats).
         (
-            {"contactPoints": [PAGER]},
+            {"contactPoints": [PAGER, CHANNEL]},
             {},
-            "platform:operations.observability.contactPoints[0].kind: telegram needs backend prometheus",
+            "platform:alertTelegramBotToken: required with the telegram contact point",
+        ),
+        (
+            {"contactPoints": [PAGER, CHANNEL, {"name": "a", "email": "a@example.com"}]},
+            {"alertTelegramBotToken": "t"},
+            "platform:operations.observability.contactPoints[2].kind: email cannot be combined with "
+            "telegram, webhook or the heartbeat on backend cockpit",
+        ),
+        (
+            {"heartbeat": True, "contactPoints": [{"name": "a", "email": "a@example.com"}]},
+            {"alertHeartbeatUrl": "https://example.com/beat"},
+            "platform:operations.observability.contactPoints[0].kind: email cannot be combined",
+        ),
+        (
+            {"heartbeat": True, "contactPoints": []},
+            {"alertHeartbeatUrl": "https://example.com/beat"},
+            "platform:operations.observability.contactPoints: needs a webhook or telegram contact point",
+        ),
+        (
+            {"contactPoints": [PAGER, CHANNEL], "heartbeat": True},
+            {"alertTelegramBotToken": "t"},
+            "platform:alertHeartbeatUrl: required with platform:operations.observability.heartbeat",
+        ),
+        (
+            {"contactPoints": [CHANNEL, HOOK | {"receives": "channel"}]},
+            {"alertTelegramBotToken": "t", "alertWebhookUrl": "https://example.com/hook"},
+            "platform:operations.observability.contactPoints: no webhook or telegram contact point receives "
+            "critical alerts",
         ),
         (
             {"contactPoints": [{"name": "a", "email": "a@example.com", "receives": "page"}]},
             {},
-            "platform:operations.observability.contactPoints[0].receives: 'page' needs backend prometheus",
+            "platform:operations.observability.contactPoints[0].receives: 'page' is for webhook and "
+            "telegram contact points",
         ),
         (
-            {"heartbeat": True},
+            {"contactPoints": [HOOK]},
             {},
-            "platform:operations.observability.heartbeat: the heartbeat needs backend prometheus",
+            "platform:alertWebhookUrl: required with the webhook contact point",
         ),
         (
             {"backend": "prometheus", "contactPoints": [PAGER]},
@@ -120,12 +150,11 @@ def _with_observability(**observability: Any) -> Callable[[dict[str, Any]], None
         (
             {"backend": "prometheus", "contactPoints": [{"name": "a", "email": "a@example.com"}]},
             {},
-            "platform:operations.observability.contactPoints: backend prometheus needs a webhook or telegram "
-            "contact point",
+            "platform:operations.observability.contactPoints: needs a webhook or telegram contact point",
         ),
     ],
 )
-def test_routing_the_backend_cannot_do_is_refused(
+def test_routing_that_cannot_work_is_refused(
     stack_config: Callable[[str], dict[str, Any]],
     observability: dict[str, Any],
     secrets: dict[str, str],

@@ -13,7 +13,17 @@ import pytest
 from program import config, model
 from program.config import ConfigError
 
-SECRETS = dict.fromkeys(("gitopsRepoCredential", "gitopsWriteCredential", "argocdOidcClientSecret"), "s")
+#: The deploy-time secrets the committed stacks need (prod's Telegram bot and heartbeat receiver).
+SECRETS = dict.fromkeys(
+    (
+        "gitopsRepoCredential",
+        "gitopsWriteCredential",
+        "argocdOidcClientSecret",
+        "alertTelegramBotToken",
+        "alertHeartbeatUrl",
+    ),
+    "s",
+)
 
 
 def _problems(raw: dict[str, Any]) -> str:

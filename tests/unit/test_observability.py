@@ -325,8 +325,9 @@ def test_rule_groups_go_where_cockpit_evaluates_them(
     files = _rule_files(prod)
     assert set(files) == {obs.CUSTOM, obs.SCALEWAY}
     assert [g["name"] for g in files[obs.SCALEWAY]["groups"]] == [alerts.DATABASE_GROUP]
+    # Prod has the heartbeat: the Watchdog is evaluated in Cockpit with the rest of the file.
     assert [g["name"] for g in files[obs.CUSTOM]["groups"]] == [
-        *(n for n in DEFAULT_GROUPS if n != alerts.DATABASE_GROUP),
+        *(n for n in ALL_GROUPS if n != alerts.DATABASE_GROUP),
         alerts.PROBE_TARGETS_GROUP,
         slo.RULE_GROUP,
     ]
@@ -343,6 +344,7 @@ def test_rule_groups_go_where_cockpit_evaluates_them(
     names = [g["name"] for g in tooling_files[obs.CUSTOM]["groups"]]
     assert alerts.DATABASE_GROUP not in names and alerts.BACKUPS_GROUP not in names
     assert "platform-gitops" in names and "platform-nodes" in names
+    assert alerts.WATCHDOG_GROUP not in names, "no heartbeat in tooling: the Watchdog would reach everyone"
     # Tooling probes production's hostnames: their absence rules go with them.
     assert alerts.PROBE_TARGETS_GROUP in names
 
@@ -396,16 +398,18 @@ def test_rule_split_follows_what_the_stack_runs() -> None:
 # --- Routing ---------------------------------------------------------------------------------------
 
 
-def test_email_contact_points_route_through_cockpit(
-    prod: list[Registration], tooling: list[Registration], stack_config: Callable[[str], dict[str, Any]]
+def test_the_alert_manager_is_declared_once_per_project(
+    prod: list[Registration], tooling: list[Registration], committed_plans: dict[str, runner.Plan]
 ) -> None:
-    (manager,) = _typed(prod, ALERT_MANAGER)
-    emails = [
-        p["email"] for p in stack_config("prod")["platform:operations"]["observability"]["contactPoints"]
-    ]
-    assert manager.inputs["contactPoints"] == [{"email": e} for e in emails]
+    """Prod declares it (tooling's alerts follow prod's routes); with Telegram and the heartbeat it
+    belongs to the loaded routing (tests/unit/test_cockpit_routing.py), not to this component, and
+    the email path is tested there too."""
+    assert not _typed(prod, ALERT_MANAGER) and not _typed(tooling, ALERT_MANAGER)
+    (manager,) = committed_plans["prod"].by_type(ALERT_MANAGER)
     assert manager.inputs["region"] == "fr-par"
-    assert not _typed(tooling, ALERT_MANAGER), "one alert manager per project: declared once"
+    assert not committed_plans["tooling"].by_type(ALERT_MANAGER), (
+        "one alert manager per project: declared once"
+    )
 
 
 # --- Synthetic checks ------------------------------------------------------------------------------
