@@ -432,6 +432,85 @@ def _helm_images_pinned(r: ResourceView, _: StackView) -> Iterator[Finding]:
     yield from walk(r.get("values"), "values")
 
 
+# --- Production runs every image by digest, tag kept (scw_platform/data/images.yaml records
+# which digest each platform image is pinned to, and where each chart takes it).
+
+_TAG_AT_DIGEST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}@sha256:[0-9a-f]{64}$")
+_SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+#: What a values path holds in each form of scw_platform.images.Form, and how the message says it.
+_DIGEST_FORMS = {
+    "tag-suffix": (_TAG_AT_DIGEST, "<tag>@sha256:<digest>"),
+    "digest-appended": (_SHA256, "sha256:<digest>"),
+    "hex-appended": (_HEX64, "the digest's 64 hex digits (the chart adds @sha256:)"),
+}
+
+
+def digest_problem(image: Any) -> str | None:
+    """Why an image reference is not ``registry/repository:tag@sha256:<64 hex>``, or None."""
+    if not isinstance(image, str) or is_unknown(image) or is_masked_secret(image):
+        return None
+    reference, at, digest = image.partition("@")
+    if not at:
+        return f"image {image!r} is not pinned by digest (production runs <image>:<tag>@sha256:<digest>)"
+    if not _SHA256.fullmatch(digest):
+        return f"image {image!r}: {digest!r} is not a digest (sha256: followed by 64 lowercase hex digits)"
+    if ":" not in reference.rsplit("/", 1)[-1]:
+        return f"image {image!r} has a digest but no tag (keep the tag, for readability)"
+    return None
+
+
+def _chart_image_runs(condition: Any, values: Mapping[str, Any]) -> bool:
+    value = dig(values, *condition.path.split("."))
+    return (condition.default if value is None else value) == condition.equals
+
+
+def _images_by_digest(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    """A recorded gap (an entry of images.yaml without a digest, its ``gap`` saying why none
+    could be read) is admitted as recorded, at its exact tag: the list of gaps production runs is
+    asserted in tests/unit/test_images.py and printed in docs/charts.md, and
+    scripts/resolve_digests.py --write closes them where a registry is reachable."""
+    # Imported here: the library's image list loads a YAML file, which only this rule needs.
+    from scw_platform import images as platform_images
+
+    if r.is_helm:
+        yield from _helm_values_pin_digests(r)
+        return
+    for path, container in _containers(r):
+        image = dig(container, "image")
+        problem = digest_problem(image)
+        if problem and not (isinstance(image, str) and platform_images.gap_for(image)):
+            yield f"{path}.image", problem
+
+
+def _helm_values_pin_digests(r: ResourceView) -> Iterator[Finding]:
+    # Imported here: the library's image list loads a YAML file, which only this rule needs.
+    from scw_platform import images as platform_images
+
+    values = r.get("values")
+    chart = r.get("chart")
+    if not isinstance(values, Mapping) or not isinstance(chart, str):
+        return  # masked or unknown values: nothing to read (the values rules say why elsewhere)
+    for entry in platform_images.for_chart(chart):
+        assert entry.chart is not None
+        if not all(_chart_image_runs(c, values) for c in entry.chart.enabled_when):
+            continue
+        if entry.digest is None:
+            continue  # a recorded gap (see _images_by_digest)
+        for vp in entry.chart.values:
+            if vp.form == "none":
+                continue  # the chart cannot take a digest there: docs/charts.md lists it
+            value = dig(values, *vp.path.split("."))
+            wanted, form = _DIGEST_FORMS[vp.form]
+            if isinstance(value, str) and wanted.fullmatch(value):
+                continue
+            yield (
+                f"values.{vp.path}",
+                f"{entry.registry}/{entry.repository} ({entry.name} in scw_platform/data/images.yaml) is "
+                f"not pinned by digest: set {vp.path} to {form} ({entry.digest}), got {value!r}",
+            )
+
+
 def _is_app_namespace(r: ResourceView) -> bool:
     return r.type == NAMESPACE and str(r.labels.get(APP_NAMESPACE_LABEL, "")).lower() == "true"
 
@@ -849,6 +928,15 @@ RULES: tuple[Rule, ...] = (
         "No Helm release's values set an image tag latest.",
         lambda r: r.is_helm,
         _helm_images_pinned,
+    ),
+    Rule(
+        "platform-images-by-digest-production",
+        "In production every container image in a pod spec is <image>:<tag>@sha256:<digest>, and every "
+        "Helm release pins a digest at each values path scw_platform/data/images.yaml lists for its chart "
+        "(an image recorded there as a gap, no digest readable yet, only at its recorded tag).",
+        lambda r: r.is_helm or pod_spec_path(r.kind) is not None,
+        _images_by_digest,
+        roles=_PRODUCTION,
     ),
     Rule(
         "app-namespace-restricted-pod-security",

@@ -42,18 +42,19 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator
 
-from scw_platform import kube, labels
+from scw_platform import images, kube, labels
 from scw_platform.contract import IMAGE_PATTERN, RegisteredApp
 from scw_platform.settings import Hostname, PgIdentifier, Settings, no_duplicates, strict_cidr
 from scw_platform.slo import SloSettings
 from scw_platform.workload_admission import WorkloadAdmissionSettings
 
 #: The images of the hooks the platform renders into every app's GitOps path: the parity gate's
-#: (offline/parity.py; ``--gate-image`` pins a digest too: ``busybox:1.37.0@sha256:...``) and the
-#: migration's grants step's, the PostgreSQL client (offline/migrations.py). The workload admission
-#: admits exactly these references from outside the platform registry.
-GATE_IMAGE = "docker.io/library/busybox:1.37.0"
-PSQL_IMAGE = "docker.io/library/postgres:16.9"
+#: (offline/parity.py; ``--gate-image`` overrides it) and the migration's grants step's, the
+#: PostgreSQL client (offline/migrations.py). Pinned by digest, tag kept, from
+#: scw_platform/data/images.yaml (which records where each digest was read). The workload
+#: admission admits exactly these references from outside the platform registry.
+GATE_IMAGE = images.ref("busybox")
+PSQL_IMAGE = images.ref("postgres")
 HOOK_IMAGES = (GATE_IMAGE, PSQL_IMAGE)
 
 # --------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from scw_platform import helm, kube, labels
+from scw_platform import helm, images, kube, labels
 from scw_platform.cluster import PoolTaint
 from scw_platform.settings import DnsLabel, Settings
 
@@ -169,11 +169,12 @@ ARC_REPO = "oci://ghcr.io/actions/actions-runner-controller-charts"
 ARC_CONTROLLER_CHART = helm.Chart("gha-runner-scale-set-controller", "0.14.2", ARC_REPO)
 ARC_SCALE_SET_CHART = helm.Chart("gha-runner-scale-set", "0.14.2", ARC_REPO)
 ARC_NAMESPACE = "arc-system"
-#: The runner image of the scale set, at the controller's version.
-ARC_RUNNER_IMAGE = "ghcr.io/actions/actions-runner:2.329.0"
+#: The runner image of the scale set, at the controller's version (the images below by digest
+#: where scw_platform/data/images.yaml records one, tag kept).
+ARC_RUNNER_IMAGE = images.ref("actions-runner")
 #: Rootless BuildKit, the runner pod's second container: the build workflow's buildctl (the same
 #: release, ops/ci/github/build-image.yml) reaches it over a Unix socket in a volume both mount.
-ARC_BUILDKIT_IMAGE = "docker.io/moby/buildkit:v0.34.0-rootless"
+ARC_BUILDKIT_IMAGE = images.ref("buildkit-rootless")
 ARC_BUILDKIT_SOCKET_DIR = "/run/buildkit"
 ARC_BUILDKIT_HOST = f"unix://{ARC_BUILDKIT_SOCKET_DIR}/buildkitd.sock"
 #: ``--oci-worker-no-process-sandbox``: no privileges, only the two profile overrides (module
@@ -231,7 +232,7 @@ ARC_BUILDKIT_CONTAINER = {
     },
 }
 #: The job image GitLab runs when a job names none; the build template always names its own.
-DEFAULT_JOB_IMAGE = "docker.io/library/alpine:3.22"
+DEFAULT_JOB_IMAGE = images.ref("alpine")
 RUNNER_MANAGER_LABELS = {"app.kubernetes.io/name": "ci-runner-manager"}
 
 #: Pod Security baseline's list of capabilities a container may add

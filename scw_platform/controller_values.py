@@ -1,18 +1,69 @@
-"""Helm values shared by the operator charts that run a controller beside helper deployments.
+"""Helm values shared by the charts the platform installs: how a controller is replicated, sized
+and locked down.
 
 external-secrets (controller, webhook, cert controller) and cert-manager (controller, webhook,
 cainjector) lay their values out the same way: one image tag pinned on every deployment, one or
 two replicas each with a PodDisruptionBudget and a spread over zones and nodes in HA, and the
-same resource sizes. Declared once here so the two charts cannot drift apart in how HA or pinning
-is spelled.
+same resource sizes (:func:`replicated_controllers`). The sizes and the restricted security
+contexts are also what the other charts' pods get (the DNS-01 webhook, the metrics agent, the
+exporters, the CI runners' controller), declared once here so no chart-rendered pod is left
+without a memory limit or with a weaker context than the program's own pods.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from scw_platform import kube
+
+Size = Literal["controller", "helper", "small", "exporter"]
+
+#: Requests (what the scheduler reserves) and a memory limit per kind of pod; no CPU limit, so a
+#: busy controller is throttled by its neighbours' requests, never by a ceiling of its own. The
+#: memory limit is what makes a leak an OOM-kill of one pod instead of node pressure for all.
+#: controller: a reconciler with informer caches (cert-manager, external-secrets, Alloy's
+#: operator); helper: webhooks and CA injectors; small: a run-to-completion hook
+#: (startupapicheck) or a webhook serving a few calls an hour (the DNS-01 solver); exporter: an
+#: HTTP exporter (the blackbox exporter, the Pushgateway).
+SIZES: Mapping[Size, Mapping[str, Mapping[str, str]]] = {
+    "controller": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    "helper": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+    "small": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
+    "exporter": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+}
+
+
+def resources(size: Size) -> dict[str, dict[str, str]]:
+    """A fresh copy of one of :data:`SIZES` (values dicts are merged and mutated by callers)."""
+    return {section: dict(amounts) for section, amounts in SIZES[size].items()}
+
+
+def restricted_container(*, user: int | None = None) -> dict[str, Any]:
+    """A container security context that meets Pod Security ``restricted`` on its own (no pod
+    context needed): no privilege escalation, every capability dropped, a read-only root
+    filesystem, non-root, the runtime's default seccomp profile
+    (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
+    ``user``: the numeric user, for images whose own USER is root or a name (runAsNonRoot then
+    refuses to start them)."""
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if user is not None:
+        context.update(runAsUser=user, runAsGroup=user)
+    return context
+
+
+def restricted_pod(*, user: int | None = None) -> dict[str, Any]:
+    """The pod-level half of ``restricted``: non-root and the default seccomp profile."""
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if user is not None:
+        context.update(runAsUser=user, runAsGroup=user)
+    return context
 
 
 def replicated_controllers(
@@ -32,7 +83,6 @@ def replicated_controllers(
     replicas = 2 if ha else 1
     pdb = {"enabled": ha, "minAvailable": 1}
     image = {"tag": image_tag}
-    small = {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
 
     def spread(labels: Mapping[str, str]) -> dict[str, Any]:
         return {"topologySpreadConstraints": kube.spread_constraints(labels)} if ha else {}
@@ -42,7 +92,7 @@ def replicated_controllers(
         "replicaCount": replicas,
         "podDisruptionBudget": pdb,
         **spread(pods),
-        "resources": {"requests": {"cpu": "20m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "resources": resources("controller"),
     }
     for helper, labels in helpers.items():
         values[helper] = {
@@ -50,6 +100,6 @@ def replicated_controllers(
             "podDisruptionBudget": pdb,
             **spread(labels),
             "image": image,
-            "resources": small,
+            "resources": resources("helper"),
         }
     return values

@@ -43,9 +43,16 @@ def release(
     values: pulumi.Input[Mapping[str, Any]],
     opts: pulumi.ResourceOptions,
     timeout: int | None = None,
+    skip_crds: bool = False,
 ) -> k8s.helm.v3.Release:
     """Install ``chart`` as ``release_name`` in ``namespace``. ``timeout`` (seconds; Helm's own
-    default when None) must cover the chart's slowest rollout: the wait is part of ``atomic``."""
+    default when None) must cover the chart's slowest rollout: the wait is part of ``atomic``.
+
+    ``skip_crds``: leave out what the chart ships in its ``crds/`` directory (Helm's
+    ``--skip-crds``), for a chart whose CRDs serve a feature the values turn off. It does not
+    touch CRDs a chart renders from templates, and Helm never deletes ``crds/`` content, so a
+    cluster that had them keeps them. Left unset (not False) otherwise, so the releases that do
+    not use it show no new input."""
     return k8s.helm.v3.Release(
         resource_name,
         name=release_name,
@@ -57,5 +64,6 @@ def release(
         atomic=True,
         cleanup_on_fail=True,
         timeout=timeout,
+        skip_crds=True if skip_crds else None,
         opts=opts,
     )

@@ -43,7 +43,7 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 
-from scw_platform import helm, kube, labels, tls
+from scw_platform import helm, images, kube, labels, tls
 from scw_platform.dns import DnsRecords, DnsRecordsArgs, resource_suffix
 from scw_platform.settings import (
     Hostname,
@@ -203,6 +203,13 @@ TRAEFIK_CHART_VERSION = "41.3.0"
 TRAEFIK_IMAGE_TAG = "v3.7.11"
 TRAEFIK_NAMESPACE = "traefik"
 TRAEFIK_RELEASE = "traefik"
+#: The chart's ``crds/`` directory holds Traefik's own CRDs (traefik.io IngressRoute, Middleware,
+#: TLSOption, ... and hub.traefik.io), served only by the ``kubernetesCRD`` provider, which the
+#: values turn off; the Gateway API CRDs are not in it since chart v40.2 (GatewayApiCrds installs
+#: them). So the release skips the directory: no API kinds that nothing reconciles, whose objects
+#: a namespace could still create and a later provider change would suddenly serve.
+#: traefik/traefik-helm-chart v41.3.0, traefik/crds/ and the ``providers`` values.
+TRAEFIK_SKIP_CRDS = True
 #: The chart's selector labels on Traefik's pods: its name and ``<release>-<namespace>`` as the
 #: instance (traefik/templates/_helpers.tpl, ``traefik.labelselector`` and ``traefik.instance-name``).
 #: The chart renders ``topologySpreadConstraints`` as given (``_podtemplate.tpl``), selector included.
@@ -405,6 +412,11 @@ def _traefik_pods(replicas: int) -> dict[str, object]:
     ha = replicas >= 2
     return {
         "image": {"tag": TRAEFIK_IMAGE_TAG},
+        # image.tag becomes "<version>@sha256:..." (images.pin_chart), which the chart accepts but
+        # calls informational for its version checks; versionOverride states the version itself
+        # (traefik/traefik-helm-chart traefik/values.schema.json at v41.3.0: "overrides the default
+        # version extracted from image.tag").
+        "versionOverride": TRAEFIK_IMAGE_TAG,
         "deployment": {"replicas": replicas},
         # With one replica a PDB would block every node drain; with two or more, one always serves.
         "podDisruptionBudget": {"enabled": ha, "minAvailable": 1},
@@ -473,7 +485,14 @@ def _traefik_metrics() -> dict[str, object]:
 def traefik_values(
     *, replicas: int, ip_id: pulumi.Input[str], zone: str, load_balancer_type: str
 ) -> dict[str, object]:
-    """Values for the Traefik chart (checked offline against its values.schema.json)."""
+    """Values for the Traefik chart (checked offline against its values.schema.json); the image is
+    pinned by tag and digest (:func:`images.pin_chart`)."""
+    return images.pin_chart("traefik", _traefik_values(replicas, ip_id, zone, load_balancer_type))
+
+
+def _traefik_values(
+    replicas: int, ip_id: pulumi.Input[str], zone: str, load_balancer_type: str
+) -> dict[str, object]:
     return {
         **_traefik_pods(replicas),
         # Routes come only through the Gateway API, where the Gateway decides which namespaces may
@@ -487,6 +506,9 @@ def traefik_values(
         # The program owns the GatewayClass and the Gateway (see the module docstring).
         "gatewayClass": {"enabled": False},
         "gateway": {"enabled": False},
+        # No traefik.io objects either: the release skips the chart's traefik.io CRDs
+        # (TRAEFIK_SKIP_CRDS), and an IngressRoute without its CRD would fail the install.
+        "ingressRoute": {"dashboard": {"enabled": False}, "healthcheck": {"enabled": False}},
         "api": {"dashboard": False},
         "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
         "log": {"level": "INFO", "format": "json"},
@@ -658,6 +680,7 @@ class FrontDoor(pulumi.ComponentResource):
                 load_balancer_type=args.load_balancer_type,
             ),
             timeout=600,
+            skip_crds=TRAEFIK_SKIP_CRDS,
             # Traefik's Gateway provider watches only kinds whose CRDs exist when it starts; and it
             # starts with its paths open (the release waits for the load balancer to serve).
             opts=pulumi.ResourceOptions.merge(
@@ -682,7 +705,9 @@ class FrontDoor(pulumi.ComponentResource):
                 dns01=Dns01Args(
                     zone=args.dns.zone,
                     project_id=args.project_id,
-                    namespace_labels=labels.platform_namespace(enforce="baseline"),
+                    # restricted like cert-manager's: the webhook runs unprivileged
+                    # (tls.scaleway_webhook_values).
+                    namespace_labels=labels.platform_namespace(),
                 )
                 if args.dns01 and args.dns is not None
                 else None,

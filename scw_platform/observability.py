@@ -61,7 +61,8 @@ import pulumiverse_scaleway as scaleway
 import yaml
 from pydantic import Field, ValidationInfo, field_validator
 
-from scw_platform import helm, kube, labels
+from scw_platform import helm, images, kube, labels
+from scw_platform.controller_values import resources, restricted_container, restricted_pod
 from scw_platform.settings import DnsLabel, Settings, no_duplicates
 
 # --------------------------------------------------------------------------------------------
@@ -194,6 +195,31 @@ GRAFANA_REPO = "https://grafana.github.io/helm-charts"
 AGENT_CHART = "k8s-monitoring"
 AGENT_CHART_VERSION = "3.5.6"
 AGENT_RELEASE = "k8s-monitoring"
+#: The Alloy collectors' image. The chart leaves their tag empty (an Alloy custom resource without
+#: image.tag gets whatever Alloy version the operator's embedded chart defaults to), so an operator
+#: update would change the collectors unseen. v1.11.3: the Alloy release deployed beside
+#: k8s-monitoring 3.5.6 (a third party's image list of that chart, find_string
+#: "grafana/alloy:v1.11." id 12099871617, next to alloy-operator 1.4.0); the chart's own default at
+#: 3.5.6 is not in the stored corpus (grafana/k8s-monitoring-helm docs/Images.md is stored at 3.3.1).
+ALLOY_IMAGE_TAG = "v1.11.3"
+#: The non-root user the Alloy image ships (uid 473; https://grafana.com/docs/alloy/latest/
+#: configure/nonroot/): the image's default USER is root.
+ALLOY_USER = 473
+#: Node exporter's image: v1.10.2, what k8s-monitoring 3.5.6's node-exporter subchart runs (a third
+#: party's record of the chart, see scw_platform/data/images.yaml); pinned so a subchart bump is a
+#: deliberate change here. Set as the subchart's ``image.tag`` (prometheus-community
+#: charts/prometheus-node-exporter values.yaml; empty there means the subchart's appVersion), not
+#: read at the subchart version 3.5.6 bundles.
+NODE_EXPORTER_IMAGE_TAG = "v1.10.2"
+#: kube-state-metrics' image, pinned rather than left to the subchart: v2.18.0 is the release built
+#: on client-go v1.34 (the kube-state-metrics README's compatibility matrix), the clusters'
+#: Kubernetes minor, and the one with a recorded digest (scw_platform/data/images.yaml says why
+#: the subchart's own default is not used). Set as the subchart's ``image.tag``.
+KUBE_STATE_METRICS_IMAGE_TAG = "v2.18.0"
+#: The collectors' config reloader sidecar, pinned for the same reason as ALLOY_IMAGE_TAG: v0.91.0
+#: is what grafana/alloy's own chart (1.10.0, README values table) pins by digest; the sidecar
+#: only watches the mounted config and calls Alloy's /-/reload.
+CONFIG_RELOADER_IMAGE_TAG = "v0.91.0"
 PROMETHEUS_COMMUNITY_REPO = "https://prometheus-community.github.io/helm-charts"
 BLACKBOX_CHART = "prometheus-blackbox-exporter"
 BLACKBOX_CHART_VERSION = "11.4.0"
@@ -203,13 +229,16 @@ BLACKBOX_PORT = 9115
 PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
 PROMETHEUS_STACK_CHART_VERSION = "79.12.0"
 PROMETHEUS_STACK_RELEASE = "kps"
-MIMIRTOOL_IMAGE = "grafana/mimirtool:3.0.1"
+#: ``<image>:<tag>@<digest>`` once images.yaml records a digest; today the tag alone (no public
+#: digest for any mimirtool release was found: the entry's gap says what was searched).
+MIMIRTOOL_IMAGE = images.ref("mimirtool")
 #: The Pushgateway: where batch jobs (the restore check) leave their figures for the agent to
 #: scrape. prometheus-community/helm-charts charts/prometheus-pushgateway, chart 3.6.1 (appVersion
-#: v1.11.2, Chart.yaml); the image tag is pinned here rather than left to the chart's appVersion.
+#: v1.11.2, Chart.yaml); the image tag is pinned here rather than left to the chart's appVersion:
+#: v1.11.3, the next patch, because it is the one a digest is recorded for (images.yaml).
 PUSHGATEWAY_CHART = "prometheus-pushgateway"
 PUSHGATEWAY_CHART_VERSION = "3.6.1"
-PUSHGATEWAY_IMAGE_TAG = "v1.11.2"
+PUSHGATEWAY_IMAGE_TAG = "v1.11.3"
 PUSHGATEWAY_SERVICE = "pushgateway"
 PUSHGATEWAY_PORT = 9091
 #: With nameOverride and the release both ``pushgateway``, the chart's selector labels
@@ -260,13 +289,7 @@ CONTROLLER_METRICS_PORTS = (
     labels.TRAEFIK_METRICS_PORT,
 )
 
-_RESTRICTED_CONTAINER: Mapping[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
+_RESTRICTED_CONTAINER: Mapping[str, Any] = restricted_container()
 
 
 # --- Rules ------------------------------------------------------------------------------------------
@@ -298,6 +321,11 @@ def probe_targets(hostnames: Sequence[str]) -> list[str]:
 
 
 def blackbox_values() -> dict[str, Any]:
+    # Every image by tag and digest (images.pin_chart: the digests of scw_platform/data/images.yaml).
+    return images.pin_chart(BLACKBOX_CHART, _blackbox_values())
+
+
+def _blackbox_values() -> dict[str, Any]:
     return {
         "fullnameOverride": BLACKBOX_SERVICE,
         "image": {"tag": BLACKBOX_IMAGE_TAG},
@@ -319,7 +347,11 @@ def blackbox_values() -> dict[str, Any]:
                 }
             }
         },
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "resources": resources("exporter"),
+        # The chart's container context is restricted but for seccomp, and its pod context is
+        # empty (prometheus-community/helm-charts charts/prometheus-blackbox-exporter/values.yaml,
+        # 11.x); its liveness and readiness probes (/-/healthy) are on by default.
+        "podSecurityContext": restricted_pod(),
     }
 
 
@@ -375,13 +407,22 @@ def pushgateway_values() -> dict[str, Any]:
     ``--persistence.file`` on the chart's emptyDir (mounted at /data) keeps what was pushed when the
     container restarts; a rescheduled pod starts empty, and the figures' alerts stay quiet until the
     next run pushes again (the last-success alerts come from kube-state-metrics, not from here).
+    The image is pinned by tag and digest (:func:`images.pin_chart`).
     """
+    return images.pin_chart(PUSHGATEWAY_CHART, _pushgateway_values())
+
+
+def _pushgateway_values() -> dict[str, Any]:
     return {
         "nameOverride": PUSHGATEWAY_SERVICE,
         "fullnameOverride": PUSHGATEWAY_SERVICE,
         "image": {"tag": PUSHGATEWAY_IMAGE_TAG},
         "extraArgs": ["--persistence.file=/data/pushgateway.data", "--persistence.interval=1m"],
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}},
+        "resources": resources("exporter"),
+        # The chart's defaults (charts/prometheus-pushgateway/values.yaml, 3.x), stated so a chart
+        # change cannot drop them: /-/healthy and /-/ready on the service port.
+        "liveness": {"enabled": True},
+        "readiness": {"enabled": True},
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 65534,
@@ -405,6 +446,62 @@ PUSHGATEWAY_SCRAPE: dict[str, Any] = {
 }
 
 
+#: Alloy's metrics collector: its write-ahead log and scrape caches for every series of the
+#: cluster (Grafana's estimate: about 11 GiB per million active series,
+#: https://grafana.com/docs/alloy/latest/introduction/estimate-resource-usage/; a platform cluster
+#: has tens of thousands).
+METRICS_COLLECTOR_RESOURCES: Mapping[str, Mapping[str, str]] = {
+    "requests": {"cpu": "50m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+def _collector(size: Mapping[str, Mapping[str, str]], *, restricted: bool = False) -> dict[str, Any]:
+    """One Alloy collector's values: the pinned image, its size and, with ``restricted``, the
+    non-root context with a writable /tmp.
+
+    The keys are the Alloy chart's, which each collector entry passes to its Alloy custom resource
+    (grafana/k8s-monitoring-helm charts/k8s-monitoring/values.yaml: ``alloy.securityContext``,
+    ``alloy.resources``; grafana/alloy-operator alloy-values.yaml: ``image``, ``alloy.mounts.extra``,
+    ``controller.volumes.extra``, ``configReloader``). The chart's own context for a collector
+    drops every capability and adds back the container runtime's default set; ``add: []`` takes
+    them away again (a list value replaces the chart's). Alloy writes its WAL under
+    ``alloy.storagePath`` (/tmp/alloy), so a read-only root filesystem needs /tmp on an emptyDir.
+    """
+    values: dict[str, Any] = {
+        "image": {"tag": ALLOY_IMAGE_TAG},
+        "alloy": {"resources": {section: dict(amounts) for section, amounts in size.items()}},
+        # Pinned like the collector (the digest goes on at images.pin_chart).
+        "configReloader": {"image": {"tag": CONFIG_RELOADER_IMAGE_TAG}},
+    }
+    if restricted:
+        context = restricted_container(user=ALLOY_USER)
+        context["capabilities"] = {"drop": ["ALL"], "add": []}
+        values["alloy"]["securityContext"] = context
+        values["alloy"]["mounts"] = {"extra": [{"name": "tmp", "mountPath": "/tmp"}]}
+        values["controller"] = {"volumes": {"extra": [{"name": "tmp", "emptyDir": {}}]}}
+        # The config reloader sidecar: its image names its user (nobody), which runAsNonRoot
+        # cannot check, hence the number.
+        values["configReloader"].update(
+            securityContext=restricted_container(user=ALLOY_USER), resources=resources("exporter")
+        )
+    return values
+
+
+def _alloy_operator() -> dict[str, Any]:
+    """The operator that turns the chart's Alloy custom resources into collectors: a controller's
+    size and a restricted context (its chart sets only runAsNonRoot,
+    grafana/alloy-operator charts/alloy-operator values ``securityContext``); its liveness and
+    readiness probes are the chart's defaults. Its image stays the subchart's appVersion: which
+    alloy-operator chart 3.5.6 bundles is not in the stored corpus, and an operator image ahead of
+    or behind its own chart's RBAC and CRD is worse than the chart's pin."""
+    return {
+        "resources": resources("controller"),
+        "podSecurityContext": restricted_pod(),
+        "securityContext": restricted_container(),
+    }
+
+
 def agent_values(
     *,
     cluster_name: str,
@@ -414,7 +511,8 @@ def agent_values(
     probe_hostnames: Sequence[str] = (),
     pushgateway: bool = False,
 ) -> dict[str, Any]:
-    """Values of the k8s-monitoring chart (3.x): destinations read the token from our Secret."""
+    """Values of the k8s-monitoring chart (3.x): destinations read the token from our Secret;
+    images pinned by :func:`images.pin_chart`."""
     token = {"create": False, "name": COCKPIT_TOKEN_SECRET, "namespace": MONITORING_NAMESPACE}
     destinations: list[dict[str, Any]] = []
     if backend == "cockpit":
@@ -442,18 +540,36 @@ def agent_values(
         "destinations": destinations,
         "clusterEvents": {"enabled": True},
         "podLogs": {"enabled": True},
-        "alloy-logs": {"enabled": True},
-        "alloy-singleton": {"enabled": True},
+        # Log collection reads the nodes' /var/log/pods (root-owned files): the chart's own
+        # context stays, only the image and the size are set.
+        "alloy-logs": {"enabled": True, **_collector(resources("controller"))},
+        "alloy-singleton": {"enabled": True, **_collector(resources("helper"), restricted=True)},
+        "alloy-operator": _alloy_operator(),
     }
     if backend == "cockpit":
         values["clusterMetrics"] = {
             "enabled": True,
             # Node, pod and CronJob/Job state (the restore check's status) and node metrics.
-            "kube-state-metrics": {"deploy": True},
-            "node-exporter": {"deploy": True},
+            "kube-state-metrics": {
+                "deploy": True,
+                "image": {"tag": KUBE_STATE_METRICS_IMAGE_TAG},
+                "resources": resources("helper"),
+            },
+            "node-exporter": {
+                "deploy": True,
+                "image": {"tag": NODE_EXPORTER_IMAGE_TAG},
+                "resources": resources("small"),
+            },
+            # Every pool is Linux (Kapsule runs no Windows nodes): neither the DaemonSet nor its
+            # scrape. feature-cluster-metrics values.yaml: ``windows-exporter.deploy`` is the
+            # subchart's condition, ``enabled`` the scrape.
+            "windows-exporter": {"enabled": False, "deploy": False},
         }
         values["annotationAutodiscovery"] = {"enabled": True}
-        metrics: dict[str, Any] = {"enabled": True}
+        metrics: dict[str, Any] = {
+            "enabled": True,
+            **_collector(METRICS_COLLECTOR_RESOURCES, restricted=True),
+        }
         extra = [
             *([probe_scrape_config(probe_hostnames)] if probe_hostnames else []),
             *([pushgateway_scrape_config()] if pushgateway else []),
@@ -461,7 +577,9 @@ def agent_values(
         if extra:
             metrics["extraConfig"] = "\n".join(extra)
         values["alloy-metrics"] = metrics
-    return values
+    # Every image by tag and digest where images.yaml records one (the alloy-operator's is a gap:
+    # the production rule reports it rather than this function hiding it).
+    return images.pin_chart(AGENT_CHART, values)
 
 
 #: The Cockpit agent's annotation autodiscovery, for Prometheus: scrape Services annotated with
@@ -593,8 +711,18 @@ def prometheus_stack_values(
     kube-state-metrics and node-exporter. Grafana is left out: dashboards and logs live in
     Cockpit's Grafana."""
     config, secrets = alertmanager_config(contact_points, heartbeat=heartbeat)
+    # Every pod the chart runs gets a size (the chart sets none: kube-prometheus-stack values.yaml,
+    # ``resources: {}`` throughout); probes and restricted contexts are the chart's defaults, its
+    # images the chart version's pins (docs/charts.md).
     return {
         "fullnameOverride": PROMETHEUS_STACK_RELEASE,
+        "prometheusOperator": {
+            "resources": resources("controller"),
+            "prometheusConfigReloader": {"resources": resources("exporter")},
+            "admissionWebhooks": {"patch": {"resources": resources("small")}},
+        },
+        "kube-state-metrics": {"resources": resources("helper")},
+        "prometheus-node-exporter": {"resources": resources("small")},
         "grafana": {"enabled": False},
         # The platform's own rules only: the chart's defaults would page for things nobody owns.
         "defaultRules": {"create": False},
@@ -611,9 +739,14 @@ def prometheus_stack_values(
                     ANNOTATED_SERVICES_SCRAPE,
                     *([PUSHGATEWAY_SCRAPE] if pushgateway else []),
                 ],
+                # The head block of every series in memory, plus the WAL replay on start.
+                "resources": {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
             }
         },
-        "alertmanager": {"config": config, "alertmanagerSpec": {"secrets": secrets}},
+        "alertmanager": {
+            "config": config,
+            "alertmanagerSpec": {"secrets": secrets, "resources": resources("helper")},
+        },
     }
 
 

@@ -37,7 +37,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from scw_platform import helm, kube, labels
+from scw_platform import helm, images, kube, labels
 from scw_platform.controller_values import replicated_controllers
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
@@ -112,6 +112,12 @@ SCALEWAY_API_URL = "https://api.scaleway.com"
 #: (deploy/charts/external-secrets/values.yaml); the controller's metrics listen on
 #: ``metrics.listen.port`` (8080 there, labels.EXTERNAL_SECRETS_METRICS_PORT).
 WEBHOOK_PORT = 10250
+#: The controller's health endpoint (``--live-addr``: /healthz and /readyz), set explicitly as
+#: ``livenessProbe.spec.port`` (a key of the chart's 2.9.0 values schema). 8082 is the port the
+#: controller's health endpoint is run on in the manifests read (its 2.9.0 values.yaml itself is
+#: not in the stored corpus). Kubelet probes come from the pod's own node, which NetworkPolicies
+#: always admit.
+CONTROLLER_HEALTH_PORT = 8082
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,19 +164,29 @@ def operator_pods(suffix: str = "") -> dict[str, str]:
     }
 
 
+#: The chart's keys of the two helper deployments -> their pods' name suffix.
+OPERATOR_HELPERS: Mapping[str, str] = {"webhook": "-webhook", "certController": "-cert-controller"}
+
+
 def operator_values(*, ha: bool) -> dict[str, Any]:
-    """Helm values for the external-secrets chart (checked offline against its values schema)."""
+    """Helm values for the external-secrets chart (checked offline against its values schema); the
+    three image blocks pinned by tag and digest (:func:`images.pin_chart`)."""
+    return images.pin_chart("external-secrets", _operator_values(ha=ha))
+
+
+def _operator_values(*, ha: bool) -> dict[str, Any]:
+    controllers = replicated_controllers(
+        EXTERNAL_SECRETS_IMAGE_TAG,
+        ha=ha,
+        pods=operator_pods(),
+        helpers={helper: operator_pods(suffix) for helper, suffix in OPERATOR_HELPERS.items()},
+    )
+    for key, probes in operator_probes().items():
+        # Helper entries gain their probe switches; the controller's probes are top-level keys.
+        controllers[key] = {**controllers[key], **probes} if key in OPERATOR_HELPERS else probes
     return {
         "installCRDs": True,
-        **replicated_controllers(
-            EXTERNAL_SECRETS_IMAGE_TAG,
-            ha=ha,
-            pods=operator_pods(),
-            helpers={
-                "webhook": operator_pods("-webhook"),
-                "certController": operator_pods("-cert-controller"),
-            },
-        ),
+        **controllers,
         "leaderElect": ha,
         # Only cluster stores, all created by the program: a namespace cannot bring its own store
         # (and its own credentials) to bypass the platform's.
@@ -187,6 +203,27 @@ def operator_values(*, ha: bool) -> dict[str, Any]:
                 "port": labels.EXTERNAL_SECRETS_METRICS_PORT,
                 "annotations": labels.scrape(labels.EXTERNAL_SECRETS_METRICS_PORT),
             }
+        },
+    }
+
+
+def operator_probes() -> dict[str, Any]:
+    """Liveness and readiness probes on all three deployments.
+
+    The chart (2.9.0) leaves the controller's off by default (``livenessProbe.enabled`` and
+    ``readinessProbe.enabled``; on, it renders each probe from its ``spec``): without them a
+    controller whose informers are stuck stays Running, and a rollout is "ready" before it
+    reconciles. The webhook's and the cert controller's are switched on explicitly so a
+    chart default cannot drop them. Paths and ports follow the chart's own spec layout (values
+    schema: ``livenessProbe.spec.{port,httpGet}``, ``readinessProbe.spec.httpGet``)."""
+    health = {"path": "/healthz", "port": CONTROLLER_HEALTH_PORT}
+    ready = {"path": "/readyz", "port": CONTROLLER_HEALTH_PORT}
+    return {
+        "livenessProbe": {"enabled": True, "spec": {"port": CONTROLLER_HEALTH_PORT, "httpGet": health}},
+        "readinessProbe": {"enabled": True, "spec": {"httpGet": ready}},
+        **{
+            helper: {"livenessProbe": {"enabled": True}, "readinessProbe": {"enabled": True}}
+            for helper in OPERATOR_HELPERS
         },
     }
 

@@ -28,8 +28,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pydantic import field_validator
 
-from scw_platform import helm, kube, labels
-from scw_platform.controller_values import replicated_controllers
+from scw_platform import helm, images, kube, labels
+from scw_platform.controller_values import (
+    replicated_controllers,
+    resources,
+    restricted_container,
+    restricted_pod,
+)
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
 from scw_platform.settings import Settings
 
@@ -79,8 +84,9 @@ SCW_WEBHOOK_CHART_VERSION = "0.4.0"
 SCW_WEBHOOK_IMAGE_TAG = "v0.1.0"
 SCW_WEBHOOK_GROUP = "acme.scaleway.com"
 SCW_WEBHOOK_SOLVER = "scaleway"
-#: The webhook gets a namespace of its own: its image runs as root to listen on port 443, which the
-#: restricted Pod Security level of cert-manager's namespace would refuse.
+#: The webhook's own namespace (Pod Security restricted, as cert-manager's): its NetworkPolicies
+#: (public HTTPS to Scaleway's DNS API) stay apart from cert-manager's. It once held the webhook
+#: as root; the name stays so a live stack does not move it.
 SCW_WEBHOOK_NAMESPACE = "cert-manager-scaleway"
 SCW_WEBHOOK_RELEASE = "scaleway-certmanager-webhook"
 #: In cert-manager's namespace: for a ClusterIssuer, solver secrets are read from there.
@@ -96,9 +102,16 @@ CERT_MANAGER_WEBHOOK_PORT = 10250
 ACME_SOLVER_POD_LABELS: Mapping[str, str] = {"acme.cert-manager.io/http01-solver": "true"}
 ACME_SOLVER_PORT = 8089
 #: The Scaleway webhook's serving port: ``containerPort: 443``, fixed in the chart
-#: (scaleway/helm-charts charts/scaleway-certmanager-webhook/templates/deployment.yaml, no value
-#: moves it; the reason for SCW_WEBHOOK_NAMESPACE's baseline level).
+#: (scaleway/helm-charts charts/scaleway-certmanager-webhook/templates/deployment.yaml at chart
+#: 0.4.0: no value moves it and there is no extraArgs to pass ``--secure-port``), so a non-root
+#: webhook needs the port below 1024 opened to it (scaleway_webhook_values).
 SCW_WEBHOOK_PORT = 443
+#: The webhook's numeric user: its image is FROM scratch with no USER (scaleway/
+#: cert-manager-webhook-scaleway Dockerfile), so it would run as root, and runAsNonRoot needs a
+#: number. 65532 is the conventional "nonroot" id; the binary and the mounted serving certificate
+#: are world-readable, and given its certificate files it should write nothing (not verified in a
+#: cluster: docs/charts.md).
+SCW_WEBHOOK_USER = 65532
 #: Port 80 of the front door: the controller's HTTP-01 self-check fetches the challenge from the
 #: hostname before telling the ACME server to (pkg/issuer/acme/http/http.go, ``testReachability``).
 HTTP_PORT = 80
@@ -131,7 +144,7 @@ class Dns01Args:
     #: The Scaleway DNS zone whose names are solved by DNS-01.
     zone: str
     project_id: pulumi.Input[str]
-    #: Labels of the webhook's namespace (Pod Security level baseline, see SCW_WEBHOOK_NAMESPACE).
+    #: Labels of the webhook's namespace (Pod Security, see SCW_WEBHOOK_NAMESPACE).
     namespace_labels: Mapping[str, str]
 
 
@@ -162,6 +175,13 @@ def cert_manager_pods(component: str) -> dict[str, str]:
 
 
 def cert_manager_values(*, ha: bool) -> dict[str, object]:
+    """Values for the cert-manager chart (checked offline against its values.schema.json). Every
+    image keeps its tag and gains its digest (:func:`images.pin_chart`): with both set the chart
+    renders ``image:tag@digest``."""
+    return images.pin_chart("cert-manager", _cert_manager_values(ha=ha))
+
+
+def _cert_manager_values(*, ha: bool) -> dict[str, object]:
     image = {"tag": CERT_MANAGER_IMAGE_TAG}
     return {
         "crds": {"enabled": True, "keep": True},
@@ -171,7 +191,14 @@ def cert_manager_values(*, ha: bool) -> dict[str, object]:
             pods=cert_manager_pods("controller"),
             helpers={helper: cert_manager_pods(helper) for helper in ("webhook", "cainjector")},
         ),
-        "startupapicheck": {"image": image},
+        # The post-install hook Job: sized like every other pod, so it fits a namespace quota and
+        # an OOM stays its own (the chart sets no resources: values.schema.json, default {}).
+        "startupapicheck": {"image": image, "resources": resources("small")},
+        # The controller's liveness probe (the chart's clock-skew check, on by default) stated so
+        # a chart default change cannot drop it silently; the webhook's liveness and readiness
+        # probes are rendered unconditionally. The cainjector has no probe value at v1.21.1
+        # (docs/charts.md).
+        "livenessProbe": {"enabled": True},
         "acmesolver": {"image": image},
         # Leases in cert-manager's own namespace rather than kube-system.
         "global": {"leaderElection": {"namespace": CERT_MANAGER_NAMESPACE}},
@@ -186,6 +213,46 @@ def cert_manager_values(*, ha: bool) -> dict[str, object]:
         # certmanager_certificate_expiration_timestamp_seconds feeds the expiry alert.
         "prometheus": {"enabled": True},
         "serviceAnnotations": labels.scrape(labels.CERT_MANAGER_METRICS_PORT),
+    }
+
+
+def scaleway_webhook_values() -> dict[str, Any]:
+    """Values of the scaleway-certmanager-webhook chart (0.4.0, no values schema upstream).
+
+    The chart's names are swapped (scaleway/helm-charts charts/scaleway-certmanager-webhook/
+    templates/deployment.yaml at 0.4.0): ``podSecurityContext`` is rendered as the *container's*
+    securityContext and ``securityContext`` as the *pod's*. Both are set: non-root, no privilege
+    escalation, no capabilities, read-only root filesystem, default seccomp. The fixed port 443
+    is opened to the non-root process by the namespaced sysctl
+    ``net.ipv4.ip_unprivileged_port_start``, which Kubernetes counts as safe (allowed by default,
+    https://kubernetes.io/docs/tasks/administer-cluster/sysctl-cluster/) and Pod Security
+    baseline and restricted accept
+    (https://kubernetes.io/docs/concepts/security/pod-security-standards/, "Sysctls").
+    The chart's probes (liveness and readiness, /healthz over HTTPS) are rendered
+    unconditionally. The image's digest is a gap in images.yaml today; :func:`images.pin_chart`
+    adds it once recorded.
+    """
+    return images.pin_chart(SCW_WEBHOOK_CHART, _scaleway_webhook_values())
+
+
+def _scaleway_webhook_values() -> dict[str, Any]:
+    return {
+        "groupName": SCW_WEBHOOK_GROUP,
+        "certManager": {
+            "namespace": CERT_MANAGER_NAMESPACE,
+            "serviceAccountName": CERT_MANAGER_SERVICE_ACCOUNT,
+        },
+        "image": {"tag": SCW_WEBHOOK_IMAGE_TAG},
+        "resources": resources("small"),
+        # The pod's context (see the docstring for the chart's naming).
+        "securityContext": {
+            **restricted_pod(user=SCW_WEBHOOK_USER),
+            "sysctls": [{"name": "net.ipv4.ip_unprivileged_port_start", "value": str(SCW_WEBHOOK_PORT)}],
+        },
+        # The container's context.
+        "podSecurityContext": restricted_container(user=SCW_WEBHOOK_USER),
+        # No secret.accessKey/secretKey here: Helm values land in the release's own Secret and in
+        # state; the key lives only in DNS01_SECRET, referenced by the issuers.
     }
 
 
@@ -407,7 +474,7 @@ class CertManager(pulumi.ComponentResource):
     def _dns01_webhook(
         self, name: str, dns01: Dns01Args, k8s_opts: pulumi.ResourceOptions
     ) -> k8s.helm.v3.Release:
-        """The Scaleway webhook's namespace (baseline, see SCW_WEBHOOK_NAMESPACE) and its release."""
+        """The Scaleway webhook's namespace (see SCW_WEBHOOK_NAMESPACE) and its release."""
         namespace = k8s.core.v1.Namespace(
             f"{name}-dns01-namespace",
             metadata={"name": SCW_WEBHOOK_NAMESPACE, "labels": dict(dns01.namespace_labels)},
@@ -424,17 +491,7 @@ class CertManager(pulumi.ComponentResource):
             release_name=SCW_WEBHOOK_RELEASE,
             chart=helm.Chart(SCW_WEBHOOK_CHART, SCW_WEBHOOK_CHART_VERSION, SCW_WEBHOOK_REPO),
             namespace=namespace.metadata.name,
-            values={
-                "groupName": SCW_WEBHOOK_GROUP,
-                "certManager": {
-                    "namespace": CERT_MANAGER_NAMESPACE,
-                    "serviceAccountName": CERT_MANAGER_SERVICE_ACCOUNT,
-                },
-                "image": {"tag": SCW_WEBHOOK_IMAGE_TAG},
-                "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-                # No secret.accessKey/secretKey here: Helm values land in the release's own Secret
-                # and in state; the key lives only in DNS01_SECRET, referenced by the issuers.
-            },
+            values=scaleway_webhook_values(),
             # The chart issues its serving certificate through cert-manager (Issuer, Certificate).
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.release, namespace, *policies])

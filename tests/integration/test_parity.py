@@ -337,8 +337,11 @@ def test_gate_is_a_short_presync_hook_without_token_rbac_or_privilege(prod: Plat
     assert context["readOnlyRootFilesystem"] is True
     assert context["capabilities"] == {"drop": ["ALL"]}
     image = container["image"]
-    name, _, tag = image.rpartition(":")
+    # Tag kept for readability, then the digest (scw_platform/data/images.yaml).
+    reference, _, digest = image.partition("@")
+    name, _, tag = reference.rpartition(":")
     assert name.endswith("busybox") and tag and tag != "latest"
+    assert digest.startswith("sha256:") and len(digest) == len("sha256:") + 64
     assert container["resources"]["limits"] == {"cpu": "100m", "memory": "32Mi"}
 
 

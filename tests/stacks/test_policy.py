@@ -214,6 +214,47 @@ UPDATER = k8s(
     "ImageUpdater", "u", {"metadata": {"name": "dev"}}, api="argocd-image-updater.argoproj.io/v1alpha1"
 )
 
+SHA = "sha256:" + "c" * 64
+
+
+def workload(*images_: str, kind: str = "Deployment") -> ResourceView:
+    """A pod-spec object whose containers (the last one an init container) run ``images_``."""
+    *main, init = images_
+    pod_spec = {
+        "containers": [{"name": f"c{i}", "image": image} for i, image in enumerate(main)],
+        "initContainers": [{"name": "init", "image": init}],
+    }
+    spec = pod_spec if kind == "Pod" else {"template": {"spec": pod_spec}}
+    return k8s(kind, "w", {"metadata": {"name": "w", "namespace": "web"}, "spec": spec}, api="apps/v1")
+
+
+def nested(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"a.b": 1} -> {"a": {"b": 1}}: Helm values from dotted paths."""
+    out: dict[str, Any] = {}
+    for path, value in flat.items():
+        *parents, last = path.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return out
+
+
+def pinned_chart(chart: str, version: str, **extra: Any) -> ResourceView:
+    """A release of ``chart`` whose values pin every image scw_platform/data/images.yaml lists for it
+    (with SHA where the file records no digest)."""
+    from scw_platform import images
+
+    flat: dict[str, Any] = {}
+    for image in images.for_chart(chart):
+        assert image.chart is not None
+        for vp in image.chart.values:
+            forms = {"tag-suffix": f"{image.tag or 'v1'}@{SHA}", "hex-appended": SHA.removeprefix("sha256:")}
+            flat[vp.path] = forms.get(vp.form, SHA)
+    flat.update(extra)
+    return helm(version, nested(flat), chart=chart)
+
+
 Case = tuple[StackView, StackView]
 # stack-budget: 3..9 PRO2-M nodes, at most 2935.21 EUR/month (prices: scw_platform/data/scaleway.yaml).
 _APPS_POOL = res(
@@ -348,6 +389,79 @@ CASES: dict[str, list[Case]] = {
         (
             stack(helm(values={"server": {"sidecars": [{"image": "busybox:latest"}]}})),
             stack(helm(values={"server": {"sidecars": [{"image": "busybox:1.37"}]}})),
+        ),
+    ],
+    "platform-images-by-digest-production": [
+        # A tag alone, in a container and in an init container.
+        (
+            stack(workload("web:1", f"busybox:1.37@{SHA}")),
+            stack(workload(f"web:1@{SHA}", f"busybox:1.37@{SHA}")),
+        ),
+        (
+            stack(workload(f"web:1@{SHA}", "busybox:1.37", kind="Pod")),
+            stack(workload(f"web:1@{SHA}", f"b:1@{SHA}")),
+        ),
+        # A digest without its tag, and a digest that is not sha256 + 64 hex.
+        (
+            stack(workload(f"docker.io/library/web@{SHA}", f"b:1@{SHA}")),
+            stack(workload(f"web:1@{SHA}", f"b:1@{SHA}")),
+        ),
+        (stack(workload("web:1@sha256:abc", f"b:1@{SHA}")), stack(workload(f"web:1@{SHA}", f"b:1@{SHA}"))),
+        # Development and tooling are not held to it.
+        (
+            stack(workload("web:1", "busybox:1.37")),
+            stack(workload("web:1", "busybox:1.37"), role="development"),
+        ),
+        # Chart values: every path images.yaml lists for the chart, in the chart's form.
+        (
+            stack(helm("v1.21.1", {"image": {"tag": "v1.21.1"}}, chart="cert-manager")),
+            stack(pinned_chart("cert-manager", "v1.21.1")),
+        ),
+        (
+            stack(pinned_chart("cert-manager", "v1.21.1", **{"webhook.image.digest": "sha256:beef"})),
+            stack(pinned_chart("cert-manager", "v1.21.1")),
+        ),
+        (
+            # digest-appended paths take the bare digest, not tag@digest.
+            stack(
+                pinned_chart("prometheus-blackbox-exporter", "11.4.0", **{"image.digest": f"v0.27.0@{SHA}"})
+            ),
+            stack(pinned_chart("prometheus-blackbox-exporter", "11.4.0")),
+        ),
+        (
+            # tag-suffix paths take "<tag>@sha256:<hex>", not the bare digest nor the tag alone.
+            stack(
+                pinned_chart(
+                    "k8s-monitoring", "3.5.6", **{"clusterMetrics.kube-state-metrics.image.tag": SHA}
+                )
+            ),
+            stack(pinned_chart("k8s-monitoring", "3.5.6")),
+        ),
+        (
+            stack(
+                pinned_chart("k8s-monitoring", "3.5.6", **{"alloy-logs.configReloader.image.tag": "v0.91.0"})
+            ),
+            stack(pinned_chart("k8s-monitoring", "3.5.6")),
+        ),
+        (
+            # An image the values turn off is not asked for (startupapicheck.enabled: false).
+            stack(helm("v1.21.1", nested({"startupapicheck.enabled": True}), chart="cert-manager")),
+            stack(
+                helm(
+                    "v1.21.1",
+                    nested(
+                        {
+                            path: value
+                            for path, value in pinned_chart("cert-manager", "v1.21.1")
+                            .inputs["values"]
+                            .items()
+                            if path != "startupapicheck"
+                        }
+                        | {"startupapicheck.enabled": False}
+                    ),
+                    chart="cert-manager",
+                )
+            ),
         ),
     ],
     "app-namespace-restricted-pod-security": [

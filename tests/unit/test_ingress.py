@@ -18,7 +18,7 @@ import pytest
 from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import Registration
-from scw_platform import ingress, labels
+from scw_platform import images, ingress, labels
 from scw_platform.dns import record_name
 from tests.harness import environments_document, environments_with, upstream
 
@@ -216,7 +216,29 @@ def test_traefik_release_is_pinned(committed_plans: dict[str, runner.Plan]) -> N
     traefik = release(committed_plans["prod"], "traefik")
     assert traefik.inputs["version"] == "41.3.0"
     assert traefik.inputs["repositoryOpts"]["repo"] == "https://traefik.github.io/charts"
-    assert values(traefik)["image"]["tag"] == "v3.7.11"
+    # By tag and digest, the version stated for the chart's version checks.
+    assert values(traefik)["image"] == {"tag": f"v3.7.11@{images.digest('traefik')}"}
+    assert values(traefik)["versionOverride"] == "v3.7.11"
+
+
+@pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)
+def test_traefik_installs_no_crds_of_its_own(committed_plans: dict[str, runner.Plan], stack: str) -> None:
+    """Only the Gateway provider is on: the chart's traefik.io CRDs are skipped, nothing renders a
+    traefik.io object, and the Gateway API CRDs come from the program's own bundle first."""
+    plan = committed_plans[stack]
+    traefik = release(plan, "traefik")
+    assert traefik.inputs["skipCrds"] is True
+    chart_values = values(traefik)
+    assert chart_values["providers"]["kubernetesCRD"] == {"enabled": False}
+    assert chart_values["providers"]["kubernetesGateway"] == {"enabled": True}
+    off = {"enabled": False}
+    assert chart_values["ingressRoute"] == {"dashboard": off, "healthcheck": off}
+    assert not {"tlsOptions", "tlsStore"} & set(chart_values)
+    [bundle] = [r for r in plan.registrations if r.type == "kubernetes:yaml/v2:ConfigFile"]
+    assert bundle.urn in traefik.dependencies
+    # Only Traefik skips its crds/ directory: cert-manager, External Secrets and the agent need theirs.
+    others = [r for r in plan.by_type(RELEASE) if r.inputs.get("chart") != "traefik"]
+    assert others and all("skipCrds" not in r.inputs for r in others)
 
 
 @pytest.mark.parametrize("stack", FRONT_DOOR_STACKS)

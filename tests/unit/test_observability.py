@@ -20,7 +20,7 @@ from offline.mocks import Registration
 from policy.rules import ResourceView, image_problem, is_default_deny
 from program import alerts
 from program.paths import ALERT_RULES
-from scw_platform import labels, slo
+from scw_platform import images, labels, slo
 from scw_platform import observability as obs
 from tests.harness import is_secret, plaintext_secrets, unwrap
 
@@ -283,7 +283,8 @@ def test_production_runs_a_pinned_restricted_pushgateway_the_agent_scrapes_with_
     gateway = releases[obs.PUSHGATEWAY_SERVICE].inputs
     assert (gateway["chart"], gateway["version"]) == ("prometheus-pushgateway", "3.6.1")
     values = gateway["values"]
-    assert values["image"]["tag"] == "v1.11.2"
+    # A patch above the chart's appVersion v1.11.2: the one a digest is recorded for.
+    assert values["image"] == {"tag": f"v1.11.3@{images.digest('pushgateway')}"}
     assert values["containerSecurityContext"]["readOnlyRootFilesystem"] is True
     assert values["containerSecurityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert values["serviceMonitor"] == {"enabled": False}

@@ -14,6 +14,7 @@ import pytest
 
 from offline import runner, schemas
 from offline.mocks import Registration, fake_secret
+from scw_platform import images
 from scw_platform import secrets as secrets_component
 from tests.harness import is_secret, unwrap
 from tests.unit.test_ingress import assert_spread
@@ -68,7 +69,11 @@ def test_every_cluster_gets_the_operator_and_a_store(
         values["webhook"]["image"]["tag"],
         values["certController"]["image"]["tag"],
     }
-    assert tags == {"v2.9.0"}
+    # One image for the three Deployments, by tag and digest (the chart has no digest key).
+    assert tags == {f"v2.9.0@{images.digest('external-secrets')}"}
+    # The digest cannot land after a flavour suffix ("<tag>-<flavour>"): none is set.
+    assert not any(values[k]["image"].get("flavour") for k in ("webhook", "certController"))
+    assert not values["image"].get("flavour")
     stores = list(plan.by_type(STORE))
     assert [s.inputs["metadata"]["name"] for s in stores] == ["platform-scaleway"]
     assert stores[0].provider_urn == cluster_provider.urn
@@ -95,6 +100,31 @@ def test_operator_is_highly_available_and_spread(committed_plans: dict[str, runn
             {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "external-secrets"},
         )
     assert values["leaderElect"] is True, "two controllers must not both reconcile"
+
+
+@pytest.mark.parametrize("stack", ["tooling", "prod"])
+def test_operator_probes_and_sizes_every_deployment(
+    committed_plans: dict[str, runner.Plan], stack: str
+) -> None:
+    """The chart leaves the controller's probes off: the values turn them on, on the health port
+    the chart's --live-addr listens on, and keep the helpers' on; every deployment is sized."""
+    values = unwrap(_named(committed_plans[stack], f"{stack}-secrets-operator").inputs["values"])
+    port = secrets_component.CONTROLLER_HEALTH_PORT
+    assert values["livenessProbe"] == {
+        "enabled": True,
+        "spec": {"port": port, "httpGet": {"path": "/healthz", "port": port}},
+    }
+    ready = {"httpGet": {"path": "/readyz", "port": port}}
+    assert values["readinessProbe"] == {"enabled": True, "spec": ready}
+    for helper in ("webhook", "certController"):
+        assert values[helper]["livenessProbe"] == {"enabled": True}, helper
+        assert values[helper]["readinessProbe"] == {"enabled": True}, helper
+        # The probe switches join the helper's entry; they must not replace its HA settings.
+        assert values[helper]["replicaCount"] == 2 and values[helper]["image"]["tag"].startswith(
+            "v2.9.0@sha256:"
+        )
+    for component in (values, values["webhook"], values["certController"]):
+        assert component["resources"]["requests"]["memory"] and component["resources"]["limits"]["memory"]
 
 
 def test_development_runs_one_operator_without_budget_or_spread(
@@ -239,6 +269,18 @@ def test_operator_values_match_the_charts_schema() -> None:
         assert (
             schemas.validate_helm_values("external-secrets", secrets_component.operator_values(ha=ha)) == []
         )
+
+
+@needs_schemas
+@pytest.mark.schemas
+def test_operator_probe_values_are_checked_by_the_schema() -> None:
+    """Not vacuous: a probe switch of the wrong type is refused by the chart's schema."""
+    values = secrets_component.operator_values(ha=True)
+    values["readinessProbe"] = {"enabled": "yes"}
+    assert schemas.validate_helm_values("external-secrets", values)
+    values = secrets_component.operator_values(ha=True)
+    values["webhook"]["livenessProbe"] = {"enabled": True, "initialDelaySeconds": "10s"}
+    assert schemas.validate_helm_values("external-secrets", values)
 
 
 def test_unknown_backend_is_refused_by_the_component() -> None:

@@ -10,7 +10,7 @@ from pulumi.runtime import rpc
 from offline import runner, schemas
 from offline.artifacts import plain
 from offline.mocks import SECRET_MARKER, Registration
-from scw_platform import tls
+from scw_platform import images, tls
 from tests.unit.test_ingress import assert_spread
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -49,14 +49,20 @@ def test_cert_manager_release_is_pinned_with_crds_and_gateway_api(
     values = plain(release.inputs["values"])
     assert values["crds"]["enabled"] is True
     assert values["config"]["gatewayAPI"] == {"enabled": True}
-    for image in (
-        values,
-        values["webhook"],
-        values["cainjector"],
-        values["startupapicheck"],
-        values["acmesolver"],
-    ):
-        assert image["image"]["tag"] == "v1.21.1", "every image pinned, no chart-default drift"
+    components = {
+        "controller": values,
+        "webhook": values["webhook"],
+        "cainjector": values["cainjector"],
+        "startupapicheck": values["startupapicheck"],
+        "acmesolver": values["acmesolver"],
+    }
+    for component, image in components.items():
+        # Tag and digest: the chart renders image:tag@digest (values.schema.json at v1.21.1).
+        assert image["image"] == {
+            "tag": "v1.21.1",
+            "digest": images.digest(f"cert-manager-{component}"),
+        }, "every image pinned, no chart-default drift"
+    assert len({image["image"]["digest"] for image in components.values()}) == 5
 
 
 @pytest.mark.parametrize("stack", ["prod", "tooling"])
@@ -176,14 +182,100 @@ def test_dns01_solver_covers_the_zone_and_issuers_wait_for_it(prod_dns01: runner
         assert webhook.urn in issuer.dependencies and secret.urn in issuer.dependencies
 
 
-def test_dns01_webhook_has_its_own_baseline_namespace(prod_dns01: runner.Plan) -> None:
+def test_dns01_webhook_has_its_own_restricted_namespace(prod_dns01: runner.Plan) -> None:
     namespaces = {
         r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]
         for r in prod_dns01.by_type("kubernetes:core/v1:Namespace")
         if "front-door" in r.name
     }
-    assert namespaces[tls.SCW_WEBHOOK_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert namespaces[tls.SCW_WEBHOOK_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
     assert namespaces["cert-manager"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_dns01_webhook_runs_unprivileged(prod_dns01: runner.Plan) -> None:
+    values = plain(releases(prod_dns01)[tls.SCW_WEBHOOK_CHART].inputs["values"])
+    # The chart renders podSecurityContext on the container and securityContext on the pod.
+    container, pod = values["podSecurityContext"], values["securityContext"]
+    assert container["allowPrivilegeEscalation"] is False
+    assert container["readOnlyRootFilesystem"] is True
+    assert container["capabilities"] == {"drop": ["ALL"]}
+    assert container["runAsNonRoot"] is True and container["runAsUser"] == tls.SCW_WEBHOOK_USER != 0
+    assert container["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["runAsNonRoot"] is True and pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    # Port 443 is fixed in the chart: only the port floor moves, and no further than it.
+    assert pod["sysctls"] == [{"name": "net.ipv4.ip_unprivileged_port_start", "value": "443"}]
+    assert tls.SCW_WEBHOOK_PORT == 443
+    assert values["resources"]["requests"]["memory"] and values["resources"]["limits"]["memory"]
+
+
+def test_dns01_webhook_context_meets_pod_security_restricted() -> None:
+    """The values against the restricted profile's container and pod checks, as the API server's
+    Pod Security admission would run them on the rendered pod (the chart's swapped keys)."""
+    values = tls.scaleway_webhook_values()
+    assert restricted_problems(values["securityContext"], values["podSecurityContext"]) == []
+    # Not vacuous: the chart's defaults (both contexts empty) and a root user each fail.
+    assert restricted_problems({}, {})
+    assert restricted_problems(values["securityContext"], {**values["podSecurityContext"], "runAsUser": 0})
+    unsafe = {**values["securityContext"], "sysctls": [{"name": "net.core.somaxconn", "value": "1024"}]}
+    assert restricted_problems(unsafe, values["podSecurityContext"])
+
+
+#: Pod Security's safe sysctls (baseline, "Sysctls";
+#: https://kubernetes.io/docs/concepts/security/pod-security-standards/).
+_SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+
+
+def restricted_problems(pod: dict[str, Any], container: dict[str, Any]) -> list[str]:
+    """What Pod Security ``restricted`` refuses in one pod/container pair (its controls as
+    documented, a container value winning over the pod's)."""
+    problems = []
+    if container.get("allowPrivilegeEscalation") is not False:
+        problems.append("allowPrivilegeEscalation must be false")
+    if container.get("capabilities", {}).get("drop") != ["ALL"] or set(
+        container.get("capabilities", {}).get("add", [])
+    ) - {"NET_BIND_SERVICE"}:
+        problems.append("capabilities must drop ALL and add at most NET_BIND_SERVICE")
+    if container.get("runAsNonRoot", pod.get("runAsNonRoot")) is not True:
+        problems.append("runAsNonRoot must be true")
+    if container.get("runAsUser", pod.get("runAsUser")) == 0:
+        problems.append("runAsUser must not be 0")
+    seccomp = container.get("seccompProfile", pod.get("seccompProfile")) or {}
+    if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
+        problems.append("seccompProfile must be RuntimeDefault or Localhost")
+    if container.get("privileged"):
+        problems.append("privileged")
+    sysctls = [entry["name"] for entry in pod.get("sysctls", [])]
+    problems += [f"unsafe sysctl {name}" for name in sysctls if name not in _SAFE_SYSCTLS]
+    return problems
+
+
+def test_startupapicheck_and_controllers_have_memory_limits_and_probes(
+    committed_plans: dict[str, runner.Plan],
+) -> None:
+    values = plain(releases(committed_plans["prod"])["cert-manager"].inputs["values"])
+    for component, resources in (
+        ("controller", values["resources"]),
+        ("webhook", values["webhook"]["resources"]),
+        ("cainjector", values["cainjector"]["resources"]),
+        ("startupapicheck", values["startupapicheck"]["resources"]),
+    ):
+        assert resources["requests"]["memory"], component
+        assert resources["requests"]["cpu"], component
+        assert resources["limits"]["memory"], component
+    assert values["livenessProbe"] == {"enabled": True}
+    # The webhook's probes are the chart's (rendered unconditionally): nothing may null them.
+    assert "livenessProbe" not in values["webhook"] and "readinessProbe" not in values["webhook"]
 
 
 def test_dns01_secret_reader_grant_is_one_secret(prod_dns01: runner.Plan) -> None:
