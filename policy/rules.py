@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -330,6 +331,109 @@ def _iam_scoped(r: ResourceView, _: StackView) -> Iterator[Finding]:
         for name in dig(rule, "permissionSetNames") or []:
             if name in _FORBIDDEN_PERMISSION_SETS:
                 yield f"rules[{i}].permissionSetNames", f"{name} is broader than any platform identity needs"
+
+
+#: ObjectStorageFullAccess (buckets, bucket policies, every object of the project) and
+#: ObjectStorageBucketPolicyFullAccess: no job or controller needs either; the restore check holds
+#: ObjectStorageObjectsRead and ObjectStorageObjectsWrite, narrowed by its bucket policy
+#: (https://www.scaleway.com/en/docs/iam/reference-content/permission-sets/, Object Storage).
+_OBJECT_STORAGE_FULL = re.compile(r"^ObjectStorage\w*FullAccess$")
+
+
+def _no_object_storage_full_access(r: ResourceView, _: StackView) -> Iterator[Finding]:
+    if not r.get("applicationId"):
+        return  # a person's or a group's policy: not the program's to decide
+    for i, rule in enumerate(r.get("rules") or []):
+        for name in dig(rule, "permissionSetNames") or []:
+            if isinstance(name, str) and _OBJECT_STORAGE_FULL.match(name):
+                yield (
+                    f"rules[{i}].permissionSetNames",
+                    f"{name} on a job or controller identity: grant ObjectStorageObjectsRead/"
+                    "ObjectStorageObjectsWrite (and a bucket policy for the bucket) instead",
+                )
+
+
+IAM_APPLICATION = "scaleway:iam/application:Application"
+IAM_API_KEY = "scaleway:iam/apiKey:ApiKey"
+PULL_SECRET_TYPE = "kubernetes.io/dockerconfigjson"
+#: What a registry pull key's application may hold.
+_PULL_SETS = frozenset({"ContainerRegistryReadOnly"})
+
+
+def _tag(r: ResourceView, key: str) -> str | None:
+    for tag in r.inputs.get("tags") or ():
+        if isinstance(tag, str) and tag.startswith(f"{key}="):
+            return tag[len(key) + 1 :]
+    return None
+
+
+def environment_from_tags(resources: Iterable[ResourceView]) -> str | None:
+    """The stack's environment: the program tags every Scaleway resource ``environment=<name>``,
+    so the most frequent value is the stack's (a stray resource of another environment's, the very
+    thing a rule looks for, does not outvote the stack); None on a tie or without tags."""
+    counts = Counter(
+        tag for r in resources if r.type.startswith("scaleway:") and (tag := _tag(r, "environment"))
+    )
+    ranked = counts.most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
+def _depended_on(r: ResourceView, by_urn: Mapping[str, ResourceView], type_token: str) -> list[ResourceView]:
+    return [by_urn[d] for d in r.dependencies if d in by_urn and by_urn[d].type == type_token]
+
+
+def _granted_sets(stack: StackView, by_urn: Mapping[str, ResourceView]) -> dict[str, set[str]]:
+    """Permission sets by IAM application URN (over every policy naming it)."""
+    granted: dict[str, set[str]] = {}
+    for policy in stack.of_type(IAM_POLICY):
+        names = {n for rule in policy.get("rules") or [] for n in dig(rule, "permissionSetNames") or []}
+        for app in _depended_on(policy, by_urn, IAM_APPLICATION):
+            granted.setdefault(app.urn, set()).update(names)
+    return granted
+
+
+def _pull_key_findings(
+    app: ResourceView, environment: str | None, granted: Mapping[str, set[str]]
+) -> Iterator[Finding]:
+    owner = _tag(app, "environment")
+    if environment is not None and owner != environment:
+        yield (
+            "stringData",
+            f"its key is application {app.name}'s, of environment {owner or '(none)'}, "
+            f"not this stack's environment {environment}",
+        )
+    extra = sorted(granted.get(app.urn, set()) - _PULL_SETS)
+    if extra:
+        yield "stringData", f"its key's application {app.name} may do more than pull: {', '.join(extra)}"
+
+
+def _pull_keys_own_environment(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    """Every image pull Secret carries an API key of this stack, whose application is this
+    environment's and may only pull. A key read from another stack (a StackReference) is shared
+    with every stack that reads it: revoking it breaks them all, and a leak from one cluster opens
+    the registry to all."""
+    by_urn = {r.urn: r for r in stack.resources}
+    environment = environment_from_tags(stack.resources)
+    granted = _granted_sets(stack, by_urn)
+    for secret in stack.of_type(K8S_SECRET):
+        if secret.get("type") != PULL_SECRET_TYPE:
+            continue
+        keys = _depended_on(secret, by_urn, IAM_API_KEY)
+        if not keys:
+            yield (
+                secret,
+                (
+                    "stringData",
+                    "the pull Secret's key is no API key of this stack (read from another stack, it is "
+                    "shared with every stack that reads it): declare the environment's own pull identity",
+                ),
+            )
+        for key in keys:
+            for app in _depended_on(key, by_urn, IAM_APPLICATION):
+                for finding in _pull_key_findings(app, environment, granted):
+                    yield secret, finding
 
 
 _STATEFUL = (RDB_INSTANCE, RDB_DATABASE, REGISTRY_NAMESPACE, LB_IP)
@@ -897,6 +1001,21 @@ RULES: tuple[Rule, ...] = (
         "IAM policies are scoped to the project, never the organization, with no all-powerful set.",
         _types(IAM_POLICY),
         _iam_scoped,
+    ),
+    Rule(
+        "iam-no-object-storage-full-access",
+        "No IAM policy of a job or controller identity (an IAM application) grants an Object Storage "
+        "FullAccess set: object-level sets, narrowed by a bucket policy.",
+        _types(IAM_POLICY),
+        _no_object_storage_full_access,
+    ),
+    Rule(
+        "registry-pull-key-own-environment",
+        "Every image pull Secret carries an API key of this stack whose IAM application is this "
+        "environment's and may only pull (ContainerRegistryReadOnly): no pull key shared between "
+        "environments.",
+        lambda r: False,
+        stack_check=_pull_keys_own_environment,
     ),
     Rule(
         "kubernetes-provider-kubeconfig-secret",

@@ -43,6 +43,7 @@ from program.model import (
     ToolingConfig,
 )
 from program.rules import Problems
+from scw_platform.backup import digest_problem
 from scw_platform.contract import ProblemsError
 from scw_platform.gitops import GitOpsSettings
 from scw_platform.network import NetworkSettings
@@ -252,10 +253,24 @@ def _key_checks(
     if role == "production":
         operations = parsed.get("operations") or Operations()
         policy.production_rules(raw.get("operations"), operations.observability, problems)
+        _production_job_images(operations, problems)
     elif role is not None:
         policy.production_only_operations(role, raw.get("operations"), problems)
     if parsed.get("ci") is not None:
         rules.ci_rules(parsed["ci"], parsed.get("cluster"), secrets=secrets, problems=problems)
+
+
+def _production_job_images(operations: Operations, problems: Problems) -> None:
+    """Production's restore check and backup drill run their image by digest: they hold every
+    database's read-only password and a key that manages the project's databases, and a tag is
+    whatever the last push to the registry (the CI push key can write every tag) made it.
+    (A production refinement; it belongs with program.policy's once that module takes it.)"""
+    jobs = (("restoreCheck", operations.restore_check), ("backupDrill", operations.backup_drill))
+    for key, settings in jobs:
+        if settings is not None and (problem := digest_problem(settings.image)) is not None:
+            problems.add(
+                f"platform:operations.{key}.image", f"must be pinned by digest for role production: {problem}"
+            )
 
 
 def _proven(value: _T | None, key: str) -> _T:

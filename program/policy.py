@@ -22,7 +22,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from program.environments import Role
 from program.model import PLATFORM_KEYS, Operations
 from program.rules import Problems
-from scw_platform.backup import BucketAdmin, RestoreCheckSettings
+from scw_platform.backup import RestoreCheckSettings
 from scw_platform.cluster import AllowedRange, ClusterSettings, Pool
 from scw_platform.database import Backups, DatabaseSettings
 from scw_platform.ingress import IngressSettings
@@ -188,19 +188,8 @@ class ProductionTls(TlsSettings):
 
 
 class ProductionRestoreCheck(RestoreCheckSettings):
-    """bucketAdmins is required; dumps are kept at least a week."""
-
-    bucket_admins: list[BucketAdmin] = Field(default_factory=list, validate_default=True)
-
-    @field_validator("bucket_admins")
-    @classmethod
-    def _policy_admins(cls, admins: list[str]) -> list[str]:
-        if not admins:
-            raise ValueError(
-                f"required {_PRODUCTION}: the principals that keep full access to the backup bucket "
-                "(include the identity that runs pulumi up), e.g. user_id:<uuid>"
-            )
-        return admins
+    """Dumps are kept at least a week (bucketAdmins is required in every role:
+    scw_platform.backup.RestoreCheckSettings)."""
 
     _policy_retention = field_validator("retention_days")(_min_retention)
 

@@ -1,8 +1,11 @@
 """Composition: which components each role gets, wired together. Returns the stack's exports.
 
-tooling     network + tooling cluster + registry + CI-push and cluster-pull identities
+tooling     network + tooling cluster + registry + the CI-push identity
 production  network + production cluster + managed PostgreSQL
 development network (a reserved address space) + an optional small cluster
+
+Every workload environment delivered from tooling declares its own registry pull identity
+(``scw_platform.registry.pull_identity``): no two environments' clusters hold the same key.
 
 Every role with a cluster and ``platform:ingress`` also gets the front door (reserved IP, Traefik,
 the platform Gateway, cert-manager, DNS): see ``scw_platform.ingress``.
@@ -34,7 +37,6 @@ from scw_platform.apps import HOOK_IMAGES, App, AppArgs, AppDatabase, AppGateway
 from scw_platform.backup import (
     RESTORE_CHECK_NAMESPACE,
     MetricsPush,
-    RegistryPull,
     RestoreCheck,
     RestoreCheckArgs,
 )
@@ -91,7 +93,7 @@ from scw_platform.observability import (
     Observability,
     ObservabilityArgs,
 )
-from scw_platform.registry import Registry, RegistryArgs
+from scw_platform.registry import Registry, RegistryArgs, RegistryPull, pull_identity
 from scw_platform.secrets import OnePasswordStore, SecretsOperator, SecretsOperatorArgs
 from scw_platform.slo import SloTarget, slo_rule_groups
 from scw_platform.workload_admission import WorkloadAdmission, WorkloadAdmissionArgs
@@ -168,6 +170,10 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
         "registry",
         RegistryArgs(namespace=cfg.registry.namespace, region=cfg.region, protect=cfg.protect_stateful),
     )
+    # The only registry set that writes, on the whole project: Scaleway's IAM cannot scope it to a
+    # namespace and its registry has no immutable tags (scw_platform/registry.py). So this key can
+    # move any tag the platform runs; production runs the platform's own images by digest instead
+    # (platform:operations.*.image, the workload admission policies).
     ci_push = ScopedIdentity(
         f"{cfg.environment}-ci-push",
         ScopedIdentityArgs(
@@ -177,15 +183,10 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
             tags=cfg.tags,
         ),
     )
-    pull = ScopedIdentity(
-        f"{cfg.environment}-registry-pull",
-        ScopedIdentityArgs(
-            description="Clusters: pull images from the platform registry",
-            project_id=cfg.project_id,
-            permission_sets=["ContainerRegistryReadOnly"],
-            tags=cfg.tags,
-        ),
-    )
+    # No shared pull identity any more (it was tooling-registry-pull, whose key every workload
+    # cluster held): each workload stack declares its own (_registry_pull_identity). Removed from
+    # here, `pulumi up` of tooling deletes its API key, policy and application, so the old key stops
+    # working; run it after prod and dev have switched their pull Secrets (docs/operations.md).
     front_door = _front_door(cfg, cluster)
     secrets = _secrets_operator(cfg, cluster)
     ci = _ci_runners(cfg, cluster, secrets)
@@ -193,11 +194,7 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
     argocd = _argocd(cfg, cluster, registrations, secrets, front_door)
     for registration in registrations:
         _register(cfg, cluster, argocd, registration)
-    facts = ToolingFacts(
-        registry_endpoint=registry.endpoint,
-        egress_ip=network.egress_ip,
-        registry_pull_secret_key=pull.secret_key,
-    )
+    facts = ToolingFacts(registry_endpoint=registry.endpoint, egress_ip=network.egress_ip)
     return {
         "role": cfg.role,
         "environment": cfg.environment,
@@ -225,7 +222,6 @@ def _tooling(cfg: ToolingConfig, directory: StackDirectory) -> Exports:
         "ciPushAccessKey": ci_push.access_key,
         # Not the key itself: every StackReference to tooling could read an export.
         "ciPushSecretId": _ci_push_secret(cfg, ci_push).id,
-        "registryPullAccessKey": pull.access_key,
     }
 
 
@@ -374,6 +370,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     delivery = cfg.delivery
     tooling = read_tooling(delivery.tooling_stack) if delivery is not None else None
     cluster = _cluster(cfg, cfg.cluster, network, _tooling_api_access(tooling) if tooling else ())
+    registry = _registry_pull(tooling, _registry_pull_identity(cfg) if tooling is not None else None)
     front_door = _front_door(cfg, cluster)
     # Before the restore check: its ExternalSecret (the age identity) needs the operator's stores.
     secrets = _secrets_operator(cfg, cluster)
@@ -385,14 +382,20 @@ def _workload(cfg: WorkloadConfig) -> Exports:
         database = _database(cfg, cfg.database, network)
     if isinstance(cfg, ProductionConfig):
         assert database is not None  # production requires platform:database (program.policy)
-        check = _restore_check(cfg, cluster, database, tooling, secrets)
+        check = _restore_check(cfg, cluster, database, registry, secrets)
         exports_restore["restoreCheckBucket"] = check.bucket_name
-        _backup_drill(cfg, cluster, network, database, tooling)
+        _backup_drill(cfg, cluster, network, database, registry)
     apps = (
         _apps(
-            cfg, delivery, tooling, cluster=cluster, secrets=secrets, front_door=front_door, database=database
+            cfg,
+            delivery,
+            registry,
+            cluster=cluster,
+            secrets=secrets,
+            front_door=front_door,
+            database=database,
         )
-        if delivery is not None and tooling is not None
+        if delivery is not None and registry is not None
         else []
     )
     # What Git may deliver into the app namespaces (images, resources, probes, host access,
@@ -662,12 +665,23 @@ def _registry_host(tooling: ToolingFacts) -> pulumi.Output[str]:
     )
 
 
-def _registry_pull(tooling: ToolingFacts | None) -> RegistryPull | None:
-    """The platform registry with tooling's read-only pull key, for the jobs whose image lives
-    there (the restore check, the backup drill); None when no tooling stack is read."""
-    if tooling is None:
+def _registry_pull_identity(cfg: WorkloadConfig) -> ScopedIdentity:
+    """This environment's own read-only identity on the registry, which lives in its tooling
+    environment's project (environments.yaml: managedBy, then that entry's projectId). Only this
+    stack's state and this environment's pull Secrets hold its key."""
+    hub = cfg.environments.entries[cfg.environment].managed_by
+    assert hub is not None  # a stack that reads a tooling stack is managed by it (program.config)
+    return pull_identity(
+        cfg.environment, registry_project_id=cfg.environments.entries[hub].project_id, tags=cfg.tags
+    )
+
+
+def _registry_pull(tooling: ToolingFacts | None, identity: ScopedIdentity | None) -> RegistryPull | None:
+    """The platform registry with this environment's pull key, for everything whose image lives
+    there (apps, the restore check, the backup drill); None when no tooling stack is read."""
+    if tooling is None or identity is None:
         return None
-    return RegistryPull(host=_registry_host(tooling), password=tooling.registry_pull_secret_key)
+    return RegistryPull.of(_registry_host(tooling), identity)
 
 
 def _registration(  # noqa: PLR0917 - private composition helper
@@ -742,7 +756,7 @@ def _secrets_operator(cfg: PlatformConfig, cluster: KapsuleCluster) -> SecretsOp
 def _apps(
     cfg: WorkloadConfig,
     delivery: Delivery,
-    tooling: ToolingFacts,
+    registry: RegistryPull,
     *,
     cluster: KapsuleCluster,
     secrets: SecretsOperator,
@@ -779,8 +793,9 @@ def _apps(
                     database=app_database,
                     gateway=gateway,
                     ingress_namespace=TRAEFIK_NAMESPACE,
-                    registry_host=_registry_host(tooling),
-                    registry_password=tooling.registry_pull_secret_key,
+                    # This environment's own pull key (_registry_pull_identity), never another's.
+                    registry_host=registry.host,
+                    registry_password=registry.password,
                     # An environment fed by promotion has no image updater entry (ops/promote.py).
                     update_strategy=PROMOTION if promoted else updates[settings.name].strategy,
                     update_allow_tags=None if promoted else updates[settings.name].allow_tags,
@@ -827,7 +842,7 @@ def _restore_check(
     cfg: ProductionConfig,
     cluster: KapsuleCluster,
     database: ManagedPostgres,
-    tooling: ToolingFacts | None,
+    registry: RegistryPull | None,
     secrets: SecretsOperator,
 ) -> RestoreCheck:
     """platform:operations.restoreCheck: the daily dump, restore and sanity check of production."""
@@ -847,7 +862,10 @@ def _restore_check(
             protect=cfg.protect_stateful,
             namespace_labels=labels.platform_namespace(),
             bucket_admins=tuple(check.bucket_admins),
-            registry=_registry_pull(tooling),
+            registry=registry,
+            # The job holds every database's read-only password: what it runs must not be whatever
+            # a push (CI's key can move any tag of the registry) last made the tag.
+            require_digest=True,
             tags=cfg.tags,
             secret_store=secrets.platform_store,
             secrets_depends_on=(secrets.release, *secrets.stores.values()),
@@ -869,7 +887,7 @@ def _backup_drill(
     cluster: KapsuleCluster,
     network: Network,
     database: ManagedPostgres,
-    tooling: ToolingFacts | None,
+    registry: RegistryPull | None,
 ) -> BackupDrill | None:
     """platform:operations.backupDrill: the monthly restore of Scaleway's managed backups."""
     if cfg.backup_drill is None:
@@ -889,7 +907,9 @@ def _backup_drill(
             databases=[entry.name for entry in cfg.database.databases],
             backup_period_hours=cfg.database.backups.frequency_hours,
             tags=cfg.tags,
-            registry=_registry_pull(tooling),
+            registry=registry,
+            # Its key may create and delete the project's databases (see _restore_check).
+            require_digest=True,
         ),
     )
 

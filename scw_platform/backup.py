@@ -28,17 +28,20 @@ What this component declares:
 * the namespace ``restore-check`` (Pod Security ``restricted`` enforced, platform namespace label);
 * a versioned bucket whose lifecycle expires dumps (current and replaced versions) after
   ``retentionDays``; protected in production;
-* a ``ScopedIdentity`` holding object-storage permission sets only, its key in a Secret;
-* with ``bucket_admins``, a bucket policy: the job's key may only write dumps under its prefix and
-  read them back (never delete, list or reconfigure), the listed principals keep full access (see
-  ``PERMISSION_SETS`` for what that protects);
+* a ``ScopedIdentity`` holding the object-level Object Storage sets only (read and write objects:
+  no bucket, bucket-policy or delete rights), its key in a Secret;
+* a bucket policy, always (``bucket_admins`` is required): the job's key may only write dumps
+  under its prefix and read them back (never delete, list or reconfigure), the listed principals
+  keep full access (see ``PERMISSION_SETS`` for what that protects);
 * a ConfigMap with the script itself (read from the repository at plan time, so what runs is what
   was reviewed) and the generated JSON spec (``restore_check.py --validate`` accepts it: tested);
 * a Secret with each database's read-only user's password (mounted as files) and the storage keys;
 * an ExternalSecret syncing the age identity from the platform's ClusterSecretStore into the Secret
   ``restore-check-age-identity`` (mounted as a file, only into the job);
 * the CronJob (Forbid concurrency, a retry, a deadline, restricted security context, read-only root
-  filesystem with an ``emptyDir`` at ``/work``, resources, pinned image);
+  filesystem with an ``emptyDir`` at ``/work``, resources, pinned image: by digest when the
+  reference has one, and required so in production (``RestoreCheckArgs.require_digest``), never
+  pulled ``Always`` on a tag);
 * a default-deny NetworkPolicy plus one allowing only DNS, the database on 5432 and public HTTPS.
 """
 
@@ -58,6 +61,7 @@ from pydantic import AfterValidator, Field, StringConstraints, field_validator
 from scw_platform import kube
 from scw_platform.database import DatabaseCredentials, DatabaseUser
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.registry import RegistryPull
 from scw_platform.secrets import SCALEWAY_STORE
 from scw_platform.settings import PgIdentifier, Settings, no_duplicates
 
@@ -87,6 +91,31 @@ _IMAGE = re.compile(
     r"^(?P<repo>[a-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+)"
     r"(:(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(@(?P<digest>sha256:[0-9a-f]{64}))?$"
 )
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def has_digest(image: str) -> bool:
+    """Whether ``image`` names its content (``...@sha256:<64 hex>``), with or without a tag."""
+    return _DIGEST.search(image) is not None
+
+
+def digest_problem(image: str) -> str | None:
+    """Why ``image`` is not pinned by digest (None when it is): the message for a config key whose
+    image a job holding the platform's credentials runs (production's restore check and drill)."""
+    if has_digest(image):
+        return None
+    return (
+        f"{image} is a tag, which whoever may push to the registry (the CI push key) can move: pin "
+        "the digest CI printed for it, e.g. <repository>:<tag>@sha256:<64 hex> (the tag stays for "
+        "readability, the digest decides what runs)"
+    )
+
+
+#: The jobs' image pull policy, whatever the reference. By digest (production), the content is
+#: fixed, so pulling again proves nothing and only adds a registry outage to the job's failure
+#: modes. By tag (accepted outside production) never ``Always``: a tag moved in the registry must
+#: not reach the next run of a job that holds every database's read-only password.
+PULL_POLICY = "IfNotPresent"
 
 
 def _pg_table(name: str) -> str:
@@ -216,7 +245,8 @@ class RestoreCheckSettings(Settings):
     schedule: str = "30 3 * * *"
     """Cron schedule (UTC) of the CronJob."""
     image: str
-    """The job's image (ops/restore_check/Dockerfile): a tag or a digest, never latest."""
+    """The job's image (ops/restore_check/Dockerfile): a tag or a digest
+    (``<repository>:<tag>@sha256:<64 hex>``), never latest; production requires the digest."""
     retention_days: int = Field(default=30, ge=1, le=3650)
     """Days a dump is kept in the bucket (current and replaced versions alike)."""
     scratch_size_gb: int = Field(default=20, ge=1, le=500)
@@ -234,15 +264,22 @@ class RestoreCheckSettings(Settings):
     rpo_hours: int = Field(strict=True, gt=0, le=24 * 366)
     """Recovery point objective: the oldest the newest restored row (over each database's
     freshness columns) may be when restored, in whole hours; an older one fails the check."""
-    bucket_admins: list[BucketAdmin] = Field(default_factory=list)
-    """Who keeps full access to the backup bucket (``user_id:<uuid>`` or ``application_id:<uuid>``). The
-    bucket policy denies everyone it does not list, so this must include whoever runs ``pulumi up``; the
-    job's own key may then only write dumps. Required in production.
+    bucket_admins: list[BucketAdmin] = Field(default_factory=list, validate_default=True)
+    """Who keeps full access to the backup bucket (``user_id:<uuid>`` or ``application_id:<uuid>``).
+    Required: the bucket policy, which alone keeps the job's key to writing and reading back its
+    own dumps, is always applied, and it denies everyone it does not list, so this must include
+    whoever runs ``pulumi up``.
     """
 
     @field_validator("bucket_admins")
     @classmethod
     def _admins_once_each(cls, admins: list[str]) -> list[str]:
+        if not admins:
+            raise ValueError(
+                "required: at least one principal (user_id:<uuid> or application_id:<uuid>) that keeps "
+                "full access to the backup bucket, the identity that runs pulumi up among them; the "
+                "bucket policy that confines the job's key to its dumps denies everyone else"
+            )
         no_duplicates("bucket admin", admins)
         return admins
 
@@ -311,11 +348,19 @@ RUN_AS = 999
 DUMP_PREFIX = "restore-check/"
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
-#: Scaleway IAM scopes object storage to a project, not to a bucket, and this set lets its holder
-#: delete any object version and change a bucket's versioning and lifecycle: versioning alone does
-#: not make a deletion by this key recoverable. What protects the dumps is the bucket policy
-#: (``bucket_policy_document``, applied when ``RestoreCheckArgs.bucket_admins`` is set): on this
-#: bucket the key may only ``s3:PutObject`` under ``DUMP_PREFIX`` and read those objects back
+#: Scaleway IAM scopes object storage to a project, not to a bucket (no resource-level conditions for
+#: Object Storage: https://www.scaleway.com/en/docs/iam/reference-content/supported-products-resource-level/),
+#: so the IAM sets are the narrowest that do the job's calls on any bucket of the project:
+#: ``ObjectStorageObjectsRead`` (GetObject, HeadObject) and ``ObjectStorageObjectsWrite``
+#: (PutObject and the multipart upload calls) - "Amazon S3 and IAM permissions equivalence",
+#: https://www.scaleway.com/en/docs/object-storage/reference-content/s3-iam-permissions-equivalence/
+#: (scaleway/docs-content pages/object-storage/reference-content/s3-iam-permissions-equivalence.mdx).
+#: Neither grants a deletion (``ObjectStorageObjectsDelete``), a bucket change
+#: (``ObjectStorageBucketsWrite``/``Delete``) or the bucket policy calls
+#: (``ObjectStorageBucketPolicyFullAccess``), all of which ``ObjectStorageFullAccess`` did.
+#: On this bucket the policy narrows further (``bucket_policy_document``, always applied:
+#: ``RestoreCheckArgs.bucket_admins`` is required): the key may only ``s3:PutObject`` under
+#: ``DUMP_PREFIX`` and read those objects back
 #: (``s3:GetObject``, ``s3:GetObjectVersion``: the restore proves the stored version, not a local
 #: copy). Under policy version 2023-04-17 "only actions explicitly allowed by the bucket policy are
 #: permitted, if the principal is also allowed by an IAM policy" and "Deny statements are therefore
@@ -324,13 +369,12 @@ SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
 #: version), nor list the bucket, nor touch its configuration. An overwrite only adds a version,
 #: which versioning keeps for ``retentionDays``. Reading back lets a stolen key download old dumps:
 #: ciphertext, which only the age identity (the vault, the job's pod) decrypts.
-#: What it does not cover: a bucket policy cannot name the calls that put or delete the policy
-#: itself (they are not in Scaleway's action list), so those are decided by IAM alone, and the
-#: documentation does not say whether this set grants them. ``ObjectStorageObjectsWrite`` ("create
-#: and edit objects"; deleting is a set of its own) would narrow IAM to what the job does;
-#: ``identity.PERMISSION_SETS`` does not admit it yet.
-#: Without ``bucket_admins`` no policy is applied and only this IAM set limits the key.
-PERMISSION_SETS = ("ObjectStorageFullAccess",)
+#: A failed multipart upload cannot be aborted by this key (AbortMultipartUpload is in
+#: ``ObjectStorageObjectsDelete``, and the bucket policy never allowed it): the lifecycle rule's
+#: ``abort_incomplete_multipart_upload_days`` clears the parts after a day.
+#: What it does not cover: other buckets of the project that have no bucket policy of their own,
+#: whose objects this key may list, read and write (never delete) by IAM alone.
+PERMISSION_SETS = ("ObjectStorageObjectsRead", "ObjectStorageObjectsWrite")
 #: What the job's key may do on its prefix: write a dump, then read that version back.
 JOB_ACTIONS = ("s3:PutObject", "s3:GetObject", "s3:GetObjectVersion")
 #: Scaleway's current bucket-policy language (2012-10-17 is deprecated there).
@@ -345,23 +389,6 @@ RESOURCES: Mapping[str, Mapping[str, str]] = {
 }
 #: A run gets this long (dump, upload, restore, checks) before Kubernetes stops it.
 ACTIVE_DEADLINE_SECONDS = 3 * 3600
-
-
-@dataclass(frozen=True, kw_only=True)
-class RegistryPull:
-    """Read-only credentials for the private registry the image lives in."""
-
-    host: pulumi.Input[str]
-    #: Secret.
-    password: pulumi.Input[str]
-
-    def pull_secret(
-        self, resource_name: str, *, metadata: Mapping[str, Any], opts: pulumi.ResourceOptions
-    ) -> k8s.core.v1.Secret:
-        """The namespace's image pull Secret for this registry (``kube.image_pull_secret``)."""
-        return kube.image_pull_secret(
-            resource_name, metadata=metadata, host=self.host, password=self.password, opts=opts
-        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -399,8 +426,8 @@ class RestoreCheckArgs:
     #: what is defined in the IAM policy"; the Organization Owner keeps only the right to put and
     #: delete the policy (https://www.scaleway.com/en/docs/object-storage/api-cli/bucket-policy/,
     #: .../combining-iam-and-object-storage/). List the identity that runs ``pulumi up`` (it reads
-    #: and updates the bucket and the policy) and the operators who restore from the dumps. Empty:
-    #: no bucket policy (see ``PERMISSION_SETS``).
+    #: and updates the bucket and the policy) and the operators who restore from the dumps.
+    #: Required (at least one): the policy is always applied (see ``PERMISSION_SETS``).
     bucket_admins: Sequence[str] = field(default_factory=tuple)
     tags: Sequence[str] = field(default_factory=tuple)
     #: The ClusterSecretStore the age identity is read from (the platform's own entries, Scaleway
@@ -412,8 +439,18 @@ class RestoreCheckArgs:
     #: Where the job pushes its clock on recovery (restore duration, newest row age, targets) so
     #: the alert rules see them; None: the figures stay in the job's log and summary line only.
     metrics_push: MetricsPush | None = None
+    #: Refuse an image without a digest (production: the job holds every database's read-only
+    #: password, and a tag is whatever the registry's last push made it).
+    require_digest: bool = False
 
     def __post_init__(self) -> None:
+        if not self.bucket_admins:
+            raise ValueError(
+                "bucket_admins is required: the bucket policy confining the job's key to its dumps is "
+                "always applied, and it denies every principal it does not list"
+            )
+        if self.require_digest and (problem := digest_problem(self.settings.image)) is not None:
+            raise ValueError(f"restore check image: {problem}")
         checked = [d.database for d in self.settings.databases]
         unknown = sorted(set(checked) - set(self.credentials))
         if unknown:
@@ -630,7 +667,7 @@ def _restore_container(settings: RestoreCheckSettings, metrics_url: str | None) 
     return {
         "name": "restore-check",
         "image": settings.image,
-        "imagePullPolicy": "Always",
+        "imagePullPolicy": PULL_POLICY,
         # The script from the ConfigMap, not the image's copy: what runs is what was planned.
         "command": [PYTHON, f"{CONFIG_MOUNT}/restore_check.py"],
         "args": [
@@ -768,8 +805,9 @@ class RestoreCheck(pulumi.ComponentResource):
     cronjob_name: str = RESTORE_CHECK_CRONJOB
     bucket: scaleway.object.Bucket
     bucket_name: pulumi.Output[str]
-    #: Applied when ``bucket_admins`` is set.
-    bucket_policy: scaleway.object.BucketPolicy | None = None
+    bucket_policy: scaleway.object.BucketPolicy
+    #: The job's Object Storage identity (``PERMISSION_SETS`` on the project).
+    identity: ScopedIdentity
     #: The generated spec (JSON text).
     spec: pulumi.Output[str]
     cronjob: k8s.batch.v1.CronJob
@@ -838,7 +876,7 @@ class RestoreCheck(pulumi.ComponentResource):
         )
 
     def _writer_identity(self, name: str, args: RestoreCheckArgs) -> ScopedIdentity:
-        """Declare the job's object-storage identity and, with ``bucket_admins``, the bucket policy.
+        """Declare the job's object-storage identity and the bucket policy that confines it.
 
         The policy needs the identity's application id; it is kept in :attr:`bucket_policy`.
         """
@@ -852,22 +890,22 @@ class RestoreCheck(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        if args.bucket_admins:
-            admins = list(args.bucket_admins)
-            self.bucket_policy = scaleway.object.BucketPolicy(
-                f"{name}-bucket-policy",
-                bucket=self.bucket.name,
-                policy=pulumi.Output.all(self.bucket.name, identity.application_id).apply(
-                    lambda parts: json.dumps(
-                        bucket_policy_document(str(parts[0]), str(parts[1]), admins), sort_keys=True
-                    )
-                ),
-                # Object Storage calls are scoped by project: outside the default one, a bucket's
-                # children must name it (the provider's documentation).
-                project_id=args.project_id,
-                region=args.region,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        self.identity = identity
+        admins = list(args.bucket_admins)
+        self.bucket_policy = scaleway.object.BucketPolicy(
+            f"{name}-bucket-policy",
+            bucket=self.bucket.name,
+            policy=pulumi.Output.all(self.bucket.name, identity.application_id).apply(
+                lambda parts: json.dumps(
+                    bucket_policy_document(str(parts[0]), str(parts[1]), admins), sort_keys=True
+                )
+            ),
+            # Object Storage calls are scoped by project: outside the default one, a bucket's
+            # children must name it (the provider's documentation).
+            project_id=args.project_id,
+            region=args.region,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         return identity
 
     def _spec(self, args: RestoreCheckArgs, databases: Sequence[str]) -> pulumi.Output[str]:

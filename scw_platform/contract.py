@@ -3,8 +3,9 @@
 Two directions, each defined once here and used on both sides:
 
 * :class:`ToolingFacts`: what a workload stack reads from the tooling stack (the registry endpoint,
-  tooling's egress address, the registry's read-only pull key). Nothing in it acts in tooling:
-  tooling exports no kubeconfig and no identity of its own cluster.
+  tooling's egress address). Nothing in it acts in tooling: tooling exports no kubeconfig, no
+  identity of its own cluster and no registry key (each environment declares its own pull
+  identity: ``scw_platform.registry.pull_identity``).
 * :class:`Registration`: what the tooling stack reads from each workload stack, as one secret
   export (:data:`REGISTRATION_KEY`): the API server URL, its CA, the ``argocd-manager`` token,
   the namespaces Argo CD may manage, the platform facts and the apps to deliver. Tooling builds
@@ -88,28 +89,18 @@ class ToolingFacts:
 
     registry_endpoint: pulumi.Input[str]
     egress_ip: pulumi.Input[str]
-    #: Secret: the read-only registry key for image pull Secrets.
-    registry_pull_secret_key: pulumi.Input[str]
 
-    KEYS = ("registryEndpoint", "egressIp", "registryPullSecretKey")
+    KEYS = ("registryEndpoint", "egressIp")
 
     def exports(self) -> dict[str, pulumi.Input[str]]:
-        return {
-            "registryEndpoint": self.registry_endpoint,
-            "egressIp": self.egress_ip,
-            "registryPullSecretKey": pulumi.Output.secret(self.registry_pull_secret_key),
-        }
+        return {"registryEndpoint": self.registry_endpoint, "egressIp": self.egress_ip}
 
     @classmethod
     def read(cls, reference: pulumi.StackReference) -> ToolingFacts:
         def text(key: str) -> pulumi.Output[str]:
             return pulumi.Output.from_input(reference.require_output(key)).apply(str)
 
-        return cls(
-            registry_endpoint=text("registryEndpoint"),
-            egress_ip=text("egressIp"),
-            registry_pull_secret_key=pulumi.Output.secret(text("registryPullSecretKey")),
-        )
+        return cls(registry_endpoint=text("registryEndpoint"), egress_ip=text("egressIp"))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -35,6 +35,7 @@ from pydantic import Field, StringConstraints, field_validator
 from scw_platform import backup, kube, labels
 from scw_platform.backup import RestoreCheckDatabase, RestoreCheckSettings
 from scw_platform.identity import ScopedIdentity, ScopedIdentityArgs
+from scw_platform.registry import RegistryPull
 from scw_platform.settings import Settings
 
 # --------------------------------------------------------------------------------------------
@@ -53,7 +54,8 @@ class BackupDrillSettings(Settings):
     """Cron schedule (UTC): by default the first of each month at 04:00."""
     image: Annotated[str, StringConstraints(pattern=_IMAGE)]
     """The restore check's image (ops/restore_check/Dockerfile, built by the platform's pipeline),
-    which also holds the drill: a tag or, better, a digest; never latest."""
+    which also holds the drill: a tag or a digest (``...:<tag>@sha256:<64 hex>``), never latest;
+    production requires the digest (CI's push key can move a tag)."""
     node_type: Annotated[str, StringConstraints(pattern=r"^DB-[A-Z0-9-]+$")] = "DB-DEV-S"
     """The scratch instance's node type: the smallest that holds the restored databases."""
     timeout_minutes: int = Field(default=60, ge=5, le=720)
@@ -117,8 +119,16 @@ class BackupDrillArgs:
     #: the newest one may be that old, so each freshness check allows that much more on the copy.
     backup_period_hours: int
     tags: Sequence[str] = field(default_factory=tuple)
-    #: The private registry the restore-check image is pulled from (tooling's read-only key).
-    registry: backup.RegistryPull | None = None
+    #: The private registry the restore-check image is pulled from (this environment's own
+    #: read-only pull key: scw_platform.registry.pull_identity).
+    registry: RegistryPull | None = None
+    #: Refuse an image without a digest (production: the drill's key may create and delete the
+    #: project's databases, and a tag is whatever the registry's last push made it).
+    require_digest: bool = False
+
+    def __post_init__(self) -> None:
+        if self.require_digest and (problem := backup.digest_problem(self.settings.image)) is not None:
+            raise ValueError(f"backup drill image: {problem}")
 
 
 class BackupDrill(pulumi.ComponentResource):
@@ -340,7 +350,8 @@ def cronjob_spec(args: BackupDrillArgs) -> Any:
     container = {
         "name": "drill",
         "image": args.settings.image,
-        "imagePullPolicy": "Always",
+        # backup.PULL_POLICY: by digest in production, never Always on a tag.
+        "imagePullPolicy": backup.PULL_POLICY,
         "command": drill_command(args),
         "envFrom": [{"secretRef": {"name": DRILL_CREDENTIALS}}],
         "env": [

@@ -20,8 +20,15 @@ PERMISSION_SETS = frozenset(
         "SecretManagerFullAccess",
         "DomainsDNSFullAccess",
         "ObservabilityFullAccess",
-        "ObjectStorageFullAccess",
+        # Object Storage: the object-level sets only. ObjectStorageFullAccess (buckets, their
+        # policies and every object of the project) is no job's: the restore check reads and writes
+        # objects, its bucket policy narrows that to its prefix (scw_platform.backup). Names and
+        # scope: https://www.scaleway.com/en/docs/iam/reference-content/permission-sets/
+        # (scaleway/docs-content pages/iam/reference-content/permission-sets.mdx, validated
+        # 2026-03-20), "Storage > Object Storage".
         "ObjectStorageReadOnly",
+        "ObjectStorageObjectsRead",
+        "ObjectStorageObjectsWrite",
         # The backup drill's: it creates and deletes a scratch database instance.
         "RelationalDatabasesFullAccess",
     }
@@ -44,6 +51,9 @@ class ScopedIdentityArgs:
 
 
 class ScopedIdentity(pulumi.ComponentResource):
+    #: What its policy grants, on :attr:`project_id` only.
+    permission_sets: tuple[str, ...]
+    project_id: pulumi.Input[str]
     application_id: pulumi.Output[str]
     access_key: pulumi.Output[str]
     #: Secret.
@@ -83,6 +93,8 @@ class ScopedIdentity(pulumi.ComponentResource):
             default_project_id=args.project_id,
             opts=child,
         )
+        self.permission_sets = tuple(sorted(args.permission_sets))
+        self.project_id = args.project_id
         self.application_id = application.id
         self.access_key = key.access_key
         self.secret_key = pulumi.Output.secret(key.secret_key)

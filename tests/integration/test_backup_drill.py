@@ -1734,6 +1734,8 @@ def daily_settings(min_orders: int) -> RestoreCheckSettings:
             "encryptionRecipient": RECIPIENT,
             "rtoMinutes": 60,
             "rpoHours": 26,
+            # Required by the settings (the restore check's bucket policy); unused by the drill.
+            "bucketAdmins": ["user_id:5e2f8a1c-3b7d-4c9e-8f6a-2d1b0c9e7f34"],
             "databases": [
                 {
                     "database": "website",

@@ -256,6 +256,52 @@ def pinned_chart(chart: str, version: str, **extra: Any) -> ResourceView:
 
 
 Case = tuple[StackView, StackView]
+
+IAM_APP = "scaleway:iam/application:Application"
+IAM_KEY = "scaleway:iam/apiKey:ApiKey"
+IAM_POLICY = "scaleway:iam/policy:Policy"
+TOOLING_REFERENCE = res("pulumi:pulumi:StackReference", "organization/platform/tooling")
+#: Scaleway resources of the stack's own environment, which decide its environment.
+PROD_VPC = res("scaleway:network/vpc:Vpc", "prod-vpc", {"tags": ["environment=prod", "role=production"]})
+PROD_PN = res("scaleway:network/privateNetwork:PrivateNetwork", "prod-pn", {"tags": ["environment=prod"]})
+
+
+def identity(name: str, environment: str, sets: list[str]) -> tuple[ResourceView, ...]:
+    """An IAM application, its policy and its API key, as a ScopedIdentity declares them."""
+    app = res(IAM_APP, f"{name}-app", {"name": name, "tags": [f"environment={environment}"]})
+    policy = res(
+        IAM_POLICY,
+        f"{name}-policy",
+        {"applicationId": "fr-par/app", "rules": [{"projectIds": ["p"], "permissionSetNames": sets}]},
+        dependencies=(app.urn,),
+    )
+    key = res(IAM_KEY, f"{name}-key", {"applicationId": "fr-par/app"}, dependencies=(app.urn,))
+    return app, policy, key
+
+
+def pull_secret(*sources: ResourceView) -> ResourceView:
+    return k8s(
+        "Secret",
+        "app-website-registry-pull",
+        {
+            "metadata": {"name": "registry-pull", "namespace": "website"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": "[secret]"},
+        },
+        dependencies=tuple(source.urn for source in sources),
+    )
+
+
+PROD_PULL = identity("prod-registry-pull", "prod", ["ContainerRegistryReadOnly"])
+DEV_PULL = identity("dev-registry-pull", "dev", ["ContainerRegistryReadOnly"])
+PROD_PUSH = identity("prod-registry-push", "prod", ["ContainerRegistryFullAccess"])
+
+
+def object_storage_policy(sets: list[str], *, application: bool = True) -> ResourceView:
+    principal = {"applicationId": "fr-par/app"} if application else {"userId": "u"}
+    return res(IAM_POLICY, "p", {**principal, "rules": [{"projectIds": ["p"], "permissionSetNames": sets}]})
+
+
 # stack-budget: 3..9 PRO2-M nodes, at most 2935.21 EUR/month (prices: scw_platform/data/scaleway.yaml).
 _APPS_POOL = res(
     "scaleway:kubernetes/pool:Pool",
@@ -264,6 +310,38 @@ _APPS_POOL = res(
 )
 
 CASES: dict[str, list[Case]] = {
+    "iam-no-object-storage-full-access": [
+        (
+            stack(object_storage_policy(["ObjectStorageFullAccess"])),
+            stack(object_storage_policy(["ObjectStorageObjectsRead", "ObjectStorageObjectsWrite"])),
+        ),
+        (
+            stack(object_storage_policy(["ObjectStorageObjectsRead", "ObjectStorageBucketPolicyFullAccess"])),
+            stack(object_storage_policy(["ObjectStorageObjectsRead"])),
+        ),
+        # A person's policy is not the program's: only IAM applications (job identities) count.
+        (
+            stack(object_storage_policy(["ObjectStorageFullAccess"])),
+            stack(object_storage_policy(["ObjectStorageFullAccess"], application=False)),
+        ),
+    ],
+    "registry-pull-key-own-environment": [
+        # The old shape: the key read from tooling's stack, shared by every environment.
+        (
+            stack(PROD_VPC, TOOLING_REFERENCE, pull_secret(TOOLING_REFERENCE)),
+            stack(PROD_VPC, TOOLING_REFERENCE, *PROD_PULL, pull_secret(TOOLING_REFERENCE, PROD_PULL[2])),
+        ),
+        # Another environment's key in prod's pull Secret.
+        (
+            stack(PROD_VPC, PROD_PN, *DEV_PULL, pull_secret(DEV_PULL[2])),
+            stack(PROD_VPC, PROD_PN, *PROD_PULL, pull_secret(PROD_PULL[2])),
+        ),
+        # A key that may write the registry is no pull key.
+        (
+            stack(PROD_VPC, *PROD_PUSH, pull_secret(PROD_PUSH[2])),
+            stack(PROD_VPC, *PROD_PUSH, *PROD_PULL, pull_secret(PROD_PULL[2])),
+        ),
+    ],
     "rdb-private-endpoint-only": [
         (stack(rdb(loadBalancer={})), stack(rdb())),
         (stack(rdb(privateNetwork=None)), stack(rdb())),
@@ -737,6 +815,18 @@ def test_role_from_tags_and_inventory() -> None:
     inventory = {"exports": {"role": "development"}, "resources": []}
     assert rules.inventory_view(inventory).role == "development"
     assert rules.inventory_view(inventory, "production").role == "production"
+
+
+def test_environment_from_tags_is_the_majority_and_undecided_on_a_tie() -> None:
+    dev_app = DEV_PULL[0]
+    assert rules.environment_from_tags([PROD_VPC, PROD_PN, dev_app]) == "prod"
+    assert rules.environment_from_tags([PROD_VPC, dev_app]) is None, "a tie decides nothing"
+    assert rules.environment_from_tags([]) is None
+    # Kubernetes objects' labels are not the program's environment tags.
+    assert rules.environment_from_tags([pull_secret(), PROD_VPC]) == "prod"
+    # Undecided, the environment check is skipped, never guessed: only the other findings remain.
+    undecided = stack(PROD_VPC, *DEV_PULL, pull_secret(DEV_PULL[2]))
+    assert violations("registry-pull-key-own-environment", undecided) == []
 
 
 @pytest.mark.parametrize("stack_name", runner.stack_names())

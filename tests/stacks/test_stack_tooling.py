@@ -40,7 +40,9 @@ def test_role_components(plan: runner.Plan) -> None:
     assert [r.name for r in plan.by_type("platform:cluster:KapsuleCluster")] == ["tooling"]
     assert len(plan.by_type("platform:registry:Registry")) == 1
     identities = {r.name for r in plan.by_type("platform:identity:ScopedIdentity")}
-    assert {"tooling-ci-push", "tooling-registry-pull"} <= identities
+    assert "tooling-ci-push" in identities
+    # No shared pull identity: each workload environment declares its own.
+    assert "tooling-registry-pull" not in identities
     # The database belongs to production only.
     assert plan.by_type("platform:database:ManagedPostgres") == []
     assert plan.by_type("scaleway:databases/instance:Instance") == []
@@ -77,7 +79,7 @@ def test_registry_is_private_and_protected(plan: runner.Plan, raw: dict[str, Any
     ("identity", "permission_set"),
     [
         ("tooling-ci-push", "ContainerRegistryFullAccess"),
-        ("tooling-registry-pull", "ContainerRegistryReadOnly"),
+        ("tooling-image-updater", "ContainerRegistryReadOnly"),
     ],
 )
 def test_identities_have_one_permission_set_in_the_project(
@@ -108,7 +110,6 @@ TOOLING_EXPORTS = {
     "gatewayNamespace",
     "ingressHostnames",
     "registryEndpoint",
-    "registryPullSecretKey",
     "observabilityBackend",
     "cockpitLogsSource",
     "cockpitMetricsSource",
@@ -116,7 +117,6 @@ TOOLING_EXPORTS = {
     "ciProvider",
     "ciPushAccessKey",
     "ciPushSecretId",
-    "registryPullAccessKey",
 }
 
 
@@ -143,13 +143,21 @@ def test_exports_for_the_other_stacks(
     assert ipaddress.ip_address(egress.value).is_global
 
 
-@pytest.mark.parametrize("prefix", ["registryPull"])
-def test_exported_keys_secret_key_is_secret(plan: runner.Plan, prefix: str) -> None:
-    access, secret = plan.exports[f"{prefix}AccessKey"], plan.exports[f"{prefix}SecretKey"]
-    assert secret.secret
-    assert SECRET_MARKER in secret.value  # it is the key's real secret, only masked
-    assert not access.secret
-    assert SECRET_MARKER not in access.value
+def test_tooling_holds_no_shared_registry_pull_key(plan: runner.Plan) -> None:
+    """Each workload environment declares its own pull identity (scw_platform.registry): tooling
+    neither declares one for them nor exports any registry key; its only registry readers are its
+    own (the image updater's)."""
+    assert not [r for r in plan.registrations if r.name.startswith("tooling-registry-pull")]
+    assert not [key for key in plan.exports if key.startswith("registryPull")]
+    readers = [
+        r
+        for r in plan.by_type("scaleway:iam/policy:Policy")
+        if any("ContainerRegistryReadOnly" in rule["permissionSetNames"] for rule in r.inputs["rules"])
+    ]
+    assert [r.name for r in readers] == ["tooling-image-updater-policy"]
+    assert not [
+        value for value in plan.exports.values() if value.secret and SECRET_MARKER in str(value.value)
+    ]
 
 
 def test_prod_cluster_secret_comes_from_prods_registration(

@@ -89,9 +89,16 @@ def test_the_recipe_touches_one_entry_and_one_file(repository: Path) -> None:
 def test_staging_plans_in_its_own_network_and_project(staging: runner.Plan) -> None:
     [network] = staging.by_type("scaleway:network/privateNetwork:PrivateNetwork")
     assert network.inputs["ipv4Subnet"] == {"subnet": SUBNET}
-    policies = staging.by_type("scaleway:iam/policy:Policy")
+    policies = {p.name: p for p in staging.by_type("scaleway:iam/policy:Policy")}
+    # Its own registry pull identity reads the registry where it lives, tooling's project, and
+    # nothing else there: the one grant outside staging's project (scw_platform/registry.py).
+    pull = policies.pop("staging-registry-pull-policy")
+    tooling_project = runner.read_stack_config("tooling")["scaleway:projectId"]
+    assert pull.inputs["rules"] == [
+        {"permissionSetNames": ["ContainerRegistryReadOnly"], "projectIds": [tooling_project]}
+    ]
     assert policies and all(
-        rule["projectIds"] == [STAGING_PROJECT] for p in policies for rule in p.inputs["rules"]
+        rule["projectIds"] == [STAGING_PROJECT] for p in policies.values() for rule in p.inputs["rules"]
     )
     assert staging.exports["argocdRegistration"].secret
     assert staging.exports["apps"].value == ["website", "newsletter"]

@@ -306,10 +306,12 @@ def test_database_credentials_are_written_to_the_vault_as_a_secret(prod: runner.
         assert by_key[key]["remoteRef"] == {"key": "path:/prod/website/platform-database", "property": prop}
 
 
-def test_pull_secret_carries_toolings_read_only_registry_key(
+def test_pull_secret_carries_the_environments_own_read_only_registry_key(
     prod: runner.Plan, committed_plans: dict[str, runner.Plan]
 ) -> None:
-    tooling = committed_plans["tooling"]
+    """prod's own pull identity (scw_platform.registry.pull_identity), never a key shared with dev."""
+    key = unwrap(_named(prod, "prod-registry-pull-key").state["secretKey"])
+    assert key != unwrap(_named(committed_plans["dev"], "dev-registry-pull-key").state["secretKey"])
     envelope = _envelope(prod, "website")
     pull = envelope["registry-pull"]
     assert pull.inputs["type"] == "kubernetes.io/dockerconfigjson"
@@ -319,7 +321,7 @@ def test_pull_secret_carries_toolings_read_only_registry_key(
         "auths": {
             "rg.fr-par.scw.cloud": {
                 "username": "nologin",
-                "password": tooling.exports["registryPullSecretKey"].value,
+                "password": key,
             }
         }
     }

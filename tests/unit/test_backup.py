@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pydantic
 import pytest
 
 from offline import runner
@@ -105,11 +106,26 @@ def test_bucket_is_versioned_expires_dumps_and_is_protected(
 def test_identity_holds_object_storage_permissions_only(members: list[Registration]) -> None:
     policy = _one(members, "scaleway:iam/policy:Policy")
     (rule,) = policy.inputs["rules"]
-    assert rule["permissionSetNames"] and all(
-        s.startswith("ObjectStorage") for s in rule["permissionSetNames"]
-    )
-    assert len(rule["projectIds"]) == 1
+    # Read and write objects, nothing else: no FullAccess (buckets, bucket policies, deletions),
+    # no ObjectsDelete, no bucket sets.
+    assert rule["permissionSetNames"] == ["ObjectStorageObjectsRead", "ObjectStorageObjectsWrite"]
+    assert rule["projectIds"] == ["6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41"], "prod's own project only"
     assert _one(members, "scaleway:iam/apiKey:ApiKey")
+
+
+def test_production_always_applies_the_bucket_policy(members: list[Registration]) -> None:
+    """The committed stack's restore check: its bucket carries the policy naming the job's
+    application (the identity's IAM sets reach every bucket of the project; the policy is what
+    confines the key to its prefix)."""
+    policy = _one(members, BUCKET_POLICY)
+    application = _one(members, "scaleway:iam/application:Application")
+    bucket = _one(members, "scaleway:object/bucket:Bucket")
+    document = json.loads(policy.inputs["policy"])
+    statements = _statements(document)
+    assert statements["RestoreCheckWritesAndReadsBackDumps"]["Principal"] == {
+        "SCW": f"application_id:{application.id}"
+    }
+    assert policy.inputs["bucket"] == bucket.inputs["name"]
 
 
 def test_config_map_ships_the_script_and_the_spec(
@@ -199,6 +215,9 @@ def test_cronjob(members: list[Registration], settings: Any) -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     (container,) = pod["containers"]
     assert container["image"] == settings.image and image_problem(container["image"]) is None
+    # Production pins the digest and never re-pulls a tag on every run.
+    assert backup.has_digest(container["image"])
+    assert container["imagePullPolicy"] == "IfNotPresent"
     security = container["securityContext"]
     # What Pod Security "restricted" demands, plus a read-only root filesystem.
     assert security["allowPrivilegeEscalation"] is False
@@ -314,9 +333,14 @@ def _settings(**changes: Any) -> RestoreCheckSettings:
         "encryptionRecipient": AGE_RECIPIENT,
         "rtoMinutes": 30,
         "rpoHours": 48,
+        "bucketAdmins": [UNIT_ADMIN],
         **changes,
     }
     return RestoreCheckSettings.model_validate(raw, context={"role": "development", "region": "fr-par"})
+
+
+#: The unit component's bucket admin (whoever runs pulumi up).
+UNIT_ADMIN = "user_id:9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 
 
 #: The runtime (read-write) and the read-only user's passwords of the unit component's database.
@@ -327,9 +351,11 @@ def _component(
     *,
     protect: bool,
     credentials: dict[str, str] | None = None,
-    bucket_admins: tuple[str, ...] = (),
+    bucket_admins: tuple[str, ...] = (UNIT_ADMIN,),
     readers: bool = True,
     secrets_depends_on: tuple[pulumi.Resource, ...] = (),
+    settings: RestoreCheckSettings | None = None,
+    require_digest: bool = False,
 ) -> Recording:
     def program() -> dict[str, Any]:
         provider = k8s.Provider("unit-k8s", kubeconfig=pulumi.Output.secret("apiVersion: v1"))
@@ -349,7 +375,7 @@ def _component(
                 environment="dev",
                 region="nl-ams",
                 project_id="11111111-2222-3333-4444-555555555555",
-                settings=_settings(),
+                settings=settings or _settings(),
                 script="print('the restore check')\n",
                 database_host="10.30.0.5",
                 database_port=5432,
@@ -358,6 +384,7 @@ def _component(
                 bucket_admins=bucket_admins,
                 secret_store="unit-store",
                 secrets_depends_on=secrets_depends_on,
+                require_digest=require_digest,
             ),
         )
         return {"spec": check.spec, "bucket": check.bucket_name}
@@ -470,9 +497,71 @@ def test_component_applies_the_bucket_policy_with_bucket_admins() -> None:
     assert policy.parent == recording.by_type("platform:backup:RestoreCheck")[0].urn
 
 
-def test_no_bucket_admins_no_bucket_policy() -> None:
-    """A policy listing nobody but the job would lock out everyone else, the program included."""
-    assert _component(protect=False).by_type(BUCKET_POLICY) == []
+def test_no_restore_check_without_its_bucket_policy() -> None:
+    """Without the policy the key's IAM sets alone would apply (every bucket of the project); and a
+    policy listing nobody but the job would lock out everyone else, the program included. So
+    bucket admins are required, in the settings (naming the key) and in the component's args."""
+    with pytest.raises(pydantic.ValidationError) as raised:
+        _settings(bucketAdmins=[])
+    (error,) = raised.value.errors()
+    assert error["loc"] == ("bucketAdmins",)
+    assert "required: at least one principal" in error["msg"]
+    with pytest.raises(pydantic.ValidationError) as missing:
+        RestoreCheckSettings.model_validate(
+            {k: v for k, v in _settings().model_dump(by_alias=True).items() if k != "bucketAdmins"}
+        )
+    (error,) = missing.value.errors()
+    assert "required: at least one principal" in error["msg"], "a missing key is as wrong as an empty one"
+    with pytest.raises(ValueError, match="bucket_admins is required"):
+        _component(protect=False, bucket_admins=())
+    # With them, the policy is there.
+    (policy,) = _component(protect=False).by_type(BUCKET_POLICY)
+    assert UNIT_ADMIN in json.dumps(json.loads(policy.inputs["policy"]))
+
+
+DIGEST = "sha256:" + "4f" * 32
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "rg.fr-par.scw.cloud/acme/restore-check:16.9-1",
+        f"rg.fr-par.scw.cloud/acme/restore-check:16.9-1@{DIGEST}",
+        f"rg.fr-par.scw.cloud/acme/restore-check@{DIGEST}",
+    ],
+)
+def test_the_job_never_pulls_always(image: str) -> None:
+    """A digest fixes what runs; a tag (outside production) is not re-pulled on every run."""
+    (cronjob,) = _component(protect=False, settings=_settings(image=image)).by_type(CRONJOB)
+    (container,) = cronjob.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == image
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def test_require_digest_refuses_a_tag_and_accepts_a_digest() -> None:
+    tagged = _settings(image="rg.fr-par.scw.cloud/acme/restore-check:16.9-1")
+    with pytest.raises(ValueError, match=r"restore check image: .*16\.9-1 is a tag, which whoever may push"):
+        _component(protect=False, settings=tagged, require_digest=True)
+    pinned = _settings(image=f"rg.fr-par.scw.cloud/acme/restore-check:16.9-1@{DIGEST}")
+    assert _component(protect=False, settings=pinned, require_digest=True).by_type(CRONJOB)
+
+
+@pytest.mark.parametrize(
+    ("image", "pinned"),
+    [
+        (f"rg.fr-par.scw.cloud/acme/restore-check:16.9-1@{DIGEST}", True),
+        (f"rg.fr-par.scw.cloud/acme/restore-check@{DIGEST}", True),
+        ("rg.fr-par.scw.cloud/acme/restore-check:16.9-1", False),
+        # Not a digest: too short, upper case, another algorithm, a digest-looking tag.
+        ("rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "a" * 63, False),
+        ("rg.fr-par.scw.cloud/acme/restore-check@sha256:" + "A" * 64, False),
+        ("rg.fr-par.scw.cloud/acme/restore-check@sha512:" + "a" * 128, False),
+        ("rg.fr-par.scw.cloud/acme/restore-check:sha256-" + "a" * 64, False),
+    ],
+)
+def test_has_digest(image: str, pinned: bool) -> None:
+    assert backup.has_digest(image) is pinned
+    assert (backup.digest_problem(image) is None) is pinned
 
 
 def test_bucket_admins_must_be_users_or_applications_by_id() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -184,7 +184,7 @@ def test_freshness_allows_one_backup_period_more(max_age: str, allowance: int, e
     )
 
 
-def test_the_drill_pulls_its_image_with_toolings_read_only_key(prod_with_drill: runner.Plan) -> None:
+def test_the_drill_pulls_its_image_with_its_environments_own_key(prod_with_drill: runner.Plan) -> None:
     pull = _named(prod_with_drill, "prod-backup-drill-registry-pull")
     assert pull.inputs["type"] == "kubernetes.io/dockerconfigjson"
     assert pull.inputs["metadata"] == {"namespace": "backup-drill", "name": "registry-pull"}
@@ -192,6 +192,42 @@ def test_the_drill_pulls_its_image_with_toolings_read_only_key(prod_with_drill: 
     pod = cronjob.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["imagePullSecrets"] == [{"name": "registry-pull"}]
     assert pull.urn in cronjob.dependencies
+    # prod's own pull identity's key (scw_platform.registry.pull_identity), read-only.
+    key = _named(prod_with_drill, "prod-registry-pull-key")
+    config = json.loads(unwrap(pull.inputs["stringData"])[".dockerconfigjson"])
+    assert config["auths"]["rg.fr-par.scw.cloud"]["password"] == unwrap(key.state["secretKey"])
+    assert key.urn in pull.dependencies
+
+
+def test_the_drill_runs_its_digest_and_never_pulls_always(prod_with_drill: runner.Plan) -> None:
+    (container,) = _pod(prod_with_drill)["containers"]
+    assert container["image"] == IMAGE and backup.has_digest(container["image"])
+    assert container["imagePullPolicy"] == "IfNotPresent"
+
+
+def _drill_args(image: str, *, require_digest: bool) -> drill.BackupDrillArgs:
+    return drill.BackupDrillArgs(
+        provider=cast(Any, None),
+        environment="prod",
+        region="fr-par",
+        project_id="6a0c2f3e-8d4b-4c1a-9e57-2b1f0d6c9a41",
+        settings=drill.BackupDrillSettings(image=image),
+        restore_check=_restore_check_settings(),
+        instance_id="fr-par/11111111-2222-3333-4444-555555555555",
+        private_network_id="fr-par/66666666-7777-8888-9999-000000000000",
+        subnet="10.20.0.0/20",
+        databases=["website"],
+        backup_period_hours=24,
+        require_digest=require_digest,
+    )
+
+
+def test_require_digest_refuses_a_tag_and_accepts_a_digest() -> None:
+    tagged = "rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-3"
+    with pytest.raises(ValueError, match=r"backup drill image: .*:16\.9-3 is a tag"):
+        _drill_args(tagged, require_digest=True)
+    assert _drill_args(tagged, require_digest=False).settings.image == tagged
+    assert _drill_args(f"{tagged}@sha256:{'b' * 64}", require_digest=True).require_digest
 
 
 def test_a_database_the_daily_check_does_not_cover_gets_a_spec_without_checks() -> None:

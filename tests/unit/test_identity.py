@@ -99,6 +99,12 @@ def test_secret_key_is_secret_access_key_is_not(ci_push: Recording) -> None:
         ([], "must not be empty"),
         (["AllProductsFullAccess"], "unknown permission sets ['AllProductsFullAccess']"),
         (["ContainerRegistryReadOnly", "IAMManager"], "unknown permission sets ['IAMManager']"),
+        # Buckets, bucket policies and every object of the project: no identity's.
+        (["ObjectStorageFullAccess"], "unknown permission sets ['ObjectStorageFullAccess']"),
+        (
+            ["ObjectStorageBucketPolicyFullAccess"],
+            "unknown permission sets ['ObjectStorageBucketPolicyFullAccess']",
+        ),
     ],
 )
 def test_args_refuse_unknown_or_empty_permission_sets(permission_sets: list[str], message: str) -> None:
@@ -111,3 +117,12 @@ def test_every_allowed_set_is_accepted() -> None:
     args = ScopedIdentityArgs(description="x", project_id=PROJECT, permission_sets=sorted(PERMISSION_SETS))
     assert set(args.permission_sets) == PERMISSION_SETS
     assert "AllProductsFullAccess" not in PERMISSION_SETS
+
+
+def test_no_object_storage_full_access_set_is_handed_out() -> None:
+    object_storage = {name for name in PERMISSION_SETS if name.startswith("ObjectStorage")}
+    assert object_storage == {
+        "ObjectStorageReadOnly",
+        "ObjectStorageObjectsRead",
+        "ObjectStorageObjectsWrite",
+    }

@@ -152,7 +152,35 @@ CASES: list[tuple[str, str, Mutation, str]] = [
         "no-bucket-admins-in-production",
         "prod",
         check(bucketAdmins=[]),
-        f"{OPS}.restoreCheck.bucketAdmins: required for role production",
+        f"{OPS}.restoreCheck.bucketAdmins: required: at least one principal",
+    ),
+    (
+        "no-bucket-admins-key",
+        "prod",
+        lambda raw: raw[OPS]["restoreCheck"].pop("bucketAdmins"),
+        f"{OPS}.restoreCheck.bucketAdmins: required: at least one principal",
+    ),
+    (
+        "restore-check-image-by-tag-in-production",
+        "prod",
+        check(image="rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-2"),
+        f"{OPS}.restoreCheck.image: must be pinned by digest for role production: "
+        "rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-2 is a tag",
+    ),
+    (
+        "restore-check-image-short-digest-in-production",
+        "prod",
+        check(image="rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-2@sha256:abc"),
+        f"{OPS}.restoreCheck.image: must be an image reference",
+    ),
+    (
+        "backup-drill-image-by-tag-in-production",
+        "prod",
+        lambda raw: raw[OPS].update(
+            backupDrill={"image": "rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-2"}
+        ),
+        f"{OPS}.backupDrill.image: must be pinned by digest for role production: "
+        "rg.fr-par.scw.cloud/acme-platform/restore-check:16.9-2 is a tag",
     ),
     (
         "malformed-bucket-admin",
