@@ -45,13 +45,25 @@ from program.model import (
 from program.rules import Problems
 from scw_platform.backup import digest_problem
 from scw_platform.contract import ProblemsError
-from scw_platform.gitops import GitOpsSettings
+from scw_platform.gitops import OIDC_VAULT_KEY, GitOpsSettings
 from scw_platform.network import NetworkSettings
 from scw_platform.secrets import VaultSettings
 from scw_platform.settings import DEFAULT_ZONE, ZONES, Region, Settings
 
 _REGIONS: tuple[str, ...] = get_args(Region)
 _T = TypeVar("_T")
+
+#: Keys the program no longer reads, and what to do instead. Refused rather than ignored: a value
+#: left in the stack would look like it still mattered.
+RETIRED_KEYS: Mapping[str, str] = {
+    # Issue 18: as a deploy-time secret it had to enter Argo CD's Helm values, which made all of
+    # them one secret output that no offline check could read.
+    "argocdOidcClientSecret": (
+        "no longer read: Argo CD's OIDC client secret now comes from the vault. Write it to the "
+        f"tooling project's Scaleway Secret Manager as {OIDC_VAULT_KEY} (docs/gitops.md, "
+        "'Single sign-on'), then remove this key: pulumi config rm platform:argocdOidcClientSecret"
+    ),
+}
 
 
 class ConfigError(ProblemsError):
@@ -108,7 +120,9 @@ def load(
 def _unknown_keys(raw: Mapping[str, Any], problems: Problems) -> None:
     allowed = [*PLATFORM_KEYS, *SECRET_KEYS]
     for key in sorted(set(raw) - set(PLATFORM_KEYS)):
-        if key in SECRET_KEYS:
+        if key in RETIRED_KEYS:
+            problems.add(f"platform:{key}", RETIRED_KEYS[key])
+        elif key in SECRET_KEYS:
             problems.add(
                 f"platform:{key}", f"must be set as a secret: pulumi config set --secret platform:{key}"
             )
@@ -387,7 +401,12 @@ def from_pulumi(environments: Environments | None = None) -> PlatformConfig:
     # A deploy-time secret set without --secret is handed to load() as a plain value, which
     # reports it; only values the engine holds as secrets become secrets here.
     secret_keys = {key for key in present if key in SECRET_KEYS and is_config_secret(f"platform:{key}")}
-    raw_platform = {key: _structured(platform.get(key)) for key in present if key not in secret_keys}
+    # A retired key is reported by load(); its value (maybe a secret) is never read.
+    raw_platform = {
+        key: True if key in RETIRED_KEYS else _structured(platform.get(key))
+        for key in present
+        if key not in secret_keys
+    }
     secrets = {key: platform.require_secret(key) for key in sorted(secret_keys)}
     raw_scaleway = {key: scaleway.get(key) for key in ("region", "zone", "projectId")}
     return load(

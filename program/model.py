@@ -74,7 +74,8 @@ SECRET_KEYS: dict[str, str] = {
     "gitopsRepoCredential": "read-only token or SSH deploy key Argo CD reads the GitOps repository with",
     "gitopsWriteCredential": "token or SSH key the image updater pushes its write-back branches with "
     "(write access; keep the target branch protected)",
-    "argocdOidcClientSecret": "client secret of Argo CD's OIDC application",
+    "argocdWebhookSecret": "shared secret of the Git host's push webhook into Argo CD "
+    "(platform:gitops.argocd.webhook; the same value goes into the Git host's webhook settings)",
     "onepasswordServiceAccountToken": "1Password service-account token External Secrets reads the vault with "
     "(platform:secrets.backend onepassword)",
     "ciRunnerToken": "the CI runners' credential: a GitLab runner authentication token (glrt-...), or with "

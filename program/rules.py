@@ -112,6 +112,9 @@ def served_hostnames(
         served += [(f"platform:ingress.redirects.{h}", h) for h in ingress.redirects]
     if gitops is not None and gitops.argocd is not None and gitops.argocd.hostname is not None:
         served.append(("platform:gitops.argocd.hostname", gitops.argocd.hostname))
+    webhook = gitops.argocd.webhook if gitops is not None and gitops.argocd is not None else None
+    if webhook is not None and webhook.hostname is not None:
+        served.append(("platform:gitops.argocd.webhook.hostname", webhook.hostname))
     for path, hostname in served:
         if not any(env_list.matches(pattern, hostname) for pattern in listed):
             problems.add(
@@ -175,13 +178,11 @@ def _tooling_gitops_rules(gitops: GitOpsSettings, *, secrets: Mapping[str, Any],
         problems.add(f"{path}.repoUrl", "required for role tooling (the repository Argo CD reads)")
     if gitops.argocd is None:
         problems.add(f"{path}.argocd", "required for role tooling (Argo CD runs in the tooling cluster)")
-    elif gitops.argocd.oidc is not None and "argocdOidcClientSecret" not in secrets:
-        problems.add(
-            "platform:argocdOidcClientSecret",
-            f"required with {path}.argocd.oidc: "
-            "pulumi config set --secret platform:argocdOidcClientSecret <secret>",
-        )
-    elif gitops.argocd.hostname is not None and gitops.argocd.oidc is None:
+    else:
+        _webhook_rules(gitops, secrets=secrets, problems=problems)
+    # The OIDC client secret is no deploy-time secret: it is the vault's (gitops.OIDC_VAULT_KEY);
+    # the retired platform:argocdOidcClientSecret is refused in program/config.py.
+    if gitops.argocd is not None and gitops.argocd.hostname is not None and gitops.argocd.oidc is None:
         problems.add(
             f"{path}.argocd.oidc",
             "required with argocd.hostname: a public Argo CD UI with the local admin account is refused; "
@@ -201,6 +202,33 @@ def _tooling_gitops_rules(gitops: GitOpsSettings, *, secrets: Mapping[str, Any],
             "must name the protected branch itself (e.g. main), not HEAD or a refs/ path",
         )
     _workload_only_keys(gitops, problems)
+
+
+def _webhook_rules(gitops: GitOpsSettings, *, secrets: Mapping[str, Any], problems: Problems) -> None:
+    """The Git webhook: its shared secret, and exactly one hostname it is reached on."""
+    argocd = gitops.argocd
+    assert argocd is not None
+    path = "platform:gitops.argocd.webhook"
+    webhook = argocd.webhook
+    if webhook is None:
+        return
+    if "argocdWebhookSecret" not in secrets:
+        problems.add(
+            "platform:argocdWebhookSecret",
+            f"required with {path}: pulumi config set --secret platform:argocdWebhookSecret <secret> "
+            "(the same value goes into the Git host's webhook settings)",
+        )
+    if argocd.hostname is None and webhook.hostname is None:
+        problems.add(
+            f"{path}.hostname",
+            "required without platform:gitops.argocd.hostname: the hostname the Git host calls "
+            "(only /api/webhook is routed there)",
+        )
+    elif argocd.hostname is not None and webhook.hostname is not None:
+        problems.add(
+            f"{path}.hostname",
+            f"not allowed with platform:gitops.argocd.hostname: the webhook is served on {argocd.hostname}",
+        )
 
 
 def _workload_only_keys(gitops: GitOpsSettings, problems: Problems) -> None:

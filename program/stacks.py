@@ -56,8 +56,12 @@ from scw_platform.database import DatabaseSettings, ManagedPostgres, ManagedPost
 from scw_platform.drill import BackupDrill, BackupDrillArgs
 from scw_platform.gitops import (
     TOOLING_ALLOWED_KINDS,
+    WEBHOOK_VAULT_FOLDER,
+    WEBHOOK_VAULT_NAME,
     ArgoCd,
     ArgoCdArgs,
+    ArgoCdSettings,
+    ArgoCdWebhook,
     ClusterRegistration,
     ClusterRegistrationArgs,
     EnvironmentProject,
@@ -311,18 +315,25 @@ CI_RUNNER_TOKEN_NAME = "runner-token"
 
 
 def _vault_secret(
-    cfg: ToolingConfig, resource_name: str, *, name: str, description: str, data: pulumi.Input[str]
+    cfg: ToolingConfig,
+    resource_name: str,
+    *,
+    name: str,
+    description: str,
+    data: pulumi.Input[str],
+    path: str = CI_PUSH_SECRET_PATH,
 ) -> scaleway.secrets.Secret:
-    """One secret of the program's under CI_PUSH_SECRET_PATH in Scaleway Secret Manager, its value a
-    Pulumi secret end to end."""
+    """One secret of the program's under ``path`` (CI_PUSH_SECRET_PATH by default) in Scaleway
+    Secret Manager, its value a Pulumi secret end to end."""
     secret = scaleway.secrets.Secret(
         resource_name,
         name=name,
-        path=CI_PUSH_SECRET_PATH,
+        path=path,
         description=description,
         project_id=cfg.project_id,
         region=cfg.region,
-        tags=[*cfg.tags, "ci"],
+        # Tagged by its folder's last part ("ci", "argocd").
+        tags=[*cfg.tags, path.rstrip("/").rsplit("/", 1)[-1]],
     )
     value: pulumi.Output[str] = pulumi.Output.secret(data)
     scaleway.secrets.Version(
@@ -449,6 +460,12 @@ def _database(cfg: WorkloadConfig, settings: DatabaseSettings, network: Network)
 # --- Front door ----------------------------------------------------------------------------------
 
 
+def _argocd_hostnames(argocd: ArgoCdSettings) -> list[str]:
+    """Argo CD's public hostnames: the UI's, or the one its Git webhook alone is served on."""
+    webhook = argocd.webhook.hostname if argocd.webhook is not None else None
+    return [h for h in (argocd.hostname, webhook) if h is not None]
+
+
 def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | None:
     """Reserved IP, Traefik, the platform Gateway, cert-manager and DNS, when configured."""
     if cfg.front_door is None:
@@ -459,7 +476,7 @@ def _front_door(cfg: PlatformConfig, cluster: KapsuleCluster) -> FrontDoor | Non
         app_hostnames=ingress.hostnames,
         platform_hostnames=ingress.platform_hostnames,
         extra_app=[app.hostname for app in cfg.apps],
-        extra_platform=[argocd.hostname] if argocd is not None and argocd.hostname is not None else [],
+        extra_platform=_argocd_hostnames(argocd) if argocd is not None else [],
     )
     zone = ingress.ip_zone(cfg.zone)
     return FrontDoor(
@@ -523,7 +540,9 @@ def _argocd(
     # Root apps only for environments that are registered now: a root app for an environment
     # without its cluster Secret would sync child Applications into a cluster Argo CD cannot reach.
     served = [cfg.environment, *(r.environment for r in registrations)]
-    gateway = front_door if front_door is not None and argocd_settings.hostname is not None else None
+    webhook, webhook_secret = _argocd_webhook(cfg)
+    routed = argocd_settings.hostname is not None or webhook is not None
+    gateway = front_door if front_door is not None and routed else None
     argocd = ArgoCd(
         "argocd",
         ArgoCdArgs(
@@ -550,6 +569,9 @@ def _argocd(
             commit_author_name=gitops.image_updater.commit_author.name,
             commit_author_email=gitops.image_updater.commit_author.email,
             oidc=_oidc_client(cfg),
+            webhook=webhook,
+            reconciliation_timeout_seconds=argocd_settings.reconciliation_timeout_seconds,
+            image_updater_interval_seconds=gitops.image_updater.interval_seconds,
             gateway=GatewayParent(name=gateway.gateway_name, namespace=gateway.gateway_namespace)
             if gateway is not None
             else None,
@@ -557,22 +579,43 @@ def _argocd(
             route_depends_on=(gateway.gateway_api_crds, gateway.gateway) if gateway is not None else (),
             notifications=gitops.notifications,
             secret_store=secrets.platform_store,
-            secrets_depends_on=(secrets.release, *secrets.stores.values()),
+            secrets_depends_on=(secrets.release, *secrets.stores.values(), *webhook_secret),
         ),
     )
     _tooling_project(cfg, cluster, argocd)
     return argocd
 
 
+def _argocd_webhook(cfg: ToolingConfig) -> tuple[ArgoCdWebhook | None, tuple[pulumi.Resource, ...]]:
+    """The Git host's push webhook into Argo CD, and the vault entry its shared secret is written to
+    (the deploy-time secret platform:argocdWebhookSecret; External Secrets syncs it into argocd)."""
+    settings = cfg.argocd.webhook
+    if settings is None:
+        return None, ()
+    secret = _vault_secret(
+        cfg,
+        f"{cfg.environment}-argocd-webhook-secret",
+        name=WEBHOOK_VAULT_NAME,
+        path=WEBHOOK_VAULT_FOLDER,
+        description=f"shared secret of the {settings.git_host} push webhook into Argo CD",
+        data=cfg.secret("argocdWebhookSecret"),
+    )
+    hostname = cfg.argocd.hostname or settings.hostname
+    # The rules require one of the two (program.rules._webhook_rules).
+    assert hostname is not None
+    return ArgoCdWebhook(git_host=settings.git_host, hostname=hostname), (secret,)
+
+
 def _oidc_client(cfg: ToolingConfig) -> OidcClient | None:
-    """Argo CD's single sign-on, with its client secret from the deploy-time secrets."""
+    """Argo CD's single sign-on. Its client secret is the vault's (gitops.OIDC_VAULT_KEY, synced by
+    External Secrets), never a deploy-time secret: Helm values holding it would turn all of Argo
+    CD's values into one secret output."""
     oidc = cfg.argocd.oidc
     if oidc is None:
         return None
     return OidcClient(
         issuer=oidc.issuer,
         client_id=oidc.client_id,
-        client_secret=cfg.secret("argocdOidcClientSecret"),
         admin_groups=tuple(oidc.admin_groups),
         readonly_groups=tuple(oidc.readonly_groups),
     )

@@ -30,6 +30,22 @@ pools -> Kubernetes provider -> the first Helm release, keeping only the graph's
 those resources; floor = the earliest any Helm release could finish. The target (issue 19) is a
 total within 10% of the floor; the verdict is printed, never enforced.
 
+**Lead time** (issue 19, item 2): for a stack that runs Argo CD (tooling), the rollout chain's
+configured worst-case waiting, hop by hop, read from the same records (nothing is measured):
+
+1. registry -> image updater: the updater's registry poll (its release's ``--interval``); no
+   event exists for it (Scaleway's registry sends none the updater reads).
+2. write-back branch -> merge request: 0 when the GitOps repository's pipeline runs
+   merge-when-green on the branch's push (``ops/ci/<host>/``), else its schedule's period.
+3. merge request -> merge: the write-back gate's pipeline, CI time, excluded (as issue 19 asks).
+4. Git host -> Argo CD (the merge reaching Argo CD): 0 with the Git webhook (argocd-secret's
+   ``webhook.<host>.secret`` set, its Secret synced, ``/api/webhook`` routed), else the
+   reconciliation timeout plus its jitter (argocd-cm).
+5. Argo CD -> sync start: 0 when the Applications sync automatically.
+
+*Merge to sync start* is hops 4 and 5; the target is at most :data:`LEAD_TARGET_SECONDS`. Each
+event-driven hop also shows the poll behind it (the worst case when an event is lost).
+
 Exit status: 0, or 2 on bad input (unknown stack, invalid stack file, unreadable inventory, no
 ``dot`` for ``--svg``).
 """
@@ -38,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -45,6 +62,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -55,6 +74,8 @@ if TYPE_CHECKING:
 
 #: The total may exceed the floor by this much (issue 19: "within 10%").
 TARGET_RATIO = 1.10
+#: Configured waiting from merge to sync start (issue 19: "2 minutes or less").
+LEAD_TARGET_SECONDS = 120
 
 _TF = "terraform-provider-scaleway v2, internal/services"
 _HELM = "scw_platform/helm.py: atomic=True, so Helm waits for every Deployment/Job of the chart"
@@ -246,6 +267,8 @@ class Report:
     path: list[str]
     floor_path: list[str]
     graph: Graph
+    #: The rollout chain's configured waiting (stacks running Argo CD), else None.
+    lead: LeadTime | None = None
 
     @property
     def total(self) -> int:
@@ -290,7 +313,254 @@ class Report:
             "pass": ratio is not None and ratio <= TARGET_RATIO,
             "path": self.hops(self.path),
             "floor_path": self.hops(self.floor_path),
+            "lead_time": self.lead.as_json() if self.lead is not None else None,
         }
+
+
+# --- Lead time: the rollout chain's configured waiting --------------------------------------------
+
+HTTPROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+EXTERNAL_SECRET = "kubernetes:external-secrets.io/v1:ExternalSecret"
+APPLICATION = "kubernetes:argoproj.io/v1alpha1:Application"
+#: Argo CD's defaults when argocd-cm leaves the keys unset (argo-cd docs/operator-manual/
+#: argocd-cm.yaml: ``timeout.reconciliation`` 120 s, ``timeout.reconciliation.jitter`` 60 s).
+ARGOCD_DEFAULT_TIMEOUT, ARGOCD_DEFAULT_JITTER = 120, 60
+#: The image updater's default ``--interval`` (argocd-image-updater docs/install/cmd/run.md: 2m).
+IMAGE_UPDATER_DEFAULT_INTERVAL = 120
+#: The GitOps repository's pipelines, by Git host.
+CI_FILES = {
+    "gitlab": ROOT / "ops" / "ci" / "gitlab" / "gitops-repository.gitlab-ci.yml",
+    "github": ROOT / "ops" / "ci" / "github" / "merge-when-green.yml",
+}
+WRITE_BACK_PREFIX = "image-updater-"
+_DURATION = re.compile(r"^(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One hop of the rollout chain: its configured worst-case wait (None: never by itself) and,
+    for an event-driven hop, the poll behind it."""
+
+    name: str
+    seconds: int | None
+    how: str
+    fallback_seconds: int | None = None
+    #: Counted in "merge to sync start".
+    after_merge: bool = False
+    #: Excluded from the figures (CI build and gate time).
+    excluded: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "hop": self.name,
+            "seconds": self.seconds,
+            "how": self.how,
+            "fallback_seconds": self.fallback_seconds,
+            "after_merge": self.after_merge,
+            "excluded": self.excluded,
+        }
+
+
+@dataclass(frozen=True)
+class LeadTime:
+    hops: tuple[Hop, ...]
+
+    @property
+    def merge_to_sync(self) -> int | None:
+        waits = [h.seconds for h in self.hops if h.after_merge]
+        return None if any(w is None for w in waits) else sum(w for w in waits if w is not None)
+
+    @property
+    def total(self) -> int | None:
+        waits = [h.seconds for h in self.hops if not h.excluded]
+        return None if any(w is None for w in waits) else sum(w for w in waits if w is not None)
+
+    @property
+    def passes(self) -> bool:
+        return self.merge_to_sync is not None and self.merge_to_sync <= LEAD_TARGET_SECONDS
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "hops": [h.as_json() for h in self.hops],
+            "total_seconds": self.total,
+            "merge_to_sync_seconds": self.merge_to_sync,
+            "target_seconds": LEAD_TARGET_SECONDS,
+            "pass": self.passes,
+        }
+
+
+def seconds_of(duration: Any, default: int) -> int:
+    """A Go duration as the charts take it (``180s``, ``2m``, ``1m30s``; a bare number is seconds
+    here) in seconds; ``default`` when unset."""
+    if duration is None:
+        return default
+    text = str(duration).strip()
+    if text.isdigit():
+        return int(text)
+    match = _DURATION.fullmatch(text)
+    if match is None or not text:
+        raise InputError(f"not a duration in seconds or minutes: {duration!r}")
+    return int(match["m"] or 0) * 60 + int(match["s"] or 0)
+
+
+def _release(resources: Sequence[Mapping[str, Any]], chart: str) -> Mapping[str, Any] | None:
+    for record in resources:
+        inputs = record.get("inputs") or {}
+        if record["type"] == HELM_RELEASE and inputs.get("chart") == chart:
+            values = inputs.get("values")
+            return values if isinstance(values, Mapping) else {}
+    return None
+
+
+def _of_kind(resources: Sequence[Mapping[str, Any]], type_token: str) -> list[Mapping[str, Any]]:
+    return [r.get("inputs") or {} for r in resources if r["type"] == type_token]
+
+
+def _routes_webhook(route: Mapping[str, Any]) -> bool:
+    """An HTTPRoute rule that sends /api/webhook to Argo CD's server: no match (every path) or a
+    PathPrefix match that /api/webhook falls under."""
+    for rule in (route.get("spec") or {}).get("rules") or []:
+        if not any(b.get("name") == "argocd-server" for b in rule.get("backendRefs") or []):
+            continue
+        matches = rule.get("matches") or [{}]
+        for match in matches:
+            path = match.get("path") or {"type": "PathPrefix", "value": "/"}
+            value = str(path.get("value", "/"))
+            if path.get("type", "PathPrefix") == "PathPrefix" and "/api/webhook".startswith(
+                value.rstrip("/")
+            ):
+                return True
+    return False
+
+
+def _git_webhook(resources: Sequence[Mapping[str, Any]], values: Mapping[str, Any]) -> tuple[str | None, str]:
+    """Which Git host's webhook Argo CD accepts, or None, and why not."""
+    secret = (values.get("configs") or {}).get("secret") or {}
+    hosts = [
+        host for host, key in (("gitlab", "gitlabSecret"), ("github", "githubSecret")) if secret.get(key)
+    ]
+    if not hosts:
+        return None, "no webhook secret in argocd-secret (configs.secret)"
+    reference = str(secret[f"{hosts[0]}Secret"])
+    if reference.startswith("$") and ":" in reference:
+        name = reference[1:].split(":", 1)[0]
+        synced = [
+            e for e in _of_kind(resources, EXTERNAL_SECRET) if (e.get("metadata") or {}).get("name") == name
+        ]
+        if not synced:
+            return None, f"the webhook secret's Secret {name} is not synced (no ExternalSecret)"
+    routes = [
+        r for r in _of_kind(resources, HTTPROUTE) if (r.get("metadata") or {}).get("namespace") == "argocd"
+    ]
+    if not any(_routes_webhook(r) for r in routes):
+        return None, "/api/webhook is not routed through the Gateway"
+    return hosts[0], "Git webhook"
+
+
+def _git_host(resources: Sequence[Mapping[str, Any]], webhook_host: str | None) -> str:
+    """The GitOps repository's host: the webhook's, else the root Applications' repository URL."""
+    if webhook_host is not None:
+        return webhook_host
+    for app in _of_kind(resources, APPLICATION):
+        url = str(((app.get("spec") or {}).get("source") or {}).get("repoURL", ""))
+        if url:
+            return "github" if "github" in url else "gitlab"
+    return "gitlab"
+
+
+def _merge_request_hop(host: str) -> Hop:
+    """write-back branch -> merge request, from the GitOps repository's pipeline file."""
+    path = CI_FILES[host]
+    name = "write-back branch -> merge request"
+    try:
+        text = path.read_text(encoding="utf-8")
+        document = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: not readable ({type(exc).__name__}: {exc})") from None
+    if host == "github":
+        on = document.get("on", document.get(True)) or {}
+        crons = [str(s.get("cron", "")) for s in on.get("schedule") or []]
+        period = _cron_period(crons[0]) if crons else None
+        branches = (on.get("push") or {}).get("branches") or []
+        pushed = any(str(b).startswith(WRITE_BACK_PREFIX) for b in branches)
+    else:
+        rules = (document.get("merge-when-green") or {}).get("rules") or []
+        pushed = any(
+            '"push"' in str(r.get("if", "")) and WRITE_BACK_PREFIX in str(r.get("if", "")) for r in rules
+        )
+        # The schedule lives in GitLab's settings; the file's header says which period to set.
+        found = re.search(r"merge-when-green every (\d+) minutes", text)
+        period = int(found[1]) * 60 if found else None
+    where = path.relative_to(ROOT)
+    if pushed:
+        return Hop(name, 0, f"on the branch's push ({where})", fallback_seconds=period)
+    if period is None:
+        return Hop(name, None, f"no push trigger and no schedule found ({where})")
+    return Hop(name, period, f"schedule every {period // 60} min ({where})")
+
+
+def _cron_period(cron: str) -> int | None:
+    """The period of a ``*/N * * * *`` schedule (seconds), else None."""
+    match = re.fullmatch(r"\*/(\d+) \* \* \* \*", cron.strip())
+    return int(match[1]) * 60 if match else None
+
+
+def lead_time(resources: Sequence[Mapping[str, Any]]) -> LeadTime | None:
+    """The rollout chain's configured waiting, or None for a stack without Argo CD."""
+    argocd = _release(resources, "argo-cd")
+    if argocd is None:
+        return None
+    updater = _release(resources, "argocd-image-updater") or {}
+    args = [str(a) for a in updater.get("extraArgs") or []]
+    interval = (
+        seconds_of(args[args.index("--interval") + 1], IMAGE_UPDATER_DEFAULT_INTERVAL)
+        if "--interval" in args[:-1]
+        else IMAGE_UPDATER_DEFAULT_INTERVAL
+    )
+    cm = (argocd.get("configs") or {}).get("cm") or {}
+    timeout = seconds_of(cm.get("timeout.reconciliation"), ARGOCD_DEFAULT_TIMEOUT)
+    jitter = seconds_of(cm.get("timeout.reconciliation.jitter"), ARGOCD_DEFAULT_JITTER)
+    # timeout.reconciliation 0 switches the poll off (argocd-cm.yaml): then only events remain.
+    poll = timeout + jitter if timeout > 0 else None
+    webhook, why = _git_webhook(resources, argocd)
+    apps = _of_kind(resources, APPLICATION)
+    automated = bool(apps) and all(
+        ((a.get("spec") or {}).get("syncPolicy") or {}).get("automated") for a in apps
+    )
+    hops = (
+        Hop("registry -> image updater", interval, f"registry poll every {interval} s (--interval)"),
+        _merge_request_hop(_git_host(resources, webhook)),
+        Hop("merge request -> merge", 0, "the write-back gate's pipeline: CI time, excluded", excluded=True),
+        Hop("merge -> Argo CD", 0, f"{webhook} push webhook", fallback_seconds=poll, after_merge=True)
+        if webhook is not None
+        else Hop(
+            "merge -> Argo CD",
+            poll,
+            f"poll: timeout.reconciliation {timeout} s + jitter {jitter} s ({why})",
+            after_merge=True,
+        ),
+        Hop("Argo CD -> sync start", 0, "automated sync of every Application", after_merge=True)
+        if automated
+        else Hop("Argo CD -> sync start", None, "some Applications sync by hand only", after_merge=True),
+    )
+    return LeadTime(hops)
+
+
+def render_lead(lead: LeadTime) -> list[str]:
+    lines = ["lead time (configured worst-case waiting, CI build time excluded):"]
+    for hop in lead.hops:
+        wait = "never" if hop.seconds is None else f"{hop.seconds:>4} s"
+        fallback = f"; poll behind it: {hop.fallback_seconds} s" if hop.fallback_seconds is not None else ""
+        mark = " (excluded)" if hop.excluded else ""
+        lines.append(f"  {wait:>7}  {hop.name}: {hop.how}{fallback}{mark}")
+    total = "unbounded" if lead.total is None else f"{lead.total} s"
+    lines.append(f"total: {total}")
+    merge = "unbounded" if lead.merge_to_sync is None else f"{lead.merge_to_sync} s"
+    verdict = "PASS" if lead.passes else "FAIL"
+    lines.append(
+        f"merge to sync start: {merge} (target <= {LEAD_TARGET_SECONDS} s): {verdict} (not enforced)"
+    )
+    return lines
 
 
 def analyse(stack: str, resources: Sequence[Mapping[str, Any]], project: str) -> Report:
@@ -306,7 +576,7 @@ def analyse(stack: str, resources: Sequence[Mapping[str, Any]], project: str) ->
     first = min(releases, key=lambda u: floor_finish[u][0], default="")
     floor_path = _walk(floor_finish, first) if first else []
     edges = sum(len(d) for d in graph.waits_for.values())
-    return Report(stack, len(graph.nodes), edges, path, floor_path, graph)
+    return Report(stack, len(graph.nodes), edges, path, floor_path, graph, lead_time(resources))
 
 
 def load(stack: str, inventory: Path | None) -> tuple[list[dict[str, Any]], str]:
@@ -360,6 +630,8 @@ def render_text(report: Report) -> str:
     assert ratio is not None
     verdict = "PASS" if ratio <= TARGET_RATIO else "FAIL"
     lines.append(f"ratio total/floor: {ratio:.2f} (target <= {TARGET_RATIO:.2f}): {verdict} (not enforced)")
+    if report.lead is not None:
+        lines += ["", *render_lead(report.lead)]
     return "\n".join(lines) + "\n"
 
 

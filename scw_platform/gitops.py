@@ -64,13 +64,53 @@ class OidcSettings(Settings):
     issuer: Annotated[str, StringConstraints(pattern=r"^https://\S+$")]
     """The identity provider's issuer URL (https)."""
     client_id: Annotated[str, StringConstraints(min_length=1)]
-    """Client ID of Argo CD's application at the identity provider; its secret is
-    platform:argocdOidcClientSecret.
+    """Client ID of Argo CD's application at the identity provider; its secret is the vault entry
+    /platform/argocd/oidc-client-secret of the tooling project (docs/gitops.md).
     """
     admin_groups: list[str] = Field(default_factory=list)
     """Identity-provider groups mapped to Argo CD's admin role."""
     readonly_groups: list[str] = Field(default_factory=list)
     """Groups that may read (Applications, manifests, logs); anyone else signed in sees nothing."""
+
+
+#: The Git hosts whose push webhooks Argo CD and the GitOps repository's pipelines know.
+GitHost = Literal["gitlab", "github"]
+#: Argo CD's poll of the GitOps repository, the fallback behind its webhook (argocd-cm
+#: ``timeout.reconciliation``, default 120 s, 0 disables it; ``timeout.reconciliation.jitter``,
+#: default 60 s, the most added to each app's timeout: argo-cd docs/operator-manual/argocd-cm.yaml).
+RECONCILIATION_DEFAULT_SECONDS = 180
+RECONCILIATION_MIN_SECONDS = 60
+RECONCILIATION_JITTER_SECONDS = 60
+#: The image updater's registry poll (``run --interval``, default 2m, 0 runs once and stops:
+#: argocd-image-updater docs/install/cmd/run.md).
+IMAGE_UPDATER_INTERVAL_DEFAULT_SECONDS = 120
+IMAGE_UPDATER_INTERVAL_MIN_SECONDS = 60
+
+
+def poll_interval_problem(seconds: int, *, minimum: int, what: str) -> str | None:
+    """Why a poll interval is refused: 0 (or less) switches the poll off, which would leave no
+    fallback when an event is lost; below ``minimum`` every cycle costs the Git host or the
+    registry one request per app for little gain, events being the fast path."""
+    if seconds <= 0:
+        return f"must be at least {minimum} (seconds); 0 would switch {what} off, leaving no fallback"
+    if seconds < minimum:
+        return (
+            f"must be at least {minimum} (seconds), got {seconds}: each cycle of {what} asks the "
+            "remote once per app; events (webhooks) are the fast path, the poll only their fallback"
+        )
+    return None
+
+
+class ArgoCdWebhookSettings(Settings):
+    git_host: GitHost
+    """gitlab or github: the Git host that calls Argo CD's /api/webhook on every push to the GitOps
+    repository, with the shared secret platform:argocdWebhookSecret (a deploy-time secret the program
+    writes to the vault; docs/gitops.md).
+    """
+    hostname: Hostname | None = None
+    """Where the Git host reaches Argo CD when argocd.hostname is unset: only /api/webhook is routed
+    there. Required without argocd.hostname, refused with it (the UI's hostname serves the webhook).
+    """
 
 
 class ArgoCdSettings(Settings):
@@ -82,6 +122,22 @@ class ArgoCdSettings(Settings):
     """Run Argo CD's components with several replicas (the chart's HA mode)."""
     oidc: OidcSettings | None = None
     """Single sign-on. With it, the local admin account is disabled."""
+    webhook: ArgoCdWebhookSettings | None = None
+    """The Git host's push webhook: Argo CD refreshes on each push instead of waiting for its poll."""
+    reconciliation_timeout_seconds: int = RECONCILIATION_DEFAULT_SECONDS
+    """Argo CD's poll of the repository (seconds, at least 60; Argo CD adds up to 60 s of jitter): the
+    fallback behind the webhook.
+    """
+
+    @field_validator("reconciliation_timeout_seconds")
+    @classmethod
+    def _polls(cls, seconds: int) -> int:
+        problem = poll_interval_problem(
+            seconds, minimum=RECONCILIATION_MIN_SECONDS, what="Argo CD's repository poll"
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return seconds
 
 
 class CommitAuthor(Settings):
@@ -100,6 +156,20 @@ class ImageUpdaterSettings(Settings):
     """Branch the updater commits to; the Git host opens a merge request from it."""
     commit_author: CommitAuthor = CommitAuthor()
     """Who the image updater's commits are by."""
+    interval_seconds: int = IMAGE_UPDATER_INTERVAL_DEFAULT_SECONDS
+    """How often the updater checks the registry for new tags (seconds, at least 60). A poll: Scaleway's
+    registry sends no webhook the updater understands (docs/gitops.md).
+    """
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _polls(cls, seconds: int) -> int:
+        problem = poll_interval_problem(
+            seconds, minimum=IMAGE_UPDATER_INTERVAL_MIN_SECONDS, what="the image updater's registry poll"
+        )
+        if problem is not None:
+            raise ValueError(problem)
+        return seconds
 
 
 class ImageUpdate(Settings):
@@ -192,9 +262,21 @@ class GitOpsSettings(Settings):
 
 ARGO_HELM_REPO = "https://argoproj.github.io/argo-helm"
 ARGOCD_CHART_VERSION = "10.1.1"
-ARGOCD_IMAGE_TAG = "v3.4.4"  # the chart's appVersion, pinned explicitly
 IMAGE_UPDATER_CHART_VERSION = "1.2.4"
-IMAGE_UPDATER_IMAGE_TAG = "v1.2.2"  # the chart's appVersion, pinned explicitly
+# Every image the two releases run, one constant each (a digest table will key on them). Tags are
+# explicit rather than the charts' defaults, so a chart bump never changes an image unseen.
+ARGOCD_IMAGE = "quay.io/argoproj/argocd"
+ARGOCD_IMAGE_TAG = "v3.4.4"  # argo-cd 10.1.1's appVersion (../shared/schemas chart-version.yaml)
+IMAGE_UPDATER_IMAGE = "quay.io/argoprojlabs/argocd-image-updater"
+IMAGE_UPDATER_IMAGE_TAG = "v1.2.2"  # argocd-image-updater 1.2.4's appVersion (same place)
+#: Redis (the plain deployment without HA; redis-ha's server, sentinel and init containers with it):
+#: the repository argo-helm's values use, and the tag of the 9.4.x-10.2.x charts and of Argo CD
+#: v3.3-v3.5's own manifests (manifests/install.yaml: redis 8.2.3-alpine).
+REDIS_IMAGE = "ecr-public.aws.com/docker/library/redis"
+REDIS_IMAGE_TAG = "8.2.3-alpine"
+#: redis-ha's HAProxy (HA only): the tag of Argo CD v3.4's manifests/ha/install.yaml.
+HAPROXY_IMAGE = "ecr-public.aws.com/docker/library/haproxy"
+HAPROXY_IMAGE_TAG = "3.0.8-alpine"
 
 ARGOCD_NAMESPACE = "argocd"
 #: Container ports, the chart's defaults (argo-helm charts/argo-cd/values.yaml and its README's
@@ -207,6 +289,33 @@ GIT_HTTPS_PORT = 443
 GIT_SSH_PORT = 22
 ARGOCD_RELEASE = "argocd"
 ARGOCD_SERVER_SERVICE = "argocd-server"
+#: The OIDC client secret's own Secret, synced from the vault by an ExternalSecret (oidc_secret_spec);
+#: argocd-cm's ``oidc.config`` names it as ``$<secret>:<key>``. Argo CD resolves such a reference
+#: only in a Secret labelled ``app.kubernetes.io/part-of: argocd`` (argo-cd
+#: docs/operator-manual/user-management/index.md, "Alternative"), so the value never enters the
+#: chart's values and they stay plain (and checked offline).
+OIDC_SECRET = "argocd-oidc"
+OIDC_SECRET_KEY = "clientSecret"
+#: Its Scaleway Secret Manager entry in the tooling project, written by the platform team (the
+#: vault, not Pulumi config: docs/gitops.md, "Single sign-on").
+OIDC_VAULT_KEY = "/platform/argocd/oidc-client-secret"
+#: The label Argo CD looks for on a Secret that a ``$<secret>:<key>`` reference may read.
+ARGOCD_PART_OF = {"app.kubernetes.io/part-of": "argocd"}
+#: The Git webhook's shared secret: its own Secret, synced from the vault like OIDC_SECRET, named
+#: from argocd-secret's ``webhook.<host>.secret`` as ``$<secret>:<key>`` (argo-cd
+#: docs/operator-manual/webhook.md, "Alternative": the same reference form in argocd-secret).
+WEBHOOK_SECRET = "argocd-webhook"
+WEBHOOK_SECRET_KEY = "secret"
+#: Where the program writes platform:argocdWebhookSecret (tooling's Scaleway Secret Manager).
+WEBHOOK_VAULT_FOLDER = "/platform/argocd"
+WEBHOOK_VAULT_NAME = "webhook-secret"
+#: Argo CD's webhook endpoint (argo-cd docs/operator-manual/webhook.md): the only path routed when
+#: the UI has no public hostname.
+WEBHOOK_PATH = "/api/webhook"
+#: The argo-cd chart's values key (under ``configs.secret``) per Git host: the chart writes it to
+#: argocd-secret as ``webhook.<host>.secret`` (argo-helm charts/argo-cd README: gitlabSecret,
+#: githubSecret).
+WEBHOOK_SECRET_VALUES_KEY: Mapping[str, str] = {"gitlab": "gitlabSecret", "github": "githubSecret"}
 ROOT_PROJECT = "platform"
 MANAGER_NAMESPACE = "argocd-manager"
 #: Kinds Argo CD must never manage in an app namespace: the platform owns each app's envelope.
@@ -299,9 +408,22 @@ class GatewayParent:
 class OidcClient:
     issuer: str
     client_id: str
-    client_secret: pulumi.Input[str]
+    #: Where External Secrets reads the client secret (a reference of ArgoCdArgs.secret_store); the
+    #: value never passes through the program (oidc_secret_spec).
+    client_secret_remote_key: str = f"path:{OIDC_VAULT_KEY}"
     admin_groups: Sequence[str] = ()
     readonly_groups: Sequence[str] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArgoCdWebhook:
+    """The Git host's push webhook into Argo CD."""
+
+    git_host: GitHost
+    #: Where the Git host sends it: the UI's hostname, or a hostname routed for /api/webhook only.
+    hostname: str
+    #: The shared secret's vault reference (External Secrets reads it through the secret store).
+    secret_remote_key: str = f"path:{WEBHOOK_VAULT_FOLDER}/{WEBHOOK_VAULT_NAME}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -340,12 +462,18 @@ class ArgoCdArgs:
     commit_author_name: str
     commit_author_email: str
     oidc: OidcClient | None = None
+    webhook: ArgoCdWebhook | None = None
+    #: Argo CD's repository poll and the image updater's registry poll (seconds).
+    reconciliation_timeout_seconds: int = RECONCILIATION_DEFAULT_SECONDS
+    image_updater_interval_seconds: int = IMAGE_UPDATER_INTERVAL_DEFAULT_SECONDS
     gateway: GatewayParent | None = None
     #: Deployment notifications (platform:gitops.notifications): their credentials come from the
     #: vault through ``secret_store`` (External Secrets), never from Helm values.
     notifications: NotificationSettings | None = None
+    #: The ClusterSecretStore the vault's entries come through (notifications, the OIDC client
+    #: secret, the Git webhook's shared secret): needed with any of them.
     secret_store: str | None = None
-    #: What the notifications' ExternalSecret waits for (the operator and its stores).
+    #: What those ExternalSecrets wait for (the operator and its stores).
     secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     #: What the UI's HTTPRoute needs first (the Gateway API CRDs and the platform Gateway). Only
     #: the route waits for them: Argo CD's release needs neither (issue 19: a needless wait of
@@ -404,12 +532,16 @@ def _redis_ha(ha: bool) -> dict[str, object]:
     """redis-ha (the subchart, HA only): its three Redis and three HAProxy pods already sit on
     separate nodes (the subchart's ``hardAntiAffinity`` and ``haproxy.hardAntiAffinity``, on by
     default); this adds its own zone spread (``topologySpreadConstraints`` is an object there:
-    one constraint whose selector the subchart sets, soft like kube.spread_constraints' zone rule)
-    and budgets that let a drain take one pod at a time."""
+    one constraint whose selector the subchart sets, soft like kube.spread_constraints' zone rule),
+    budgets that let a drain take one pod at a time, pinned images and every container's size
+    (REDIS_HA_RESOURCES). The Redis and sentinel containers and HAProxy carry the subchart's own
+    probes (templates/redis-ha-statefulset.yaml, redis-haproxy-deployment.yaml)."""
     if not ha:
         return {"enabled": False}
+    sizes = REDIS_HA_RESOURCES
     return {
         "enabled": True,
+        "image": {"repository": REDIS_IMAGE, "tag": REDIS_IMAGE_TAG},
         "topologySpreadConstraints": {
             "enabled": True,
             "maxSkew": 1,
@@ -417,8 +549,67 @@ def _redis_ha(ha: bool) -> dict[str, object]:
             "whenUnsatisfiable": "ScheduleAnyway",
         },
         "podDisruptionBudget": {"maxUnavailable": 1},
-        "haproxy": {"podDisruptionBudget": {"maxUnavailable": 1}},
+        "redis": {"resources": sizes["redis"]},
+        "sentinel": {"resources": sizes["sentinel"]},
+        # config-init (the server pod's init container) and split-brain-fix (a sidecar).
+        "init": {"resources": sizes["init"]},
+        "splitBrainDetection": {"resources": sizes["splitBrainDetection"]},
+        # Nothing scrapes Redis: no exporter sidecar (HAProxy's own metrics need no container).
+        "exporter": {"enabled": False},
+        "haproxy": {
+            "image": {"repository": HAPROXY_IMAGE, "tag": HAPROXY_IMAGE_TAG},
+            "podDisruptionBudget": {"maxUnavailable": 1},
+            "resources": sizes["haproxy"],
+            "init": {"resources": sizes["haproxyInit"]},
+        },
     }
+
+
+def resources(cpu: str, memory: str, memory_limit: str) -> dict[str, dict[str, str]]:
+    """A container's requests (CPU and memory) and its memory limit. No CPU limit, as none of the
+    platform's controllers sets one (scw_platform.controller_values, workload_admission): CPU is
+    compressible, and a limit would throttle a reconcile burst on a node with CPU to spare; memory
+    is not, so its limit is where the kernel stops a leak."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
+#: Every container of the argo-cd release, by the chart's values key (argo-helm charts/argo-cd
+#: README's values table: ``<component>.resources``, ``repoServer.copyutil.resources``,
+#: ``redisSecretInit.resources``). The chart sets none (``{}``), so without these the pods are
+#: BestEffort, the first evicted under memory pressure. Sized for a platform team's Argo CD (a
+#: handful of clusters, tens of Applications): the application controller holds every managed
+#: cluster's cache and the repo server renders manifests, so they get the most memory headroom.
+ARGOCD_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
+    "controller": resources("250m", "512Mi", "2Gi"),
+    "repoServer": resources("100m", "256Mi", "1Gi"),
+    # The init container that copies the argocd binary for config management plugins.
+    "copyutil": resources("10m", "64Mi", "256Mi"),
+    "server": resources("50m", "128Mi", "512Mi"),
+    "applicationSet": resources("20m", "64Mi", "256Mi"),
+    "notifications": resources("20m", "64Mi", "256Mi"),
+    # Argo CD's cache only (manifests, app state): nothing to lose on a restart.
+    "redis": resources("50m", "64Mi", "256Mi"),
+    # The pre-install hook Job that writes the argocd-redis password Secret.
+    "redisSecretInit": resources("10m", "32Mi", "128Mi"),
+}
+#: redis-ha's containers (HA only), by the subchart's values key (DandyDeveloper/charts
+#: charts/redis-ha templates: ``redis.resources``, ``sentinel.resources``, ``init.resources`` for
+#: config-init, ``splitBrainDetection.resources``, ``haproxy.resources``, ``haproxy.init.resources``).
+REDIS_HA_RESOURCES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
+    "redis": resources("50m", "64Mi", "256Mi"),
+    "sentinel": resources("10m", "16Mi", "64Mi"),
+    "init": resources("10m", "16Mi", "64Mi"),
+    "splitBrainDetection": resources("10m", "16Mi", "64Mi"),
+    "haproxy": resources("20m", "32Mi", "128Mi"),
+    "haproxyInit": resources("10m", "16Mi", "64Mi"),
+}
+#: The chart's switch for a liveness and a readiness probe where its template has them but leaves
+#: them off by default (applicationSet, notifications, redis: ``<component>.livenessProbe.enabled``,
+#: ``readinessProbe.enabled``). The server, repo server and application controller have theirs on.
+PROBES_ON: Mapping[str, Mapping[str, bool]] = {
+    "livenessProbe": {"enabled": True},
+    "readinessProbe": {"enabled": True},
+}
 
 
 def git_port(repo_url: str) -> int:
@@ -438,8 +629,8 @@ def argocd_policies(args: ArgoCdArgs) -> dict[str, Any]:
     * Inside the namespace, both ways: the server, the application and ApplicationSet controllers
       and the notifications controller call the repo-server and Redis (or redis-ha's HAProxy and
       sentinels); nothing outside may reach those.
-    * The server: from the Gateway's namespace on its HTTP port (the UI's HTTPRoute), with a
-      public hostname only.
+    * The server: from the Gateway's namespace on its HTTP port (the UI's HTTPRoute, or the
+      webhook's), with a public hostname only.
     * The application controller: scraped on its metrics port from the monitoring namespace.
     * Out, every pod: DNS; the API servers on 6443 (this cluster's, and the registered workload
       clusters' public ones, by port: see kube.api_server_egress_rule); public HTTPS (the Git host
@@ -471,7 +662,7 @@ def argocd_policies(args: ArgoCdArgs) -> dict[str, Any]:
             egress=[kube.dns_egress_rule(), kube.api_server_egress_rule(), *public]
         ),
     }
-    if args.gateway is not None and args.hostname is not None:
+    if args.gateway is not None and routed_hostname(args) is not None:
         policies["argocd-server-gateway"] = kube.policy_spec(
             argocd_pods("server"),
             ingress=[kube.from_namespace_rule(args.gateway.namespace, kube.tcp(ARGOCD_SERVER_PORT))],
@@ -479,12 +670,52 @@ def argocd_policies(args: ArgoCdArgs) -> dict[str, Any]:
     return policies
 
 
-def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
-    """Helm values for the argo-cd chart (a pure function, so tests can inspect it)."""
+def routed_hostname(args: ArgoCdArgs) -> str | None:
+    """The hostname the platform Gateway routes to Argo CD's server: the UI's, else the webhook's
+    (that one for /api/webhook only); None without a Gateway route."""
+    if args.gateway is None:
+        return None
+    if args.hostname is not None:
+        return args.hostname
+    return args.webhook.hostname if args.webhook is not None else None
+
+
+def webhook_secret_spec(*, store: str, remote_key: str) -> dict[str, Any]:
+    """The ExternalSecret's spec that writes WEBHOOK_SECRET from the vault, labelled for Argo CD
+    (as oidc_secret_spec)."""
     return {
+        "refreshInterval": "1h",
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": store},
+        "target": {
+            "name": WEBHOOK_SECRET,
+            "creationPolicy": "Owner",
+            "template": {"metadata": {"labels": dict(ARGOCD_PART_OF)}},
+        },
+        "data": [{"secretKey": WEBHOOK_SECRET_KEY, "remoteRef": {"key": remote_key}}],
+    }
+
+
+def _argocd_secret(args: ArgoCdArgs) -> dict[str, object]:
+    """``configs.secret``: with a webhook, argocd-secret's ``webhook.<host>.secret`` is a reference
+    to WEBHOOK_SECRET, never the value, so the values stay plain."""
+    if args.webhook is None:
+        return {}
+    key = WEBHOOK_SECRET_VALUES_KEY[args.webhook.git_host]
+    return {"secret": {key: f"${WEBHOOK_SECRET}:{WEBHOOK_SECRET_KEY}"}}
+
+
+def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
+    """Helm values for the argo-cd chart (a pure function, so tests can inspect it). They hold no
+    secret: the OIDC client secret is a reference (OIDC_SECRET), so the whole block stays visible
+    to the offline validators."""
+    sizes = ARGOCD_RESOURCES
+    ha = _argocd_ha(args.ha)
+    values: dict[str, object] = {
         "global": {
             **({"domain": args.hostname} if args.hostname else {}),
-            "image": {"tag": ARGOCD_IMAGE_TAG},
+            # One image for every Argo CD component, the copyutil init container and the
+            # redis-secret-init hook included.
+            "image": {"repository": ARGOCD_IMAGE, "tag": ARGOCD_IMAGE_TAG},
             # The program writes the namespace's policies (argocd_policies).
             "networkPolicy": {"create": False},
         },
@@ -495,28 +726,60 @@ def argocd_values(args: ArgoCdArgs) -> dict[str, object]:
             "params": {"server.insecure": True, "applicationsetcontroller.enable.scm.providers": False},
             "cm": _argocd_cm(args),
             "rbac": _argocd_rbac(args.oidc),
+            **_argocd_secret(args),
         },
+        # Argo CD talks OIDC to the identity provider itself (_argocd_cm): Dex would be one more
+        # component with nothing to do.
         "dex": {"enabled": False},
+        # The commit server is the manifest hydrator's (hydrator.enabled, off): nothing uses it.
+        "commitServer": {"enabled": False},
         "redis-ha": _redis_ha(args.ha),
+        # With HA the chart drops its single Redis for redis-ha (redis-ha.enabled).
+        **({} if args.ha else {"redis": _single_redis()}),
+        "redisSecretInit": {"resources": sizes["redisSecretInit"]},
         # argocd_app_info (health and sync of every Application) feeds the GitOps alerts.
         "controller": {
             "replicas": 1,
+            "resources": sizes["controller"],
             "metrics": {
                 "enabled": True,
                 "service": {"annotations": labels.scrape(labels.ARGOCD_CONTROLLER_METRICS_PORT)},
             },
         },
-        **_argocd_ha(args.ha),
+        "server": {**ha["server"], "resources": sizes["server"]},
+        "repoServer": {
+            **ha["repoServer"],
+            "resources": sizes["repoServer"],
+            "copyutil": {"resources": sizes["copyutil"]},
+        },
+        # Used: the platform's GitOps-bridge metadata is for ApplicationSets (RegisteredCluster), and
+        # the chart creates the controller whatever the values say (argo-helm README, 6.9.0).
+        "applicationSet": {**ha["applicationSet"], "resources": sizes["applicationSet"], **PROBES_ON},
         # Deployments announce themselves (scw_platform.notifications): off without contact points.
-        "notifications": notifications_values(args.notifications)
+        "notifications": {
+            **notifications_values(args.notifications),
+            "resources": sizes["notifications"],
+            **PROBES_ON,
+        }
         if args.notifications is not None
         else {"enabled": False},
+    }
+    return values
+
+
+def _single_redis() -> dict[str, object]:
+    """The chart's own Redis deployment (without HA): pinned, sized, probed, no exporter sidecar."""
+    return {
+        "image": {"repository": REDIS_IMAGE, "tag": REDIS_IMAGE_TAG},
+        "resources": ARGOCD_RESOURCES["redis"],
+        "exporter": {"enabled": False},
+        **PROBES_ON,
     }
 
 
 def _argocd_cm(args: ArgoCdArgs) -> dict[str, object]:
     """argocd-cm: the server's URL, what is switched off, the resource exclusions and, with SSO,
-    the OIDC client (its secret is a reference to argocd-secret, never the value)."""
+    the OIDC client (its secret a reference to OIDC_SECRET, never the value)."""
     cm: dict[str, object] = {
         **({"url": f"https://{args.hostname}"} if args.hostname else {}),
         # With SSO the local admin goes away; without it the generated initial password lives
@@ -532,6 +795,10 @@ def _argocd_cm(args: ArgoCdArgs) -> dict[str, object]:
         # cluster cache on the first kind it may not list (a NetworkPolicy, a ResourceQuota, ...)
         # instead of skipping it (gitops-engine pkg/cache/cluster.go, isRestrictedResource).
         "resource.respectRBAC": "normal",
+        # The poll behind the Git webhook (a lost delivery is caught at the next cycle): the
+        # lead-time report (scripts/critical_path.py) reads both keys from the plan.
+        "timeout.reconciliation": f"{args.reconciliation_timeout_seconds}s",
+        "timeout.reconciliation.jitter": f"{RECONCILIATION_JITTER_SECONDS}s",
     }
     if args.oidc is not None:
         # Argo CD talks OIDC directly; Dex would be one more component with nothing to do.
@@ -540,11 +807,33 @@ def _argocd_cm(args: ArgoCdArgs) -> dict[str, object]:
                 "name": "SSO",
                 "issuer": args.oidc.issuer,
                 "clientID": args.oidc.client_id,
-                "clientSecret": "$oidc.clientSecret",
+                "clientSecret": oidc_secret_reference(),
                 "requestedScopes": ["openid", "profile", "email", "groups"],
             }
         )
     return cm
+
+
+def oidc_secret_reference() -> str:
+    """argocd-cm's ``$<secret>:<key>`` reference to the OIDC client secret (OIDC_SECRET)."""
+    return f"${OIDC_SECRET}:{OIDC_SECRET_KEY}"
+
+
+def oidc_secret_spec(*, store: str, remote_key: str) -> dict[str, Any]:
+    """The ExternalSecret's spec that writes OIDC_SECRET from the vault. The template only adds the
+    label Argo CD requires (ARGOCD_PART_OF); with no template ``data`` External Secrets keeps the
+    provider's data as it is (its template code: no template data falls back to the fetched
+    values; external-secrets.io guides/templating)."""
+    return {
+        "refreshInterval": "1h",
+        "secretStoreRef": {"kind": "ClusterSecretStore", "name": store},
+        "target": {
+            "name": OIDC_SECRET,
+            "creationPolicy": "Owner",
+            "template": {"metadata": {"labels": dict(ARGOCD_PART_OF)}},
+        },
+        "data": [{"secretKey": OIDC_SECRET_KEY, "remoteRef": {"key": remote_key}}],
+    }
 
 
 def _argocd_rbac(oidc: OidcClient | None) -> dict[str, object]:
@@ -626,7 +915,7 @@ def _template_keeps_project(template: str) -> str:
 def image_updater_values(args: ArgoCdArgs, pull_secret: str) -> dict[str, object]:
     registry_host = f"rg.{args.registry.region}.scw.cloud"
     return {
-        "image": {"tag": IMAGE_UPDATER_IMAGE_TAG},
+        "image": {"repository": IMAGE_UPDATER_IMAGE, "tag": IMAGE_UPDATER_IMAGE_TAG},
         "config": {
             "git.user": args.commit_author_name,
             "git.email": args.commit_author_email,
@@ -640,6 +929,9 @@ def image_updater_values(args: ArgoCdArgs, pull_secret: str) -> dict[str, object
                 }
             ],
         },
+        # The registry poll (``run --interval``): Scaleway's registry sends no event the updater
+        # understands, so this interval is the hop's worst case (scripts/critical_path.py).
+        "extraArgs": ["--interval", f"{args.image_updater_interval_seconds}s"],
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         # The chart's Role reads every Secret in argocd; the program declares a narrower one
         # (ArgoCd._image_updater_rbac) for this account. argo-helm charts/argocd-image-updater
@@ -716,20 +1008,22 @@ class ArgoCd(pulumi.ComponentResource):
         )
         if args.notifications is not None:
             self._notifications_secret(name, args, namespace)
+        if args.oidc is not None:
+            self._oidc_secret(name, args, namespace)
+        if args.webhook is not None:
+            self._webhook_secret(name, args, namespace)
         self.release = self._argocd_release(name, args, after_namespace)
         after_argocd = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release])
         self._repository_credentials(name, args, after_namespace)
         # Kept: the image updater watches Applications, whose CRD Argo CD's release installs.
         self.image_updater = self._image_updater(name, args, after_namespace, after_argocd)
+        route_opts = pulumi.ResourceOptions.merge(
+            after_argocd, pulumi.ResourceOptions(depends_on=list(args.route_depends_on))
+        )
         if args.gateway is not None and args.hostname is not None:
-            self._route(
-                name,
-                args.gateway,
-                args.hostname,
-                pulumi.ResourceOptions.merge(
-                    after_argocd, pulumi.ResourceOptions(depends_on=list(args.route_depends_on))
-                ),
-            )
+            self._route(name, args.gateway, args.hostname, route_opts)
+        elif args.gateway is not None and args.webhook is not None:
+            self._webhook_route(name, args.gateway, args.webhook.hostname, route_opts)
 
         project, default_project = self._projects(name, args, after_argocd)
         guards: list[pulumi.Resource] = [default_project, *self._admission(name, args, k8s_opts)]
@@ -752,21 +1046,74 @@ class ArgoCd(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, *args.secrets_depends_on]),
         )
 
+    def _oidc_secret(self, name: str, args: ArgoCdArgs, namespace: pulumi.Resource) -> None:
+        """The OIDC client secret, from the vault into OIDC_SECRET (argocd-cm refers to it). Argo CD
+        watches its Secrets, so neither waits for the other: until the ExternalSecret has synced,
+        sign-in fails and nothing else does."""
+        assert args.oidc is not None
+        if args.secret_store is None:
+            raise ValueError("single sign-on needs the secret store its client secret is read from")
+        k8s.apiextensions.CustomResource(
+            f"{name}-oidc-secret",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={"name": OIDC_SECRET, "namespace": ARGOCD_NAMESPACE},
+            spec=oidc_secret_spec(store=args.secret_store, remote_key=args.oidc.client_secret_remote_key),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[namespace, *args.secrets_depends_on]
+            ),
+        )
+
+    def _webhook_secret(self, name: str, args: ArgoCdArgs, namespace: pulumi.Resource) -> None:
+        """The Git webhook's shared secret, from the vault into WEBHOOK_SECRET (argocd-secret refers
+        to it). Until it syncs, Argo CD refuses the deliveries and the poll carries on."""
+        assert args.webhook is not None
+        if args.secret_store is None:
+            raise ValueError("the Git webhook needs the secret store its shared secret is read from")
+        k8s.apiextensions.CustomResource(
+            f"{name}-webhook-secret",
+            api_version="external-secrets.io/v1",
+            kind="ExternalSecret",
+            metadata={"name": WEBHOOK_SECRET, "namespace": ARGOCD_NAMESPACE},
+            spec=webhook_secret_spec(store=args.secret_store, remote_key=args.webhook.secret_remote_key),
+            opts=pulumi.ResourceOptions(
+                parent=self, provider=args.provider, depends_on=[namespace, *args.secrets_depends_on]
+            ),
+        )
+
+    def _webhook_route(
+        self, name: str, gateway: GatewayParent, hostname: str, opts: pulumi.ResourceOptions
+    ) -> None:
+        """Without a public UI: only Argo CD's webhook path on the platform Gateway, so the Git host
+        reaches /api/webhook and nothing else of the server (login, API, UI)."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-webhook-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata={"name": "argocd-webhook", "namespace": ARGOCD_NAMESPACE},
+            spec={
+                "parentRefs": [{"name": gateway.name, "namespace": gateway.namespace}],
+                "hostnames": [hostname],
+                "rules": [
+                    {
+                        "matches": [{"path": {"type": "PathPrefix", "value": WEBHOOK_PATH}}],
+                        "backendRefs": [{"name": ARGOCD_SERVER_SERVICE, "port": 80}],
+                    }
+                ],
+            },
+            opts=opts,
+        )
+
     def _argocd_release(
         self, name: str, args: ArgoCdArgs, after_namespace: pulumi.ResourceOptions
     ) -> k8s.helm.v3.Release:
-        """The Argo CD release. The OIDC client secret joins the values here, outside the pure
-        ``argocd_values`` that tests inspect."""
-        secret_values: dict[str, object] = {}
-        if args.oidc is not None:
-            secret_values = {"configs": {"secret": {"extra": {"oidc.clientSecret": args.oidc.client_secret}}}}
-        values = _merge(argocd_values(args), secret_values)
+        """The Argo CD release, with the plain values of ``argocd_values`` (no secret in them)."""
         return helm.release(
             f"{name}-argocd",
             release_name=ARGOCD_RELEASE,
             chart=helm.Chart("argo-cd", ARGOCD_CHART_VERSION, ARGO_HELM_REPO),
             namespace=ARGOCD_NAMESPACE,
-            values=values,
+            values=argocd_values(args),
             timeout=900,
             opts=after_namespace,
         )
@@ -1077,17 +1424,6 @@ def image_updater_configmap_policy() -> dict[str, Any]:
             }
         ],
     }
-
-
-def _merge(base: dict[str, object], extra: Mapping[str, object]) -> dict[str, object]:
-    merged = dict(base)
-    for key, value in extra.items():
-        current = merged.get(key)
-        if isinstance(current, dict) and isinstance(value, Mapping):
-            merged[key] = _merge(current, value)
-        else:
-            merged[key] = value
-    return merged
 
 
 # --- Registering a workload cluster with tooling's Argo CD ---------------------------------------

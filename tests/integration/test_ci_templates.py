@@ -713,7 +713,10 @@ def test_gitops_jobs_run_the_ops_tools_as_specified() -> None:
     jobs = gitlab_jobs(load(GITLAB_GITOPS))
     assert set(jobs) == {"writeback-check", "merge-when-green", "registry-cleanup"}
     assert _command(jobs["writeback-check"]) == (
-        "python -m ops.writeback_check --repo . --target $CI_MERGE_REQUEST_TARGET_BRANCH_NAME --branch HEAD"
+        "python -m ops.writeback_check --repo . --target $TARGET_BRANCH --branch HEAD"
+    )
+    assert jobs["writeback-check"]["script"][0] == (
+        'TARGET_BRANCH="${CI_MERGE_REQUEST_TARGET_BRANCH_NAME:-$CI_DEFAULT_BRANCH}"'
     )
     assert _command(jobs["merge-when-green"]) == (
         "python -m ops.merge_when_green --provider gitlab --url $CI_SERVER_URL"
@@ -729,20 +732,80 @@ def test_gitops_jobs_run_the_ops_tools_as_specified() -> None:
     assert "GITOPS_API_TOKEN" not in gitlab_script(jobs["merge-when-green"])
 
 
-def test_gitops_writeback_gate_runs_on_image_updater_merge_requests_only() -> None:
+_WRITE_BACK_PUSH = '$CI_PIPELINE_SOURCE == "push" && $CI_COMMIT_BRANCH =~ /^image-updater-/'
+
+
+def test_gitops_writeback_gate_runs_on_image_updater_branches_only() -> None:
+    """On their merge requests, and on the push of a new write-back branch."""
     rules = gitlab_jobs(load(GITLAB_GITOPS))["writeback-check"]["rules"]
     assert rules == [
         {
             "if": '$CI_PIPELINE_SOURCE == "merge_request_event"'
             " && $CI_MERGE_REQUEST_SOURCE_BRANCH_NAME =~ /^image-updater-/"
-        }
+        },
+        {"if": _WRITE_BACK_PUSH},
     ]
+
+
+def push_gate_problems(doc: dict[str, Any]) -> list[str]:
+    """A write-back branch's push pipeline must run the gate before merge-when-green: GitLab may
+    count that pipeline for the merge request merge-when-green opens, and a green pipeline without
+    the gate would merge at once. And only while no merge request is open (no duplicate pipeline)."""
+    problems = []
+    jobs = gitlab_jobs(doc)
+    stages = doc["stages"]
+    pushed = {name for name, job in jobs.items() if {"if": _WRITE_BACK_PUSH} in job.get("rules", [])}
+    if pushed != {"writeback-check", "merge-when-green"}:
+        problems.append(f"jobs on a write-back push: {sorted(pushed)}")
+    elif stages.index(jobs["writeback-check"]["stage"]) >= stages.index(jobs["merge-when-green"]["stage"]):
+        problems.append("merge-when-green does not wait for the gate's stage")
+    if jobs.get("merge-when-green", {}).get("allow_failure") or jobs.get("writeback-check", {}).get(
+        "allow_failure"
+    ):
+        problems.append("a job of the push pipeline may fail without failing it")
+    workflow = [r.get("if", "") for r in doc["workflow"]["rules"]]
+    if f"{_WRITE_BACK_PUSH} && $CI_OPEN_MERGE_REQUESTS == null" not in workflow:
+        problems.append("workflow: push pipelines not limited to write-back branches without a merge request")
+    if any(rule == '$CI_PIPELINE_SOURCE == "push"' for rule in workflow):
+        problems.append("workflow: every push starts a pipeline")
+    return problems
+
+
+def test_a_write_back_push_opens_its_merge_request_after_the_gate() -> None:
+    assert push_gate_problems(load(GITLAB_GITOPS)) == []
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["writeback-check"]["rules"].pop(),  # the gate skips the push pipeline
+        lambda d: d["merge-when-green"].__setitem__("stage", "gate"),  # no longer after the gate
+        lambda d: d["writeback-check"].__setitem__("allow_failure", True),
+        lambda d: d["workflow"]["rules"].__setitem__(2, {"if": '$CI_PIPELINE_SOURCE == "push"'}),
+    ],
+    ids=["gate-skipped", "same-stage", "gate-may-fail", "every-push"],
+)
+def test_push_gate_checker_reports_a_broken_copy(mutate: Callable[[dict[str, Any]], None]) -> None:
+    doc = copy.deepcopy(load(GITLAB_GITOPS))
+    mutate(doc)
+    assert push_gate_problems(doc)
+
+
+def test_github_merge_when_green_also_runs_on_write_back_pushes() -> None:
+    on = triggers(load(GITHUB_MERGE))
+    assert on["push"] == {"branches": ["image-updater-**"]}
+    # The fallback stays, at GitHub's coarsest documented-safe period or finer.
+    (schedule,) = on["schedule"]
+    assert schedule["cron"] == "*/10 * * * *"
 
 
 def test_gitops_schedule_jobs_select_on_platform_job() -> None:
     jobs = gitlab_jobs(load(GITLAB_GITOPS))
     for name in ("merge-when-green", "registry-cleanup"):
-        assert schedule_problems(name, jobs[name]) == []
+        job = copy.deepcopy(jobs[name])
+        # merge-when-green's push rule is checked above (the write-back push pipeline).
+        job["rules"] = [r for r in job["rules"] if r.get("if") != _WRITE_BACK_PUSH]
+        assert schedule_problems(name, job) == []
     broken = copy.deepcopy(jobs["registry-cleanup"])
     broken["rules"] = [{"if": '$CI_PIPELINE_SOURCE == "schedule"'}]
     assert schedule_problems("registry-cleanup", broken)

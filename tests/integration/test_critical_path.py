@@ -140,7 +140,10 @@ def test_the_json_schema(
         "pass",
         "path",
         "floor_path",
+        "lead_time",
     }
+    # dev runs no Argo CD: no rollout chain of its own (tooling's figure covers it).
+    assert data["lead_time"] is None
     assert data["stack"] == "dev" and data["target_ratio"] == cp.TARGET_RATIO
     assert isinstance(data["total_seconds"], int) and isinstance(data["floor_seconds"], int)
     assert data["ratio"] == round(data["total_seconds"] / data["floor_seconds"], 3)
@@ -228,3 +231,174 @@ def test_a_bad_inventory_exits_2_with_a_message(
     inventory.write_text(document)
     assert cp.main(["prod", "--inventory", str(inventory)]) == 2
     assert message in capsys.readouterr().err
+
+
+# --- Lead time: the rollout chain's configured waiting (issue 19, item 2) -------------------------
+
+
+def test_tooling_lead_time_from_merge_to_sync_is_event_driven(reports: dict[str, cp.Report]) -> None:
+    """The committed tooling stack: GitLab's push webhook into Argo CD, merge-when-green on the
+    write-back branch's push, automated sync; only the registry hop polls."""
+    lead = reports["tooling"].lead
+    assert lead is not None
+    hops = {h.name: h for h in lead.hops}
+    assert list(hops) == [
+        "registry -> image updater",
+        "write-back branch -> merge request",
+        "merge request -> merge",
+        "merge -> Argo CD",
+        "Argo CD -> sync start",
+    ]
+    assert hops["registry -> image updater"].seconds == 120
+    assert hops["write-back branch -> merge request"].seconds == 0
+    assert hops["write-back branch -> merge request"].fallback_seconds == 600  # the schedule behind it
+    assert hops["merge request -> merge"].excluded
+    assert hops["merge -> Argo CD"].seconds == 0 and "gitlab push webhook" in hops["merge -> Argo CD"].how
+    assert hops["merge -> Argo CD"].fallback_seconds == 180 + 60  # timeout + jitter, if a delivery is lost
+    assert lead.merge_to_sync == 0 <= cp.LEAD_TARGET_SECONDS and lead.passes
+    assert lead.total == 120
+
+
+def test_workload_stacks_have_no_lead_time_of_their_own(reports: dict[str, cp.Report]) -> None:
+    assert reports["prod"].lead is None and reports["dev"].lead is None
+
+
+def test_the_text_report_prints_the_lead_time_hop_by_hop(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, committed_plans: dict[str, runner.Plan]
+) -> None:
+    inventory = artifacts.write(committed_plans["tooling"], tmp_path).inventory
+    assert cp.main(["tooling", "--inventory", str(inventory)]) == 0
+    out = capsys.readouterr().out
+    assert "lead time (configured worst-case waiting, CI build time excluded):" in out
+    assert "merge to sync start: 0 s (target <= 120 s): PASS" in out
+    assert "registry -> image updater: registry poll every 120 s" in out
+
+
+def _argocd(cm: dict[str, str], secret: dict[str, str] | None = None) -> dict[str, object]:
+    configs: dict[str, object] = {"cm": cm, **({"secret": secret} if secret else {})}
+    return {
+        "urn": "argocd",
+        "type": cp.HELM_RELEASE,
+        "name": "argocd",
+        "custom": True,
+        "inputs": {"chart": "argo-cd", "values": {"configs": configs}},
+    }
+
+
+def _app(automated: bool, repo: str = "https://gitlab.com/acme/gitops.git") -> dict[str, object]:
+    policy = {"automated": {"prune": True}} if automated else {}
+    return {
+        "urn": f"app-{automated}",
+        "type": cp.APPLICATION,
+        "name": "app",
+        "custom": True,
+        "inputs": {"spec": {"source": {"repoURL": repo}, "syncPolicy": policy}},
+    }
+
+
+def _route(rules: list[dict[str, object]]) -> dict[str, object]:
+    return {
+        "urn": "route",
+        "type": cp.HTTPROUTE,
+        "name": "route",
+        "custom": True,
+        "inputs": {"metadata": {"name": "r", "namespace": "argocd"}, "spec": {"rules": rules}},
+    }
+
+
+_SYNCED = {
+    "urn": "es",
+    "type": cp.EXTERNAL_SECRET,
+    "name": "es",
+    "custom": True,
+    "inputs": {"metadata": {"name": "argocd-webhook", "namespace": "argocd"}},
+}
+_BACKEND = [{"name": "argocd-server", "port": 80}]
+
+
+@pytest.mark.parametrize(
+    ("timeout", "merge_to_sync", "passes"),
+    [("180s", 240, False), ("60s", 120, True), ("2m", 180, False)],
+)
+def test_without_a_webhook_the_poll_is_the_wait(timeout: str, merge_to_sync: int, passes: bool) -> None:
+    lead = cp.lead_time(
+        [_argocd({"timeout.reconciliation": timeout, "timeout.reconciliation.jitter": "60s"}), _app(True)]
+    )
+    assert lead is not None
+    assert lead.merge_to_sync == merge_to_sync and lead.passes is passes
+    assert "poll: timeout.reconciliation" in lead.hops[3].how
+
+
+def test_argocds_defaults_count_when_argocd_cm_leaves_the_keys_unset() -> None:
+    lead = cp.lead_time([_argocd({}), _app(True)])
+    assert lead is not None and lead.merge_to_sync == cp.ARGOCD_DEFAULT_TIMEOUT + cp.ARGOCD_DEFAULT_JITTER
+    # And the image updater's default interval without a release or flag.
+    assert lead.hops[0].seconds == cp.IMAGE_UPDATER_DEFAULT_INTERVAL
+
+
+@pytest.mark.parametrize(
+    ("records", "why"),
+    [
+        ([_route([{"backendRefs": _BACKEND}])], "is not synced"),
+        ([_SYNCED], "/api/webhook is not routed"),
+        (
+            [
+                _SYNCED,
+                _route(
+                    [{"matches": [{"path": {"type": "PathPrefix", "value": "/ui"}}], "backendRefs": _BACKEND}]
+                ),
+            ],
+            "/api/webhook is not routed",
+        ),
+    ],
+    ids=["secret-not-synced", "no-route", "route-elsewhere"],
+)
+def test_a_webhook_counts_only_when_its_secret_syncs_and_its_path_is_routed(
+    records: list[dict[str, object]], why: str
+) -> None:
+    argocd = _argocd({"timeout.reconciliation": "60s"}, {"gitlabSecret": "$argocd-webhook:secret"})
+    lead = cp.lead_time([argocd, _app(True), *records])
+    assert lead is not None and lead.hops[3].seconds == 60 + 60
+    assert why in lead.hops[3].how
+
+
+def test_a_webhook_path_only_route_counts() -> None:
+    route = _route(
+        [{"matches": [{"path": {"type": "PathPrefix", "value": "/api/webhook"}}], "backendRefs": _BACKEND}]
+    )
+    argocd = _argocd({}, {"githubSecret": "$argocd-webhook:secret"})
+    lead = cp.lead_time([argocd, _app(True, "https://github.com/acme/gitops.git"), _SYNCED, route])
+    assert lead is not None and lead.merge_to_sync == 0 and lead.passes
+    # GitHub's merge-when-green workflow: on the branch's push, its */10 schedule behind it.
+    branch = lead.hops[1]
+    assert branch.seconds == 0 and branch.fallback_seconds == 600 and "merge-when-green.yml" in branch.how
+
+
+def test_manual_sync_makes_the_wait_unbounded() -> None:
+    lead = cp.lead_time([_argocd({}), _app(True), {**_app(False), "urn": "manual"}])
+    assert lead is not None and lead.merge_to_sync is None and not lead.passes
+    assert "merge to sync start: unbounded" in "\n".join(cp.render_lead(lead))
+
+
+def test_a_pipeline_without_a_push_trigger_waits_for_its_schedule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    workflow = tmp_path / "merge-when-green.yml"
+    workflow.write_text('on:\n  schedule:\n    - cron: "*/15 * * * *"\n', encoding="utf-8")
+    monkeypatch.setitem(cp.CI_FILES, "github", workflow)
+    monkeypatch.setattr(cp, "ROOT", tmp_path)
+    hop = cp._merge_request_hop("github")
+    assert hop.seconds == 15 * 60 and hop.fallback_seconds is None and "schedule every 15 min" in hop.how
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("180s", 180), ("2m", 120), ("1m30s", 90), ("45", 45), (None, 7)]
+)
+def test_durations(text: str | None, seconds: int) -> None:
+    assert cp.seconds_of(text, 7) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "3h", "soon", "1.5m"])
+def test_a_bad_duration_is_bad_input(text: str) -> None:
+    with pytest.raises(cp.InputError, match="not a duration"):
+        cp.seconds_of(text, 7)

@@ -356,7 +356,7 @@ def test_the_runner_token_must_be_a_secret(stack_config: StackConfig) -> None:
         stack_config,
         "tooling",
         lambda raw: None,
-        secrets={"gitopsRepoCredential": "x", "gitopsWriteCredential": "y", "argocdOidcClientSecret": "z"},
+        secrets={"gitopsRepoCredential": "x", "gitopsWriteCredential": "y", "argocdWebhookSecret": "z"},
     )
     assert any(p.startswith("platform:ciRunnerToken: required with platform:ci") for p in missing)
 

@@ -18,7 +18,7 @@ SECRETS = dict.fromkeys(
     (
         "gitopsRepoCredential",
         "gitopsWriteCredential",
-        "argocdOidcClientSecret",
+        "argocdWebhookSecret",
         "alertTelegramBotToken",
         "alertHeartbeatUrl",
     ),

@@ -126,8 +126,115 @@ def test_argocd_without_ha_runs_single_replicas_without_budgets(
         _named(plan_with("tooling", {"platform:gitops": gitops_settings}), "argocd-argocd").inputs["values"]
     )
     for key in ("server", "repoServer", "applicationSet"):
-        assert values[key] == {"replicas": 1}
+        assert values[key]["replicas"] == 1
+        assert "pdb" not in values[key] and "topologySpreadConstraints" not in values[key]
     assert values["redis-ha"] == {"enabled": False}
+    # The chart's single Redis runs instead: pinned, sized, probed, without an exporter.
+    assert values["redis"]["image"] == {"repository": gitops.REDIS_IMAGE, "tag": gitops.REDIS_IMAGE_TAG}
+    assert values["redis"]["resources"] == gitops.ARGOCD_RESOURCES["redis"]
+    assert values["redis"]["livenessProbe"] == values["redis"]["readinessProbe"] == {"enabled": True}
+    assert values["redis"]["exporter"] == {"enabled": False}
+    assert_every_container_sized(values, ha=False)
+
+
+#: Every container the argo-cd chart runs with the program's values, by the path of its
+#: ``resources`` in the values (argo-helm charts/argo-cd, DandyDeveloper/charts redis-ha templates):
+#: 8 without HA (controller, repo server and its copyutil init container, server, ApplicationSet
+#: controller, notifications controller, Redis, the redis-secret-init hook), 13 with redis-ha
+#: (its server pod's config-init, redis, sentinel and split-brain-fix, HAProxy and its init
+#: container, instead of the single Redis).
+_ARGOCD_CONTAINERS = (
+    "controller",
+    "repoServer",
+    "repoServer.copyutil",
+    "server",
+    "applicationSet",
+    "notifications",
+    "redisSecretInit",
+)
+_SINGLE_REDIS = ("redis",)
+_REDIS_HA_CONTAINERS = (
+    "redis-ha.redis",
+    "redis-ha.sentinel",
+    "redis-ha.init",
+    "redis-ha.splitBrainDetection",
+    "redis-ha.haproxy",
+    "redis-ha.haproxy.init",
+)
+
+
+def _at(values: dict[str, Any], path: str) -> Any:
+    node: Any = values
+    for part in path.split("."):
+        assert isinstance(node, dict) and part in node, f"{path}: no {part!r}"
+        node = node[part]
+    return node
+
+
+def assert_every_container_sized(values: dict[str, Any], *, ha: bool) -> None:
+    """CPU and memory requests and a memory limit at or above the request, on every container;
+    no CPU limit (the platform's controllers set none: scw_platform.workload_admission)."""
+    from scw_platform.apps import mebibytes, millicores
+
+    paths = [*_ARGOCD_CONTAINERS, *(_REDIS_HA_CONTAINERS if ha else _SINGLE_REDIS)]
+    if not values["notifications"].get("enabled"):
+        paths.remove("notifications")
+    for path in paths:
+        sized = _at(values, f"{path}.resources")
+        assert set(sized) == {"requests", "limits"}, path
+        assert millicores(sized["requests"]["cpu"]) > 0, path
+        assert set(sized["limits"]) == {"memory"}, path
+        assert mebibytes(sized["limits"]["memory"]) >= mebibytes(sized["requests"]["memory"]) > 0, path
+
+
+def test_every_argocd_container_has_requests_and_a_memory_limit(tooling: runner.Plan) -> None:
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])
+    assert values["redis-ha"]["enabled"] is True
+    assert_every_container_sized(values, ha=True)
+    # The single Redis is not rendered with redis-ha, so the program does not pretend to size it.
+    assert "redis" not in values
+    updater = _plain(_named(tooling, "argocd-image-updater").inputs["values"])
+    assert set(updater["resources"]["requests"]) == {"cpu", "memory"}
+    assert set(updater["resources"]["limits"]) == {"memory"}
+
+
+def test_the_sizing_check_catches_a_missing_limit(tooling: runner.Plan) -> None:
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])
+    broken = json.loads(json.dumps(values))
+    del broken["redis-ha"]["splitBrainDetection"]["resources"]["limits"]
+    with pytest.raises(AssertionError, match="splitBrainDetection"):
+        assert_every_container_sized(broken, ha=True)
+    broken = json.loads(json.dumps(values))
+    broken["repoServer"]["copyutil"]["resources"]["limits"]["memory"] = "16Mi"  # below its request
+    with pytest.raises(AssertionError, match="copyutil"):
+        assert_every_container_sized(broken, ha=True)
+
+
+def test_probes_are_on_where_the_chart_leaves_them_off(tooling: runner.Plan) -> None:
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])
+    for component in ("applicationSet", "notifications"):
+        assert values[component]["livenessProbe"] == {"enabled": True}, component
+        assert values[component]["readinessProbe"] == {"enabled": True}, component
+
+
+def test_every_argocd_image_is_pinned_and_unused_parts_are_off(tooling: runner.Plan) -> None:
+    values = _plain(_named(tooling, "argocd-argocd").inputs["values"])
+    assert values["global"]["image"] == {"repository": "quay.io/argoproj/argocd", "tag": "v3.4.4"}
+    redis = values["redis-ha"]
+    assert redis["image"] == {"repository": gitops.REDIS_IMAGE, "tag": gitops.REDIS_IMAGE_TAG}
+    assert redis["haproxy"]["image"] == {"repository": gitops.HAPROXY_IMAGE, "tag": gitops.HAPROXY_IMAGE_TAG}
+    for tag in (gitops.ARGOCD_IMAGE_TAG, gitops.REDIS_IMAGE_TAG, gitops.HAPROXY_IMAGE_TAG):
+        assert tag and tag != "latest"
+    # No component without a user: Dex (Argo CD speaks OIDC itself), the hydrator's commit
+    # server, Redis exporters (nothing scrapes them).
+    assert values["dex"] == {"enabled": False}
+    assert values["commitServer"] == {"enabled": False}
+    assert redis["exporter"] == {"enabled": False}
+    updater = _plain(_named(tooling, "argocd-image-updater").inputs["values"])
+    assert updater["image"] == {
+        "repository": "quay.io/argoprojlabs/argocd-image-updater",
+        "tag": gitops.IMAGE_UPDATER_IMAGE_TAG,
+    }
 
 
 def test_the_status_account_may_only_get_applications(tooling: runner.Plan) -> None:
@@ -182,9 +289,12 @@ def test_notifications_off_without_settings(
     assert not [r for r in plan.registrations if r.name == "argocd-notifications-secret"]
 
 
-def test_sso_disables_the_local_admin_and_keeps_the_client_secret_secret(
+def test_sso_reads_the_client_secret_from_the_vault_and_keeps_the_values_plain(
     plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
 ) -> None:
+    """With OIDC on, Argo CD's values hold no secret (so they are no secret output and the offline
+    validators read them): argocd-cm names the client secret's own Secret, which an ExternalSecret
+    writes from the vault with the label Argo CD needs to resolve the reference."""
     raw = stack_config("tooling")
     raw["platform:gitops"]["argocd"]["oidc"] = {
         "issuer": "https://sso.example.com",
@@ -193,13 +303,57 @@ def test_sso_disables_the_local_admin_and_keeps_the_client_secret_secret(
     }
     plan = plan_with("tooling", raw)
     release = _named(plan, "argocd-argocd")
-    # The client secret is in the values, so the whole values input must be secret.
-    assert rpc.is_rpc_secret(release.inputs["values"])
-    values = _plain(release.inputs["values"])
+    assert not rpc.is_rpc_secret(release.inputs["values"])
+    values = release.inputs["values"]
+    # No secret anywhere inside either, nor the deploy-time secret's mock value.
+    assert _plain(values) == values
+    assert "MOCKSECRET" not in json.dumps(values)
+    # argocd-secret gets references only (the Git webhook's), nothing of the OIDC client.
+    assert all(v.startswith("$argocd-") for v in values["configs"].get("secret", {}).values())
+    assert "oidc" not in json.dumps(values["configs"].get("secret", {}))
     assert values["configs"]["cm"]["admin.enabled"] is False
-    assert json.loads(values["configs"]["cm"]["oidc.config"])["issuer"] == "https://sso.example.com"
+    oidc = json.loads(values["configs"]["cm"]["oidc.config"])
+    assert oidc["issuer"] == "https://sso.example.com" and oidc["clientID"] == "argocd"
+    assert oidc["clientSecret"] == "$argocd-oidc:clientSecret"
     assert "g, platform-admins, role:admin" in values["configs"]["rbac"]["policy.csv"]
     assert values["dex"]["enabled"] is False
+
+    synced = _named(plan, "argocd-oidc-secret")
+    assert synced.inputs["kind"] == "ExternalSecret"
+    assert synced.inputs["metadata"] == {"name": "argocd-oidc", "namespace": "argocd"}
+    spec = synced.inputs["spec"]
+    secret_name, key = oidc["clientSecret"].removeprefix("$").split(":")
+    assert spec["target"]["name"] == secret_name
+    assert spec["target"]["template"] == {"metadata": {"labels": {"app.kubernetes.io/part-of": "argocd"}}}
+    assert spec["data"] == [
+        {"secretKey": key, "remoteRef": {"key": "path:/platform/argocd/oidc-client-secret"}}
+    ]
+    assert spec["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "platform-scaleway"}
+    # It waits for the operator and its stores; the release does not wait for it (Argo CD watches
+    # its Secrets and picks the client secret up when it appears).
+    assert _named(plan, "tooling-secrets-operator").urn in synced.dependencies
+    assert synced.urn not in release.dependencies
+
+
+def test_the_committed_tooling_values_are_plain_with_sso_on(tooling: runner.Plan) -> None:
+    """The committed tooling stack has single sign-on: its Argo CD values are not a secret output,
+    so the plan's artifacts (build/tooling/helm) show them unmasked."""
+    release = _named(tooling, "argocd-argocd")
+    values = release.inputs["values"]
+    assert "oidc.config" in values["configs"]["cm"]
+    assert not rpc.is_rpc_secret(values) and _plain(values) == values
+    assert not rpc.is_rpc_secret(_named(tooling, "argocd-image-updater").inputs["values"])
+
+
+def test_no_oidc_no_client_secret_sync(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("tooling")
+    argocd = raw["platform:gitops"]["argocd"]
+    del argocd["oidc"], argocd["hostname"], argocd["webhook"]
+    plan = plan_with("tooling", raw)
+    assert not [r for r in plan.registrations if r.name == "argocd-oidc-secret"]
+    assert "oidc.config" not in _named(plan, "argocd-argocd").inputs["values"]["configs"]["cm"]
 
 
 def test_repository_secret_holds_the_credential_as_a_secret(tooling: runner.Plan) -> None:
@@ -1004,10 +1158,13 @@ def _load(
     default = {
         "gitopsRepoCredential": "token",
         "gitopsWriteCredential": "token",
-        "argocdOidcClientSecret": "s",
+        # The committed tooling stack's Git webhook into Argo CD (platform:gitops.argocd.webhook).
+        "argocdWebhookSecret": "webhook-secret",
         # The committed tooling stack runs CI runners (platform:ci).
         "ciRunnerToken": "token",
-        **PROD_ALERT_SECRETS,
+        # The committed prod stack's alert contact points and heartbeat (platform:operations).
+        "alertTelegramBotToken": "token",
+        "alertHeartbeatUrl": "https://heartbeat.example.com/ping",
     }
     return config.load(
         platform,
@@ -1017,10 +1174,6 @@ def _load(
         secrets=default if secrets is None else secrets,
         environments=environments,
     )
-
-
-#: The committed prod pages through Telegram and pings a heartbeat receiver (deploy-time secrets).
-PROD_ALERT_SECRETS = {"alertTelegramBotToken": "t", "alertHeartbeatUrl": "https://beat.example.com"}
 
 
 def _problems(raw: dict[str, Any], **kwargs: Any) -> str:
@@ -1159,13 +1312,39 @@ def test_argocd_only_in_tooling_and_tooling_needs_it(stack_config: Callable[[str
     assert "platform:gitops.argocd: required for role tooling" in _problems(tooling)
 
 
-def test_oidc_needs_its_client_secret(stack_config: Callable[[str], dict[str, Any]]) -> None:
+def test_oidc_needs_no_deploy_time_secret(stack_config: Callable[[str], dict[str, Any]]) -> None:
     raw = stack_config("tooling")
     raw["platform:gitops"]["argocd"]["oidc"] = {"issuer": "https://sso.example.com", "clientId": "argocd"}
-    without = {"gitopsRepoCredential": "t", "gitopsWriteCredential": "t"}
-    assert "platform:argocdOidcClientSecret: required with platform:gitops.argocd.oidc" in _problems(
-        raw, secrets=without
-    )
+    secrets = {"gitopsRepoCredential": "t", "gitopsWriteCredential": "t", "ciRunnerToken": "t"}
+    loaded = _load(raw, secrets={**secrets, "argocdWebhookSecret": "t"})
+    assert loaded.gitops is not None
+    assert "argocdOidcClientSecret" not in model.SECRET_KEYS
+
+
+def test_the_retired_oidc_client_secret_key_is_refused_with_what_to_do(
+    stack_config: Callable[[str], dict[str, Any]],
+) -> None:
+    raw = stack_config("tooling")
+    raw["platform:argocdOidcClientSecret"] = "left-over"
+    problems = _problem_list(raw)
+    [problem] = [p for p in problems if p.startswith("platform:argocdOidcClientSecret:")]
+    assert "no longer read" in problem
+    assert "/platform/argocd/oidc-client-secret" in problem
+    assert "pulumi config rm platform:argocdOidcClientSecret" in problem
+    assert "left-over" not in " ".join(problems)
+
+
+def test_the_retired_key_set_as_a_secret_stops_the_plan_without_reading_it(
+    plan_with: Callable[..., runner.Plan],
+) -> None:
+    """Through the engine's config, as a stack that still carries the old secure value: refused
+    before anything is registered, and the value is never read (nor shown)."""
+    with pytest.raises(ConfigError) as caught:
+        plan_with("tooling", {"platform:argocdOidcClientSecret": {"secure": "v1:b2xkLXZhbHVl"}})
+    message = str(caught.value)
+    assert "platform:argocdOidcClientSecret: no longer read" in message
+    assert "MOCKSECRET" not in message and "b2xkLXZhbHVl" not in message
+    assert runner.last_monitor is not None and not runner.last_monitor.registrations
 
 
 def _tooling_gitops(stack_config: Callable[[str], dict[str, Any]], **changes: Any) -> dict[str, Any]:
@@ -1249,9 +1428,7 @@ def test_registration_rules_of_environments_yaml(changes: EnvironmentChanges, ex
 
 
 def test_tooling_needs_its_write_credential(stack_config: Callable[[str], dict[str, Any]]) -> None:
-    problems = _problems(
-        stack_config("tooling"), secrets={"gitopsRepoCredential": "t", "argocdOidcClientSecret": "s"}
-    )
+    problems = _problems(stack_config("tooling"), secrets={"gitopsRepoCredential": "t"})
     assert "platform:gitopsWriteCredential: required with platform:gitops" in problems
 
 
@@ -1259,8 +1436,8 @@ def test_a_public_argocd_ui_needs_single_sign_on(stack_config: Callable[[str], d
     raw = stack_config("tooling")
     del raw["platform:gitops"]["argocd"]["oidc"]
     assert "platform:gitops.argocd.oidc: required with argocd.hostname" in _problems(raw)
-    # Without a hostname (port-forward only) the local admin is acceptable.
-    del raw["platform:gitops"]["argocd"]["hostname"]
+    # Without a hostname (port-forward only, no webhook route) the local admin is acceptable.
+    del raw["platform:gitops"]["argocd"]["hostname"], raw["platform:gitops"]["argocd"]["webhook"]
     assert _load(raw).gitops is not None
 
 
@@ -1405,8 +1582,9 @@ def test_plaintext_deploy_time_secret_in_a_stack_file_is_refused(
 
 
 def test_only_tooling_needs_the_git_credential(stack_config: Callable[[str], dict[str, Any]]) -> None:
-    # Prod's own deploy-time secrets only: no Git credential.
-    assert _load(stack_config("prod"), secrets=PROD_ALERT_SECRETS).delivery.tooling_stack.endswith("/tooling")
+    # Prod's own deploy-time secrets (its alerting), and no Git credential among them.
+    alerting = {"alertTelegramBotToken": "t", "alertHeartbeatUrl": "https://heartbeat.example.com/ping"}
+    assert _load(stack_config("prod"), secrets=alerting).delivery.tooling_stack.endswith("/tooling")
 
 
 def test_one_image_update_entry_per_app(stack_config: Callable[[str], dict[str, Any]]) -> None:
@@ -1423,3 +1601,175 @@ def test_only_argocds_route_waits_for_the_front_door(tooling: runner.Plan) -> No
     assert gateway in route.dependencies
     for name in ("argocd-argocd", "argocd-image-updater"):
         assert gateway not in upstream(tooling, _named(tooling, name)), name
+
+
+# --- Webhooks instead of polls (issue 19) --------------------------------------------------------
+
+
+def test_the_git_webhook_secret_comes_from_the_vault_and_the_values_hold_a_reference(
+    tooling: runner.Plan,
+) -> None:
+    """The committed tooling stack takes GitLab's push webhook: argocd-secret's
+    ``webhook.gitlab.secret`` is a reference to a Secret External Secrets writes from the vault
+    entry the program fills from the deploy-time secret; the Helm values hold no secret."""
+    values = _named(tooling, "argocd-argocd").inputs["values"]
+    assert values["configs"]["secret"] == {"gitlabSecret": "$argocd-webhook:secret"}
+    assert not rpc.is_rpc_secret(values) and _plain(values) == values
+    vault = _named(tooling, "tooling-argocd-webhook-secret")
+    assert vault.inputs["path"] == "/platform/argocd" and vault.inputs["name"] == "webhook-secret"
+    version = _named(tooling, "tooling-argocd-webhook-secret-version")
+    assert rpc.is_rpc_secret(version.inputs["data"])  # the deploy-time secret, a secret end to end
+    synced = _named(tooling, "argocd-webhook-secret")
+    spec = synced.inputs["spec"]
+    assert synced.inputs["metadata"] == {"name": "argocd-webhook", "namespace": "argocd"}
+    assert spec["target"]["template"] == {"metadata": {"labels": {"app.kubernetes.io/part-of": "argocd"}}}
+    assert spec["data"] == [
+        {"secretKey": "secret", "remoteRef": {"key": "path:/platform/argocd/webhook-secret"}}
+    ]
+    # It reads the entry only once the program has written it.
+    assert vault.urn in synced.dependencies
+    # The UI's route (every path) serves /api/webhook; no second route.
+    routes = [r for r in tooling.registrations if r.inputs.get("kind") == "HTTPRoute"]
+    argocd_routes = [r for r in routes if r.inputs["metadata"]["namespace"] == "argocd"]
+    assert [r.name for r in argocd_routes] == ["argocd-route"]
+
+
+def test_the_polls_behind_the_events_are_set_and_read_from_config(tooling: runner.Plan) -> None:
+    cm = _named(tooling, "argocd-argocd").inputs["values"]["configs"]["cm"]
+    assert cm["timeout.reconciliation"] == "180s" and cm["timeout.reconciliation.jitter"] == "60s"
+    updater = _named(tooling, "argocd-image-updater").inputs["values"]
+    assert updater["extraArgs"] == ["--interval", "120s"]
+
+
+def test_a_webhook_without_a_public_ui_routes_only_the_webhook_path(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("tooling")
+    argocd = raw["platform:gitops"]["argocd"]
+    del argocd["hostname"], argocd["oidc"]
+    argocd["webhook"] = {"gitHost": "github", "hostname": "argocd.tooling.example.com"}
+    plan = plan_with("tooling", raw)
+    values = _named(plan, "argocd-argocd").inputs["values"]
+    assert values["configs"]["secret"] == {"githubSecret": "$argocd-webhook:secret"}
+    assert "url" not in values["configs"]["cm"]  # no UI URL: the UI stays port-forward only
+    assert not [r for r in plan.registrations if r.name == "argocd-route"]
+    route = _named(plan, "argocd-webhook-route")
+    assert route.inputs["spec"]["hostnames"] == ["argocd.tooling.example.com"]
+    assert route.inputs["spec"]["rules"] == [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/api/webhook"}}],
+            "backendRefs": [{"name": "argocd-server", "port": 80}],
+        }
+    ]
+    assert _named(plan, "tooling-front-door-gateway").urn in upstream(plan, route)
+    # The server admits the Gateway's namespace (only because something is routed to it).
+    policies = {
+        r.inputs["metadata"]["name"] for r in plan.registrations if r.inputs.get("kind") == "NetworkPolicy"
+    }
+    assert "argocd-server-gateway" in policies
+
+
+def test_no_route_and_no_gateway_allow_without_a_hostname_or_webhook(
+    plan_with: Callable[..., runner.Plan], stack_config: Callable[[str], dict[str, Any]]
+) -> None:
+    raw = stack_config("tooling")
+    argocd = raw["platform:gitops"]["argocd"]
+    del argocd["hostname"], argocd["oidc"], argocd["webhook"]
+    plan = plan_with("tooling", raw)
+    assert not [r for r in plan.registrations if r.name in ("argocd-route", "argocd-webhook-route")]
+    assert not [r for r in plan.registrations if r.name == "argocd-webhook-secret"]
+    assert "secret" not in _named(plan, "argocd-argocd").inputs["values"]["configs"]
+    policies = {
+        r.inputs["metadata"]["name"] for r in plan.registrations if r.inputs.get("kind") == "NetworkPolicy"
+    }
+    assert "argocd-server-gateway" not in policies
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "key", "expected"),
+    [
+        ("argocd", 0, "platform:gitops.argocd.reconciliationTimeoutSeconds", "0 would switch Argo CD's"),
+        ("argocd", 30, "platform:gitops.argocd.reconciliationTimeoutSeconds", "must be at least 60"),
+        ("argocd", -5, "platform:gitops.argocd.reconciliationTimeoutSeconds", "0 would switch"),
+        (
+            "imageUpdater",
+            0,
+            "platform:gitops.imageUpdater.intervalSeconds",
+            "0 would switch the image updater",
+        ),
+        ("imageUpdater", 59, "platform:gitops.imageUpdater.intervalSeconds", "must be at least 60"),
+    ],
+    ids=[
+        "reconciliation-zero",
+        "reconciliation-below-min",
+        "reconciliation-negative",
+        "interval-zero",
+        "interval-below",
+    ],
+)
+def test_a_poll_of_zero_or_below_the_minimum_is_refused_naming_the_key(
+    stack_config: Callable[[str], dict[str, Any]], where: str, value: int, key: str, expected: str
+) -> None:
+    raw = stack_config("tooling")
+    section = raw["platform:gitops"].setdefault(where, {})
+    section["reconciliationTimeoutSeconds" if where == "argocd" else "intervalSeconds"] = value
+    [problem] = [p for p in _problem_list(raw) if p.startswith(f"{key}:")]
+    assert expected in problem
+
+
+def test_the_minimum_poll_is_accepted(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    raw["platform:gitops"]["argocd"]["reconciliationTimeoutSeconds"] = gitops.RECONCILIATION_MIN_SECONDS
+    raw["platform:gitops"]["imageUpdater"]["intervalSeconds"] = gitops.IMAGE_UPDATER_INTERVAL_MIN_SECONDS
+    loaded = _load(raw)
+    assert loaded.gitops is not None and loaded.gitops.image_updater.interval_seconds == 60
+
+
+def test_a_webhook_needs_its_secret(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    secrets = {"gitopsRepoCredential": "t", "gitopsWriteCredential": "t", "ciRunnerToken": "t"}
+    problems = _problems(stack_config("tooling"), secrets=secrets)
+    assert "platform:argocdWebhookSecret: required with platform:gitops.argocd.webhook" in problems
+
+
+def test_the_webhook_secret_set_without_secret_is_refused(plan_with: Callable[..., runner.Plan]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        plan_with("tooling", {"platform:argocdWebhookSecret": "plaintext-webhook-secret"})
+    assert "platform:argocdWebhookSecret: must be set as a secret" in str(caught.value)
+    assert "plaintext-webhook-secret" not in str(caught.value)
+    assert runner.last_monitor is not None and not runner.last_monitor.registrations
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            lambda a: (a.pop("hostname"), a.pop("oidc")),
+            "platform:gitops.argocd.webhook.hostname: required without platform:gitops.argocd.hostname",
+        ),
+        (
+            lambda a: a["webhook"].__setitem__("hostname", "hooks.tooling.example.com"),
+            "platform:gitops.argocd.webhook.hostname: not allowed with platform:gitops.argocd.hostname",
+        ),
+        (
+            lambda a: a["webhook"].__setitem__("gitHost", "bitbucket"),
+            "platform:gitops.argocd.webhook.gitHost",
+        ),
+    ],
+    ids=["no-hostname-at-all", "two-hostnames", "unknown-git-host"],
+)
+def test_webhook_hostname_and_host_rules(
+    stack_config: Callable[[str], dict[str, Any]], change: Callable[[dict[str, Any]], Any], expected: str
+) -> None:
+    raw = stack_config("tooling")
+    change(raw["platform:gitops"]["argocd"])
+    assert expected in _problems(raw)
+
+
+def test_the_webhook_hostname_must_be_the_environments(stack_config: Callable[[str], dict[str, Any]]) -> None:
+    raw = stack_config("tooling")
+    argocd = raw["platform:gitops"]["argocd"]
+    del argocd["hostname"], argocd["oidc"]
+    argocd["webhook"]["hostname"] = "hooks.elsewhere.example.org"
+    assert "platform:gitops.argocd.webhook.hostname: hooks.elsewhere.example.org is not one of" in _problems(
+        raw
+    )
