@@ -7,7 +7,8 @@
 #   make validate-all           the same for every committed stack (CI)
 #   make parity STACK=prod      every app's declared keys against the vault (before pulumi up)
 #   make gates STACK=prod GITOPS=../platform-gitops   render each app's PreSync parity gate
-#   make bench-apps             plan prod with 1, 10 and 100 generated apps
+#   make bench-apps             plan prod with 1, 10, 100 and 300 generated apps (time and cost per app)
+#   make bench                  import floor, each stack's plan against it (cache warm and off), the tests
 #   make cost STACK=prod [ARGS=--json]   what the stack costs per month, min..max (make cost ARGS=--all: every stack)
 #   make critical-path STACK=prod [SVG=prod.svg]   the longest chain of waits, its estimated time and the floor
 #                               (SVG: also draw the dependency graph; needs Graphviz, Debian package graphviz)

@@ -3,6 +3,10 @@
     python -m offline.plan prod          # tree of components and resources, counts per type
     python -m offline.plan prod --out build   # also write build/prod/ (see offline.artifacts)
 
+The stacks this one reads through a StackReference are planned first, in the same process, and
+kept in ``build/plan-cache/`` keyed on everything they depend on (``offline.runner``); set
+``PLATFORM_PLAN_CACHE=off`` to plan them again every time.
+
 No credentials, no Pulumi CLI, no network. A bad stack file prints the readable config error and
 exits 2; nothing is registered. A plan whose estimated maximum monthly cost exceeds
 ``platform:budget`` exits 2 too, naming the budget and the top line items (``offline.cost``).
@@ -44,7 +48,9 @@ def render_tree(plan: runner.Plan) -> list[str]:
     lines: list[str] = [f"stack {plan.project}/{plan.stack}"]
 
     def walk(regs: Iterable[Registration], indent: str) -> None:
-        regs = sorted(regs, key=lambda r: (r.custom, r.name))
+        # The URN breaks ties (a component and a resource may share a name, e.g. the tooling
+        # network and cluster): registrations arrive from the SDK's worker threads in any order.
+        regs = sorted(regs, key=lambda r: (r.custom, r.name, r.urn))
         for i, reg in enumerate(regs):
             last = i == len(regs) - 1
             branch, below = ("└─ ", "   ") if last else ("├─ ", "│  ")
