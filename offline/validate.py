@@ -12,7 +12,10 @@ Checks, each over the artifacts of ``offline.artifacts``:
 * Helm values schemas: each release's values against the chart's ``values.schema.json``;
 * checkov: the manifests folder, once per stack, from its own virtualenv (``.venv-checkov``);
   any skipped check must carry an inline reason (``checkov.io/skip<N>: CKV_K8S_xx=reason``);
-* policy rules: ``policy/rules.py`` on ``inventory.json``.
+* policy rules: ``policy/rules.py`` on ``inventory.json``;
+* Argo Rollouts: the Rollout each canary app's GitOps path carries (docs/delivery.md), rendered
+  from the stack file and checked against the v1.9.1 Rollout CRD and against the Services, route
+  and AnalysisTemplate the plan declares (``check_stack_rollouts``).
 
 Prints one table (check, objects checked, failures) then each failure with its file, path in the
 object and message; exits 1 on any failure. A check that cannot run (no ``../shared/schemas`` in a
@@ -443,12 +446,87 @@ def check_stack_notifications(plan: runner.Plan) -> CheckResult:
     return result
 
 
+ROLLOUTS_FILE = "rollouts (documented template)"
+
+
+def check_stack_rollouts(plan: runner.Plan, folder: Path | None = None) -> CheckResult:
+    """The Rollout each canary app's GitOps path must carry (``scw_platform.delivery.rollout_manifest``,
+    docs/delivery.md), rendered from the stack file's ``platform:apps`` and checked against the
+    Argo Rollouts CRD, and against the plan: the Services, HTTPRoute and AnalysisTemplate it names
+    must be the ones the program declares in the app's namespace. Skipped visibly without the
+    schemas folder (the cross-references are still checked)."""
+    from scw_platform import delivery
+    from scw_platform.apps import AppSettings
+
+    folder = folder or schemas.schemas_dir()
+    result = CheckResult("Argo Rollouts (canary apps' Rollout against the CRD and the plan)")
+    raw = runner.read_stack_config(plan.stack).get("platform:apps") or []
+    apps = [
+        AppSettings.model_validate(entry)
+        for entry in raw
+        if isinstance(entry, dict) and entry.get("delivery")
+    ]
+    if not apps:
+        result.notes.append("no app of this stack delivers by canary (not counted)")
+        return result
+    declared = {
+        (
+            r.type.rsplit(":", 1)[-1],
+            str(r.inputs["metadata"].get("namespace")),
+            str(r.inputs["metadata"].get("name")),
+        )
+        for r in plan.registrations
+        if r.type.startswith("kubernetes:") and isinstance(r.inputs.get("metadata"), dict)
+    }
+    checked = schemas.schemas_available(folder)
+    if not checked:
+        result.skipped = _SCHEMAS_MISSING.format(folder=folder, what=f"{len(apps)} Rollout(s)")
+    for app in apps:
+        assert app.delivery is not None
+        rollout = delivery.rollout_manifest(
+            app=app.name,
+            namespace=app.name,
+            replicas=app.replicas,
+            port=app.port,
+            settings=app.delivery,
+            image=f"{app.image}:example",
+        )
+        where = f"{ROLLOUTS_FILE}/{app.name}"
+        result.objects += 1
+        canary = rollout["spec"]["strategy"]["canary"]
+        route = canary["trafficRouting"]["plugins"][delivery.GATEWAY_PLUGIN]["httpRoute"]
+        templates = {
+            t["templateName"] for s in canary["steps"] for t in s.get("analysis", {}).get("templates", [])
+        }
+        wanted = [
+            ("Service", canary["stableService"]),
+            ("Service", canary["canaryService"]),
+            ("HTTPRoute", route),
+            *(("AnalysisTemplate", name) for name in sorted(templates)),
+        ]
+        for kind, name in wanted:
+            if (kind, app.name, name) not in declared:
+                result.failures.append(
+                    Failure(
+                        where,
+                        "spec.strategy.canary",
+                        f"names {kind} {app.name}/{name}, which the plan does not declare",
+                    )
+                )
+        if checked:
+            for problem in schemas.validate_custom_resource(rollout, folder):
+                path, _, message = problem.partition(": ")
+                result.failures.append(Failure(where, path, message))
+    return result
+
+
 def validate_stack(stack: str, out: Path = BUILD, no_skips: bool = False) -> tuple[bool, str]:
     plan = runner.run(stack)
     written = artifacts.write(plan, out)
     role, version = stack_settings(stack)
     results, header = validate_artifacts(written.root, role=role, kubernetes=version)
     results.append(check_stack_notifications(plan))
+    results.append(check_stack_rollouts(plan))
     ok = all(not r.failures for r in results) and not (no_skips and any(r.skipped for r in results))
     return ok, render(stack, written.root, results, header)
 

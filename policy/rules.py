@@ -914,8 +914,101 @@ def _not_in_the_hub(r: ResourceView, _: StackView) -> Iterator[Finding]:
     those is an Argo CD admin."""
     if r.metadata.get("namespace") == ARGOCD_NAMESPACE:
         yield "metadata.namespace", f"a workload stack may not declare objects in {ARGOCD_NAMESPACE}"
-    if r.type.startswith(("kubernetes:argoproj.io/", "kubernetes:argocd-image-updater.argoproj.io/")):
+    if r.type.startswith("kubernetes:argocd-image-updater.argoproj.io/") or (
+        r.type.startswith("kubernetes:argoproj.io/") and r.kind not in ARGO_ROLLOUTS_KINDS
+    ):
         yield "kind", f"a workload stack may not declare Argo CD objects ({r.kind}): the tooling stack does"
+
+
+#: Argo Rollouts' kinds share Argo CD's API group but act in their own cluster only: a workload
+#: stack declares its canaries' AnalysisTemplates (scw_platform.delivery).
+ARGO_ROLLOUTS_KINDS = frozenset({"Rollout", "AnalysisTemplate", "AnalysisRun", "Experiment"})
+HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
+K8S_SERVICE = "kubernetes:core/v1:Service"
+ANALYSIS_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+#: Names the one writer of a weighted route's weights (scw_platform.delivery; a test keeps the two
+#: equal: this module must stay importable on its own).
+TRAFFIC_WRITER_ANNOTATION = "platform.scw/traffic-writer"
+_ROLLOUT_WRITER = re.compile(r"^argoproj\.io/Rollout/[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _route_backends(r: ResourceView) -> list[Any]:
+    rules = r.get("spec", "rules")
+    refs: list[Any] = []
+    for rule in rules if isinstance(rules, list) else []:
+        found = dig(rule, "backendRefs")
+        refs += found if isinstance(found, list) else []
+    return refs
+
+
+def _canary_routes(stack: StackView) -> Iterator[tuple[ResourceView, Finding]]:
+    """A route that splits traffic (more than one backend, or naming a traffic writer) has one
+    writer of its weights: the Rollout it names. The program declares only the state between
+    rollouts (one backend at 100, the rest at 0: re-applying a split on the next ``pulumi up``
+    would fight the Rollout), its backends are Services the program declares (so Git cannot write
+    them too), an AnalysisTemplate gates its steps, and no other route serves its hostnames."""
+    routes = stack.of_type(HTTP_ROUTE)
+    services = {
+        (s.provider, str(dig(s.metadata, "namespace") or ""), str(dig(s.metadata, "name") or ""))
+        for s in stack.of_type(K8S_SERVICE)
+    }
+    analysed = {
+        (a.provider, str(dig(a.metadata, "namespace") or "")) for a in stack.of_type(ANALYSIS_TEMPLATE)
+    }
+    for r in routes:
+        annotations = dig(r.metadata, "annotations")
+        writer = annotations.get(TRAFFIC_WRITER_ANNOTATION) if isinstance(annotations, Mapping) else None
+        if len(_route_backends(r)) > 1 or writer is not None:
+            others = [o for o in routes if o.urn != r.urn and o.provider == r.provider]
+            for finding in _canary_route_findings(r, writer, others, services, analysed):
+                yield r, finding
+
+
+def _canary_route_findings(
+    r: ResourceView,
+    writer: Any,
+    others: list[ResourceView],
+    services: set[tuple[str, str, str]],
+    analysed: set[tuple[str, str]],
+) -> Iterator[Finding]:
+    refs = _route_backends(r)
+    namespace = str(dig(r.metadata, "namespace") or "")
+    if not isinstance(writer, str) or not _ROLLOUT_WRITER.fullmatch(writer):
+        yield (
+            f"metadata.annotations.{TRAFFIC_WRITER_ANNOTATION}",
+            "a route that splits traffic names the one writer of its weights, "
+            f"argoproj.io/Rollout/<name> (got {writer!r})",
+        )
+    rules = r.get("spec", "rules")
+    if not isinstance(rules, list) or len(rules) != 1 or len(refs) != 2:
+        yield "spec.rules", "a canary route has one rule with two backends: stable and canary"
+    weights = [dig(ref, "weight") if isinstance(ref, Mapping) else None for ref in refs]
+    # Inputs may carry numbers as floats (100.0); a missing weight is 1 to the Gateway API.
+    numbers = [w if isinstance(w, int | float) and not isinstance(w, bool) else -1 for w in weights]
+    if sorted(numbers) != [0] * (len(refs) - 1) + [100]:
+        yield (
+            "spec.rules[0].backendRefs",
+            f"the program declares everything on one backend (weights 100 and 0, got {weights}): "
+            "any other split is the Rollout's to write",
+        )
+    for i, ref in enumerate(refs):
+        name = dig(ref, "name") if isinstance(ref, Mapping) else None
+        if (r.provider, namespace, str(name)) not in services:
+            yield (
+                f"spec.rules[0].backendRefs[{i}].name",
+                f"Service {namespace}/{name} is not declared by the program: a canary's Services are "
+                "the platform's (Git would be a second writer of them)",
+            )
+    if (r.provider, namespace) not in analysed:
+        yield "metadata.namespace", f"no AnalysisTemplate in {namespace} gates the canary's steps"
+    hostnames = set(r.get("spec", "hostnames") or [])
+    for other in others:
+        shared = hostnames & set(other.get("spec", "hostnames") or [])
+        if shared:
+            yield (
+                "spec.hostnames",
+                f"{other.urn} also routes {sorted(shared)}: a second writer of its traffic",
+            )
 
 
 _NOT_DEVELOPMENT = frozenset({"production", "tooling"})
@@ -1098,6 +1191,14 @@ RULES: tuple[Rule, ...] = (
         lambda r: r.is_kubernetes_object,
         _not_in_the_hub,
         roles=_WORKLOAD,
+    ),
+    Rule(
+        "canary-route-single-writer",
+        "A route that splits traffic is written by the Rollout it names alone: declared at weights "
+        "100/0, to Services the program declares, gated by an AnalysisTemplate, its hostnames served "
+        "by no other route.",
+        lambda r: False,
+        stack_check=_canary_routes,
     ),
     Rule(
         "no-privileged-containers",

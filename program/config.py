@@ -252,6 +252,9 @@ def _key_checks(
         gitops=parsed.get("gitops"),
         problems=problems,
     )
+    # An invalid platform:operations is reported as such, not also as a missing observability.
+    if parsed.get("operations") is not None or not present["operations"]:
+        rules.delivery_rules(apps, (parsed.get("operations") or Operations()).observability, problems)
     rules.operations_rules(
         parsed.get("operations") or Operations(),
         raw.get("operations"),

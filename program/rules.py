@@ -382,6 +382,22 @@ def connection_budget(apps: list[AppSettings], database: DatabaseSettings, probl
         )
 
 
+def delivery_rules(
+    apps: Sequence[AppSettings], observability: ObservabilitySettings | None, problems: Problems
+) -> None:
+    """A canary app's analysis reads Traefik's metrics from the stack's metrics backend: without
+    observability the analysis could only error, and every canary would abort."""
+    if observability is not None:
+        return
+    for i, app in enumerate(apps):
+        if app.delivery is not None:
+            problems.add(
+                f"platform:apps[{i}].delivery",
+                "needs platform:operations.observability (the analysis queries Traefik's metrics in "
+                "the stack's metrics backend: Cockpit, or the in-cluster Prometheus)",
+            )
+
+
 def operations_rules(
     operations: Operations,
     raw: Any,

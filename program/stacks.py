@@ -53,6 +53,7 @@ from scw_platform.contract import (
     registration_export,
 )
 from scw_platform.database import DatabaseSettings, ManagedPostgres, ManagedPostgresArgs
+from scw_platform.delivery import ROLLOUTS_NAMESPACE, RolloutsController, RolloutsControllerArgs
 from scw_platform.drill import BackupDrill, BackupDrillArgs
 from scw_platform.gitops import (
     TOOLING_ALLOWED_KINDS,
@@ -396,6 +397,14 @@ def _workload(cfg: WorkloadConfig) -> Exports:
         check = _restore_check(cfg, cluster, database, registry, secrets)
         exports_restore["restoreCheckBucket"] = check.bucket_name
         _backup_drill(cfg, cluster, network, database, registry)
+    # Before the apps: a canary app's analysis queries the stack's metrics backend.
+    observability = _observability(cfg, cluster, database, cross_probes=_hub_hostnames(cfg))
+    rollouts = _rollouts(
+        cfg,
+        cluster,
+        observability.get("cockpitMetricsSource"),
+        in_cluster_prometheus=cfg.observability is not None and cfg.observability.backend == "prometheus",
+    )
     apps = (
         _apps(
             cfg,
@@ -405,6 +414,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
             secrets=secrets,
             front_door=front_door,
             database=database,
+            rollouts=rollouts,
         )
         if delivery is not None and registry is not None
         else []
@@ -434,7 +444,7 @@ def _workload(cfg: WorkloadConfig) -> Exports:
     exports["apps"] = [app.name for app in apps]
     exports["secretsBackend"] = secrets.backend
     exports.update(exports_restore)
-    exports.update(_observability(cfg, cluster, database, cross_probes=_hub_hostnames(cfg)))
+    exports.update(observability)
     if delivery is not None and tooling is not None:
         exports[REGISTRATION_KEY] = _registration(
             cfg, delivery, cluster, tooling, database, front_door, apps, admission
@@ -805,6 +815,7 @@ def _apps(
     secrets: SecretsOperator,
     front_door: FrontDoor | None,
     database: ManagedPostgres | None,
+    rollouts: RolloutsController | None = None,
 ) -> list[App]:
     """Every app's envelope from platform:apps (delivery by Argo CD follows the registration)."""
     updates = {u.app: u for u in delivery.gitops.image_updates_for(app.name for app in delivery.apps)}
@@ -844,10 +855,37 @@ def _apps(
                     update_allow_tags=None if promoted else updates[settings.name].allow_tags,
                     secrets_depends_on=(secrets.release, *secrets.stores.values()),
                     tags=cfg.tags,
+                    # program.rules.delivery_rules proved a backend exists for every canary app.
+                    metrics_backend=rollouts.backend
+                    if rollouts is not None and settings.delivery is not None
+                    else None,
+                    rollouts_depends_on=(rollouts.release,) if rollouts is not None else (),
                 ),
             )
         )
     return apps
+
+
+def _rollouts(
+    cfg: WorkloadConfig, cluster: KapsuleCluster, metrics_source_url: Any, *, in_cluster_prometheus: bool
+) -> RolloutsController:
+    """Argo Rollouts and its Gateway API plugin, in every workload cluster (scw_platform.delivery);
+    HA where the cluster's other controllers are. Canaries are analysed against the stack's Cockpit
+    metrics source or its in-cluster Prometheus (program.rules.delivery_rules refuses a canary
+    without either)."""
+    return RolloutsController(
+        f"{cfg.environment}-rollouts",
+        RolloutsControllerArgs(
+            provider=cluster.provider,
+            environment=cfg.environment,
+            ha=not isinstance(cfg, DevelopmentConfig),
+            project_id=cfg.project_id,
+            region=cfg.region,
+            metrics_source_url=metrics_source_url,
+            in_cluster_prometheus=in_cluster_prometheus,
+            namespace_labels=labels.platform_namespace(),
+        ),
+    )
 
 
 def _app_gateway(front_door: FrontDoor, listener: Listener) -> AppGateway:
@@ -980,7 +1018,14 @@ def _observability(
     # Each app's SLO over the series this cluster collects: Traefik's requests and its probes.
     cluster_groups += slo_rule_groups(
         [
-            SloTarget(app=app.name, namespace=app.name, hostname=app.hostname, port=app.port, slo=app.slo)
+            SloTarget(
+                app=app.name,
+                namespace=app.name,
+                hostname=app.hostname,
+                port=app.port,
+                slo=app.slo,
+                canary=app.delivery is not None,
+            )
             for app in cfg.apps
             if app.slo is not None and production
         ]
@@ -1001,6 +1046,8 @@ def _observability(
             probe_hostnames=probed,
             # Production runs the restore check (_restore_check), which pushes its clock on recovery.
             push_clients=(RESTORE_CHECK_NAMESPACE,) if production else (),
+            # Canaries are analysed against the in-cluster Prometheus with backend prometheus.
+            query_clients=(ROLLOUTS_NAMESPACE,) if any(app.delivery for app in cfg.apps) else (),
             webhook_url=cfg.secret("alertWebhookUrl") if settings.webhook is not None else None,
             telegram_bot_token=cfg.secret("alertTelegramBotToken") if settings.telegram else None,
             heartbeat_url=cfg.secret("alertHeartbeatUrl") if settings.heartbeat else None,

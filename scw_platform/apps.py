@@ -40,10 +40,18 @@ from typing import Annotated, Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from scw_platform import images, kube, labels
 from scw_platform.contract import IMAGE_PATTERN, RegisteredApp
+from scw_platform.delivery import CanaryArgs, DeliverySettings, MetricsBackend, canary_allowed, declare_canary
 from scw_platform.settings import Hostname, PgIdentifier, Settings, no_duplicates, strict_cidr
 from scw_platform.slo import SloSettings
 from scw_platform.workload_admission import WorkloadAdmissionSettings
@@ -217,12 +225,27 @@ class AppSettings(Settings):
     """Where the app's keys live in the vault (default: see PlatformConfig.app_secrets_path): a Scaleway
     Secret Manager folder such as /prod/website, or a 1Password item title.
     """
+    delivery: DeliverySettings | None = None
+    """Progressive delivery (docs/delivery.md): canary steps over the route's weights, each gated by
+    an analysis of the canary's success rate and latency; without it, a plain Deployment."""
 
     @field_validator("required_keys")
     @classmethod
     def _unique_keys(cls, keys: list[str]) -> list[str]:
         no_duplicates("key", keys)
         return keys
+
+    @field_validator("delivery")
+    @classmethod
+    def _enough_replicas(
+        cls, delivery: DeliverySettings | None, info: ValidationInfo
+    ) -> DeliverySettings | None:
+        # replicas is validated first (field order); an invalid one has its own message.
+        replicas = info.data.get("replicas")
+        problem = canary_allowed(replicas) if delivery is not None and isinstance(replicas, int) else None
+        if problem is not None:
+            raise ValueError(problem)
+        return delivery
 
 
 #: The platform's own entry for an app in Scaleway Secret Manager (in the app's folder).
@@ -530,10 +553,16 @@ class AppArgs:
     #: What the ExternalSecret needs first (the operator and its stores).
     secrets_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     tags: Sequence[str] = field(default_factory=tuple)
+    #: Where a canary app's analysis queries metrics (settings.delivery; scw_platform.delivery).
+    metrics_backend: MetricsBackend | None = None
+    #: The Argo Rollouts release: its CRDs before the app's AnalysisTemplate.
+    rollouts_depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.settings.database is not None and self.database is None:
             raise ValueError(f"app {self.settings.name} uses database {self.settings.database}: pass it")
+        if self.settings.delivery is not None and self.metrics_backend is None:
+            raise ValueError(f"app {self.settings.name} delivers by canary: pass the metrics backend")
 
 
 class App(pulumi.ComponentResource):
@@ -580,7 +609,9 @@ class App(pulumi.ComponentResource):
             self._migrator_secret(
                 name, args, args.database, meta=meta, before_sync=before_sync, k8s_opts=k8s_opts
             )
-        if args.gateway is not None:
+        if args.gateway is not None and app.delivery is not None and args.metrics_backend is not None:
+            self._canary(name, args, args.gateway, app.delivery, args.metrics_backend, meta, k8s_opts)
+        elif args.gateway is not None:
             self._route(name, args, args.gateway, meta, k8s_opts)
         self.delivery = RegisteredApp(
             name=app.name,
@@ -652,6 +683,34 @@ class App(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(
                 k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace, *gateway.depends_on])
             ),
+        )
+
+    def _canary(  # noqa: PLR0917 - the route's inputs plus the delivery's
+        self,
+        name: str,
+        args: AppArgs,
+        gateway: AppGateway,
+        delivery: DeliverySettings,
+        backend: MetricsBackend,
+        meta: Any,
+        k8s_opts: pulumi.ResourceOptions,
+    ) -> None:
+        """A canary app's route (two backends, weights the Rollout drives), its stable and canary
+        Services and its AnalysisTemplate (scw_platform.delivery.declare_canary)."""
+        declare_canary(
+            name,
+            CanaryArgs(
+                app=args.settings.name,
+                hostname=args.settings.hostname,
+                port=args.settings.port,
+                settings=delivery,
+                parent_ref=route_spec(args.settings, gateway)["parentRefs"][0],
+                backend=backend,
+                route_depends_on=tuple(gateway.depends_on),
+                crds_depend_on=tuple(args.rollouts_depends_on),
+            ),
+            meta=meta,
+            opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[self.namespace])),
         )
 
     def _database_entry(self, name: str, args: AppArgs, database: AppDatabase) -> pulumi.Resource:

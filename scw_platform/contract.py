@@ -56,6 +56,8 @@ PLATFORM_NAMESPACES = frozenset(
         "restore-check",
         # The CI runners' (scw_platform.ci): the program declares them with their envelope.
         "ci",
+        # Argo Rollouts' controller (scw_platform.delivery).
+        "argo-rollouts",
         "arc-system",
     }
 )

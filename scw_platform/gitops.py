@@ -326,6 +326,9 @@ ENVELOPE_KINDS = (
     {"group": "", "kind": "LimitRange"},
     {"group": "networking.k8s.io", "kind": "NetworkPolicy"},
     {"group": "external-secrets.io", "kind": "ExternalSecret"},
+    # A canary app's analysis is the platform's (scw_platform/delivery.py): a commit may not
+    # replace the measurement that decides whether its own release rolls back.
+    {"group": "argoproj.io", "kind": "AnalysisTemplate"},
 )
 
 #: Argo CD (resource tracking "annotation", the default since v3.0) marks every object a sync
@@ -1612,6 +1615,8 @@ MANAGED_RESOURCES: Mapping[str, tuple[str, ...]] = {
     "autoscaling": ("horizontalpodautoscalers",),
     "gateway.networking.k8s.io": ("httproutes",),
     "monitoring.coreos.com": ("servicemonitors", "prometheusrules"),
+    # A canary app's Rollout comes from Git in place of its Deployment (docs/delivery.md).
+    "argoproj.io": ("rollouts",),
 }
 
 
@@ -1621,8 +1626,12 @@ def manager_rules() -> list[dict[str, list[str]]]:
         {"api_groups": [group], "resources": list(resources), "verbs": [*_READ, *_WRITE]}
         for group, resources in MANAGED_RESOURCES.items()
     ]
-    # ExternalSecrets are the platform's (ENVELOPE_KINDS): shown, never written.
+    # ExternalSecrets and AnalysisTemplates are the platform's (ENVELOPE_KINDS), AnalysisRuns the
+    # Rollouts controller's: shown, never written.
     rules.append({"api_groups": ["external-secrets.io"], "resources": ["externalsecrets"], "verbs": [*_READ]})
+    rules.append(
+        {"api_groups": ["argoproj.io"], "resources": ["analysistemplates", "analysisruns"], "verbs": [*_READ]}
+    )
     return rules
 
 

@@ -45,6 +45,8 @@ EXTERNAL_SECRETS_METRICS_PORT = 8080
 CERT_MANAGER_METRICS_PORT = 9402
 #: Traefik's ``metrics`` entry point (the chart's default port), on a ClusterIP Service of its own.
 TRAEFIK_METRICS_PORT = 9100
+#: Argo Rollouts' controller (argo-helm charts/argo-rollouts ``controller.metrics``, port 8090).
+ROLLOUTS_CONTROLLER_METRICS_PORT = 8090
 
 
 def scrape(port: int) -> dict[str, str]:

@@ -21,7 +21,8 @@ health. The platform keeps the plain condition: one early "deployed" is preferre
 Each message names the app (its Application label ``labels.APP``, or the Application's name), the
 environment (label ``labels.ENVIRONMENT``), the Git revision and the images the app runs
 (``status.summary.images``: they show digests where the manifests pin them, as the image updater's
-``digest`` strategy writes them).
+``digest`` strategy writes them). A degraded app's chat message also quotes each degraded Rollout's
+health message: an aborted canary names its revision and the failed metric (docs/delivery.md).
 
 Contact points (``NotificationSettings.contact_points``) are of two kinds:
 
@@ -230,6 +231,9 @@ class _Event:
     once_per: str | None = None
     #: Whether the message quotes the operation's message (what failed).
     with_operation_message: bool = False
+    #: Whether the message quotes each degraded Rollout's health message: an aborted canary's names
+    #: the revision and the failed metric (scw_platform.delivery).
+    with_rollouts: bool = False
 
 
 _EVENTS: tuple[_Event, ...] = (
@@ -261,7 +265,18 @@ _EVENTS: tuple[_Event, ...] = (
         when="app.status.health.status == 'Degraded'",
         status="health-degraded",
         headline="is degraded in",
+        with_rollouts=True,
     ),
+)
+
+#: Argo CD's own health check of argoproj.io/Rollout (resource_customizations/argoproj.io/Rollout/
+#: health.lua) reports an aborted rollout as Degraded with the Rollout's status message, which Argo
+#: Rollouts writes as "RolloutAborted: Rollout aborted update to revision <n>: Metric "<name>"
+#: assessed Failed ...". The resource's health sits in the Application's status.resources[].
+_DEGRADED_ROLLOUTS = (
+    '{{ range (dig "status" "resources" (list) .app) }}{{ if eq .kind "Rollout" }}{{ with .health }}'
+    '{{ if eq .status "Degraded" }}\nRollout rolled back{{ with .message }}: '
+    '`{{ . | replace "`" "\'" | trunc 400 }}`{{ end }}{{ end }}{{ end }}{{ end }}{{ end }}'
 )
 
 
@@ -274,6 +289,9 @@ def _message(event: _Event) -> str:
         # One image a line, or "none reported" on the same line.
         f"Images:{{{{ range {_IMAGES} }}}}\n- `{{{{ . }}}}`{{{{ else }}}} none reported{{{{ end }}}}",
     ]
+    if event.with_rollouts:
+        # Nothing when no Rollout is degraded: the message is then the plain health line.
+        lines[-1] += _DEGRADED_ROLLOUTS
     if event.with_operation_message:
         # Backticks would close the code block early; a long error is cut to keep the chat readable.
         lines += ["```", f'{{{{ {_OPERATION_MESSAGE} | replace "`" "\'" | trunc 600 }}}}', "```"]

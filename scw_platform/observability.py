@@ -229,6 +229,8 @@ BLACKBOX_PORT = 9115
 PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
 PROMETHEUS_STACK_CHART_VERSION = "79.12.0"
 PROMETHEUS_STACK_RELEASE = "kps"
+#: Its Prometheus Service's port (kube-prometheus-stack ``prometheus.service.port``).
+PROMETHEUS_API_PORT = 9090
 #: ``<image>:<tag>@<digest>`` once images.yaml records a digest; today the tag alone (no public
 #: digest for any mimirtool release was found: the entry's gap says what was searched).
 MIMIRTOOL_IMAGE = images.ref("mimirtool")
@@ -287,6 +289,7 @@ CONTROLLER_METRICS_PORTS = (
     labels.CERT_MANAGER_METRICS_PORT,
     # Traefik's requests per app: the SLO rules' first source (scw_platform/slo.py).
     labels.TRAEFIK_METRICS_PORT,
+    labels.ROLLOUTS_CONTROLLER_METRICS_PORT,
 )
 
 _RESTRICTED_CONTAINER: Mapping[str, Any] = restricted_container()
@@ -784,7 +787,11 @@ class FrontDoorPods:
 
 
 def monitoring_policy_spec(
-    *, backend: str, front_door: FrontDoorPods | None = None, push_from: Sequence[str] = ()
+    *,
+    backend: str,
+    front_door: FrontDoorPods | None = None,
+    push_from: Sequence[str] = (),
+    query_from: Sequence[str] = (),
 ) -> Any:
     """What the monitoring namespace may do on top of its default deny.
 
@@ -793,7 +800,8 @@ def monitoring_policy_spec(
     pod's own node is always allowed
     (https://kubernetes.io/docs/concepts/services-networking/network-policies/). With backend
     prometheus, the API server also calls the operator's admission webhook. The namespaces in
-    ``push_from`` (batch jobs' figures) may reach the Pushgateway's port, nothing else.
+    ``push_from`` (batch jobs' figures) may reach the Pushgateway's port, nothing else; with backend
+    prometheus, those in ``query_from`` (the canaries' analysis) Prometheus's API port.
 
     Egress: DNS; its own pods; the Kubernetes API, kubelet/cAdvisor and node-exporter; the platform
     controllers' metrics ports; Traefik's HTTPS entry point; public HTTPS (Cockpit's push and ruler
@@ -826,6 +834,13 @@ def monitoring_policy_spec(
             {
                 "from": [{"namespaceSelector": kube.namespace_selector(ns)} for ns in sorted(push_from)],
                 "ports": _tcp(PUSHGATEWAY_PORT),
+            }
+        )
+    if query_from and backend == "prometheus":
+        ingress.append(
+            {
+                "from": [{"namespaceSelector": kube.namespace_selector(ns)} for ns in sorted(query_from)],
+                "ports": _tcp(PROMETHEUS_API_PORT),
             }
         )
     return {
@@ -936,6 +951,9 @@ class ObservabilityArgs:
     #: any, the stack runs a Pushgateway (``PUSHGATEWAY_URL``) that only they may reach, scraped
     #: into the same place as every other cluster metric.
     push_clients: Sequence[str] = ()
+    #: Namespaces that query the in-cluster Prometheus (backend prometheus: the canaries' analysis,
+    #: from Argo Rollouts' namespace).
+    query_clients: Sequence[str] = ()
     #: Labels of the monitoring namespace: leave the default (``monitoring_namespace_labels``).
     namespace_labels: Mapping[str, str] = field(default_factory=monitoring_namespace_labels)
     tags: Sequence[str] = field(default_factory=tuple)
@@ -1078,6 +1096,7 @@ class Observability(pulumi.ComponentResource):
                     backend=args.settings.backend,
                     front_door=args.front_door,
                     push_from=args.push_clients,
+                    query_from=args.query_clients,
                 ),
                 opts=namespace_ready,
             ),

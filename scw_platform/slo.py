@@ -74,6 +74,10 @@ MAX_WINDOW_DAYS = 90
 MIN_WINDOW_DAYS = 7
 #: What Traefik's service metrics count and how they name the app's backend (module docstring).
 TRAEFIK_REQUESTS = "traefik_service_requests_total"
+#: Traefik's request latency histogram per service, beside the counter (same ``service`` label):
+#: the canary analysis reads its buckets (scw_platform.delivery). Enabled with the service labels
+#: in scw_platform.ingress (_traefik_metrics).
+TRAEFIK_DURATION_BUCKETS = "traefik_service_request_duration_seconds_bucket"
 TRAEFIK_PROVIDER = "kubernetesgateway"
 #: The blackbox scrape job (``scw_platform.observability.probe_scrape_config`` and ``probe_spec``).
 PROBE_JOB = "blackbox"
@@ -129,6 +133,10 @@ class SloTarget:
     #: The Service port the route's backendRef names (the app's ``port``).
     port: int
     slo: SloSettings
+    #: The app delivers by canary (scw_platform.delivery): its route sends traffic to two Services,
+    #: ``<app>-stable`` and ``<app>-canary``, instead of ``<app>``, and the objective counts both
+    #: (users get errors from either).
+    canary: bool = False
 
     def __post_init__(self) -> None:
         # The names go into PromQL string literals: nothing that could need quoting.
@@ -201,8 +209,55 @@ SLOW_BURN = BurnRateAlert(
 
 def traefik_service(target: SloTarget) -> str:
     """The ``service`` label of the app's backend in Traefik's service metrics (module docstring)."""
-    name = _normalize(_normalize(f"{target.namespace}-{target.app}-http") + f"-{target.port}")
+    return traefik_backend(target.namespace, target.app, target.port)
+
+
+def traefik_backend(namespace: str, service: str, port: int) -> str:
+    """The ``service`` label Traefik gives the backendRef ``service:port`` of a route in
+    ``namespace`` (module docstring): what the SLO rules and the canary analysis both select."""
+    name = _normalize(_normalize(f"{namespace}-{service}-http") + f"-{port}")
     return f"{name}@{TRAEFIK_PROVIDER}"
+
+
+def traefik_services(target: SloTarget) -> tuple[str, ...]:
+    """Every backend the app's route sends to: the app's Service, or its stable and canary ones."""
+    if not target.canary:
+        return (traefik_service(target),)
+    return tuple(
+        traefik_backend(target.namespace, f"{target.app}-{track}", target.port)
+        for track in ("stable", "canary")
+    )
+
+
+def _service_matcher(services: Sequence[str]) -> str:
+    if not services:
+        raise ValueError("no Traefik service to select")
+    if len(services) == 1:
+        return f'service="{services[0]}"'
+    # The names are Traefik's normalized ones (letters, digits, '-', '@'): nothing to escape.
+    return f'service=~"{"|".join(services)}"'
+
+
+def traefik_error_ratio(services: Sequence[str], window: str) -> str:
+    """The share of 5xx among the requests Traefik sent to ``services`` over ``window``: the SLO's
+    recorded ratio and the canary analysis's success condition are both this expression (one
+    source of truth). No request in the window: no sample (module docstring)."""
+    matcher = _service_matcher(services)
+    requests = f"{TRAEFIK_REQUESTS}{{{matcher}}}"
+    errors = f'{TRAEFIK_REQUESTS}{{{matcher}, code=~"5.."}}'
+    return f"(sum(rate({errors}[{window}])) or vector(0))\n/\n(sum(rate({requests}[{window}])) > 0)\n"
+
+
+def traefik_latency_quantile(services: Sequence[str], quantile: float, window: str) -> str:
+    """The ``quantile`` of Traefik's request durations to ``services`` over ``window``, in seconds,
+    interpolated within its histogram buckets. No request in the window: NaN (every bucket's rate
+    is 0), or no sample when the series never existed. Zero buckets are kept on purpose: dropping
+    them would move the interpolation's lower bound."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile {quantile} is not strictly between 0 and 1")
+    matcher = _service_matcher(services)
+    buckets = f"{TRAEFIK_DURATION_BUCKETS}{{{matcher}}}"
+    return f"histogram_quantile({quantile:g}, sum by (le) (rate({buckets}[{window}])))\n"
 
 
 def _normalize(name: str) -> str:
@@ -231,8 +286,6 @@ def slo_rule_groups(targets: Sequence[SloTarget]) -> list[dict[str, Any]]:
 
 
 def _recording_rules(target: SloTarget) -> list[dict[str, Any]]:
-    requests = f'{TRAEFIK_REQUESTS}{{service="{traefik_service(target)}"}}'
-    errors = f'{TRAEFIK_REQUESTS}{{service="{traefik_service(target)}", code=~"5.."}}'
     (instance,) = probe_targets([target.hostname])
     probes = f'probe_success{{job="{PROBE_JOB}", instance="{instance}"}}'
     rules: list[dict[str, Any]] = []
@@ -240,10 +293,7 @@ def _recording_rules(target: SloTarget) -> list[dict[str, Any]]:
         rules.append(
             {
                 "record": recorded(window),
-                "expr": (
-                    f"(sum(rate({errors}[{window}])) or vector(0))\n/\n"
-                    f"(sum(rate({requests}[{window}])) > 0)\n"
-                ),
+                "expr": traefik_error_ratio(traefik_services(target), window),
                 "labels": _labels(target, "traefik"),
             }
         )

@@ -41,7 +41,9 @@ policies, Pod Security ``restricted``); these policies bound what it runs:
 Where: one policy per shape of pod spec, so each expression reads one schema
 (:data:`POD_SPECS`): ``pods`` (``object.spec``; CREATE and UPDATE of Pods and of their
 ``ephemeralcontainers`` subresource), ``workloads`` (``object.spec.template.spec`` of Deployments,
-StatefulSets, DaemonSets, ReplicaSets and Jobs) and ``cronjobs``
+StatefulSets, DaemonSets, ReplicaSets, Jobs and Argo Rollouts' Rollouts, the canary apps'
+workloads; a Rollout without a template, pointing at a Deployment, is judged through that
+Deployment) and ``cronjobs``
 (``object.spec.jobTemplate.spec.template.spec``), and ``services``. Both levels on purpose: the
 controllers' policies refuse at sync time, in the Argo CD sync result people read; the pods' policy
 catches pods no manifest describes (a controller this policy does not know, ``kubectl debug``, a
@@ -184,6 +186,10 @@ class WorkloadAdmissionSettings(Settings):
 
 PODS = "pods"
 WORKLOADS = "workloads"
+#: Argo Rollouts' API group and the one version it serves (argoproj/argo-rollouts v1.9.1,
+#: manifests/crds/rollout-crd.yaml); every other group matched here serves v1.
+ROLLOUTS_GROUP = "argoproj.io"
+API_VERSIONS: Mapping[str, str] = {ROLLOUTS_GROUP: "v1alpha1"}
 CRONJOBS = "cronjobs"
 SERVICES = "services"
 
@@ -201,6 +207,10 @@ class PodSpecShape:
     #: Whether the kinds may run long (restartPolicy Always): a CronJob's pods never do (the API
     #: server's own validation, before validating admission, allows only Never and OnFailure).
     long_running: bool = True
+    #: More matchConditions beside "not being deleted": a Rollout that points at a Deployment
+    #: (``spec.workloadRef``) instead of carrying a template is not judged, its Deployment is.
+    #: Deployments, StatefulSets, DaemonSets, ReplicaSets and Jobs always have a template.
+    match_conditions: tuple[Mapping[str, str], ...] = ()
 
 
 #: The pod-spec policies by id.
@@ -214,7 +224,14 @@ POD_SPECS: Mapping[str, PodSpecShape] = {
     WORKLOADS: PodSpecShape(
         "object.spec.template.spec",
         "spec.template.spec",
-        (("apps", ("deployments", "statefulsets", "daemonsets", "replicasets")), ("batch", ("jobs",))),
+        (
+            ("apps", ("deployments", "statefulsets", "daemonsets", "replicasets")),
+            ("batch", ("jobs",)),
+            # A canary app's Rollout (scw_platform.delivery) keeps its pod template where a
+            # Deployment does (the v1.9.1 Rollout CRD: spec.template).
+            (ROLLOUTS_GROUP, ("rollouts",)),
+        ),
+        match_conditions=({"name": "has-pod-template", "expression": "has(object.spec.template)"},),
     ),
     CRONJOBS: PodSpecShape(
         "object.spec.jobTemplate.spec.template.spec",
@@ -450,14 +467,14 @@ def _pod_spec_policy(shape: PodSpecShape, endpoint: str, parameters: _Parameters
             "resourceRules": [
                 {
                     "apiGroups": [group],
-                    "apiVersions": ["v1"],
+                    "apiVersions": [API_VERSIONS.get(group, "v1")],
                     "operations": ["CREATE", "UPDATE"],
                     "resources": list(resources),
                 }
                 for group, resources in shape.resource_rules
             ]
         },
-        "matchConditions": [_NOT_BEING_DELETED],
+        "matchConditions": [_NOT_BEING_DELETED, *(dict(c) for c in shape.match_conditions)],
         "variables": variables,
         "validations": [_reported(name, field, rule) for name, _, field, rule in rules],
     }

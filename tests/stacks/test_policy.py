@@ -177,6 +177,37 @@ def ci_release(values: dict[str, Any]) -> ResourceView:
     )
 
 
+def canary_route(
+    *, weights: tuple[int, int] = (100, 0), writer: str | None = "argoproj.io/Rollout/web"
+) -> list[ResourceView]:
+    """A canary app's HTTPRoute: two backends, the Rollout named as the writer of the weights."""
+    metadata: dict[str, Any] = {"name": "web-rollout", "namespace": "web"}
+    if writer is not None:
+        metadata["annotations"] = {"platform.scw/traffic-writer": writer}
+    refs = [
+        {"name": "web-stable", "port": 8080, "weight": weights[0]},
+        {"name": "web-canary", "port": 8080, "weight": weights[1]},
+    ]
+    spec = {"hostnames": ["web.example.com"], "rules": [{"backendRefs": refs}]}
+    return [k8s("HTTPRoute", "route", {"metadata": metadata, "spec": spec}, "gateway.networking.k8s.io/v1")]
+
+
+def canary_backends() -> list[ResourceView]:
+    """The Services and the AnalysisTemplate the program declares beside a canary route."""
+    return [
+        *(
+            k8s("Service", name, {"metadata": {"name": name, "namespace": "web"}})
+            for name in ("web-stable", "web-canary")
+        ),
+        k8s(
+            "AnalysisTemplate",
+            "analysis",
+            {"metadata": {"name": "web-canary", "namespace": "web"}},
+            "argoproj.io/v1alpha1",
+        ),
+    ]
+
+
 def helm(
     version: Any = "41.3.0", values: dict[str, Any] | None = None, chart: str = "traefik"
 ) -> ResourceView:
@@ -681,6 +712,19 @@ CASES: dict[str, list[Case]] = {
             ),
         ),
     ],
+    "canary-route-single-writer": [
+        # A split the program itself declares would fight the Rollout; 100/0 is the state between
+        # rollouts (scw_platform.delivery, docs/delivery.md).
+        (
+            stack(*canary_route(weights=(90, 10)), *canary_backends()),
+            stack(*canary_route(), *canary_backends()),
+        ),
+        (
+            stack(*canary_route(writer=None), *canary_backends()),
+            stack(*canary_route(writer="argoproj.io/Rollout/web"), *canary_backends()),
+        ),
+        (stack(*canary_route()), stack(*canary_route(), *canary_backends())),
+    ],
     "no-privileged-containers": [
         (stack(pod("web", privileged=True)), stack(pod("web", privileged=False))),
         (
@@ -897,8 +941,9 @@ def test_platform_namespace_rule_looks_at_every_committed_platform_namespace(
     rule = rules.RULES_BY_NAME["platform-namespace-default-deny"]
     common = {"cert-manager", "external-secrets", "traefik"}
     expected = {
-        "dev": common | {"argocd-manager"},
-        "prod": common | {"argocd-manager", "monitoring", "restore-check"},
+        # argo-rollouts: every workload cluster's canary controller (scw_platform.delivery).
+        "dev": common | {"argocd-manager", "argo-rollouts"},
+        "prod": common | {"argocd-manager", "argo-rollouts", "monitoring", "restore-check"},
         # "tools": a GitOps namespace (platform:gitops.namespaces).
         "tooling": common | {"argocd", "monitoring", "tools"},
     }

@@ -52,6 +52,16 @@ ENVELOPE = {
 DATABASE_ENTRY = {SM_SECRET: 1, SM_VERSION: 1}
 #: With migrate: the migrator's own vault entry and its own ExternalSecret (the hook's Secret).
 MIGRATOR_ENTRY = {SM_SECRET: 2, SM_VERSION: 2, EXTERNAL_SECRET: 2}
+#: With delivery (a canary, scw_platform.delivery): the stable and canary Services, the analysis's
+#: token Secret and its AnalysisTemplate.
+CANARY_ENTRY = {
+    SECRET: 2,
+    "kubernetes:core/v1:Service": 2,
+    "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate": 1,
+    # What Git may deliver as its Rollout (scw_platform.delivery.rollout_policy_spec).
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy": 1,
+    "kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding": 1,
+}
 #: What tooling declares for prod's apps: the children of its ``prod-gitops`` component.
 DELIVERY = "prod-gitops"
 REGISTRY = "rg.fr-par.scw.cloud/acme-platform"
@@ -133,6 +143,7 @@ def test_prod_declares_two_apps_and_each_gets_the_whole_envelope(
             **ENVELOPE,
             **(DATABASE_ENTRY if raw.get("database") else {}),
             **(MIGRATOR_ENTRY if raw.get("migrate") else {}),
+            **(CANARY_ENTRY if raw.get("delivery") else {}),
         }
         assert _counts(_children(prod, component)) == expected, raw["name"]
     assert prod.exports["apps"].value == [a["name"] for a in raw_apps]
@@ -345,7 +356,8 @@ def test_route_attaches_to_the_listener_of_its_hostname(
     gateway = prod.one("kubernetes:gateway.networking.k8s.io/v1:Gateway")
     listeners = {listener["name"]: listener for listener in gateway.inputs["spec"]["listeners"]}
     for raw in raw_apps:
-        route = _envelope(prod, raw["name"])["route"]
+        # A canary's route is its Rollout's, named apart (scw_platform.delivery.route_name).
+        route = _envelope(prod, raw["name"])["rollout-route" if raw.get("delivery") else "route"]
         spec = route.inputs["spec"]
         assert spec["hostnames"] == [raw["hostname"]]
         (parent,) = spec["parentRefs"]
@@ -359,7 +371,15 @@ def test_route_attaches_to_the_listener_of_its_hostname(
         assert listener["allowedRoutes"]["namespaces"]["selector"] == {
             "matchLabels": {"platform.scw/app-namespace": "true", "platform.scw/app": raw["name"]}
         }
-        assert spec["rules"][0]["backendRefs"] == [{"name": raw["name"], "port": raw["port"]}]
+        # A canary's route sends everything to its stable Service until its Rollout shifts weight.
+        assert spec["rules"][0]["backendRefs"] == (
+            [
+                {"name": f"{raw['name']}-stable", "port": raw["port"], "weight": 100},
+                {"name": f"{raw['name']}-canary", "port": raw["port"], "weight": 0},
+            ]
+            if raw.get("delivery")
+            else [{"name": raw["name"], "port": raw["port"]}]
+        )
         assert gateway.urn in route.dependencies
 
 
@@ -546,6 +566,11 @@ def test_app_manifests_cover_every_kind(app_manifests: tuple[Path, list[validate
         "ExternalSecret",
         "HTTPRoute",
         "Job",
+        # The website's canary (docs/delivery.md) and the admission of its Rollout.
+        "Service",
+        "AnalysisTemplate",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
 
 
@@ -575,10 +600,11 @@ def test_core_objects_pass_kubernetes_validate_strict(
 def test_custom_resources_pass_their_crd_schemas(app_manifests: tuple[Path, list[validate.Manifest]]) -> None:
     _, manifests = app_manifests
     custom = {m.group for m in manifests if schemas.is_custom_group(m.group)}
-    assert custom == {"external-secrets.io", "gateway.networking.k8s.io"}
+    assert custom == {"external-secrets.io", "gateway.networking.k8s.io", "argoproj.io"}
     result = validate.check_custom(manifests, custom, schemas.schemas_dir())
-    # Two ExternalSecrets (<app>-env) and two HTTPRoutes, and the website's migrator ExternalSecret.
-    assert result.objects == 5
+    # Two ExternalSecrets (<app>-env) and two HTTPRoutes, the website's migrator ExternalSecret and
+    # its canary's AnalysisTemplate.
+    assert result.objects == 6
     assert result.failures == []
 
 

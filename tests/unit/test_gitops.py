@@ -500,6 +500,8 @@ def test_environment_project_is_restricted_to_its_cluster_and_namespaces(tooling
         ("", "LimitRange"),
         ("networking.k8s.io", "NetworkPolicy"),
         ("external-secrets.io", "ExternalSecret"),
+        # The platform's canary analysis: a commit cannot rewrite what judges its own release.
+        ("argoproj.io", "AnalysisTemplate"),
         ("", "Secret"),
         ("rbac.authorization.k8s.io", "*"),
     }
@@ -862,9 +864,15 @@ def test_argocd_manager_reads_no_secrets_and_grants_one_api_group_per_rule(prod:
         "gateway.networking.k8s.io": {"httproutes"},
         "monitoring.coreos.com": {"servicemonitors", "prometheusrules"},
         "external-secrets.io": {"externalsecrets"},
+        # A canary app's Rollout from Git; its analysis and the runs are read only.
+        "argoproj.io": {"rollouts", "analysistemplates", "analysisruns"},
     }
     [external_secrets] = [r for r in rules if r["apiGroups"] == ["external-secrets.io"]]
     assert external_secrets["verbs"] == ["get", "list", "watch"]
+    [analysis] = [
+        r for r in rules if r["apiGroups"] == ["argoproj.io"] and "analysistemplates" in r["resources"]
+    ]
+    assert analysis["verbs"] == ["get", "list", "watch"]
 
 
 def test_argocd_excludes_secrets_of_the_workload_clusters_only(

@@ -482,6 +482,9 @@ def test_every_production_release_pins_each_recorded_digest_at_its_values_path(
         assert chart in charts or chart in NOT_IN_PRODUCTION, (
             f"{chart}: in images.yaml, not in prod nor excused"
         )
+    # The other way round: a chart production installs that images.yaml does not list would pass
+    # the digest rule with nothing checked.
+    assert charts <= set(images.load().charts()), charts - set(images.load().charts())
     checked, unpinned = 0, set()
     for release in releases:
         count, gaps = _release_pins(release.inputs["chart"], release.inputs["values"])
@@ -489,8 +492,9 @@ def test_every_production_release_pins_each_recorded_digest_at_its_values_path(
         unpinned |= gaps
     assert unpinned == PRODUCTION_GAPS
     # Traefik 1, cert-manager 5, External Secrets 3, k8s-monitoring 8 (Alloy and its config
-    # reloader in three collectors, node-exporter, kube-state-metrics), blackbox 1, Pushgateway 1.
-    assert checked == 19
+    # reloader in three collectors, node-exporter, kube-state-metrics), blackbox 1, Pushgateway 1,
+    # Argo Rollouts 1.
+    assert checked == 20
 
 
 def test_a_module_tag_bumped_without_its_entry_fails_the_values_it_builds(
@@ -511,3 +515,22 @@ def test_a_module_tag_bumped_without_its_entry_fails_the_values_it_builds(
         observability.agent_values(
             cluster_name="c", backend="cockpit", metrics_push_url="u", logs_push_url="l"
         )
+
+
+def test_the_docs_table_lists_every_entry_with_its_digest_or_gap() -> None:
+    """docs/charts.md's table is written by hand: it must not drift from images.yaml."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "charts.md").read_text()
+    rows = {
+        cells[1].strip("` "): cells[3].strip()
+        for line in text.splitlines()
+        if line.startswith("| `") and len(cells := line.split("|")) > 4
+    }
+    for entry in images.load():
+        assert entry.name in rows, f"{entry.name} is not in docs/charts.md's table"
+        shown = rows[entry.name]
+        if entry.digest is None:
+            assert shown == "**gap**", (entry.name, shown)
+        else:
+            assert shown.strip("`").rstrip("…") in entry.digest, (entry.name, shown)

@@ -307,10 +307,11 @@ def test_the_charts_keep_the_ports_the_policies_name(committed_plans: dict[str, 
 def test_every_metrics_port_monitoring_scrapes_is_admitted_from_monitoring(
     committed_plans: dict[str, runner.Plan],
 ) -> None:
-    """observability's egress to the controllers' metrics ports meets an ingress on the other side."""
-    plan = committed_plans["tooling"]
+    """observability's egress to the controllers' metrics ports meets an ingress on the other side,
+    in the stack each controller runs in (Argo CD's in tooling, Argo Rollouts' in prod and dev)."""
     admitted = {
         port["port"]
+        for plan in committed_plans.values()
         for r in plan.by_type(POLICY)
         for rule in plain(r.inputs["spec"]).get("ingress", [])
         if rule.get("from") == from_monitoring(0)["from"]

@@ -198,8 +198,9 @@ MONITORING_EGRESS = [
     {"to": [{"podSelector": {}}]},
     # Kapsule's API server (outside the cluster), kubelet/cAdvisor and node-exporter: ports only.
     {"ports": _tcp(6443, 10250, 9100)},
-    # Argo CD's controller, External Secrets, cert-manager and Traefik metrics, in their namespaces.
-    {"to": [{"namespaceSelector": {}}], "ports": _tcp(8082, 8080, 9402, 9100)},
+    # Argo CD's controller, External Secrets, cert-manager, Traefik and Argo Rollouts metrics, in
+    # their namespaces.
+    {"to": [{"namespaceSelector": {}}], "ports": _tcp(8082, 8080, 9402, 9100, 8090)},
     # Probes handed straight to Traefik by the CNI.
     {
         "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
@@ -268,7 +269,17 @@ def test_prometheus_backend_admits_the_api_server_to_the_operator_webhook(
     prometheus_plan: runner.Plan,
 ) -> None:
     allow = _policies(_members(prometheus_plan))["monitoring-allow"].inputs["spec"]
-    assert allow["ingress"] == [{"from": [{"podSelector": {}}]}, {"ports": _tcp(10250)}, RESTORE_CHECK_PUSH]
+    # Prod's website is a canary: its analysis queries Prometheus from Argo Rollouts' namespace.
+    rollouts_query = {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "argo-rollouts"}}}],
+        "ports": _tcp(9090),
+    }
+    assert allow["ingress"] == [
+        {"from": [{"podSelector": {}}]},
+        {"ports": _tcp(10250)},
+        RESTORE_CHECK_PUSH,
+        rollouts_query,
+    ]
     assert allow["egress"] == MONITORING_EGRESS
 
 
@@ -563,3 +574,31 @@ def test_probes_may_reach_the_front_doors_pods_only_when_given_them() -> None:
     assert to_pods in obs.monitoring_policy_spec(backend="cockpit", front_door=pods)["egress"]
     without = obs.monitoring_policy_spec(backend="cockpit")["egress"]
     assert not any("traefik" in str(rule) for rule in without)
+
+
+def test_only_the_canaries_analysis_may_query_the_in_cluster_prometheus() -> None:
+    from_rollouts = {
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "argo-rollouts"}}}],
+        "ports": [{"protocol": "TCP", "port": obs.PROMETHEUS_API_PORT}],
+    }
+    spec = obs.monitoring_policy_spec(backend="prometheus", query_from=["argo-rollouts"])
+    assert from_rollouts in spec["ingress"]
+    # Nobody else; and with Cockpit there is no Prometheus to reach.
+    assert from_rollouts not in obs.monitoring_policy_spec(backend="prometheus")["ingress"]
+    assert (
+        from_rollouts
+        not in obs.monitoring_policy_spec(backend="cockpit", query_from=["argo-rollouts"])["ingress"]
+    )
+
+
+def test_the_rollouts_controllers_metrics_port_is_scraped_from_monitoring() -> None:
+    """The collectors may reach the port the controller's Service asks to be scraped on, and the
+    controller's namespace admits them on it (scw_platform/delivery.py)."""
+    from scw_platform import delivery
+
+    egress = obs.monitoring_policy_spec(backend="cockpit")["egress"]
+    (controllers,) = [rule for rule in egress if rule.get("to") == [{"namespaceSelector": {}}]]
+    assert {"protocol": "TCP", "port": delivery.CONTROLLER_METRICS_PORT} in controllers["ports"]
+    (policy,) = delivery.controller_policies().values()
+    ports = [p["port"] for rule in policy["ingress"] for p in rule["ports"]]
+    assert ports == [delivery.CONTROLLER_METRICS_PORT]

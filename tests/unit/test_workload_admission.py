@@ -703,6 +703,7 @@ def test_match_constraints() -> None:
             ("apps", "deployments"),
             ("apps", "replicasets"),
             ("apps", "statefulsets"),
+            ("argoproj.io", "rollouts"),
             ("batch", "jobs"),
         ],
         "cronjobs": [("batch", "cronjobs")],
