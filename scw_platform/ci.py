@@ -297,10 +297,13 @@ class CiRunners(pulumi.ComponentResource):
         )
         in_namespace = pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[namespace]))
         envelope = self._envelope(name, args, in_namespace)
-        token = self._runner_token(name, args, in_namespace)
-        after = pulumi.ResourceOptions.merge(
-            in_namespace, pulumi.ResourceOptions(depends_on=[token, *envelope])
-        )
+        self._runner_token(name, args, in_namespace)
+        # Not after the token's ExternalSecret: that waits for the secrets operator's release, and
+        # its Secret appears asynchronously anyway (Pulumi does not wait for a custom resource's
+        # status). The runner pods wait for the Secret themselves, within the release's atomic
+        # timeout (600 s, which covers the operator's install), so the two releases run side by
+        # side instead of one after the other (scripts/critical_path.py: tooling's longest chain).
+        after = pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=envelope))
         if args.settings.provider == "gitlab":
             self.release = self._gitlab(name, args, after)
         else:

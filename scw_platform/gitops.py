@@ -1018,8 +1018,13 @@ class ArgoCd(pulumi.ComponentResource):
         self.release = self._argocd_release(name, args, after_namespace)
         after_argocd = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[self.release])
         self._repository_credentials(name, args, after_namespace)
-        # Kept: the image updater watches Applications, whose CRD Argo CD's release installs.
-        self.image_updater = self._image_updater(name, args, after_namespace, after_argocd)
+        # Beside Argo CD's release, not after it: the updater watches Applications, whose CRD that
+        # release applies in its first seconds (Helm applies the manifests, then waits for the
+        # pods); an updater pod that starts earlier exits and is restarted by the kubelet until the
+        # CRD is there, within its own release's wait. Its ImageUpdater resources wait for its
+        # release (their CRD is the updater chart's). Serial, the two releases were tooling's
+        # longest chain (scripts/critical_path.py).
+        self.image_updater = self._image_updater(name, args, after_namespace)
         route_opts = pulumi.ResourceOptions.merge(
             after_argocd, pulumi.ResourceOptions(depends_on=list(args.route_depends_on))
         )
@@ -1150,7 +1155,6 @@ class ArgoCd(pulumi.ComponentResource):
         name: str,
         args: ArgoCdArgs,
         after_namespace: pulumi.ResourceOptions,
-        after_argocd: pulumi.ResourceOptions,
     ) -> k8s.helm.v3.Release:
         """The image updater: its registry pull Secret, its own RBAC and its release (after Argo
         CD's, whose CRDs and Applications it works on)."""
@@ -1175,7 +1179,9 @@ class ArgoCd(pulumi.ComponentResource):
             namespace=ARGOCD_NAMESPACE,
             values=image_updater_values(args, pull_secret),
             # Its own RBAC first: the chart's is switched off (image_updater_values).
-            opts=pulumi.ResourceOptions.merge(after_argocd, pulumi.ResourceOptions(depends_on=updater_rbac)),
+            opts=pulumi.ResourceOptions.merge(
+                after_namespace, pulumi.ResourceOptions(depends_on=updater_rbac)
+            ),
         )
 
     def _route(

@@ -14,7 +14,7 @@ from offline import runner
 from policy import rules as policy
 from scw_platform import ci
 from tests import cel
-from tests.harness import StackConfig, new_problems, plaintext_secrets, unwrap
+from tests.harness import StackConfig, new_problems, plaintext_secrets, unwrap, upstream
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
@@ -84,6 +84,18 @@ def test_the_runner_token_comes_from_the_vault_never_from_values(tooling: runner
     values = _named(tooling, "tooling-ci-gitlab-runner").inputs["values"]
     assert values["runners"]["secret"] == ci.RUNNER_TOKEN_SECRET
     assert "placeholder-ciRunnerToken" not in str(unwrap(values)), "the token never reaches Helm values"
+
+
+def test_the_runner_release_runs_beside_the_secrets_operator_not_after_it(tooling: runner.Plan) -> None:
+    """Its pods wait for the token's Secret themselves (within the release's 600 s), so the two
+    releases are not in series: tooling's longest chain (scripts/critical_path.py)."""
+    release = _named(tooling, "tooling-ci-gitlab-runner")
+    waits = upstream(tooling, release)
+    assert _named(tooling, "tooling-secrets-operator").urn not in waits
+    assert _named(tooling, "tooling-ci-runner-token").urn not in waits
+    # Still after its namespace and the namespace's default deny.
+    assert _named(tooling, "tooling-ci-namespace").urn in waits
+    assert release.inputs["timeout"] == 600
 
 
 def test_gitlab_job_pods_run_on_the_builders_pool_bounded_and_unprivileged(tooling: runner.Plan) -> None:

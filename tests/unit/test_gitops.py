@@ -422,8 +422,12 @@ def test_image_updater_reads_the_registry_with_a_read_only_identity(tooling: run
     ]
     updater = _named(tooling, "argocd-image-updater")
     assert updater.inputs["version"] == gitops.IMAGE_UPDATER_CHART_VERSION
+    # Beside Argo CD's release (it restarts until the Application CRD exists), after its namespace
+    # and its own RBAC; the ImageUpdater resources wait for it (their CRD is its chart's).
     argocd = _named(tooling, "argocd-argocd")
-    assert argocd.urn in updater.dependencies
+    assert argocd.urn not in upstream(tooling, updater)
+    assert _named(tooling, "argocd-namespace").urn in upstream(tooling, updater)
+    assert _named(tooling, "argocd-image-updater-role").urn in upstream(tooling, updater)
     registries = _plain(updater.inputs["values"])["config"]["registries"]
     assert registries[0]["prefix"] == "rg.fr-par.scw.cloud"
     assert registries[0]["credentials"] == "pullsecret:argocd/registry-pull"
