@@ -539,14 +539,12 @@ def _helm_images_pinned(r: ResourceView, _: StackView) -> Iterator[Finding]:
 # --- Production runs every image by digest, tag kept (scw_platform/data/images.yaml records
 # which digest each platform image is pinned to, and where each chart takes it).
 
-_TAG_AT_DIGEST = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}@sha256:[0-9a-f]{64}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-#: What a values path holds in each form of scw_platform.images.Form, and how the message says it.
+#: How the message names what a values path holds in each form of scw_platform.images.Form.
 _DIGEST_FORMS = {
-    "tag-suffix": (_TAG_AT_DIGEST, "<tag>@sha256:<digest>"),
-    "digest-appended": (_SHA256, "sha256:<digest>"),
-    "hex-appended": (_HEX64, "the digest's 64 hex digits (the chart adds @sha256:)"),
+    "tag-suffix": "<tag>@sha256:<digest>",
+    "digest-appended": "sha256:<digest>",
+    "hex-appended": "the digest's 64 hex digits (the chart adds @sha256:)",
 }
 
 
@@ -585,6 +583,15 @@ def _images_by_digest(r: ResourceView, _: StackView) -> Iterator[Finding]:
         problem = digest_problem(image)
         if problem and not (isinstance(image, str) and platform_images.gap_for(image)):
             yield f"{path}.image", problem
+        elif not problem and isinstance(image, str) and not is_unknown(image) and not is_masked_secret(image):
+            # A well-formed digest that is not the one recorded for that tag: stale, or another image.
+            entry = platform_images.recorded_for(image)
+            if entry is not None and entry.digest is not None and not image.endswith(f"@{entry.digest}"):
+                yield (
+                    f"{path}.image",
+                    f"image {image!r}: scw_platform/data/images.yaml records {entry.digest} for "
+                    f"{entry.name_ref}:{entry.tag} ({entry.name})",
+                )
 
 
 def _helm_values_pin_digests(r: ResourceView) -> Iterator[Finding]:
@@ -605,8 +612,9 @@ def _helm_values_pin_digests(r: ResourceView) -> Iterator[Finding]:
             if vp.form == "none":
                 continue  # the chart cannot take a digest there: docs/charts.md lists it
             value = dig(values, *vp.path.split("."))
-            wanted, form = _DIGEST_FORMS[vp.form]
-            if isinstance(value, str) and wanted.fullmatch(value):
+            form = _DIGEST_FORMS[vp.form]
+            # The recorded pin itself, not any well-formed digest: a stale or foreign one fails.
+            if value == entry.value_for(vp):
                 continue
             yield (
                 f"values.{vp.path}",

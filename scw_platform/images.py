@@ -324,6 +324,12 @@ class Images:
         image no digest could be read for yet, with the reason in its ``gap``."""
         return next((e for e in self.gaps() if e.tag is not None and e.ref == image), None)
 
+    def recorded_for(self, image: str) -> Image | None:
+        """The entry whose ``registry/repository:tag`` is ``image``'s (any digest it carries
+        left out), if one is recorded."""
+        reference = image.partition("@")[0]
+        return next((e for e in self if e.tag is not None and f"{e.name_ref}:{e.tag}" == reference), None)
+
 
 def _merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with ``overrides`` merged in, as new dicts all the way down (``base`` untouched)."""
@@ -455,6 +461,10 @@ def chart_values(name: str) -> dict[str, str]:
 
 def gap_for(image: str) -> Image | None:
     return load().gap_for(image)
+
+
+def recorded_for(image: str) -> Image | None:
+    return load().recorded_for(image)
 
 
 def for_chart(chart: str) -> list[Image]:

@@ -248,6 +248,12 @@ UPDATER = k8s(
 SHA = "sha256:" + "c" * 64
 
 
+def images_ref(name: str) -> str:
+    from scw_platform import images
+
+    return images.ref(name)
+
+
 def workload(*images_: str, kind: str = "Deployment") -> ResourceView:
     """A pod-spec object whose containers (the last one an init container) run ``images_``."""
     *main, init = images_
@@ -273,15 +279,16 @@ def nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 def pinned_chart(chart: str, version: str, **extra: Any) -> ResourceView:
     """A release of ``chart`` whose values pin every image scw_platform/data/images.yaml lists for it
-    (with SHA where the file records no digest)."""
+    at its recorded value (a gap's path left out: the rule admits it as recorded)."""
     from scw_platform import images
 
     flat: dict[str, Any] = {}
     for image in images.for_chart(chart):
         assert image.chart is not None
         for vp in image.chart.values:
-            forms = {"tag-suffix": f"{image.tag or 'v1'}@{SHA}", "hex-appended": SHA.removeprefix("sha256:")}
-            flat[vp.path] = forms.get(vp.form, SHA)
+            value = image.value_for(vp)
+            if value is not None:
+                flat[vp.path] = value
     flat.update(extra)
     return helm(version, nested(flat), chart=chart)
 
@@ -529,6 +536,16 @@ CASES: dict[str, list[Case]] = {
         (
             stack(pinned_chart("cert-manager", "v1.21.1", **{"webhook.image.digest": "sha256:beef"})),
             stack(pinned_chart("cert-manager", "v1.21.1")),
+        ),
+        (
+            # A well-formed digest that is not the recorded one (stale, or another image's).
+            stack(pinned_chart("cert-manager", "v1.21.1", **{"webhook.image.digest": SHA})),
+            stack(pinned_chart("cert-manager", "v1.21.1")),
+        ),
+        (
+            # The same in a pod spec: an image images.yaml records, with another digest.
+            stack(workload(f"web:1@{SHA}", f"docker.io/library/busybox:1.37.0@{SHA}")),
+            stack(workload(f"web:1@{SHA}", images_ref("busybox"))),
         ),
         (
             # digest-appended paths take the bare digest, not tag@digest.
