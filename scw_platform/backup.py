@@ -111,10 +111,11 @@ def digest_problem(image: str) -> str | None:
     )
 
 
-#: The jobs' image pull policy, whatever the reference. By digest (production), the content is
-#: fixed, so pulling again proves nothing and only adds a registry outage to the job's failure
-#: modes. By tag (accepted outside production) never ``Always``: a tag moved in the registry must
-#: not reach the next run of a job that holds every database's read-only password.
+#: The jobs' image pull policy, whatever the reference. By digest (required in production, where
+#: the jobs run), the content is fixed, so pulling again proves nothing and only adds a registry
+#: outage to the job's failure modes. By tag (accepted outside production) it only narrows the
+#: window: a node that has the image keeps running it, one that does not pulls whatever the tag
+#: names now; the digest is what keeps a moved tag out.
 PULL_POLICY = "IfNotPresent"
 
 

@@ -43,17 +43,17 @@ import pulumi_kubernetes as k8s
 import pulumiverse_scaleway as scaleway
 import yaml
 
-from scw_platform import kube
 from scw_platform.observability import (
     ALERTMANAGER_SECRETS,
     HEARTBEAT_SECRET,
-    MIMIRTOOL_IMAGE,
     MONITORING_NAMESPACE,
     TELEGRAM_SECRET,
     WEBHOOK_SECRET,
     ContactPoint,
     ObservabilitySettings,
     alertmanager_config,
+    mimirtool_job_spec,
+    mimirtool_policy_spec,
 )
 
 TOKEN_SECRET = "cockpit-alertmanager-token"
@@ -110,58 +110,16 @@ def config_hash(points: Sequence[ContactPoint], *, heartbeat: bool) -> str:
     return hashlib.sha256(yaml.safe_dump(redacted, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def load_policy_spec() -> Any:
-    """The load Job talks to DNS and Cockpit's public HTTPS endpoint only; nothing talks to it."""
-    return {
-        "podSelector": {"matchLabels": dict(LOAD_LABELS)},
-        "policyTypes": ["Ingress", "Egress"],
-        # Cockpit's endpoints are public names without a published address range.
-        "egress": [kube.dns_egress_rule(), kube.public_https_egress_rule()],
-    }
-
-
 def load_job_spec(address: pulumi.Input[str]) -> Any:
     """``mimirtool alertmanager load`` of the configuration Secret into one alert manager."""
-    return {
-        "backoffLimit": 3,
-        "activeDeadlineSeconds": 600,
-        "template": {
-            "metadata": {"labels": dict(LOAD_LABELS)},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 65534,
-                    "runAsGroup": 65534,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [
-                    {
-                        "name": "mimirtool",
-                        "image": MIMIRTOOL_IMAGE,
-                        "imagePullPolicy": "Always",
-                        "args": ["alertmanager", "load", f"/config/{CONFIG_KEY}"],
-                        "env": [
-                            {"name": "MIMIR_ADDRESS", "value": address},
-                            # Cockpit takes its token as the tenant, as for the rule groups.
-                            {
-                                "name": "MIMIR_TENANT_ID",
-                                "valueFrom": {"secretKeyRef": {"name": TOKEN_SECRET, "key": "token"}},
-                            },
-                        ],
-                        "resources": {
-                            "requests": {"cpu": "10m", "memory": "32Mi"},
-                            "limits": {"cpu": "200m", "memory": "128Mi"},
-                        },
-                        "securityContext": dict(kube.RESTRICTED_CONTAINER),
-                        "volumeMounts": [{"name": "config", "mountPath": "/config", "readOnly": True}],
-                    }
-                ],
-                "volumes": [{"name": "config", "secret": {"secretName": CONFIG_SECRET}}],
-            },
-        },
-    }
+    return mimirtool_job_spec(
+        pod_labels=LOAD_LABELS,
+        args=["alertmanager", "load", f"/config/{CONFIG_KEY}"],
+        address=address,
+        token_secret=TOKEN_SECRET,
+        volume="config",
+        files={"secret": {"secretName": CONFIG_SECRET}},
+    )
 
 
 #: Why the load Job departs from two checkov defaults (validate.py requires a reason).
@@ -267,7 +225,7 @@ class CockpitRouting(pulumi.ComponentResource):
         policy = k8s.networking.v1.NetworkPolicy(
             f"{name}-load-egress",
             metadata={"name": "platform-alertmanager-load", "namespace": MONITORING_NAMESPACE},
-            spec=load_policy_spec(),
+            spec=mimirtool_policy_spec(LOAD_LABELS),
             opts=in_namespace,
         )
         digest = config_hash(settings.contact_points, heartbeat=settings.heartbeat)

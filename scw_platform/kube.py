@@ -42,16 +42,6 @@ PULL_SECRET = "registry-pull"
 REGISTRY_USERNAME = "nologin"
 
 
-#: A container's security context under Pod Security ``restricted``, root filesystem read-only
-#: (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
-RESTRICTED_CONTAINER: Mapping[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "readOnlyRootFilesystem": True,
-    "runAsNonRoot": True,
-    "capabilities": {"drop": ["ALL"]},
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-
 #: Well-known node labels the spread is over: the node's zone (set from the cloud provider) and
 #: its name (set by the kubelet). kubernetes.io/docs/reference/labels-annotations-taints/
 ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"

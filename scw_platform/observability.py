@@ -858,23 +858,37 @@ def monitoring_policy_spec(
     }
 
 
-def rules_sync_policy_spec() -> Any:
-    """The sync Job talks to DNS and Cockpit's public HTTPS endpoints only; nothing talks to it."""
+def mimirtool_policy_spec(pod_labels: Mapping[str, str]) -> Any:
+    """A mimirtool Job talks to DNS and Cockpit's public HTTPS endpoints only; nothing talks to it."""
     return {
-        "podSelector": {"matchLabels": dict(RULES_SYNC_LABELS)},
+        "podSelector": {"matchLabels": dict(pod_labels)},
         "policyTypes": ["Ingress", "Egress"],
         # Cockpit's endpoints are public names without a published address range.
         "egress": [kube.dns_egress_rule(), kube.public_https_egress_rule()],
     }
 
 
-def rules_sync_job_spec(target: str, address: pulumi.Input[str]) -> Any:
-    """``mimirtool rules sync`` of one rule file against one Cockpit data source."""
+def rules_sync_policy_spec() -> Any:
+    return mimirtool_policy_spec(RULES_SYNC_LABELS)
+
+
+def mimirtool_job_spec(
+    *,
+    pod_labels: Mapping[str, str],
+    args: Sequence[str],
+    address: pulumi.Input[str],
+    token_secret: str,
+    volume: str,
+    files: Mapping[str, Any],
+) -> Any:
+    """A pinned ``mimirtool`` run against one Cockpit endpoint (``address``), its tenant the
+    Cockpit token in ``token_secret``, reading the volume ``files`` (a ConfigMap or Secret volume
+    source) at ``/<volume>``: unprivileged, read-only, no service account token."""
     return {
         "backoffLimit": 3,
         "activeDeadlineSeconds": 600,
         "template": {
-            "metadata": {"labels": dict(RULES_SYNC_LABELS)},
+            "metadata": {"labels": dict(pod_labels)},
             "spec": {
                 "restartPolicy": "Never",
                 "automountServiceAccountToken": False,
@@ -889,13 +903,13 @@ def rules_sync_job_spec(target: str, address: pulumi.Input[str]) -> Any:
                         "name": "mimirtool",
                         "image": MIMIRTOOL_IMAGE,
                         "imagePullPolicy": "Always",
-                        "args": ["rules", "sync", f"--rule-files=/rules/{target}.yaml"],
+                        "args": list(args),
                         "env": [
                             {"name": "MIMIR_ADDRESS", "value": address},
                             # Cockpit takes its token as the tenant ID.
                             {
                                 "name": "MIMIR_TENANT_ID",
-                                "valueFrom": {"secretKeyRef": {"name": RULES_TOKEN_SECRET, "key": "token"}},
+                                "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}},
                             },
                         ],
                         "resources": {
@@ -903,13 +917,25 @@ def rules_sync_job_spec(target: str, address: pulumi.Input[str]) -> Any:
                             "limits": {"cpu": "200m", "memory": "128Mi"},
                         },
                         "securityContext": dict(_RESTRICTED_CONTAINER),
-                        "volumeMounts": [{"name": "rules", "mountPath": "/rules", "readOnly": True}],
+                        "volumeMounts": [{"name": volume, "mountPath": f"/{volume}", "readOnly": True}],
                     }
                 ],
-                "volumes": [{"name": "rules", "configMap": {"name": RULES_CONFIG_MAP}}],
+                "volumes": [{"name": volume, **files}],
             },
         },
     }
+
+
+def rules_sync_job_spec(target: str, address: pulumi.Input[str]) -> Any:
+    """``mimirtool rules sync`` of one rule file against one Cockpit data source."""
+    return mimirtool_job_spec(
+        pod_labels=RULES_SYNC_LABELS,
+        args=["rules", "sync", f"--rule-files=/rules/{target}.yaml"],
+        address=address,
+        token_secret=RULES_TOKEN_SECRET,
+        volume="rules",
+        files={"configMap": {"name": RULES_CONFIG_MAP}},
+    )
 
 
 #: Why the rules-sync Job departs from two checkov defaults (validate.py requires a reason).

@@ -161,7 +161,7 @@ def test_the_load_job_is_restricted_and_reads_its_tenant_from_the_token_secret()
     assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert spec["template"]["metadata"]["labels"] == routing.load_policy_spec()["podSelector"]["matchLabels"]
+    assert spec["template"]["metadata"]["labels"] == routing.LOAD_LABELS
 
 
 # --- Through the program -------------------------------------------------------------------------
