@@ -46,6 +46,7 @@ import yaml
 from scw_platform.observability import (
     ALERTMANAGER_SECRETS,
     HEARTBEAT_SECRET,
+    MIMIRTOOL_CHECKOV_SKIPS,
     MONITORING_NAMESPACE,
     TELEGRAM_SECRET,
     WEBHOOK_SECRET,
@@ -120,14 +121,6 @@ def load_job_spec(address: pulumi.Input[str]) -> Any:
         volume="config",
         files={"secret": {"secretName": CONFIG_SECRET}},
     )
-
-
-#: Why the load Job departs from two checkov defaults (validate.py requires a reason).
-LOAD_CHECKOV_SKIPS = {
-    "checkov.io/skip1": "CKV_K8S_35=mimirtool takes the tenant (the Cockpit token) only from its "
-    "--id flag or MIMIR_TENANT_ID; the variable comes from a secretKeyRef and nothing prints it",
-    "checkov.io/skip2": "CKV_K8S_43=pinned by tag (MIMIRTOOL_IMAGE), like the rules sync Job",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -234,7 +227,7 @@ class CockpitRouting(pulumi.ComponentResource):
             metadata={
                 "name": f"platform-alertmanager-{digest}",
                 "namespace": MONITORING_NAMESPACE,
-                "annotations": LOAD_CHECKOV_SKIPS,
+                "annotations": MIMIRTOOL_CHECKOV_SKIPS,
             },
             spec=load_job_spec(self.alert_manager.alert_manager_url),
             opts=pulumi.ResourceOptions.merge(

@@ -1059,31 +1059,44 @@ class ArgoCd(pulumi.ComponentResource):
         watches its Secrets, so neither waits for the other: until the ExternalSecret has synced,
         sign-in fails and nothing else does."""
         assert args.oidc is not None
-        if args.secret_store is None:
-            raise ValueError("single sign-on needs the secret store its client secret is read from")
-        k8s.apiextensions.CustomResource(
+        store = self._store(args, "single sign-on needs the secret store its client secret is read from")
+        self._vault_secret(
             f"{name}-oidc-secret",
-            api_version="external-secrets.io/v1",
-            kind="ExternalSecret",
-            metadata={"name": OIDC_SECRET, "namespace": ARGOCD_NAMESPACE},
-            spec=oidc_secret_spec(store=args.secret_store, remote_key=args.oidc.client_secret_remote_key),
-            opts=pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[namespace, *args.secrets_depends_on]
-            ),
+            OIDC_SECRET,
+            oidc_secret_spec(store=store, remote_key=args.oidc.client_secret_remote_key),
+            args,
+            namespace,
         )
 
     def _webhook_secret(self, name: str, args: ArgoCdArgs, namespace: pulumi.Resource) -> None:
         """The Git webhook's shared secret, from the vault into WEBHOOK_SECRET (argocd-secret refers
         to it). Until it syncs, Argo CD refuses the deliveries and the poll carries on."""
         assert args.webhook is not None
-        if args.secret_store is None:
-            raise ValueError("the Git webhook needs the secret store its shared secret is read from")
-        k8s.apiextensions.CustomResource(
+        store = self._store(args, "the Git webhook needs the secret store its shared secret is read from")
+        self._vault_secret(
             f"{name}-webhook-secret",
+            WEBHOOK_SECRET,
+            webhook_secret_spec(store=store, remote_key=args.webhook.secret_remote_key),
+            args,
+            namespace,
+        )
+
+    @staticmethod
+    def _store(args: ArgoCdArgs, why: str) -> str:
+        if args.secret_store is None:
+            raise ValueError(why)
+        return args.secret_store
+
+    def _vault_secret(
+        self, resource_name: str, secret: str, spec: Any, args: ArgoCdArgs, namespace: pulumi.Resource
+    ) -> None:
+        """One of Argo CD's Secrets synced from the vault by an ExternalSecret in its namespace."""
+        k8s.apiextensions.CustomResource(
+            resource_name,
             api_version="external-secrets.io/v1",
             kind="ExternalSecret",
-            metadata={"name": WEBHOOK_SECRET, "namespace": ARGOCD_NAMESPACE},
-            spec=webhook_secret_spec(store=args.secret_store, remote_key=args.webhook.secret_remote_key),
+            metadata={"name": secret, "namespace": ARGOCD_NAMESPACE},
+            spec=spec,
             opts=pulumi.ResourceOptions(
                 parent=self, provider=args.provider, depends_on=[namespace, *args.secrets_depends_on]
             ),
