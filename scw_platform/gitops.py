@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator
 
 from scw_platform import helm, kube, labels
 from scw_platform.contract import (
@@ -87,18 +87,24 @@ IMAGE_UPDATER_INTERVAL_DEFAULT_SECONDS = 120
 IMAGE_UPDATER_INTERVAL_MIN_SECONDS = 60
 
 
-def poll_interval_problem(seconds: int, *, minimum: int, what: str) -> str | None:
-    """Why a poll interval is refused: 0 (or less) switches the poll off, which would leave no
-    fallback when an event is lost; below ``minimum`` every cycle costs the Git host or the
+def poll_interval(*, minimum: int, what: str) -> AfterValidator:
+    """A poll interval's validator. 0 (or less) is refused: it switches the poll off, which would
+    leave no fallback when an event is lost; below ``minimum`` every cycle costs the Git host or the
     registry one request per app for little gain, events being the fast path."""
-    if seconds <= 0:
-        return f"must be at least {minimum} (seconds); 0 would switch {what} off, leaving no fallback"
-    if seconds < minimum:
-        return (
-            f"must be at least {minimum} (seconds), got {seconds}: each cycle of {what} asks the "
-            "remote once per app; events (webhooks) are the fast path, the poll only their fallback"
-        )
-    return None
+
+    def check(seconds: int) -> int:
+        if seconds <= 0:
+            raise ValueError(
+                f"must be at least {minimum} (seconds); 0 would switch {what} off, leaving no fallback"
+            )
+        if seconds < minimum:
+            raise ValueError(
+                f"must be at least {minimum} (seconds), got {seconds}: each cycle of {what} asks the "
+                "remote once per app; events (webhooks) are the fast path, the poll only their fallback"
+            )
+        return seconds
+
+    return AfterValidator(check)
 
 
 class ArgoCdWebhookSettings(Settings):
@@ -124,20 +130,12 @@ class ArgoCdSettings(Settings):
     """Single sign-on. With it, the local admin account is disabled."""
     webhook: ArgoCdWebhookSettings | None = None
     """The Git host's push webhook: Argo CD refreshes on each push instead of waiting for its poll."""
-    reconciliation_timeout_seconds: int = RECONCILIATION_DEFAULT_SECONDS
+    reconciliation_timeout_seconds: Annotated[
+        int, poll_interval(minimum=RECONCILIATION_MIN_SECONDS, what="Argo CD's repository poll")
+    ] = RECONCILIATION_DEFAULT_SECONDS
     """Argo CD's poll of the repository (seconds, at least 60; Argo CD adds up to 60 s of jitter): the
     fallback behind the webhook.
     """
-
-    @field_validator("reconciliation_timeout_seconds")
-    @classmethod
-    def _polls(cls, seconds: int) -> int:
-        problem = poll_interval_problem(
-            seconds, minimum=RECONCILIATION_MIN_SECONDS, what="Argo CD's repository poll"
-        )
-        if problem is not None:
-            raise ValueError(problem)
-        return seconds
 
 
 class CommitAuthor(Settings):
@@ -156,20 +154,13 @@ class ImageUpdaterSettings(Settings):
     """Branch the updater commits to; the Git host opens a merge request from it."""
     commit_author: CommitAuthor = CommitAuthor()
     """Who the image updater's commits are by."""
-    interval_seconds: int = IMAGE_UPDATER_INTERVAL_DEFAULT_SECONDS
+    interval_seconds: Annotated[
+        int,
+        poll_interval(minimum=IMAGE_UPDATER_INTERVAL_MIN_SECONDS, what="the image updater's registry poll"),
+    ] = IMAGE_UPDATER_INTERVAL_DEFAULT_SECONDS
     """How often the updater checks the registry for new tags (seconds, at least 60). A poll: Scaleway's
     registry sends no webhook the updater understands (docs/gitops.md).
     """
-
-    @field_validator("interval_seconds")
-    @classmethod
-    def _polls(cls, seconds: int) -> int:
-        problem = poll_interval_problem(
-            seconds, minimum=IMAGE_UPDATER_INTERVAL_MIN_SECONDS, what="the image updater's registry poll"
-        )
-        if problem is not None:
-            raise ValueError(problem)
-        return seconds
 
 
 class ImageUpdate(Settings):
