@@ -4,7 +4,6 @@ Cockpit's alert manager by a mimirtool Job; checked with Debian's amtool."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,8 @@ from scw_platform import cockpit_routing as routing
 from scw_platform import observability as obs
 from scw_platform.observability import ContactPoint, ObservabilitySettings
 from tests.harness import plaintext_secrets, unwrap
+from tests.unit.test_alert_routing import AMTOOL, _routes_to
 
-AMTOOL = shutil.which("amtool")
 OBS = "platform:operations"
 PAGER = {"name": "oncall", "kind": "telegram", "chatId": -1001234567890, "receives": "page"}
 CHANNEL = {"name": "team", "kind": "telegram", "chatId": "-1009876543210", "receives": "channel"}
@@ -118,17 +117,6 @@ def test_the_load_is_named_by_the_routing_and_never_by_a_credential() -> None:
         points, heartbeat=False, credentials={obs.TELEGRAM_SECRET: routing.REDACTED}
     )
     assert yaml.safe_dump(redacted).count(routing.REDACTED) == 2
-
-
-def _routes_to(path: Path, *labels: str) -> set[str]:
-    assert AMTOOL is not None
-    result = subprocess.run(
-        [AMTOOL, "config", "routes", "test", f"--config.file={path}", *labels],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {name for name in result.stdout.strip().split(",") if name}
 
 
 @pytest.mark.skipif(AMTOOL is None, reason="amtool not found: install Debian's prometheus-alertmanager")
